@@ -1,0 +1,628 @@
+"""cffi builder for ``commssl._openssl`` (out-of-line, API mode).
+
+The C declarations are grouped by OpenSSL area, version prelude first. Each area
+has INCLUDES-free TYPES (opaque types, constants) and FUNCTIONS (prototypes, with
+macros declared as functions, which API mode allows). CUSTOMIZATIONS holds the
+small C helpers for the hot paths: chain copy with up-refs, verify-callback
+dispatch, blocking I/O loops that run without the GIL, and certificate data.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from cffi import FFI, PkgConfigError
+
+PRELUDE = """
+#include <openssl/opensslv.h>
+#if OPENSSL_VERSION_NUMBER < 0x30000000L
+#error "commssl needs OpenSSL >= 3.0 (headers found: " OPENSSL_VERSION_TEXT ")"
+#endif
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/pem.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/evp.h>
+#include <string.h>
+#include <errno.h>
+#include <time.h>
+#ifdef _WIN32
+#include <winsock2.h>
+#define commssl_poll WSAPoll
+typedef WSAPOLLFD commssl_pollfd;
+#else
+#include <poll.h>
+#define commssl_poll poll
+typedef struct pollfd commssl_pollfd;
+#endif
+"""
+
+VERSION = """
+static const long OPENSSL_VERSION_NUMBER;
+static const char *const OPENSSL_VERSION_TEXT;
+static const int OPENSSL_VERSION;
+unsigned long OpenSSL_version_num(void);
+const char *OpenSSL_version(int);
+"""
+
+CRYPTO = """
+void OPENSSL_free(void *);
+"""
+
+ERR = """
+unsigned long ERR_get_error(void);
+unsigned long ERR_peek_last_error(void);
+void ERR_clear_error(void);
+void ERR_error_string_n(unsigned long, char *, size_t);
+const char *ERR_reason_error_string(unsigned long);
+const char *ERR_lib_error_string(unsigned long);
+int ERR_GET_LIB(unsigned long);
+int ERR_GET_REASON(unsigned long);
+static const int ERR_LIB_SSL;
+static const int ERR_LIB_X509;
+static const int ERR_LIB_PEM;
+static const int ERR_LIB_SYS;
+"""
+
+BIO = """
+typedef ... BIO;
+typedef ... BIO_METHOD;
+const BIO_METHOD *BIO_s_mem(void);
+BIO *BIO_new(const BIO_METHOD *);
+BIO *BIO_new_file(const char *, const char *);
+BIO *BIO_new_mem_buf(const void *, int);
+int BIO_free(BIO *);
+int BIO_read(BIO *, void *, int);
+int BIO_write(BIO *, const void *, int);
+size_t BIO_ctrl_pending(BIO *);
+long BIO_get_mem_data(BIO *, char **);
+long BIO_set_mem_eof_return(BIO *, long);
+"""
+
+X509 = """
+typedef ... X509;
+typedef ... X509_NAME;
+typedef ... EVP_PKEY;
+static const int NID_commonName;
+void X509_free(X509 *);
+int X509_up_ref(X509 *);
+X509 *PEM_read_bio_X509(BIO *, X509 **, void *, void *);
+X509 *d2i_X509_bio(BIO *, X509 **);
+int i2d_X509(X509 *, unsigned char **);
+X509_NAME *X509_get_subject_name(const X509 *);
+X509_NAME *X509_get_issuer_name(const X509 *);
+"""
+
+X509_VFY = """
+typedef ... X509_STORE_CTX;
+typedef ... X509_STORE;
+static const int X509_V_OK;
+static const int X509_V_ERR_UNSPECIFIED;
+static const int X509_V_ERR_APPLICATION_VERIFICATION;
+static const int X509_V_ERR_HOSTNAME_MISMATCH;
+static const int X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT;
+static const int X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN;
+static const int X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY;
+static const int X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT;
+static const int X509_V_ERR_CERT_HAS_EXPIRED;
+X509 *X509_STORE_CTX_get_current_cert(const X509_STORE_CTX *);
+int X509_STORE_CTX_get_error(const X509_STORE_CTX *);
+void X509_STORE_CTX_set_error(X509_STORE_CTX *, int);
+int X509_STORE_CTX_get_error_depth(const X509_STORE_CTX *);
+void *X509_STORE_CTX_get_ex_data(const X509_STORE_CTX *, int);
+const char *X509_verify_cert_error_string(long);
+"""
+
+SSL = """
+typedef ... SSL_METHOD;
+typedef ... SSL_CTX;
+typedef ... SSL;
+static const int SSL_VERIFY_NONE;
+static const int SSL_VERIFY_PEER;
+static const int SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+static const int SSL_VERIFY_CLIENT_ONCE;
+static const int SSL_VERIFY_POST_HANDSHAKE;
+static const int SSL_ERROR_NONE;
+static const int SSL_ERROR_SSL;
+static const int SSL_ERROR_WANT_READ;
+static const int SSL_ERROR_WANT_WRITE;
+static const int SSL_ERROR_WANT_X509_LOOKUP;
+static const int SSL_ERROR_SYSCALL;
+static const int SSL_ERROR_ZERO_RETURN;
+static const int SSL_FILETYPE_PEM;
+static const int TLS1_VERSION;
+static const int TLS1_1_VERSION;
+static const int TLS1_2_VERSION;
+static const int TLS1_3_VERSION;
+static const int SSL3_VERSION;
+static const long SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
+static const long SSL_MODE_ENABLE_PARTIAL_WRITE;
+static const long SSL_OP_NO_RENEGOTIATION;
+static const long SSL_OP_NO_COMPRESSION;
+static const int SSL_R_UNEXPECTED_EOF_WHILE_READING;
+static const int SSL_R_CERTIFICATE_VERIFY_FAILED;
+static const int SSL_R_NO_SHARED_CIPHER;
+static const int SSL_R_NO_SHARED_GROUPS;
+static const int SSL_R_NO_CIPHERS_AVAILABLE;
+static const int SSL_R_NO_PROTOCOLS_AVAILABLE;
+static const int SSL_R_UNSUPPORTED_PROTOCOL;
+static const int SSL_R_TLSV1_ALERT_PROTOCOL_VERSION;
+static const int SSL_R_TLSV1_ALERT_INSUFFICIENT_SECURITY;
+static const int SSL_R_NO_SUITABLE_KEY_SHARE;
+static const int SSL_R_DH_KEY_TOO_SMALL;
+static const int SSL_R_VERSION_TOO_LOW;
+static const int SSL_R_VERSION_TOO_HIGH;
+static const int SSL_R_INAPPROPRIATE_FALLBACK;
+static const int SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE;
+
+const SSL_METHOD *TLS_method(void);
+const SSL_METHOD *TLS_client_method(void);
+const SSL_METHOD *TLS_server_method(void);
+
+SSL_CTX *SSL_CTX_new(const SSL_METHOD *);
+void SSL_CTX_free(SSL_CTX *);
+int SSL_CTX_up_ref(SSL_CTX *);
+long SSL_CTX_set_options(SSL_CTX *, long);
+long SSL_CTX_get_options(SSL_CTX *);
+int SSL_CTX_set_min_proto_version(SSL_CTX *, int);
+int SSL_CTX_set_max_proto_version(SSL_CTX *, int);
+int SSL_CTX_use_certificate_chain_file(SSL_CTX *, const char *);
+int SSL_CTX_use_PrivateKey_file(SSL_CTX *, const char *, int);
+int SSL_CTX_check_private_key(const SSL_CTX *);
+int SSL_CTX_load_verify_locations(SSL_CTX *, const char *, const char *);
+int SSL_CTX_set_default_verify_paths(SSL_CTX *);
+void SSL_CTX_set_default_passwd_cb(SSL_CTX *, int (*)(char *, int, int, void *));
+void SSL_CTX_set_default_passwd_cb_userdata(SSL_CTX *, void *);
+void SSL_CTX_set_verify(SSL_CTX *, int, int (*)(int, X509_STORE_CTX *));
+int SSL_CTX_get_verify_mode(const SSL_CTX *);
+void SSL_CTX_set_verify_depth(SSL_CTX *, int);
+int SSL_CTX_get_verify_depth(const SSL_CTX *);
+void SSL_CTX_set_cert_verify_callback(SSL_CTX *, int (*)(X509_STORE_CTX *, void *), void *);
+int SSL_CTX_set_cipher_list(SSL_CTX *, const char *);
+int SSL_CTX_set_ciphersuites(SSL_CTX *, const char *);
+
+SSL *SSL_new(SSL_CTX *);
+void SSL_free(SSL *);
+int SSL_up_ref(SSL *);
+SSL_CTX *SSL_get_SSL_CTX(const SSL *);
+int SSL_set_fd(SSL *, int);
+int SSL_get_fd(const SSL *);
+void SSL_set_bio(SSL *, BIO *, BIO *);
+void SSL_set_connect_state(SSL *);
+void SSL_set_accept_state(SSL *);
+int SSL_is_server(const SSL *);
+int SSL_is_init_finished(const SSL *);
+int SSL_in_init(const SSL *);
+long SSL_set_mode(SSL *, long);
+long SSL_set_options(SSL *, long);
+int SSL_do_handshake(SSL *);
+int SSL_read_ex(SSL *, void *, size_t, size_t *);
+int SSL_write_ex(SSL *, const void *, size_t, size_t *);
+int SSL_pending(const SSL *);
+int SSL_shutdown(SSL *);
+int SSL_get_shutdown(const SSL *);
+void SSL_set_shutdown(SSL *, int);
+static const int SSL_SENT_SHUTDOWN;
+static const int SSL_RECEIVED_SHUTDOWN;
+int SSL_get_error(const SSL *, int);
+int SSL_version(const SSL *);
+const char *SSL_get_version(const SSL *);
+void SSL_set_verify(SSL *, int, int (*)(int, X509_STORE_CTX *));
+int SSL_get_verify_mode(const SSL *);
+void SSL_set_verify_depth(SSL *, int);
+int SSL_get_verify_depth(const SSL *);
+long SSL_get_verify_result(const SSL *);
+long SSL_set_tlsext_host_name(SSL *, const char *);
+const char *SSL_get_servername(const SSL *, const int);
+static const int TLSEXT_NAMETYPE_host_name;
+int SSL_set1_host(SSL *, const char *);
+typedef ... X509_VERIFY_PARAM;
+X509_VERIFY_PARAM *SSL_get0_param(SSL *);
+int X509_VERIFY_PARAM_set1_ip_asc(X509_VERIFY_PARAM *, const char *);
+X509 *SSL_get0_peer_certificate(const SSL *);
+X509 *SSL_get1_peer_certificate(const SSL *);
+int SSL_get_ex_data_X509_STORE_CTX_idx(void);
+const char *SSL_get_cipher_name(const SSL *);
+"""
+
+HELPERS = """
+/* Per-SSL record reached through ex_data: the Python wrapper's handle, what
+   the trampolines should call, and the first verification failure seen. */
+typedef struct {
+    void *py;
+    int py_verify;
+    int conn_verify;
+    int fail_depth;
+    int fail_error;
+    int fail_count;
+} commssl_state;
+
+static const int COMMSSL_OP_HANDSHAKE;
+static const int COMMSSL_OP_READ;
+static const int COMMSSL_OP_WRITE;
+static const int COMMSSL_OP_SHUTDOWN;
+static const int COMMSSL_TIMEOUT;
+static const int COMMSSL_EINTR;
+static const int COMMSSL_SHUTDOWN_SENT;
+
+int commssl_init(void);
+int commssl_set_state(SSL *, commssl_state *);
+commssl_state *commssl_get_state(const SSL *);
+SSL *commssl_store_ssl(X509_STORE_CTX *);
+
+int commssl_verify_cb(int, X509_STORE_CTX *);
+int commssl_cert_verify_cb(X509_STORE_CTX *, void *);
+extern "Python" int _commssl_verify_py(void *, int, X509_STORE_CTX *);
+extern "Python" int _commssl_conn_verify_py(void *, int, X509_STORE_CTX *);
+extern "Python" int _commssl_password_py(char *, int, int, void *);
+
+int commssl_copy_peer_chain(SSL *, X509_STORE_CTX *, X509 **, int);
+void commssl_free_certs(X509 **, int);
+int commssl_do(SSL *, int, void *, size_t, size_t *);
+int commssl_io(SSL *, int, void *, size_t, size_t *, int);
+int commssl_cert_info(X509 *, BIO *);
+int commssl_serial(X509 *, unsigned char *, int, int *);
+int commssl_common_name(X509 *, unsigned char **);
+"""
+
+CUSTOMIZATIONS = r"""
+typedef struct {
+    void *py;
+    int py_verify;
+    int conn_verify;
+    int fail_depth;
+    int fail_error;
+    int fail_count;
+} commssl_state;
+
+static int _commssl_verify_py(void *, int, X509_STORE_CTX *);
+static int _commssl_conn_verify_py(void *, int, X509_STORE_CTX *);
+static int _commssl_password_py(char *, int, int, void *);
+
+static const int COMMSSL_OP_HANDSHAKE = 0;
+static const int COMMSSL_OP_READ = 1;
+static const int COMMSSL_OP_WRITE = 2;
+static const int COMMSSL_OP_SHUTDOWN = 3;
+static const int COMMSSL_TIMEOUT = -1;
+static const int COMMSSL_EINTR = -2;
+static const int COMMSSL_SHUTDOWN_SENT = -3;
+
+static int commssl_ssl_idx = -1;
+
+int commssl_init(void)
+{
+    if (commssl_ssl_idx < 0)
+        commssl_ssl_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    return commssl_ssl_idx;
+}
+
+int commssl_set_state(SSL *ssl, commssl_state *st)
+{
+    return SSL_set_ex_data(ssl, commssl_ssl_idx, st);
+}
+
+commssl_state *commssl_get_state(const SSL *ssl)
+{
+    return ssl ? (commssl_state *)SSL_get_ex_data(ssl, commssl_ssl_idx) : NULL;
+}
+
+SSL *commssl_store_ssl(X509_STORE_CTX *store)
+{
+    return (SSL *)X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+}
+
+/* The verify callback commssl installs for Python callables and for "no
+   callback": records the first failure (for SSLVerificationFailure.depth),
+   and calls Python only when the connection has a Python callable. An SSL
+   that commssl does not know fails closed when Python was asked for. */
+static void commssl_note_failure(commssl_state *st, X509_STORE_CTX *store)
+{
+    if (st->fail_count++ == 0) {
+        st->fail_depth = X509_STORE_CTX_get_error_depth(store);
+        st->fail_error = X509_STORE_CTX_get_error(store);
+    }
+}
+
+int commssl_verify_cb(int ok, X509_STORE_CTX *store)
+{
+    commssl_state *st = commssl_get_state(commssl_store_ssl(store));
+    if (st == NULL)
+        return ok;
+    if (st->py_verify) {
+        int accepted = st->py != NULL && _commssl_verify_py(st->py, ok, store);
+        if (ok && !accepted)
+            X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+        ok = accepted;
+    }
+    if (!ok)
+        commssl_note_failure(st, store);
+    return ok;
+}
+
+/* Whole-chain callback for abstract contexts' verify_callback(conn): OpenSSL
+   checks the chain first, then Python decides. */
+int commssl_cert_verify_cb(X509_STORE_CTX *store, void *arg)
+{
+    int ok = X509_verify_cert(store);
+    commssl_state *st = commssl_get_state(commssl_store_ssl(store));
+    int accepted = st != NULL && st->py != NULL && st->conn_verify
+                   && _commssl_conn_verify_py(st->py, ok > 0, store);
+    (void)arg;
+    if (accepted)
+        return 1;
+    if (ok > 0)
+        X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+    if (st != NULL && st->fail_count++ == 0) {
+        st->fail_depth = 0;
+        st->fail_error = X509_STORE_CTX_get_error(store);
+    }
+    return 0;
+}
+
+/* The certificates the peer sent, leaf first, each with one new reference.
+   While a verification runs the store context holds them; afterwards the
+   session does, and on the server side OpenSSL keeps the leaf apart from the
+   chain. Returns how many there are; copies nothing when that exceeds max. */
+int commssl_copy_peer_chain(SSL *ssl, X509_STORE_CTX *verifying, X509 **out, int max)
+{
+    STACK_OF(X509) *sk;
+    X509 *leaf = NULL;
+    int i, n, k = 0;
+
+    if (verifying != NULL) {
+        sk = X509_STORE_CTX_get0_untrusted(verifying);
+        if (sk == NULL || sk_X509_num(sk) == 0) {
+            sk = NULL;
+            leaf = X509_STORE_CTX_get0_cert(verifying);
+        }
+    } else {
+        sk = SSL_get_peer_cert_chain(ssl);
+        if (SSL_is_server(ssl))
+            leaf = SSL_get0_peer_certificate(ssl);
+    }
+    n = (leaf != NULL) + (sk != NULL ? sk_X509_num(sk) : 0);
+    if (n > max)
+        return n;
+    if (leaf != NULL) {
+        X509_up_ref(leaf);
+        out[k++] = leaf;
+    }
+    for (i = 0; sk != NULL && i < sk_X509_num(sk); i++) {
+        X509 *x = sk_X509_value(sk, i);
+        X509_up_ref(x);
+        out[k++] = x;
+    }
+    return n;
+}
+
+void commssl_free_certs(X509 **certs, int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        X509_free(certs[i]);
+}
+
+/* One step of an SSL operation. Returns 0 when it completed (for reads and
+   writes *done holds the byte count), COMMSSL_SHUTDOWN_SENT when a shutdown
+   still waits for the peer's close_notify, else the SSL_ERROR_* code. The
+   error queue is cleared first so what follows belongs to this call. */
+int commssl_do(SSL *ssl, int op, void *buf, size_t len, size_t *done)
+{
+    int r;
+    ERR_clear_error();
+    errno = 0;
+    switch (op) {
+    case 0: r = SSL_do_handshake(ssl); break;
+    case 1: r = SSL_read_ex(ssl, buf, len, done); break;
+    case 2: r = SSL_write_ex(ssl, buf, len, done); break;
+    default:
+        r = SSL_shutdown(ssl);
+        if (r == 0)
+            return COMMSSL_SHUTDOWN_SENT;
+        break;
+    }
+    return r == 1 ? 0 : SSL_get_error(ssl, r);
+}
+
+static long long commssl_now_ms(void)
+{
+#ifdef _WIN32
+    return (long long)GetTickCount64();
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+#endif
+}
+
+/* Drive an operation on a non-blocking socket, polling while OpenSSL wants
+   to read or write, until it completes, fails, or timeout_ms (negative: no
+   limit) runs out. Called through cffi, so the GIL is released throughout. */
+int commssl_io(SSL *ssl, int op, void *buf, size_t len, size_t *done, int timeout_ms)
+{
+    long long deadline = timeout_ms >= 0 ? commssl_now_ms() + timeout_ms : -1;
+    commssl_pollfd p;
+    int e, wait, r;
+
+    p.fd = SSL_get_fd(ssl);
+    for (;;) {
+        e = commssl_do(ssl, op, buf, len, done);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+            return e;
+        p.events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        p.revents = 0;
+        wait = -1;
+        if (deadline >= 0) {
+            long long left = deadline - commssl_now_ms();
+            if (left <= 0)
+                return COMMSSL_TIMEOUT;
+            wait = (int)left;
+        }
+        r = commssl_poll(&p, 1, wait);
+        if (r == 0)
+            return COMMSSL_TIMEOUT;
+        if (r < 0) {
+#ifndef _WIN32
+            if (errno == EINTR)
+                return COMMSSL_EINTR;
+#endif
+            return SSL_ERROR_SYSCALL;
+        }
+    }
+}
+
+/* Certificate data in one call, as tagged records into a memory BIO: one tag
+   byte, a 4-byte little-endian length, then the bytes (UTF-8 for text). */
+static int commssl_put(BIO *out, char tag, const void *data, int len)
+{
+    unsigned char hdr[5];
+    if (len < 0)
+        return 0;
+    hdr[0] = (unsigned char)tag;
+    hdr[1] = (unsigned char)(len & 0xff);
+    hdr[2] = (unsigned char)((len >> 8) & 0xff);
+    hdr[3] = (unsigned char)((len >> 16) & 0xff);
+    hdr[4] = (unsigned char)((len >> 24) & 0xff);
+    return BIO_write(out, hdr, 5) == 5 && (len == 0 || BIO_write(out, data, len) == len);
+}
+
+static int commssl_put_entry(BIO *out, char tag, X509_NAME *name, int nid)
+{
+    unsigned char *utf8 = NULL;
+    int len, i = X509_NAME_get_index_by_NID(name, nid, -1);
+    if (i < 0)
+        return 1;
+    len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+    if (len < 0)
+        return 0;
+    i = commssl_put(out, tag, utf8, len);
+    OPENSSL_free(utf8);
+    return i;
+}
+
+static int commssl_put_name(BIO *out, char tag, X509_NAME *name)
+{
+    BIO *mem = BIO_new(BIO_s_mem());
+    char *data;
+    long len;
+    int ok;
+    if (mem == NULL)
+        return 0;
+    ok = X509_NAME_print_ex(mem, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0;
+    len = BIO_get_mem_data(mem, &data);
+    ok = ok && commssl_put(out, tag, data, (int)len);
+    BIO_free(mem);
+    return ok;
+}
+
+static int commssl_put_time(BIO *out, char tag, const ASN1_TIME *t)
+{
+    struct tm tm;
+    char buf[32];
+    if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
+        return 1;
+    snprintf(buf, sizeof buf, "%04d%02d%02d%02d%02d%02d", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return commssl_put(out, tag, buf, (int)strlen(buf));
+}
+
+int commssl_serial(X509 *x, unsigned char *buf, int size, int *negative)
+{
+    const ASN1_INTEGER *s = X509_get0_serialNumber(x);
+    int len = ASN1_STRING_length(s);
+    if (len > size)
+        return -len;
+    memcpy(buf, ASN1_STRING_get0_data(s), len);
+    *negative = ASN1_STRING_type(s) == V_ASN1_NEG_INTEGER;
+    return len;
+}
+
+int commssl_common_name(X509 *x, unsigned char **out)
+{
+    X509_NAME *name = X509_get_subject_name(x);
+    int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    *out = NULL;
+    if (i < 0)
+        return -1;
+    return ASN1_STRING_to_UTF8(out, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+}
+
+int commssl_cert_info(X509 *x, BIO *out)
+{
+    unsigned char serial[64], md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int neg = 0, len, i, ok = 1;
+    STACK_OF(OPENSSL_STRING) *emails;
+    GENERAL_NAMES *sans;
+
+    ok = ok && commssl_put_entry(out, 'C', X509_get_subject_name(x), NID_commonName);
+    len = commssl_serial(x, serial, sizeof serial, &neg);
+    ok = ok && len >= 0 && commssl_put(out, neg ? 'N' : 'S', serial, len);
+    emails = X509_get1_email(x);
+    for (i = 0; ok && emails != NULL && i < sk_OPENSSL_STRING_num(emails); i++) {
+        const char *e = sk_OPENSSL_STRING_value(emails, i);
+        ok = commssl_put(out, 'E', e, (int)strlen(e));
+    }
+    X509_email_free(emails);
+    ok = ok && commssl_put_name(out, 's', X509_get_subject_name(x));
+    ok = ok && commssl_put_name(out, 'i', X509_get_issuer_name(x));
+    ok = ok && commssl_put_entry(out, 'c', X509_get_issuer_name(x), NID_commonName);
+    ok = ok && commssl_put_time(out, 'b', X509_get0_notBefore(x));
+    ok = ok && commssl_put_time(out, 'a', X509_get0_notAfter(x));
+    sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (i = 0; ok && sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
+        GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        ASN1_STRING *v = NULL;
+        char tag = 0;
+        switch (g->type) {
+        case GEN_DNS: tag = 'D'; v = g->d.dNSName; break;
+        case GEN_IPADD: tag = 'I'; v = g->d.iPAddress; break;
+        case GEN_EMAIL: tag = 'M'; v = g->d.rfc822Name; break;
+        case GEN_URI: tag = 'U'; v = g->d.uniformResourceIdentifier; break;
+        default: break;
+        }
+        if (v != NULL)
+            ok = commssl_put(out, tag, ASN1_STRING_get0_data(v), ASN1_STRING_length(v));
+    }
+    GENERAL_NAMES_free(sans);
+    ok = ok && X509_digest(x, EVP_sha256(), md, &mdlen) && commssl_put(out, 'F', md, (int)mdlen);
+    return ok;
+}
+"""
+
+CDEF = VERSION + CRYPTO + ERR + BIO + X509 + X509_VFY + SSL + HELPERS
+
+
+def _build() -> FFI:
+    ffi = FFI()
+    ffi.cdef(CDEF)
+    source = PRELUDE + CUSTOMIZATIONS
+    kwargs = {"py_limited_api": not sys.implementation.name == "pypy"}
+    if sys.platform == "win32":
+        libraries = ["libssl", "libcrypto", "ws2_32", "crypt32", "advapi32", "user32"]
+        ffi.set_source("commssl._openssl", source, libraries=libraries, **kwargs)
+        return ffi
+    try:
+        ffi.set_source_pkgconfig("commssl._openssl", ["libssl", "libcrypto"], source, **kwargs)
+    except PkgConfigError:
+        prefix = os.environ.get("OPENSSL_DIR")
+        extra = {}
+        if prefix:
+            extra = {
+                "include_dirs": [os.path.join(prefix, "include")],
+                "library_dirs": [os.path.join(prefix, "lib")],
+            }
+        ffi.set_source("commssl._openssl", source, libraries=["ssl", "crypto"], **extra, **kwargs)
+    return ffi
+
+
+ffibuilder = _build()
+
+if __name__ == "__main__":
+    ffibuilder.compile(tmpdir="build/cffi", verbose=True)

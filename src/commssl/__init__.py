@@ -1,0 +1,110 @@
+"""commssl: the OpenSSL side of the LispWorks COMM SSL interface for Python.
+
+Verification modes with Python or C verify callbacks, and the peer's
+certificates as real ``X509*`` pointers that are copied (reference count +1)
+and released explicitly. See the README for a tour and the differences from
+LispWorks.
+"""
+
+from ._binding import ffi, lib
+from .certificates import (
+    copy_certificate,
+    get_certificate_common_name,
+    get_certificate_data,
+    get_certificate_serial_number,
+    pem_read,
+    release_certificates_vector,
+)
+from .connection import (
+    peer_certificates,
+    ssl_connection_copy_peer_certificates,
+    ssl_connection_get_peer_certificates_data,
+    ssl_connection_protocol_version,
+    ssl_connection_ssl_ref,
+    ssl_connection_verify,
+)
+from .contexts import (
+    SSLAbstractContext,
+    create_ssl_client_context,
+    create_ssl_server_context,
+    destroy_ssl_ctx,
+    make_ssl_ctx,
+    set_ssl_ctx_password_callback,
+    ssl_ctx_load_verify_locations,
+    ssl_ctx_use_certificate_chain_file,
+    ssl_ctx_use_privatekey_file,
+)
+from .errors import (
+    CertificateReleasedError,
+    SSLClosed,
+    SSLCondition,
+    SSLError,
+    SSLFailure,
+    SSLHandshakeTimeout,
+    SSLVerificationFailure,
+    SSLVersionOrCipherMismatch,
+)
+from .pointers import (
+    SSLCtxPointer,
+    SSLPointer,
+    X509Pointer,
+    X509StoreCtxPointer,
+    outstanding_certificates,
+    release_certificate,
+)
+from .streams import (
+    SocketStream,
+    attach_ssl,
+    create_ssl_socket_stream,
+    detach_ssl,
+    open_tcp_stream,
+    socket_stream_ctx,
+    socket_stream_handshake,
+    socket_stream_ssl,
+    socket_stream_ssl_side,
+)
+from .verification import (
+    get_verification_mode,
+    set_verification_depth,
+    set_verification_mode,
+    x509_store_ctx_get_connection,
+    x509_store_ctx_get_current_cert,
+    x509_store_ctx_get_error,
+    x509_store_ctx_get_error_depth,
+    x509_store_ctx_set_error,
+    x509_verify_cert_error_string,
+)
+
+__version__ = "0.1.0"
+
+
+def openssl_version() -> dict:
+    """The OpenSSL the extension was built against and the one loaded now."""
+    from ._binding import text
+
+    return {
+        "built": text(lib.OPENSSL_VERSION_TEXT),
+        "loaded": text(lib.OpenSSL_version(lib.OPENSSL_VERSION)),
+        "built_number": int(lib.OPENSSL_VERSION_NUMBER),
+        "loaded_number": int(lib.OpenSSL_version_num()),
+    }
+
+
+__all__ = [
+    "CertificateReleasedError", "SSLAbstractContext", "SSLClosed", "SSLCondition", "SSLCtxPointer",
+    "SSLError", "SSLFailure", "SSLHandshakeTimeout", "SSLPointer", "SSLVerificationFailure",
+    "SSLVersionOrCipherMismatch", "SocketStream", "X509Pointer", "X509StoreCtxPointer",
+    "__version__", "attach_ssl", "copy_certificate", "create_ssl_client_context",
+    "create_ssl_server_context", "create_ssl_socket_stream", "destroy_ssl_ctx", "detach_ssl", "ffi",
+    "get_certificate_common_name", "get_certificate_data", "get_certificate_serial_number",
+    "get_verification_mode", "lib", "make_ssl_ctx", "open_tcp_stream", "openssl_version",
+    "outstanding_certificates", "peer_certificates", "pem_read", "release_certificate",
+    "release_certificates_vector", "set_ssl_ctx_password_callback", "set_verification_depth",
+    "set_verification_mode", "socket_stream_ctx", "socket_stream_handshake", "socket_stream_ssl",
+    "socket_stream_ssl_side", "ssl_connection_copy_peer_certificates",
+    "ssl_connection_get_peer_certificates_data", "ssl_connection_protocol_version",
+    "ssl_connection_ssl_ref", "ssl_connection_verify", "ssl_ctx_load_verify_locations",
+    "ssl_ctx_use_certificate_chain_file", "ssl_ctx_use_privatekey_file",
+    "x509_store_ctx_get_connection", "x509_store_ctx_get_current_cert", "x509_store_ctx_get_error",
+    "x509_store_ctx_get_error_depth", "x509_store_ctx_set_error", "x509_verify_cert_error_string",
+]

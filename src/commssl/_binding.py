@@ -1,0 +1,98 @@
+"""The thin layer over the compiled module: initialisation, return-code checks,
+and the one path that turns OpenSSL's error queue into exceptions."""
+
+from __future__ import annotations
+
+from typing import List, NoReturn, Optional, Type
+
+from ._openssl import ffi, lib
+from .errors import (
+    SSLClosed,
+    SSLCondition,
+    SSLError,
+    SSLFailure,
+    SSLVersionOrCipherMismatch,
+)
+
+if lib.OpenSSL_version_num() < 0x30000000:
+    raise ImportError(
+        "commssl needs OpenSSL >= 3.0 at run time; loaded "
+        + ffi.string(lib.OpenSSL_version(lib.OPENSSL_VERSION)).decode()
+    )
+lib.commssl_init()
+
+_MISMATCH_REASONS = frozenset(
+    (
+        lib.SSL_R_NO_SHARED_CIPHER,
+        lib.SSL_R_NO_SHARED_GROUPS,
+        lib.SSL_R_NO_CIPHERS_AVAILABLE,
+        lib.SSL_R_NO_PROTOCOLS_AVAILABLE,
+        lib.SSL_R_UNSUPPORTED_PROTOCOL,
+        lib.SSL_R_TLSV1_ALERT_PROTOCOL_VERSION,
+        lib.SSL_R_TLSV1_ALERT_INSUFFICIENT_SECURITY,
+        lib.SSL_R_NO_SUITABLE_KEY_SHARE,
+        lib.SSL_R_DH_KEY_TOO_SMALL,
+        lib.SSL_R_VERSION_TOO_LOW,
+        lib.SSL_R_VERSION_TOO_HIGH,
+        lib.SSL_R_INAPPROPRIATE_FALLBACK,
+    )
+)
+
+
+def text(p: object) -> str:
+    """A C string from OpenSSL as ``str`` (``""`` for NULL)."""
+    return "" if p == ffi.NULL else ffi.string(p).decode("utf-8", "replace")  # type: ignore[arg-type]
+
+
+def error_text(code: int) -> str:
+    buf = ffi.new("char[256]")
+    lib.ERR_error_string_n(code, buf, 256)
+    return ffi.string(buf).decode("utf-8", "replace")
+
+
+def drain() -> List[int]:
+    """Empty this thread's OpenSSL error queue, oldest first."""
+    codes = []
+    while True:
+        code = lib.ERR_get_error()
+        if not code:
+            return codes
+        codes.append(code)
+
+
+def raise_last(what: str, exc: Type[SSLCondition] = SSLFailure) -> NoReturn:
+    """Raise ``exc`` for a failed call, with OpenSSL's reason strings."""
+    codes = drain()
+    reasons = "; ".join(text(lib.ERR_reason_error_string(c)) or error_text(c) for c in codes)
+    raise exc(f"{what}: {reasons or 'unknown OpenSSL error'}", codes[-1] if codes else None)
+
+
+def check(ok: int, what: str) -> None:
+    """Raise ``SSLFailure`` with the error queue when an OpenSSL call returned <= 0."""
+    if ok <= 0:
+        raise_last(what)
+
+
+def raise_io_error(err: int, what: str, os_errno: int = 0) -> NoReturn:
+    """Map an ``SSL_get_error`` result, with the error queue, to the condition classes."""
+    codes = drain()
+    last: Optional[int] = codes[-1] if codes else None
+    reasons = "; ".join(text(lib.ERR_reason_error_string(c)) or error_text(c) for c in codes)
+    if err == lib.SSL_ERROR_ZERO_RETURN:
+        raise SSLClosed(f"{what}: the peer closed the TLS connection", "closed")
+    if err == lib.SSL_ERROR_SYSCALL or (
+        last is not None
+        and lib.ERR_GET_LIB(last) == lib.ERR_LIB_SSL
+        and lib.ERR_GET_REASON(last) == lib.SSL_R_UNEXPECTED_EOF_WHILE_READING
+    ):
+        detail = reasons or (f"errno {os_errno}" if os_errno else "the peer closed the connection")
+        raise SSLError(f"{what}: {detail}", last)
+    if err == lib.SSL_ERROR_SSL:
+        exc: Type[SSLCondition] = SSLFailure
+        if last is not None and lib.ERR_GET_REASON(last) in _MISMATCH_REASONS:
+            exc = SSLVersionOrCipherMismatch
+        raise exc(f"{what}: {reasons or 'protocol failure'}", last)
+    raise SSLCondition(f"{what}: SSL error {err} {reasons}".rstrip(), last)
+
+
+__all__ = ["ffi", "lib", "check", "drain", "raise_last", "raise_io_error", "text"]

@@ -1,0 +1,217 @@
+"""Peer certificates as owned ``X509*`` pointers, and reading them.
+
+These functions take pointers, never streams: ``copy_peer_certificates`` takes
+the connection's ``SSLPointer``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import os
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
+
+from ._binding import ffi, lib, raise_last
+from .errors import SSLFailure
+from .pointers import (
+    SSLPointer,
+    X509Pointer,
+    live_certificate,
+    own_certificates,
+    release_certificate,
+)
+
+CertificateData = List[Tuple[str, Any]]
+
+_CHAIN_GUESS = 16
+
+
+def copy_peer_certificates(sslp: SSLPointer) -> List[X509Pointer]:
+    """The certificates the peer sent, leaf first, each an owned pointer. While
+    a verify callback runs, these are the certificates being verified."""
+    ssl = sslp._live()
+    verifying = sslp.verifying if sslp.verifying is not None else ffi.NULL
+    buf = ffi.new("X509 *[]", _CHAIN_GUESS)
+    n = lib.commssl_copy_peer_chain(ssl, verifying, buf, _CHAIN_GUESS)
+    if n > _CHAIN_GUESS:
+        buf = ffi.new("X509 *[]", n)
+        n = lib.commssl_copy_peer_chain(ssl, verifying, buf, n)
+    return own_certificates(buf[0:n])
+
+
+def release_certificates_vector(vec: Sequence[Optional[X509Pointer]]) -> None:
+    """``release_certificate`` on every element that is not ``None``.
+
+    Every element is checked first, so a bad element releases nothing.
+    """
+    if not isinstance(vec, (list, tuple)):
+        raise TypeError(f"vec must be a list of X509Pointer or None, not {type(vec).__name__}")
+    for i, cert in enumerate(vec):
+        if cert is not None:
+            live_certificate(cert, f"vec[{i}]")
+    for cert in vec:
+        if cert is not None:
+            release_certificate(cert)
+
+
+def copy_certificate(cert: X509Pointer) -> X509Pointer:
+    """A new owned reference (``X509_up_ref``) to a live pointer, owned or borrowed."""
+    cdata = live_certificate(cert)
+    lib.X509_up_ref(cdata)
+    return own_certificates((cdata,))[0]
+
+
+@contextlib.contextmanager
+def certificates_released(certs: List[Optional[X509Pointer]]) -> Iterator[List[Optional[X509Pointer]]]:
+    """Yield ``certs``; on exit release the elements that are still owned and not ``None``."""
+    try:
+        yield certs
+    finally:
+        for cert in certs:
+            if cert is not None and cert.owned:
+                release_certificate(cert)
+
+
+def pem_read(thing: str, filename: "os.PathLike[str] | str", *, errorp: bool = True) -> Optional[X509Pointer]:
+    """Read the first PEM certificate of a file as an owned pointer.
+
+    ``thing`` must be ``"X509"``. On failure raises ``SSLFailure`` with OpenSSL's
+    reason, or returns ``None`` when ``errorp`` is false (LispWorks' default).
+    """
+    if not isinstance(thing, str):
+        raise TypeError(f"thing must be a str, not {type(thing).__name__}")
+    if thing != "X509":
+        raise ValueError(f"pem_read reads thing 'X509' only, not {thing!r}")
+    path = os.fsencode(filename)
+    bio = lib.BIO_new_file(path, b"r")
+    if bio == ffi.NULL:
+        if errorp:
+            raise_last(f"pem_read: cannot open {os.fsdecode(path)!r}")
+        return None
+    try:
+        x = lib.PEM_read_bio_X509(bio, ffi.NULL, ffi.NULL, ffi.NULL)
+    finally:
+        lib.BIO_free(bio)
+    if x == ffi.NULL:
+        if errorp:
+            raise_last(f"pem_read: no certificate in {os.fsdecode(path)!r}", SSLFailure)
+        return None
+    return own_certificates((x,))[0]
+
+
+# -- reading certificates -------------------------------------------------------
+
+_SERIAL_BUF = 64
+
+
+def get_certificate_serial_number(cert: X509Pointer) -> int:
+    """The serial number, of any size (negative ones as OpenSSL parsed them)."""
+    cdata = live_certificate(cert)
+    buf = ffi.new("unsigned char[]", _SERIAL_BUF)
+    neg = ffi.new("int *")
+    n = lib.commssl_serial(cdata, buf, _SERIAL_BUF, neg)
+    if n < 0:
+        buf = ffi.new("unsigned char[]", -n)
+        n = lib.commssl_serial(cdata, buf, -n, neg)
+    value = int.from_bytes(ffi.buffer(buf, n), "big")
+    return -value if neg[0] else value
+
+
+def get_certificate_common_name(cert: X509Pointer) -> Optional[str]:
+    """The subject's common name, or ``None`` when it has none."""
+    cdata = live_certificate(cert)
+    out = ffi.new("unsigned char **")
+    n = lib.commssl_common_name(cdata, out)
+    if n < 0:
+        return None
+    try:
+        return ffi.unpack(ffi.cast("char *", out[0]), n).decode("utf-8", "replace")
+    finally:
+        lib.OPENSSL_free(out[0])
+
+
+def _utc(stamp: bytes) -> datetime.datetime:
+    return datetime.datetime.strptime(stamp.decode(), "%Y%m%d%H%M%S").replace(tzinfo=datetime.timezone.utc)
+
+
+def _records(cdata: Any) -> List[Tuple[str, bytes]]:
+    """The tagged records ``commssl_cert_info`` writes, as (tag, bytes) pairs."""
+    bio = lib.BIO_new(lib.BIO_s_mem())
+    if bio == ffi.NULL:
+        raise MemoryError("BIO_new failed")
+    try:
+        if not lib.commssl_cert_info(cdata, bio):
+            raise_last("get_certificate_data")
+        p = ffi.new("char **")
+        size = lib.BIO_get_mem_data(bio, p)
+        data = ffi.unpack(p[0], size)
+    finally:
+        lib.BIO_free(bio)
+    out, i = [], 0
+    while i < len(data):
+        n = int.from_bytes(data[i + 1 : i + 5], "little")
+        out.append((chr(data[i]), data[i + 5 : i + 5 + n]))
+        i += 5 + n
+    return out
+
+
+def get_certificate_data(cert: X509Pointer) -> CertificateData:
+    """``(keyword, value)`` pairs, as LispWorks' ``(keyword value)`` lists.
+
+    Always ``"subject-common-name"`` (str or None) and ``"serial-number"`` (int);
+    ``"emails"`` (list of str) only when the certificate has addresses; then the
+    OpenSSL extras ``"subject"``, ``"issuer"`` (RFC 2253 strings),
+    ``"issuer-common-name"``, ``"not-before"``, ``"not-after"`` (aware UTC
+    datetimes), ``"subject-alt-names"`` (list of ``(type, value)`` with types
+    ``"DNS"``, ``"IP Address"``, ``"email"``, ``"URI"``) and
+    ``"sha256-fingerprint"`` (colon-separated upper-case hex).
+    """
+    cn: Optional[str] = None
+    issuer_cn: Optional[str] = None
+    serial = 0
+    emails: List[str] = []
+    sans: List[Tuple[str, str]] = []
+    fields = {}
+    for tag, raw in _records(live_certificate(cert)):
+        if tag == "C":
+            cn = raw.decode("utf-8", "replace")
+        elif tag in "SN":
+            serial = int.from_bytes(raw, "big") * (-1 if tag == "N" else 1)
+        elif tag == "E":
+            emails.append(raw.decode("utf-8", "replace"))
+        elif tag == "c":
+            issuer_cn = raw.decode("utf-8", "replace")
+        elif tag in "si":
+            fields[tag] = raw.decode("utf-8", "replace")
+        elif tag in "ba":
+            fields[tag] = _utc(raw)
+        elif tag == "D":
+            sans.append(("DNS", raw.decode("utf-8", "replace")))
+        elif tag == "I":
+            sans.append(("IP Address", _ip(raw)))
+        elif tag == "M":
+            sans.append(("email", raw.decode("utf-8", "replace")))
+        elif tag == "U":
+            sans.append(("URI", raw.decode("utf-8", "replace")))
+        elif tag == "F":
+            fields[tag] = ":".join(f"{b:02X}" for b in raw)
+    data: CertificateData = [("subject-common-name", cn), ("serial-number", serial)]
+    if emails:
+        data.append(("emails", emails))
+    data += [
+        ("subject", fields.get("s", "")),
+        ("issuer", fields.get("i", "")),
+        ("issuer-common-name", issuer_cn),
+        ("not-before", fields.get("b")),
+        ("not-after", fields.get("a")),
+        ("subject-alt-names", sans),
+        ("sha256-fingerprint", fields.get("F", "")),
+    ]
+    return data
+
+
+def _ip(raw: bytes) -> str:
+    if len(raw) in (4, 16):
+        return str(ipaddress.ip_address(raw))
+    return raw.hex()

@@ -1,0 +1,233 @@
+"""What blocking and asyncio SSL connections share: making the ``SSL`` for a
+connection, turning a failed handshake into the right condition, and the
+``ssl_connection_*`` functions, which accept either kind of connection."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from typing import Any, Callable, Iterator, List, Optional, Tuple, Type
+
+from ._binding import drain, ffi, lib, raise_io_error
+from .certificates import (
+    CertificateData,
+    certificates_released,
+    copy_peer_certificates,
+    get_certificate_data,
+)
+from .contexts import SSLAbstractContext, make_ssl_ctx, wants_new_ctx
+from .errors import SSLHandshakeTimeout, SSLVerificationFailure
+from .pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
+from .verification import x509_verify_cert_error_string
+
+CtxCallback = Optional[Callable[[SSLCtxPointer], Any]]
+SSLCallback = Optional[Callable[[SSLPointer], Any]]
+
+_VERSIONS = {
+    lib.TLS1_3_VERSION: "tls-v1-3",
+    lib.TLS1_2_VERSION: "tls-v1-2",
+    lib.TLS1_1_VERSION: "tls-v1-1",
+    lib.TLS1_VERSION: "tls-v1",
+    lib.SSL3_VERSION: "v3",
+}
+
+
+class Connection:
+    """Marker base of the SSL connection kinds (``SocketStream``, ``AsyncSSLStream``).
+
+    ``_sslp`` is the connection's ``SSLPointer`` while SSL is attached.
+    """
+
+    _sslp: Optional[SSLPointer] = None
+
+
+def ssl_of(conn: object) -> SSLPointer:
+    """The ``SSLPointer`` of an SSL connection (an ``SSLPointer`` stands for itself)."""
+    if isinstance(conn, SSLPointer):
+        return conn
+    if not isinstance(conn, Connection):
+        raise TypeError(f"conn must be a SocketStream or AsyncSSLStream, not {type(conn).__name__}")
+    sslp = conn._sslp
+    if sslp is None:
+        raise ValueError(f"{conn!r} has no SSL attached")
+    return sslp
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+def new_ssl(
+    ssl_ctx: Any,
+    ssl_side: str,
+    *,
+    host: Optional[str] = None,
+    tlsext_host_name: Any = None,
+    ctx_configure_callback: CtxCallback = None,
+    ssl_configure_callback: SSLCallback = None,
+) -> Tuple[SSLPointer, bool, Optional[SSLCtxPointer]]:
+    """The ``SSL`` for a new connection, from any accepted ``ssl_ctx`` value.
+
+    Returns the pointer, whether the connection owns it, and the context the
+    connection made for itself (to free with it), if any. On the client side
+    SNI is ``tlsext_host_name`` (``True``: ``host``; ``None``: ``host`` when it
+    is a DNS name; ``False``: none) and the name checked against the
+    certificate is ``tlsext_host_name`` when a string, else ``host``.
+    """
+    if ssl_side not in ("server", "client", "both"):
+        raise ValueError(f"ssl_side must be 'server', 'client' or 'both', not {ssl_side!r}")
+    if tlsext_host_name is not None and not isinstance(tlsext_host_name, (str, bool)):
+        raise TypeError(f"tlsext_host_name must be a str, True, False or None, not {type(tlsext_host_name).__name__}")
+    if isinstance(ssl_ctx, SSLPointer):
+        sslp, owns_ssl, own_ctx = ssl_ctx, False, None
+        sslp._live()
+    else:
+        own_ctx = None
+        if isinstance(ssl_ctx, SSLAbstractContext):
+            if ssl_ctx.side != ssl_side and ssl_side != "both":
+                raise ValueError(f"ssl_ctx is a {ssl_ctx.side} context, used on the {ssl_side} side")
+            if tlsext_host_name is None:
+                tlsext_host_name = ssl_ctx.tlsext_host_name
+            ssl_configure_callback = ssl_configure_callback or ssl_ctx.ssl_configure_callback
+            ctx = ssl_ctx.ssl_ctx_pointer
+        elif isinstance(ssl_ctx, SSLCtxPointer):
+            ctx = ssl_ctx
+        elif wants_new_ctx(ssl_ctx):
+            ctx = own_ctx = make_ssl_ctx(ssl_ctx, ssl_side)
+            if ctx_configure_callback is not None:
+                ctx_configure_callback(ctx)
+        else:
+            raise TypeError(
+                "ssl_ctx must be True, 'default', 'v23', an SSLCtxPointer, an SSLPointer "
+                f"or an abstract context, not {ssl_ctx!r}"
+            )
+        cdata = lib.SSL_new(ctx._live())
+        if cdata == ffi.NULL:
+            raise MemoryError("SSL_new failed: " + repr(drain()))
+        sslp, owns_ssl = SSLPointer._adopt(cdata, ctx), True
+        lib.SSL_set_mode(cdata, lib.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
+        if ssl_configure_callback is not None:
+            ssl_configure_callback(sslp)
+    ssl = sslp.cdata
+    if ssl_side == "client":
+        lib.SSL_set_connect_state(ssl)
+        sni = host if tlsext_host_name is True or tlsext_host_name is None else tlsext_host_name
+        if isinstance(sni, str) and sni and not _is_ip(sni):
+            lib.SSL_set_tlsext_host_name(ssl, sni.encode("idna"))
+        name = tlsext_host_name if isinstance(tlsext_host_name, str) else host
+        if name:
+            if _is_ip(name):
+                lib.X509_VERIFY_PARAM_set1_ip_asc(lib.SSL_get0_param(ssl), name.encode())
+            else:
+                lib.SSL_set1_host(ssl, name.encode("idna"))
+    elif ssl_side == "server":
+        lib.SSL_set_accept_state(ssl)
+    sslp.reset_verification()
+    return sslp, owns_ssl, own_ctx
+
+
+def raise_failure(sslp: SSLPointer, err: int, what: str, timeout_exc: Type[Exception] = SSLHandshakeTimeout) -> None:
+    """Raise what a failed operation on ``sslp`` means: a verify callback's own
+    exception first, then a timeout, a verification failure, or the I/O error."""
+    exc = sslp.take_exception()
+    if exc is not None:
+        drain()
+        raise exc
+    if err == lib.COMMSSL_TIMEOUT:
+        drain()
+        raise timeout_exc(f"{what}: timed out")
+    os_errno = ffi.errno
+    last = lib.ERR_peek_last_error()
+    if last and lib.ERR_GET_LIB(last) == lib.ERR_LIB_SSL:
+        reason = lib.ERR_GET_REASON(last)
+        if reason == lib.SSL_R_CERTIFICATE_VERIFY_FAILED:
+            drain()
+            raise verification_failure(sslp, what)
+        if reason == lib.SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+            drain()
+            raise SSLVerificationFailure(
+                f"{what}: the peer sent no certificate", ("verification", lib.X509_V_ERR_UNSPECIFIED),
+                lib.X509_V_ERR_UNSPECIFIED, "peer did not return a certificate", None)
+    raise_io_error(err, what, os_errno)
+
+
+def verification_failure(sslp: SSLPointer, what: str) -> SSLVerificationFailure:
+    rec = sslp._record
+    code = int(lib.SSL_get_verify_result(sslp.cdata))
+    if rec.fail_count and (code == lib.X509_V_OK or code == lib.X509_V_ERR_APPLICATION_VERIFICATION):
+        code = rec.fail_error
+    depth = rec.fail_depth if rec.fail_count else None
+    message = x509_verify_cert_error_string(code)
+    if code == lib.X509_V_ERR_APPLICATION_VERIFICATION:
+        ssl_code: Any = "verify-callback"
+    else:
+        ssl_code = ("verification", code)
+    at = f" at depth {depth}" if depth is not None else ""
+    return SSLVerificationFailure(f"{what}: certificate verify failed{at}: {message}",
+                                  ssl_code, code, message, depth)
+
+
+def check_after_handshake(sslp: SSLPointer) -> None:
+    """Re-raise a callback's exception even when the handshake went on (a
+    ``"never"`` client still calls callbacks): a raising callback never passes."""
+    exc = sslp.take_exception()
+    if exc is not None:
+        raise exc
+
+
+# -- the ssl_connection_* functions ------------------------------------------
+
+
+def ssl_connection_copy_peer_certificates(conn: Any) -> List[X509Pointer]:
+    """The certificates the peer sent, leaf first, as owned pointers (release
+    them). On the server side the client's leaf is included. ``[]`` when none."""
+    return copy_peer_certificates(ssl_of(conn))
+
+
+def ssl_connection_get_peer_certificates_data(conn: Any) -> List[CertificateData]:
+    """``get_certificate_data`` of each certificate the peer sent, leaf first."""
+    certs = copy_peer_certificates(ssl_of(conn))
+    try:
+        return [get_certificate_data(c) for c in certs]
+    finally:
+        for c in certs:
+            release_certificate(c)
+
+
+def ssl_connection_verify(conn: Any) -> Tuple[bool, int]:
+    """Whether the peer's chain verified, and the ``X509_V_ERR_*`` code. During
+    a verify callback: OpenSSL's result so far. No peer certificate is never a
+    success (``X509_V_ERR_UNSPECIFIED``)."""
+    sslp = ssl_of(conn)
+    if sslp.verifying is not None:
+        code = int(lib.X509_STORE_CTX_get_error(sslp.verifying))
+        return code == lib.X509_V_OK, code
+    ssl = sslp._live()
+    if lib.SSL_get0_peer_certificate(ssl) == ffi.NULL:
+        return False, int(lib.X509_V_ERR_UNSPECIFIED)
+    code = int(lib.SSL_get_verify_result(ssl))
+    return code == lib.X509_V_OK, code
+
+
+def ssl_connection_protocol_version(conn: Any) -> str:
+    """``"tls-v1-3"``, ``"tls-v1-2"``, ``"tls-v1-1"``, ``"tls-v1"``, ``"v3"`` or ``"unknown"``."""
+    return _VERSIONS.get(lib.SSL_version(ssl_of(conn)._live()), "unknown")
+
+
+def ssl_connection_ssl_ref(conn: Any) -> SSLPointer:
+    """The connection's ``SSLPointer``."""
+    return ssl_of(conn)
+
+
+@contextlib.contextmanager
+def peer_certificates(conn: Any) -> Iterator[List[Optional[X509Pointer]]]:
+    """Copy the peer's certificates; on exit release the elements still owned
+    and not set to ``None`` (set a slot to ``None`` to keep that certificate)."""
+    certs: List[Optional[X509Pointer]] = list(copy_peer_certificates(ssl_of(conn)))
+    with certificates_released(certs) as held:
+        yield held
+

@@ -1,0 +1,271 @@
+"""SSL contexts: ``make_ssl_ctx``, their configuration, and abstract contexts.
+
+Secure defaults (a difference from LispWorks, which leaves OpenSSL's): every
+context refuses protocols older than TLS 1.2 and renegotiation, and a context
+made for the client side verifies the server against the system's trusted
+certificates; the stream then also checks the host name.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Optional, Union
+
+from ._binding import check, drain, ffi, lib
+from .pointers import SSLCtxPointer, SSLPointer
+from .verification import set_verification_mode
+
+PathArg = Union[str, "os.PathLike[str]"]
+PasswordCallback = Callable[[int, bool], Union[str, bytes]]
+
+_METHODS = {"server": lib.TLS_server_method, "client": lib.TLS_client_method, "both": lib.TLS_method}
+_NEW_CTX = ("default", "v23")
+
+
+def _side(ssl_side: object) -> str:
+    if not isinstance(ssl_side, str):
+        raise TypeError(f"ssl_side must be 'server', 'client' or 'both', not {type(ssl_side).__name__}")
+    if ssl_side not in _METHODS:
+        raise ValueError(f"ssl_side must be 'server', 'client' or 'both', not {ssl_side!r}")
+    return ssl_side
+
+
+def wants_new_ctx(ssl_ctx: object) -> bool:
+    """True for the ``ssl_ctx`` values that ask for a new context."""
+    return ssl_ctx is True or (isinstance(ssl_ctx, str) and ssl_ctx in _NEW_CTX)
+
+
+def make_ssl_ctx(ssl_ctx: Any = True, ssl_side: str = "server") -> SSLCtxPointer:
+    """A new ``SSL_CTX`` for ``ssl_side`` (``"server"``, ``"client"``, ``"both"``).
+
+    ``ssl_ctx``: ``True``, ``"default"`` or ``"v23"`` make a new context (free it
+    with ``destroy_ssl_ctx``); an ``SSLCtxPointer`` is returned as it is.
+    """
+    side = _side(ssl_side)
+    if isinstance(ssl_ctx, SSLCtxPointer):
+        return ssl_ctx
+    if isinstance(ssl_ctx, SSLPointer):
+        raise TypeError("ssl_ctx must not be an SSLPointer: make_ssl_ctx makes contexts, not connections")
+    if not wants_new_ctx(ssl_ctx):
+        raise ValueError(f"ssl_ctx must be True, 'default', 'v23' or an SSLCtxPointer, not {ssl_ctx!r}")
+    cdata = lib.SSL_CTX_new(_METHODS[side]())
+    if cdata == ffi.NULL:
+        raise MemoryError("SSL_CTX_new failed: " + repr(drain()))
+    ctx = SSLCtxPointer._adopt(cdata)
+    lib.SSL_CTX_set_min_proto_version(cdata, lib.TLS1_2_VERSION)
+    lib.SSL_CTX_set_options(cdata, lib.SSL_OP_NO_RENEGOTIATION | lib.SSL_OP_NO_COMPRESSION)
+    if side == "client":
+        set_verification_mode(ctx, "client", "always")
+        lib.SSL_CTX_set_default_verify_paths(cdata)
+    else:
+        set_verification_mode(ctx, "server", "never")
+    return ctx
+
+
+def destroy_ssl_ctx(ctx: SSLCtxPointer) -> None:
+    """Free a context made by ``make_ssl_ctx``. Connections still using it keep it
+    alive in OpenSSL until they are closed."""
+    if not isinstance(ctx, SSLCtxPointer):
+        raise TypeError(f"ctx must be an SSLCtxPointer, not {type(ctx).__name__}")
+    ctx._free()
+
+
+def _ctx(ctx: object) -> Any:
+    if isinstance(ctx, SSLCtxPointer):
+        return ctx._live()
+    pointer = getattr(ctx, "ssl_ctx_pointer", None)
+    if isinstance(pointer, SSLCtxPointer):
+        return pointer._live()
+    raise TypeError(f"ctx must be an SSLCtxPointer, not {type(ctx).__name__}")
+
+
+def _path(path: object, argument: str) -> bytes:
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{argument} must be a path (str or os.PathLike), not {type(path).__name__}")
+    return os.fsencode(path)
+
+
+def ssl_ctx_use_certificate_chain_file(ctx: SSLCtxPointer, path: PathArg) -> None:
+    """Load the certificate, then its chain, from a PEM file."""
+    check(lib.SSL_CTX_use_certificate_chain_file(_ctx(ctx), _path(path, "path")),
+          f"ssl_ctx_use_certificate_chain_file({os.fspath(path)!r})")
+
+
+def ssl_ctx_use_privatekey_file(ctx: SSLCtxPointer, path: PathArg) -> None:
+    """Load the private key (PEM); an encrypted one asks the password callback."""
+    cdata = _ctx(ctx)
+    raw = _path(path, "path")
+    pointer = ctx if isinstance(ctx, SSLCtxPointer) else ctx.ssl_ctx_pointer  # type: ignore[attr-defined]
+    pointer._password_error = None
+    ok = lib.SSL_CTX_use_PrivateKey_file(cdata, raw, lib.SSL_FILETYPE_PEM)
+    exc = pointer._password_error
+    pointer._password_error = None
+    if exc is not None:
+        drain()
+        raise exc
+    check(ok, f"ssl_ctx_use_privatekey_file({os.fspath(path)!r})")
+
+
+def ssl_ctx_load_verify_locations(
+    ctx: SSLCtxPointer, cafile: Optional[PathArg] = None, capath: Optional[PathArg] = None
+) -> None:
+    """Trust the certificates in ``cafile`` and/or the hashed directory ``capath``."""
+    if cafile is None and capath is None:
+        raise ValueError("ssl_ctx_load_verify_locations needs cafile or capath")
+    cf = ffi.NULL if cafile is None else _path(cafile, "cafile")
+    cp = ffi.NULL if capath is None else _path(capath, "capath")
+    check(lib.SSL_CTX_load_verify_locations(_ctx(ctx), cf, cp),
+          f"ssl_ctx_load_verify_locations(cafile={cafile!r}, capath={capath!r})")
+
+
+def set_ssl_ctx_password_callback(
+    ctx: SSLCtxPointer,
+    callback: Optional[PasswordCallback] = None,
+    password: Union[None, str, bytes] = None,
+) -> None:
+    """Supply the pass phrase of encrypted keys: ``callback(max_length, rwflag)``
+    returning str or bytes, or a fixed ``password``. Give exactly one."""
+    cdata = _ctx(ctx)
+    pointer = ctx if isinstance(ctx, SSLCtxPointer) else ctx.ssl_ctx_pointer  # type: ignore[attr-defined]
+    if (callback is None) == (password is None):
+        raise ValueError("set_ssl_ctx_password_callback needs exactly one of callback or password")
+    if password is not None:
+        if not isinstance(password, (str, bytes)):
+            raise TypeError(f"password must be str or bytes, not {type(password).__name__}")
+        fixed = password
+        callback = lambda max_length, rwflag: fixed  # noqa: E731
+    elif not callable(callback):
+        raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+    pointer.password = callback
+    pointer._password_handle = ffi.new_handle(pointer)
+    lib.SSL_CTX_set_default_passwd_cb(cdata, lib._commssl_password_py)
+    lib.SSL_CTX_set_default_passwd_cb_userdata(cdata, pointer._password_handle)
+
+
+@ffi.def_extern(error=-1)
+def _commssl_password_py(buf: Any, size: int, rwflag: int, userdata: Any) -> int:
+    pointer: SSLCtxPointer = ffi.from_handle(userdata)
+    try:
+        value = pointer.password(size, bool(rwflag))  # type: ignore[misc]
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        if not isinstance(value, bytes):
+            raise TypeError(f"the password callback must return str or bytes, not {type(value).__name__}")
+        if len(value) > size:
+            raise ValueError(f"the password is longer than OpenSSL's limit of {size} bytes")
+        ffi.memmove(buf, value, len(value))
+        return len(value)
+    except BaseException as exc:
+        pointer._password_error = exc
+        return -1
+
+
+# -- abstract contexts (LispWorks 8) ------------------------------------------
+
+
+class SSLAbstractContext:
+    """A reusable configuration for many connections (LispWorks' ``ssl-abstract-context``).
+
+    Accepted wherever ``ssl_ctx`` is; ``ssl_ctx_pointer`` is its ``SSL_CTX``.
+    """
+
+    def __init__(self, side: str, pointer: SSLCtxPointer, name: Optional[str],
+                 tlsext_host_name: Optional[str], ssl_configure_callback: Optional[Callable[[SSLPointer], Any]]):
+        self.side = side
+        self.ssl_ctx_pointer = pointer
+        self.name = name
+        self.tlsext_host_name = tlsext_host_name
+        self.ssl_configure_callback = ssl_configure_callback
+
+    def __repr__(self) -> str:
+        return f"<SSLAbstractContext {self.side} {self.name or ''}>".replace(" >", ">")
+
+
+def _abstract(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg],
+              password: Union[None, str, bytes], password_callback: Optional[PasswordCallback],
+              openssl_trusted_file: Optional[PathArg], openssl_trusted_directory: Optional[PathArg],
+              verify_callback: Optional[Callable[[Any], Any]],
+              openssl_ctx_configure_callback: Optional[Callable[[SSLCtxPointer], Any]],
+              openssl_ssl_configure_callback: Optional[Callable[[SSLPointer], Any]],
+              tlsext_host_name: Optional[str], name: Optional[str]) -> SSLAbstractContext:
+    if verify_callback is not None and not callable(verify_callback):
+        raise TypeError(f"verify_callback must be callable or None, not {type(verify_callback).__name__}")
+    if tlsext_host_name is not None and not isinstance(tlsext_host_name, str):
+        raise TypeError(f"tlsext_host_name must be a str or None, not {type(tlsext_host_name).__name__}")
+    ctx = make_ssl_ctx(True, side)
+    if password is not None or password_callback is not None:
+        set_ssl_ctx_password_callback(ctx, password_callback, password)
+    if cert_file is not None:
+        ssl_ctx_use_certificate_chain_file(ctx, cert_file)
+    if key_file is not None:
+        ssl_ctx_use_privatekey_file(ctx, key_file)
+    elif cert_file is not None:
+        ssl_ctx_use_privatekey_file(ctx, cert_file)
+    if openssl_trusted_file == "default":
+        lib.SSL_CTX_set_default_verify_paths(ctx.cdata)
+    elif openssl_trusted_file is not None or openssl_trusted_directory is not None:
+        ssl_ctx_load_verify_locations(ctx, openssl_trusted_file, openssl_trusted_directory)
+    if verify_callback is not None:
+        # The callback decides after OpenSSL's own check; servers then ask for a certificate.
+        set_verification_mode(ctx, side, "always")
+        ctx.conn_verify = verify_callback
+        lib.SSL_CTX_set_cert_verify_callback(ctx.cdata, lib.commssl_cert_verify_cb, ffi.NULL)
+    if openssl_ctx_configure_callback is not None:
+        openssl_ctx_configure_callback(ctx)
+    return SSLAbstractContext(side, ctx, name, tlsext_host_name, openssl_ssl_configure_callback)
+
+
+def create_ssl_client_context(
+    *,
+    cert_file: Optional[PathArg] = None,
+    key_file: Optional[PathArg] = None,
+    password: Union[None, str, bytes] = None,
+    password_callback: Optional[PasswordCallback] = None,
+    openssl_trusted_file: Optional[PathArg] = None,
+    openssl_trusted_directory: Optional[PathArg] = None,
+    verify_callback: Optional[Callable[[Any], Any]] = None,
+    tlsext_host_name: Optional[str] = None,
+    openssl_ctx_configure_callback: Optional[Callable[[SSLCtxPointer], Any]] = None,
+    openssl_ssl_configure_callback: Optional[Callable[[SSLPointer], Any]] = None,
+    name: Optional[str] = None,
+) -> SSLAbstractContext:
+    """A client context (LispWorks 8 ``create-ssl-client-context``).
+
+    Without ``verify_callback`` it verifies the server's chain against
+    ``openssl_trusted_file``/``_directory`` (default: the system's) and its host
+    name. With ``verify_callback(conn) -> bool`` OpenSSL checks first and the
+    callback's answer decides.
+    """
+    return _abstract("client", cert_file=cert_file, key_file=key_file, password=password,
+                     password_callback=password_callback, openssl_trusted_file=openssl_trusted_file,
+                     openssl_trusted_directory=openssl_trusted_directory, verify_callback=verify_callback,
+                     openssl_ctx_configure_callback=openssl_ctx_configure_callback,
+                     openssl_ssl_configure_callback=openssl_ssl_configure_callback,
+                     tlsext_host_name=tlsext_host_name, name=name)
+
+
+def create_ssl_server_context(
+    *,
+    cert_file: Optional[PathArg] = None,
+    key_file: Optional[PathArg] = None,
+    password: Union[None, str, bytes] = None,
+    password_callback: Optional[PasswordCallback] = None,
+    openssl_trusted_file: Optional[PathArg] = None,
+    openssl_trusted_directory: Optional[PathArg] = None,
+    verify_callback: Optional[Callable[[Any], Any]] = None,
+    openssl_ctx_configure_callback: Optional[Callable[[SSLCtxPointer], Any]] = None,
+    openssl_ssl_configure_callback: Optional[Callable[[SSLPointer], Any]] = None,
+    name: Optional[str] = None,
+) -> SSLAbstractContext:
+    """A server context (LispWorks 8 ``create-ssl-server-context``).
+
+    ``cert_file`` holds the certificate and its chain; ``key_file`` (default:
+    ``cert_file``) the key. With ``verify_callback(conn) -> bool`` the server asks
+    for a client certificate and the callback decides; without, it asks for none.
+    """
+    return _abstract("server", cert_file=cert_file, key_file=key_file, password=password,
+                     password_callback=password_callback, openssl_trusted_file=openssl_trusted_file,
+                     openssl_trusted_directory=openssl_trusted_directory, verify_callback=verify_callback,
+                     openssl_ctx_configure_callback=openssl_ctx_configure_callback,
+                     openssl_ssl_configure_callback=openssl_ssl_configure_callback,
+                     tlsext_host_name=None, name=name)

@@ -1,0 +1,295 @@
+"""Typed wrappers of OpenSSL pointers, and the ownership of ``X509*``.
+
+Every owned ``X509Pointer`` holds exactly one reference to its certificate.
+Releasing it drops that reference once; a second release, or a release of a
+borrowed pointer, raises and frees nothing. The released flag and the
+process-wide outstanding count change together under one lock, so copies and
+releases from several threads keep the books right.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+import weakref
+from typing import Any, Callable, Iterable, List, Optional
+
+from ._binding import ffi, lib
+from .errors import CertificateReleasedError
+
+_OWNED, _BORROWED, _RELEASED, _EXPIRED = 0, 1, 2, 3
+
+_lock = threading.Lock()
+_outstanding = 0
+
+
+class _Pointer:
+    """Base of the pointer wrappers: ``.cdata`` is the cffi pointer."""
+
+    __slots__ = ("cdata", "__weakref__")
+    cdata: Any
+
+    @property
+    def address(self) -> int:
+        """The C pointer as an integer, for other bindings of the same library."""
+        return int(ffi.cast("uintptr_t", self.cdata))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} 0x{self.address:x}>"
+
+
+class X509Pointer(_Pointer):
+    """An ``X509*``, either owned (release it) or borrowed (read it while lent)."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, cdata: Any) -> None:
+        """Wrap a raw ``X509*`` as a borrowed pointer (commssl takes no reference)."""
+        if not isinstance(cdata, ffi.CData) or ffi.typeof(cdata) is not ffi.typeof("X509 *"):
+            raise TypeError(f"cdata must be an 'X509 *' cdata, not {cdata!r}")
+        if cdata == ffi.NULL:
+            raise ValueError("cdata must not be NULL")
+        self.cdata = cdata
+        self._state = _BORROWED
+
+    @property
+    def released(self) -> bool:
+        """True once released (or, for a borrowed pointer, once OpenSSL took it back)."""
+        return self._state >= _RELEASED
+
+    @property
+    def owned(self) -> bool:
+        """True while this pointer holds a reference that must be released."""
+        return self._state == _OWNED
+
+    def __repr__(self) -> str:
+        state = ("owned", "borrowed", "released", "expired")[self._state]
+        return f"<X509Pointer 0x{self.address:x} {state}>"
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) != _OWNED:
+            return
+        try:
+            _release_one(self)
+            warnings.warn(
+                f"unreleased {self!r} garbage-collected; call release_certificate()",
+                ResourceWarning,
+                stacklevel=2,
+            )
+        except Exception:  # interpreter shutdown: modules may be gone
+            pass
+
+
+def own_certificates(cdatas: Iterable[Any]) -> List[X509Pointer]:
+    """Wrap ``X509*`` values that each already carry one new reference."""
+    global _outstanding
+    new = object.__new__
+    out = []
+    for c in cdatas:
+        p = new(X509Pointer)
+        p.cdata = c
+        p._state = _OWNED
+        out.append(p)
+    with _lock:
+        _outstanding += len(out)
+    return out
+
+
+def borrow_certificate(cdata: Any) -> X509Pointer:
+    p = object.__new__(X509Pointer)
+    p.cdata = cdata
+    p._state = _BORROWED
+    return p
+
+
+def expire(pointers: Iterable[X509Pointer]) -> None:
+    """End the loan of borrowed pointers (their owner may now free them)."""
+    for p in pointers:
+        if p._state == _BORROWED:
+            p._state = _EXPIRED
+
+
+def live_certificate(cert: object, argument: str = "cert") -> Any:
+    """The ``X509*`` of a usable pointer, or the documented exception."""
+    if type(cert) is not X509Pointer:
+        raise TypeError(f"{argument} must be an X509Pointer, not {type(cert).__name__}")
+    if cert._state >= _RELEASED:
+        raise CertificateReleasedError(f"{argument} {cert!r} was released")
+    return cert.cdata
+
+
+def _release_one(cert: X509Pointer) -> None:
+    global _outstanding
+    with _lock:
+        state = cert._state
+        if state == _OWNED:
+            cert._state = _RELEASED
+            _outstanding -= 1
+    if state == _OWNED:
+        lib.X509_free(cert.cdata)
+    elif state == _BORROWED:
+        raise CertificateReleasedError(f"{cert!r} is borrowed; only owned pointers can be released")
+    else:
+        raise CertificateReleasedError(f"{cert!r} was already released")
+
+
+def release_certificate(cert: X509Pointer) -> None:
+    """Drop the reference an owned pointer holds (``X509_free``).
+
+    Releasing it again, or releasing a borrowed pointer, raises
+    ``CertificateReleasedError`` and frees nothing.
+    """
+    if type(cert) is not X509Pointer:
+        raise TypeError(f"cert must be an X509Pointer, not {type(cert).__name__}")
+    _release_one(cert)
+
+
+def outstanding_certificates() -> int:
+    """Owned pointers handed out and not yet released, process-wide."""
+    return _outstanding
+
+
+class X509StoreCtxPointer(_Pointer):
+    """An ``X509_STORE_CTX*``, valid only inside the verify callback it was given to."""
+
+    __slots__ = ("_valid", "_ssl")
+
+    def _check(self) -> Any:
+        if not self._valid:
+            raise ValueError("store_ctx is only valid inside the verify callback it was passed to")
+        return self.cdata
+
+
+class SSLCtxPointer(_Pointer):
+    """An ``SSL_CTX*``. ``make_ssl_ctx`` makes them; ``destroy_ssl_ctx`` frees them."""
+
+    __slots__ = ("_freed", "verify", "conn_verify", "password", "_password_handle", "_password_error")
+
+    def __init__(self, cdata: Any) -> None:
+        """Wrap an ``SSL_CTX*`` made elsewhere; commssl then takes one reference of its own."""
+        if not isinstance(cdata, ffi.CData) or ffi.typeof(cdata) is not ffi.typeof("SSL_CTX *"):
+            raise TypeError(f"cdata must be an 'SSL_CTX *' cdata, not {cdata!r}")
+        lib.SSL_CTX_up_ref(cdata)
+        self._setup(cdata)
+
+    def _setup(self, cdata: Any) -> None:
+        self.cdata = cdata
+        self._freed = False
+        self.verify: Optional[Callable[..., Any]] = None
+        self.conn_verify: Optional[Callable[..., Any]] = None
+        self.password: Optional[Callable[..., Any]] = None
+        self._password_handle: Any = None
+        self._password_error: Optional[BaseException] = None
+
+    @classmethod
+    def _adopt(cls, cdata: Any) -> "SSLCtxPointer":
+        """Wrap a context whose one reference now belongs to the wrapper."""
+        self = object.__new__(cls)
+        self._setup(cdata)
+        return self
+
+    def _live(self) -> Any:
+        if self._freed:
+            raise ValueError(f"{self!r} was destroyed")
+        return self.cdata
+
+    def _free(self) -> None:
+        if not self._freed:
+            self._freed = True
+            lib.SSL_CTX_free(self.cdata)
+
+    def __del__(self) -> None:
+        try:
+            self._free()
+        except Exception:
+            pass
+
+
+class SSLPointer(_Pointer):
+    """An ``SSL*`` with commssl's per-connection record attached through ex_data.
+
+    The record routes OpenSSL's verify callbacks to this wrapper, which knows
+    the Python callable, the exception a callback raised, and the connection.
+    """
+
+    __slots__ = (
+        "_record", "_handle", "ctx", "verify", "verifying", "borrowed",
+        "exception", "_connection", "_freed", "_owns",
+    )
+
+    def __new__(cls, cdata: Any) -> "SSLPointer":
+        """The wrapper of an ``SSL*``: the existing one if commssl knows it, else a new
+        one holding a reference of its own."""
+        if not isinstance(cdata, ffi.CData) or ffi.typeof(cdata) is not ffi.typeof("SSL *"):
+            raise TypeError(f"cdata must be an 'SSL *' cdata, not {cdata!r}")
+        if cdata == ffi.NULL:
+            raise ValueError("cdata must not be NULL")
+        rec = lib.commssl_get_state(cdata)
+        if rec != ffi.NULL and rec.py != ffi.NULL:
+            existing: SSLPointer = ffi.from_handle(rec.py)
+            return existing
+        lib.SSL_up_ref(cdata)
+        self = object.__new__(cls)
+        self._setup(cdata, SSLCtxPointer(lib.SSL_get_SSL_CTX(cdata)))
+        return self
+
+    def _setup(self, cdata: Any, ctx: SSLCtxPointer) -> None:
+        self.cdata = cdata
+        self.ctx = ctx  # keeps the context's Python callables alive
+        self.verify = ctx.verify  # OpenSSL copies the context's callback at SSL_new
+        self.verifying: Any = None  # the X509_STORE_CTX* while a callback runs
+        self.borrowed: List[X509Pointer] = []
+        self.exception: Optional[BaseException] = None
+        self._connection: Any = None
+        self._freed = False
+        self._handle = ffi.new_handle(self)
+        self._record = ffi.new("commssl_state *")
+        rec = self._record
+        rec.py = self._handle
+        rec.py_verify = self.verify is not None
+        rec.conn_verify = ctx.conn_verify is not None
+        rec.fail_depth = -1
+        lib.commssl_set_state(cdata, rec)
+
+    @classmethod
+    def _adopt(cls, cdata: Any, ctx: SSLCtxPointer) -> "SSLPointer":
+        self = object.__new__(cls)
+        self._setup(cdata, ctx)
+        return self
+
+    @property
+    def connection(self) -> Any:
+        """The commssl connection (stream) using this SSL, or None."""
+        ref = self._connection
+        return ref() if ref is not None else None
+
+    @connection.setter
+    def connection(self, conn: Any) -> None:
+        self._connection = weakref.ref(conn) if conn is not None else None
+
+    def _live(self) -> Any:
+        if self._freed:
+            raise ValueError(f"{self!r} was freed")
+        return self.cdata
+
+    def reset_verification(self) -> None:
+        """Forget the last handshake's verification failure and pending exception."""
+        self._record.fail_depth = -1
+        self._record.fail_count = 0
+        self.exception = None
+
+    def take_exception(self) -> Optional[BaseException]:
+        exc, self.exception = self.exception, None
+        return exc
+
+    def _free(self) -> None:
+        if not self._freed:
+            self._freed = True
+            lib.commssl_set_state(self.cdata, ffi.NULL)
+            lib.SSL_free(self.cdata)
+
+    def __del__(self) -> None:
+        try:
+            self._free()
+        except Exception:
+            pass

@@ -1,0 +1,273 @@
+"""Verification modes, verify callbacks, and the ``X509_STORE_CTX`` helpers.
+
+Python callbacks reach OpenSSL through one C trampoline (``commssl_verify_cb``)
+that finds the connection's record through ex_data and calls the single
+``extern "Python"`` function below. A callback's exception is parked on the
+connection, verification fails closed, and the call that drove the handshake
+re-raises it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Sequence, Union
+
+from ._binding import ffi, lib, text
+from .pointers import (
+    SSLCtxPointer,
+    SSLPointer,
+    X509Pointer,
+    X509StoreCtxPointer,
+    borrow_certificate,
+    expire,
+)
+
+VerifyCallback = Callable[[bool, X509StoreCtxPointer], Any]
+Mode = Union[int, str, Sequence[str]]
+
+_FLAG_KEYWORDS = (
+    ("verify-peer", lib.SSL_VERIFY_PEER),
+    ("fail-if-no-peer-cert", lib.SSL_VERIFY_FAIL_IF_NO_PEER_CERT),
+    ("verify-client-once", lib.SSL_VERIFY_CLIENT_ONCE),
+)
+_FLAGS = dict(_FLAG_KEYWORDS)
+_SYMBOLS = {
+    "server": {
+        "never": lib.SSL_VERIFY_NONE,
+        "always": lib.SSL_VERIFY_PEER,
+        "once": lib.SSL_VERIFY_PEER | lib.SSL_VERIFY_CLIENT_ONCE,
+    },
+    "client": {"never": lib.SSL_VERIFY_NONE, "always": lib.SSL_VERIFY_PEER},
+}
+_C_CALLBACK = ffi.typeof("int(*)(int, X509_STORE_CTX *)")
+_APPLICATION_VERIFICATION = lib.X509_V_ERR_APPLICATION_VERIFICATION
+
+
+def ctx_or_ssl(obj: object, argument: str) -> Union[SSLCtxPointer, SSLPointer]:
+    """An ``SSLCtxPointer`` or ``SSLPointer`` from what the user passed (abstract
+    contexts stand for their ``SSL_CTX``)."""
+    if isinstance(obj, (SSLCtxPointer, SSLPointer)):
+        return obj
+    pointer = getattr(obj, "ssl_ctx_pointer", None)
+    if isinstance(pointer, SSLCtxPointer):
+        return pointer
+    raise TypeError(
+        f"{argument} must be an SSLCtxPointer, SSLPointer or abstract context, "
+        f"not {type(obj).__name__}"
+    )
+
+
+def mode_flags(ssl_side: str, mode: Mode) -> int:
+    """The ``SSL_VERIFY_*`` bits for a LispWorks mode on one side."""
+    if not isinstance(ssl_side, str):
+        raise TypeError(f"ssl_side must be 'server' or 'client', not {type(ssl_side).__name__}")
+    if ssl_side not in _SYMBOLS:
+        raise ValueError(f"ssl_side must be 'server' or 'client', not {ssl_side!r}")
+    if isinstance(mode, bool):
+        raise TypeError("mode must be an int, a keyword or a list of keywords, not bool")
+    if isinstance(mode, int):
+        if not 0 <= mode <= 0x7FFFFFFF:
+            raise ValueError(f"mode must be a non-negative C int, not {mode}")
+        return mode
+    if isinstance(mode, str):
+        symbols = _SYMBOLS[ssl_side]
+        if mode not in symbols:
+            accepted = ", ".join(repr(k) for k in symbols)
+            raise ValueError(f"mode {mode!r} is not accepted on the {ssl_side} side; use {accepted}, "
+                             "an int, or a list of keywords")
+        return symbols[mode]
+    if isinstance(mode, (list, tuple)):
+        flags = 0
+        for keyword in mode:
+            if not isinstance(keyword, str):
+                raise TypeError(f"mode list items must be keyword strings, not {type(keyword).__name__}")
+            if keyword not in _FLAGS:
+                accepted = ", ".join(repr(k) for k in _FLAGS)
+                raise ValueError(f"unknown mode keyword {keyword!r}; use {accepted}")
+            flags |= _FLAGS[keyword]
+        return flags
+    raise TypeError(f"mode must be an int, a keyword or a list of keywords, not {type(mode).__name__}")
+
+
+def _c_callback(callback: Any) -> Any:
+    """A cffi function pointer of type ``int(*)(int, X509_STORE_CTX *)``, as this ffi's type."""
+    ctype = ffi.typeof(callback)
+    if ctype is _C_CALLBACK:
+        return callback
+    if ctype.kind == "function" and ctype.cname == _C_CALLBACK.cname:  # another ffi's same type
+        return ffi.cast(_C_CALLBACK, callback)
+    raise TypeError(f"callback cdata must be of type '{_C_CALLBACK.cname}', not '{ctype.cname}'")
+
+
+def set_verification_mode(
+    ssl_ctx: Any, ssl_side: str, mode: Mode, callback: Union[None, VerifyCallback, Any] = None
+) -> None:
+    """Set the verification mode of a context (``SSL_CTX_set_verify``) or of one
+    connection (``SSL_set_verify``), as LispWorks' ``set-verification-mode``.
+
+    ``mode``: an int passed as is; ``"never"``, ``"always"``, ``"once"`` (server
+    only); or a list of ``"verify-peer"``, ``"fail-if-no-peer-cert"``,
+    ``"verify-client-once"``. ``callback``: ``None`` (OpenSSL's own checks;
+    clears an earlier callback), a cffi ``int(*)(int, X509_STORE_CTX *)``
+    installed as it is, or ``callback(preverify_ok, store_ctx) -> bool`` called
+    per certificate from the root's depth down to the leaf.
+    """
+    target = ctx_or_ssl(ssl_ctx, "ssl_ctx")
+    flags = mode_flags(ssl_side, mode)
+    py_callback: Optional[VerifyCallback] = None
+    if callback is None:
+        c_callback = lib.commssl_verify_cb
+    elif isinstance(callback, ffi.CData):
+        c_callback = _c_callback(callback)
+    elif callable(callback):
+        py_callback, c_callback = callback, lib.commssl_verify_cb
+    else:
+        raise TypeError(
+            "callback must be None, a callable or a cffi function pointer, "
+            f"not {type(callback).__name__}"
+        )
+    if isinstance(target, SSLCtxPointer):
+        lib.SSL_CTX_set_verify(target._live(), flags, c_callback)
+        target.verify = py_callback
+    else:
+        lib.SSL_set_verify(target._live(), flags, c_callback)
+        target.verify = py_callback
+        target._record.py_verify = py_callback is not None
+
+
+def get_verification_mode(ssl_or_ssl_ctx: Any) -> List[str]:
+    """The verify flags as keywords, in the order ``"verify-peer"``,
+    ``"fail-if-no-peer-cert"``, ``"verify-client-once"``; ``[]`` for none."""
+    target = ctx_or_ssl(ssl_or_ssl_ctx, "ssl_or_ssl_ctx")
+    if isinstance(target, SSLCtxPointer):
+        flags = lib.SSL_CTX_get_verify_mode(target._live())
+    else:
+        flags = lib.SSL_get_verify_mode(target._live())
+    return [keyword for keyword, bit in _FLAG_KEYWORDS if flags & bit]
+
+
+def set_verification_depth(ctx_or_ssl_: Any, depth: int) -> None:
+    """Limit the chain length OpenSSL accepts (``SSL[_CTX]_set_verify_depth``)."""
+    target = ctx_or_ssl(ctx_or_ssl_, "ctx_or_ssl")
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise TypeError(f"depth must be an int, not {type(depth).__name__}")
+    if not 0 <= depth <= 0x7FFFFFFF:
+        raise ValueError(f"depth must be a non-negative C int, not {depth}")
+    if isinstance(target, SSLCtxPointer):
+        lib.SSL_CTX_set_verify_depth(target._live(), depth)
+    else:
+        lib.SSL_set_verify_depth(target._live(), depth)
+
+
+# -- the trampolines' Python side -------------------------------------------
+
+
+def _park(sslp: SSLPointer, exc: BaseException) -> None:
+    if sslp.exception is None:
+        sslp.exception = exc
+
+
+def _onerror(exc_type: Any, exc: BaseException, tb: Any) -> int:
+    # Reached only when an exception hits before the callback's own try (a
+    # signal, say): park it on the connection named in the frame, fail closed.
+    while tb is not None:
+        py = tb.tb_frame.f_locals.get("py")
+        if py is not None:
+            try:
+                _park(ffi.from_handle(py), exc)
+            except Exception:
+                pass
+            break
+        tb = tb.tb_next
+    return 0
+
+
+@ffi.def_extern(onerror=_onerror)
+def _commssl_verify_py(py: Any, ok: int, store: Any) -> int:
+    sslp: SSLPointer = ffi.from_handle(py)
+    sp = object.__new__(X509StoreCtxPointer)
+    sp.cdata, sp._valid, sp._ssl = store, True, sslp
+    outer, sslp.verifying = sslp.verifying, store
+    try:
+        return 1 if sslp.verify(ok != 0, sp) else 0  # type: ignore[misc]
+    except BaseException as exc:
+        _park(sslp, exc)
+        lib.X509_STORE_CTX_set_error(store, _APPLICATION_VERIFICATION)
+        return 0
+    finally:
+        sp._valid = False
+        sslp.verifying = outer
+        if sslp.borrowed:
+            expire(sslp.borrowed)
+            sslp.borrowed.clear()
+
+
+@ffi.def_extern(onerror=_onerror)
+def _commssl_conn_verify_py(py: Any, ok: int, store: Any) -> int:
+    sslp: SSLPointer = ffi.from_handle(py)
+    outer, sslp.verifying = sslp.verifying, store
+    try:
+        conn = sslp.connection
+        decide = sslp.ctx.conn_verify
+        return 1 if decide(conn if conn is not None else sslp) else 0  # type: ignore[misc]
+    except BaseException as exc:
+        _park(sslp, exc)
+        lib.X509_STORE_CTX_set_error(store, _APPLICATION_VERIFICATION)
+        return 0
+    finally:
+        sslp.verifying = outer
+
+
+# -- X509_STORE_CTX helpers ---------------------------------------------------
+
+
+def _store(store_ctx: object) -> Any:
+    if type(store_ctx) is not X509StoreCtxPointer:
+        raise TypeError(f"store_ctx must be an X509StoreCtxPointer, not {type(store_ctx).__name__}")
+    return store_ctx._check()
+
+
+def x509_store_ctx_get_current_cert(store_ctx: X509StoreCtxPointer) -> Optional[X509Pointer]:
+    """The certificate being checked, borrowed: valid until the callback returns
+    (keep it with ``copy_certificate``)."""
+    cdata = lib.X509_STORE_CTX_get_current_cert(_store(store_ctx))
+    if cdata == ffi.NULL:
+        return None
+    cert = borrow_certificate(cdata)
+    store_ctx._ssl.borrowed.append(cert)
+    return cert
+
+
+def x509_store_ctx_get_error(store_ctx: X509StoreCtxPointer) -> int:
+    """The ``X509_V_ERR_*`` code of the certificate being checked (0 is OK)."""
+    return int(lib.X509_STORE_CTX_get_error(_store(store_ctx)))
+
+
+def x509_store_ctx_get_error_depth(store_ctx: X509StoreCtxPointer) -> int:
+    """The depth of the certificate being checked (0 is the peer's own)."""
+    return int(lib.X509_STORE_CTX_get_error_depth(_store(store_ctx)))
+
+
+def x509_store_ctx_set_error(store_ctx: X509StoreCtxPointer, code: int) -> None:
+    """Set the verification error that OpenSSL records for this check."""
+    store = _store(store_ctx)
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise TypeError(f"code must be an int, not {type(code).__name__}")
+    if not 0 <= code <= 0x7FFFFFFF:
+        raise ValueError(f"code must be an X509_V_ERR_* value (a non-negative int), not {code}")
+    lib.X509_STORE_CTX_set_error(store, code)
+
+
+def x509_verify_cert_error_string(code: int) -> str:
+    """OpenSSL's text for an ``X509_V_ERR_*`` code."""
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise TypeError(f"code must be an int, not {type(code).__name__}")
+    return text(lib.X509_verify_cert_error_string(code))
+
+
+def x509_store_ctx_get_connection(store_ctx: X509StoreCtxPointer) -> Any:
+    """The commssl connection being verified (a stream), or its ``SSLPointer``
+    when no stream owns it yet."""
+    _store(store_ctx)
+    sslp = store_ctx._ssl
+    conn = sslp.connection
+    return conn if conn is not None else sslp

@@ -1,0 +1,603 @@
+"""Test PKI and real TLS peers (``openssl`` CLI, CPython ``ssl``, raw sockets).
+
+Everything listens on / connects to 127.0.0.1 with OS-chosen ports, and every
+peer is a context manager that stops itself on exit with bounded waits.
+Spawned ``openssl`` processes additionally get a parent-death signal (via
+``setpriv`` when available) so that a crashed test worker leaves no strays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
+HOST = "127.0.0.1"
+#: Upper bound for every wait in this module (seconds).
+WAIT = 10.0
+
+_PEM_RE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----\r?\n?", re.S
+)
+
+# --------------------------------------------------------------------------- PKI
+
+_LEAF = """\
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth, clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+"""
+_CA = """\
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+"""
+_OPENSSL_CNF = f"""\
+[req]
+distinguished_name = dn
+[dn]
+[ca_root]
+basicConstraints = critical, CA:TRUE
+{_CA}
+[ca_intermediate]
+basicConstraints = critical, CA:TRUE, pathlen:0
+{_CA}
+[leaf_localhost]
+subjectAltName = DNS:localhost, IP:127.0.0.1
+{_LEAF}
+[leaf_client]
+subjectAltName = email:alt@example.test
+{_LEAF}
+[leaf_nocn]
+subjectAltName = DNS:localhost
+{_LEAF}
+[leaf_wrongname]
+subjectAltName = DNS:wrong.example
+{_LEAF}
+[leaf_selfsigned]
+basicConstraints = critical, CA:FALSE
+extendedKeyUsage = serverAuth, clientAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+"""
+
+
+@dataclass(frozen=True)
+class PKI:
+    """Paths of the generated PEM files plus the facts tests assert on."""
+
+    directory: Path
+    root_cert: Path
+    root_key: Path
+    intermediate_cert: Path
+    intermediate_key: Path
+    server_cert: Path
+    server_chain: Path
+    server_key: Path
+    client_cert: Path
+    client_chain: Path
+    client_key: Path
+    other_root_cert: Path
+    other_root_key: Path
+    other_cert: Path
+    other_chain: Path
+    other_key: Path
+    selfsigned_cert: Path
+    selfsigned_key: Path
+    nocn_cert: Path
+    nocn_chain: Path
+    nocn_key: Path
+    wrongname_cert: Path
+    wrongname_chain: Path
+    wrongname_key: Path
+    encrypted_key: Path
+    encrypted_key_password: str = "s3cret"
+    root_cn: str = "commssl test root"
+    intermediate_cn: str = "commssl test intermediate"
+    server_cn: str = "localhost"
+    client_cn: str = "commssl client"
+    client_email: str = "client@example.test"
+    client_alt_email: str = "alt@example.test"
+    other_root_cn: str = "commssl other root"
+    selfsigned_cn: str = "selfsigned"
+    wrongname_cn: str = "wrong.example"
+    server_serial: int = 0x0123456789ABCDEF0123456789ABCDEF01
+    client_serial: int = 4242
+
+    @staticmethod
+    def der(path: Path | str) -> bytes:
+        """DER of the first certificate in a PEM file (leaf of a chain file)."""
+        return ssl.PEM_cert_to_DER_cert(pem_certs(path)[0])
+
+
+def pem_certs(path: Path | str) -> list[str]:
+    """All PEM certificate blocks of a file, in file order."""
+    return [m.decode() for m in _PEM_RE.findall(Path(path).read_bytes())]
+
+
+def _openssl(*args: str | Path) -> None:
+    subprocess.run([OPENSSL, *map(str, args)], check=True, capture_output=True, timeout=WAIT)
+
+
+def make_pki(directory: Path | str) -> PKI:
+    """Generate the whole test PKI (EC P-256) into ``directory`` with the openssl CLI."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    cnf = d / "openssl.cnf"
+    cnf.write_text(_OPENSSL_CNF)
+    serials = iter(range(1000, 2000))
+
+    def key(name: str) -> Path:
+        p = d / f"{name}.key.pem"
+        _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", p)
+        return p
+
+    def root(name: str, cn: str) -> tuple[Path, Path]:
+        k, c = key(name), d / f"{name}.pem"
+        _openssl("req", "-x509", "-new", "-key", k, "-subj", f"/CN={cn}", "-days", "3650",
+                 "-set_serial", str(next(serials)), "-config", cnf, "-extensions", "ca_root",
+                 "-sha256", "-out", c)
+        return c, k
+
+    def issue(name: str, subj: str, ext: str, ca: tuple[Path, Path], serial: int | None = None,
+              ) -> tuple[Path, Path, Path]:
+        """Returns (cert, chain = cert + issuer, key)."""
+        k, csr, c, chain = key(name), d / f"{name}.csr", d / f"{name}.pem", d / f"{name}.chain.pem"
+        _openssl("req", "-new", "-key", k, "-subj", subj, "-config", cnf, "-out", csr)
+        _openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-days", "3650",
+                 "-set_serial", hex(serial if serial is not None else next(serials)),
+                 "-extfile", cnf, "-extensions", ext, "-sha256", "-out", c)
+        chain.write_text(c.read_text() + ca[0].read_text())
+        return c, chain, k
+
+    root_ca = root("root", PKI.root_cn)
+    inter_cert, _, inter_key = issue("intermediate", f"/CN={PKI.intermediate_cn}",
+                                     "ca_intermediate", root_ca)
+    inter = (inter_cert, inter_key)
+    server = issue("server", "/CN=localhost", "leaf_localhost", inter, PKI.server_serial)
+    client = issue("client", f"/CN={PKI.client_cn}/emailAddress={PKI.client_email}",
+                   "leaf_client", inter, PKI.client_serial)
+    other_root = root("other_root", PKI.other_root_cn)
+    other = issue("other", "/CN=localhost", "leaf_localhost", other_root)
+    nocn = issue("nocn", "/O=NoCN", "leaf_nocn", inter)
+    wrong = issue("wrongname", f"/CN={PKI.wrongname_cn}", "leaf_wrongname", inter)
+    ss_key, ss_cert = key("selfsigned"), d / "selfsigned.pem"
+    _openssl("req", "-x509", "-new", "-key", ss_key, "-subj", f"/CN={PKI.selfsigned_cn}",
+             "-days", "3650", "-set_serial", str(next(serials)), "-config", cnf,
+             "-extensions", "leaf_selfsigned", "-sha256", "-out", ss_cert)
+    enc = d / "server.key.encrypted.pem"
+    _openssl("pkcs8", "-topk8", "-in", server[2], "-v2", "aes-256-cbc",
+             "-passout", f"pass:{PKI.encrypted_key_password}", "-out", enc)
+    return PKI(
+        directory=d, root_cert=root_ca[0], root_key=root_ca[1],
+        intermediate_cert=inter_cert, intermediate_key=inter_key,
+        server_cert=server[0], server_chain=server[1], server_key=server[2],
+        client_cert=client[0], client_chain=client[1], client_key=client[2],
+        other_root_cert=other_root[0], other_root_key=other_root[1],
+        other_cert=other[0], other_chain=other[1], other_key=other[2],
+        selfsigned_cert=ss_cert, selfsigned_key=ss_key,
+        nocn_cert=nocn[0], nocn_chain=nocn[1], nocn_key=nocn[2],
+        wrongname_cert=wrong[0], wrongname_chain=wrong[1], wrongname_key=wrong[2],
+        encrypted_key=enc,
+    )
+
+
+# ------------------------------------------------------------------ openssl CLI
+
+
+def _cmd(*args: str | Path) -> list[str]:
+    """openssl command line; dies with its parent (thread!) if setpriv exists."""
+    prefix = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
+    return [*prefix, OPENSSL, *map(str, args)]
+
+
+def _cert_args(cert: Path | str, tmp: Path) -> list[str]:
+    """``-cert LEAF [-cert_chain REST]`` for a PEM file holding leaf (+ chain)."""
+    certs = pem_certs(cert)
+    if len(certs) <= 1:
+        return ["-cert", str(cert)]
+    rest = tmp / f"{Path(cert).stem}.rest.pem"
+    rest.write_text("".join(certs[1:]))
+    return ["-cert", str(cert), "-cert_chain", str(rest)]
+
+
+class OpenSSLProcess:
+    """A running ``openssl`` process whose stdout+stderr is collected by a thread."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.args = args
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        self._buf = bytearray()
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := self.proc.stdout.read1(65536):
+            with self._cond:
+                self._buf += chunk
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def output(self) -> str:
+        """Everything printed (stdout and stderr interleaved) so far."""
+        with self._cond:
+            return self._buf.decode(errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
+        """Wait until ``pattern`` (regex) appears in the output; raise if it does not."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if m := re.search(pattern, self._buf.decode(errors="replace")):
+                    return m
+                left = deadline - time.monotonic()
+                if left <= 0 or (not self._reader.is_alive()):
+                    raise TimeoutError(f"{pattern!r} not seen from {self.args}:\n{self.output()}")
+                self._cond.wait(min(left, 0.1))
+
+    def send(self, data: bytes) -> None:
+        """Write to the process' stdin."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def close_stdin(self) -> None:
+        with contextlib.suppress(OSError):
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+
+    def wait(self, timeout: float = WAIT) -> int:
+        """Wait for exit (raises subprocess.TimeoutExpired) and for all output."""
+        rc = self.proc.wait(timeout)
+        self._reader.join(timeout)
+        return rc
+
+    def stop(self) -> None:
+        """Close stdin, terminate, then kill; bounded waits only."""
+        self.close_stdin()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(2)
+        self._reader.join(2)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+class OpenSSLServer(OpenSSLProcess):
+    port: int
+
+
+@contextlib.contextmanager
+def openssl_server(cert_chain: Path | str, key: Path | str, *, cafile: Path | str | None = None,
+                   verify: int | None = None, Verify: int | None = None,
+                   verify_return_error: bool = True, extra_args: Sequence[str] = (),
+                   www: bool = False) -> Iterator[OpenSSLServer]:
+    """``openssl s_server`` on 127.0.0.1, any port, serving connections (one at a
+    time) until exit.
+
+    Sends leaf + rest of ``cert_chain``. Default mode ``-rev``: each line is
+    echoed back reversed, a line starting with ``CLOSE`` makes it close that
+    connection (cleanly), and the output shows "Peer certificate: <subject>"
+    or "No peer certificate" per connection. With ``www``: ``-www``, ``GET /``
+    gets a status page (which includes the client certificate, if any).
+    ``verify``/``Verify`` request/require a client certificate;
+    ``-verify_return_error`` is added with them unless disabled (otherwise
+    s_server accepts any client certificate). ``extra_args=("-naccept", "1")``
+    makes it exit by itself after one connection.
+    """
+    with tempfile.TemporaryDirectory(prefix="commssl-s_server-") as tmp:
+        args = ["s_server", "-accept", f"{HOST}:0", *_cert_args(cert_chain, Path(tmp)),
+                "-key", str(key), "-www" if www else "-rev"]
+        if cafile is not None:
+            args += ["-CAfile", str(cafile)]
+        if verify is not None:
+            args += ["-verify", str(verify)]
+        if Verify is not None:
+            args += ["-Verify", str(Verify)]
+        if verify_return_error and (verify is not None or Verify is not None):
+            args.append("-verify_return_error")
+        server = OpenSSLServer(_cmd(*args, *extra_args))
+        try:
+            server.port = int(server.wait_for(r"ACCEPT [^\n]*:(\d+)\r?\n").group(1))
+            yield server
+        finally:
+            server.stop()
+
+
+def _client_args(port: int, cafile: Path | str | None, cert: Path | str | None,
+                 key: Path | str | None, servername: str | None,
+                 verify_return_error: bool | None, tmp: Path) -> list[str]:
+    args = ["s_client", "-connect", f"{HOST}:{port}"]
+    if cafile is not None:
+        args += ["-CAfile", str(cafile)]
+    if verify_return_error if verify_return_error is not None else cafile is not None:
+        args.append("-verify_return_error")
+    if cert is not None:
+        args += _cert_args(cert, tmp)
+    if key is not None:
+        args += ["-key", str(key)]
+    if servername is not None:
+        args += ["-servername", servername]
+    return args
+
+
+def openssl_client(port: int, *, cafile: Path | str | None = None,
+                   cert: Path | str | None = None, key: Path | str | None = None,
+                   servername: str | None = None, verify_return_error: bool | None = None,
+                   extra_args: Sequence[str] = (), input: bytes = b"",
+                   timeout: float = WAIT) -> subprocess.CompletedProcess[bytes]:
+    """Run ``openssl s_client`` to completion: send ``input``, then stdin EOF.
+
+    ``cert`` may be a chain file (leaf first; the rest goes to ``-cert_chain``).
+    ``-verify_return_error`` defaults to on iff ``cafile`` is given.
+    On stdin EOF s_client closes at once (it may miss the reply); add
+    ``-ign_eof`` to ``extra_args`` to read until the server closes instead.
+    Returns stdout/stderr as bytes; returncode 0 means the session worked.
+    """
+    with tempfile.TemporaryDirectory(prefix="commssl-s_client-") as tmp:
+        args = _client_args(port, cafile, cert, key, servername, verify_return_error, Path(tmp))
+        return subprocess.run(_cmd(*args, *extra_args), input=input, capture_output=True,
+                              timeout=timeout)
+
+
+@contextlib.contextmanager
+def openssl_client_async(port: int, *, cafile: Path | str | None = None,
+                         cert: Path | str | None = None, key: Path | str | None = None,
+                         servername: str | None = None,
+                         verify_return_error: bool | None = None,
+                         extra_args: Sequence[str] = ()) -> Iterator[OpenSSLProcess]:
+    """Start ``openssl s_client`` in the background (for servers run in the test thread).
+
+    Yields an :class:`OpenSSLProcess` (``.proc`` is the Popen; ``.send()``,
+    ``.close_stdin()``, ``.wait()``, ``.output()``, ``.wait_for()``). Killed on exit.
+    """
+    with tempfile.TemporaryDirectory(prefix="commssl-s_client-") as tmp:
+        args = _client_args(port, cafile, cert, key, servername, verify_return_error, Path(tmp))
+        client = OpenSSLProcess(_cmd(*args, *extra_args))
+        try:
+            yield client
+        finally:
+            client.stop()
+
+
+# ------------------------------------------------------------------ CPython ssl
+
+
+def in_thread(fn: Callable[..., object], *args: object, **kwargs: object) -> Future:
+    """Run ``fn`` in a daemon thread; get its result with ``.result(timeout)``."""
+    fut: Future = Future()
+
+    def run() -> None:
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            fut.set_exception(e)
+
+    threading.Thread(target=run, daemon=True).start()
+    return fut
+
+
+def echo(sock: ssl.SSLSocket) -> None:
+    """Default handler: send back everything received until EOF."""
+    while data := sock.recv(65536):
+        sock.sendall(data)
+
+
+class Listener:
+    """Accept loop on 127.0.0.1:0 in a thread; ``serve(self, conn)`` runs per connection
+    in its own daemon thread. ``.port``; ``.errors``: exceptions raised by ``serve``;
+    ``.peer_certs``: filled by :func:`cpython_tls_server`; ``.finished``: count of
+    connections fully handled."""
+
+    def __init__(self, serve: Callable[[Listener, socket.socket], None],
+                 conn_timeout: float = WAIT) -> None:
+        self.sock = socket.create_server((HOST, 0))
+        self.sock.settimeout(0.05)
+        self.port: int = self.sock.getsockname()[1]
+        self.errors: list[BaseException] = []
+        self.peer_certs: list[bytes | None] = []
+        self.finished = 0
+        self._done = threading.Condition()
+        self.stopping = threading.Event()
+        self._serve, self._timeout = serve, conn_timeout
+        self._conns: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:  # TimeoutError on 3.10+
+                continue
+            except OSError:
+                return
+            conn.settimeout(self._timeout)
+            self._conns.append(conn)
+            t = threading.Thread(target=self._run, args=(conn,), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _run(self, conn: socket.socket) -> None:
+        try:
+            self._serve(self, conn)
+        except Exception as e:  # noqa: BLE001 - recorded for the test
+            if not self.stopping.is_set():
+                self.errors.append(e)
+        finally:
+            conn.close()
+            with self._done:
+                self.finished += 1
+                self._done.notify_all()
+
+    def wait_finished(self, n: int = 1, timeout: float = WAIT) -> None:
+        """Wait until ``n`` connections have been handled completely (else TimeoutError)."""
+        with self._done:
+            if not self._done.wait_for(lambda: self.finished >= n, timeout):
+                raise TimeoutError(f"{self.finished} of {n} connections finished")
+
+    def stop(self) -> None:
+        """Stop accepting, shut down open connections, join threads (bounded)."""
+        self.stopping.set()
+        self._thread.join(2)
+        self.sock.close()
+        for c in list(self._conns):
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+        for t in list(self._threads):
+            t.join(2)
+
+
+@contextlib.contextmanager
+def _serving(serve: Callable[[Listener, socket.socket], None], conn_timeout: float = WAIT,
+             ) -> Iterator[Listener]:
+    listener = Listener(serve, conn_timeout)
+    try:
+        yield listener
+    finally:
+        listener.stop()
+
+
+@contextlib.contextmanager
+def cpython_tls_server(certfile_chain: Path | str, keyfile: Path | str, *,
+                       cafile: Path | str | None = None, require_client_cert: bool = False,
+                       handler: Callable[[ssl.SSLSocket], None] = echo,
+                       ) -> Iterator[Listener]:
+    """CPython ``ssl`` server; each connection handled by ``handler(sslsock)``.
+
+    With ``cafile`` client certificates are requested (CERT_OPTIONAL) or, with
+    ``require_client_cert``, required. Yields ``.port``, ``.errors`` (exceptions
+    from handshakes and handlers) and ``.peer_certs`` (DER or None per
+    completed handshake).
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certfile_chain, keyfile)
+    if cafile is not None:
+        ctx.load_verify_locations(cafile)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    if require_client_cert:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+
+    def serve(server: Listener, conn: socket.socket) -> None:
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            server.peer_certs.append(tls.getpeercert(binary_form=True))
+            handler(tls)
+
+    with _serving(serve) as server:
+        yield server
+
+
+def cpython_tls_client(port: int, *, cafile: Path | str | None,
+                       certfile: Path | str | None = None, keyfile: Path | str | None = None,
+                       server_hostname: str | None = "localhost",
+                       timeout: float = WAIT) -> ssl.SSLSocket:
+    """Connect with CPython ``ssl`` (verifying against ``cafile``) and handshake.
+
+    ``server_hostname=None`` disables the hostname check. Caller closes the socket.
+    Use ``in_thread(cpython_tls_client, ...)`` when the server runs in the test thread.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if server_hostname is None:
+        ctx.check_hostname = False
+    if cafile is not None:
+        ctx.load_verify_locations(cafile)
+    if certfile is not None:
+        ctx.load_cert_chain(certfile, keyfile)
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    try:
+        return ctx.wrap_socket(sock, server_hostname=server_hostname)
+    except BaseException:
+        sock.close()
+        raise
+
+
+# ------------------------------------------------------------------ raw sockets
+
+
+def _drain(conn: socket.socket, timeout: float) -> None:
+    """Read until EOF, error or timeout."""
+    conn.settimeout(timeout)
+    with contextlib.suppress(OSError):
+        while conn.recv(65536):
+            pass
+
+
+@contextlib.contextmanager
+def silent_server(hold: float = 5.0) -> Iterator[Listener]:
+    """Accepts TCP connections and never sends; each is closed after ``hold`` s or on exit."""
+    def serve(_: Listener, conn: socket.socket) -> None:
+        _drain(conn, hold)
+
+    with _serving(serve) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def plaintext_server(payload: bytes = b"HTTP/1.0 200 OK\r\n\r\nhello\n",
+                     ) -> Iterator[Listener]:
+    """Reads the client's first bytes, answers ``payload`` in clear, then closes."""
+    def serve(_: Listener, conn: socket.socket) -> None:
+        conn.settimeout(2.0)
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+        with contextlib.suppress(OSError):  # the client may give up at any point
+            conn.sendall(payload)
+            conn.shutdown(socket.SHUT_WR)
+            _drain(conn, 2.0)  # so that close() does not turn into a RST
+
+    with _serving(serve) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def reset_server(read_first: bool = True) -> Iterator[Listener]:
+    """Accepts, optionally reads the ClientHello, then resets (SO_LINGER 0)."""
+    def serve(_: Listener, conn: socket.socket) -> None:
+        if read_first:
+            with contextlib.suppress(OSError):
+                conn.recv(65536)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    with _serving(serve, conn_timeout=2.0) as server:
+        yield server
+
+
+def garbage_client(port: int, data: bytes, *, timeout: float = 2.0) -> bytes:
+    """Connect, send ``data``, half-close; return whatever came back before EOF/timeout.
+
+    Resets and timeouts are swallowed; only a refused connection raises.
+    """
+    received = bytearray()
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            while chunk := sock.recv(65536):
+                received += chunk
+    except ConnectionRefusedError:
+        raise
+    except OSError:
+        pass
+    return bytes(received)
