@@ -12,7 +12,7 @@ import ipaddress
 import os
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
-from ._binding import ffi, lib, raise_last
+from ._binding import drain, ffi, lib, raise_last
 from .errors import SSLFailure
 from .pointers import (
     SSLPointer,
@@ -83,11 +83,14 @@ def pem_read(thing: str, filename: "os.PathLike[str] | str", *, errorp: bool = T
         raise TypeError(f"thing must be a str, not {type(thing).__name__}")
     if thing != "X509":
         raise ValueError(f"pem_read reads thing 'X509' only, not {thing!r}")
+    if not isinstance(filename, (str, bytes, os.PathLike)):
+        raise TypeError(f"filename must be a path (str or os.PathLike), not {type(filename).__name__}")
     path = os.fsencode(filename)
     bio = lib.BIO_new_file(path, b"r")
     if bio == ffi.NULL:
         if errorp:
             raise_last(f"pem_read: cannot open {os.fsdecode(path)!r}")
+        drain()  # leave no stale errors for the next call's message
         return None
     try:
         x = lib.PEM_read_bio_X509(bio, ffi.NULL, ffi.NULL, ffi.NULL)
@@ -96,6 +99,7 @@ def pem_read(thing: str, filename: "os.PathLike[str] | str", *, errorp: bool = T
     if x == ffi.NULL:
         if errorp:
             raise_last(f"pem_read: no certificate in {os.fsdecode(path)!r}", SSLFailure)
+        drain()
         return None
     return own_certificates((x,))[0]
 
