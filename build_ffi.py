@@ -83,6 +83,7 @@ int BIO_write(BIO *, const void *, int);
 size_t BIO_ctrl_pending(BIO *);
 long BIO_get_mem_data(BIO *, char **);
 long BIO_set_mem_eof_return(BIO *, long);
+int BIO_new_bio_pair(BIO **, size_t, BIO **, size_t);
 """
 
 X509 = """
