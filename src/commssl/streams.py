@@ -296,6 +296,8 @@ def _shutdown(stream: SocketStream, sslp: SSLPointer, retry_count: Optional[int]
                 return
             continue
         if err in (lib.COMMSSL_TIMEOUT, lib.COMMSSL_EINTR):
+            if retry_count is None:  # close(): best effort, never waits or raises
+                return
             continue
         if retry_count is None:
             return

@@ -1,0 +1,474 @@
+"""Blocking socket streams: opening, attaching and detaching SSL, the handshake,
+the binary stream interface, SNI and host names, timeouts; against commssl,
+``openssl s_server`` and CPython ``ssl`` peers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+from typing import Any, Callable, List, Optional
+
+import pytest
+
+import commssl
+from commssl import SSLVerificationFailure, lib
+from peers import HOST, PKI, Listener, cpython_tls_client, in_thread, openssl_server, silent_server
+
+
+def connect(port: int, ctx: Any, host: str = HOST, **kw: Any) -> commssl.SocketStream:
+    kw.setdefault("handshake_timeout", 5)
+    kw.setdefault("timeout", 5)
+    return commssl.open_tcp_stream(host, port, ssl_ctx=ctx, **kw)
+
+
+# -- opening streams ---------------------------------------------------------------------
+
+
+def test_plain_tcp_stream(commssl_server: Callable[..., Any]) -> None:
+    server = commssl_server(None)  # plain TCP echo of one line
+    with commssl.open_tcp_stream(HOST, server.port, timeout=5) as stream:
+        assert commssl.socket_stream_ssl(stream) is None
+        assert commssl.socket_stream_ctx(stream) is None
+        assert commssl.socket_stream_ssl_side(stream) is None
+        stream.write(b"plain text\n")
+        assert stream.readline() == b"plain text\n"
+        assert stream.read() == b""
+    assert stream.closed
+
+
+def test_default_context_verifies_against_the_system(pki: PKI, server_ctx: Callable[..., Any],
+                                                      commssl_server: Callable[..., Any]) -> None:
+    """ssl_ctx=True verifies: our test root is not one the system trusts."""
+    server = commssl_server(server_ctx())
+    with pytest.raises(SSLVerificationFailure) as info:
+        connect(server.port, True, host="localhost")
+    assert info.value.verify_code == lib.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    assert info.value.ssl_code == ("verification", info.value.verify_code)
+    assert info.value.depth == 1  # the intermediate's issuer is unknown
+    server.join()
+    assert len(server.errors) == 1 and isinstance(server.errors[0], commssl.SSLFailure)
+    assert "unknown ca" in str(server.errors[0])
+
+
+def test_ctx_pointer_stays_the_callers(pki: PKI, server_ctx: Callable[..., Any],
+                                       commssl_server: Callable[..., Any]) -> None:
+    ctx = commssl.make_ssl_ctx(True, "client")
+    commssl.ssl_ctx_load_verify_locations(ctx, pki.root_cert)
+    server = commssl_server(server_ctx(), count=2)
+    for _ in range(2):  # the first stream's close must not free the caller's context
+        with connect(server.port, ctx) as stream:
+            assert commssl.socket_stream_ctx(stream) is ctx
+            assert commssl.socket_stream_ssl_side(stream) == "client"
+            stream.write(b"again\n")
+            assert stream.readline() == b"again\n"
+    assert not ctx._freed
+    commssl.destroy_ssl_ctx(ctx)
+    server.join()
+    assert server.errors == []
+
+
+def test_abstract_contexts(pki: PKI, commssl_server: Callable[..., Any]) -> None:
+    sctx = commssl.create_ssl_server_context(cert_file=pki.server_chain, key_file=pki.server_key)
+    cctx = commssl.create_ssl_client_context(openssl_trusted_file=pki.root_cert)
+    server = commssl_server(sctx)
+    try:
+        with connect(server.port, cctx, host="localhost") as stream:
+            assert commssl.socket_stream_ctx(stream) is cctx.ssl_ctx_pointer
+            assert commssl.ssl_connection_verify(stream) == (True, 0)
+            stream.write(b"abstract\n")
+            assert stream.readline() == b"abstract\n"
+        server.join()
+        assert server.errors == []
+    finally:
+        commssl.destroy_ssl_ctx(sctx.ssl_ctx_pointer)
+        commssl.destroy_ssl_ctx(cctx.ssl_ctx_pointer)
+
+
+def test_create_ssl_socket_stream_on_both_sides(pki: PKI, server_ctx: Callable[..., Any],
+                                                client_ctx: Callable[..., Any]) -> None:
+    a, b = socket.socketpair()
+    sctx, cctx = server_ctx(), client_ctx()
+    fut = in_thread(commssl.create_ssl_socket_stream, a, sctx, handshake_timeout=5)
+    client = commssl.create_ssl_socket_stream(b, cctx, ssl_side="client", handshake_timeout=5,
+                                              tlsext_host_name="localhost", timeout=5)
+    server = fut.result(5)
+    with server, client:
+        assert commssl.socket_stream_ssl_side(server) == "server"
+        assert commssl.socket_stream_ssl_side(client) == "client"
+        assert commssl.ssl_connection_verify(client) == (True, 0)
+        client.write(b"over a socketpair\n")
+        assert server.readline() == b"over a socketpair\n"
+    assert a.fileno() == -1 and b.fileno() == -1  # the streams own their sockets
+
+
+def test_create_ssl_socket_stream_closes_socket_on_failure(server_ctx: Callable[..., Any]) -> None:
+    a, b = socket.socketpair()
+    try:
+        with pytest.raises(commssl.SSLHandshakeTimeout):
+            commssl.create_ssl_socket_stream(a, server_ctx(), handshake_timeout=0.2)
+        assert a.fileno() == -1
+    finally:
+        b.close()
+
+
+# -- attach / detach / handshake ------------------------------------------------------------
+
+
+def test_starttls_attach_then_detach(pki: PKI, server_ctx: Callable[..., Any],
+                                     client_ctx: Callable[..., Any],
+                                     commssl_server: Callable[..., Any]) -> None:
+    """Plain bytes, then TLS on both sides, then clean close_notify both ways and
+    plain bytes again on the same TCP connection."""
+    sctx = server_ctx()
+
+    def handler(stream: commssl.SocketStream) -> List[Any]:
+        seen = [stream.readline()]
+        stream.write(b"go ahead\n")
+        sslp = commssl.attach_ssl(stream, ssl_ctx=sctx, ssl_side="server", handshake_timeout=5)
+        seen += [sslp is commssl.socket_stream_ssl(stream), stream.readline()]
+        stream.write(b"secret reply\n")
+        commssl.detach_ssl(stream)
+        seen += [commssl.socket_stream_ssl(stream), stream.readline()]
+        stream.write(b"plain again, server\n")
+        return seen
+
+    server = commssl_server(None, handler)
+    with commssl.open_tcp_stream(HOST, server.port, timeout=5) as stream:
+        stream.write(b"STARTTLS\n")
+        assert stream.readline() == b"go ahead\n"
+        sslp = commssl.attach_ssl(stream, ssl_ctx=client_ctx(), ssl_side="client",
+                                  handshake_timeout=5, tlsext_host_name="localhost")
+        assert isinstance(sslp, commssl.SSLPointer)
+        assert commssl.socket_stream_ssl_side(stream) == "client"
+        assert commssl.ssl_connection_verify(stream) == (True, 0)
+        stream.write(b"secret\n")
+        assert stream.readline() == b"secret reply\n"
+        commssl.detach_ssl(stream)
+        assert commssl.socket_stream_ssl(stream) is None
+        assert commssl.socket_stream_ssl_side(stream) is None
+        assert sslp._freed  # attaching made it, detaching freed it
+        stream.write(b"plain again, client\n")
+        assert stream.readline() == b"plain again, server\n"
+        with pytest.raises(ValueError, match="no SSL"):
+            commssl.ssl_connection_verify(stream)
+    server.join()
+    assert server.errors == []
+    assert server.results == [[b"STARTTLS\n", True, b"secret\n", None, b"plain again, client\n"]]
+
+
+def test_detach_against_openssl_s_server(pki: PKI, client_ctx: Callable[..., Any]) -> None:
+    with openssl_server(pki.server_chain, pki.server_key) as s:
+        stream = connect(s.port, client_ctx())
+        with stream:
+            stream.write(b"hello\n")
+            assert stream.readline() == b"olleh\n"
+            commssl.detach_ssl(stream)  # raises unless s_server answered close_notify
+            assert commssl.socket_stream_ssl(stream) is None
+            # s_server ends the connection after close_notify: a plain, clean EOF
+            assert stream.read() == b""
+        s.wait_for("CONNECTION CLOSED")
+        assert "error" not in s.output().lower()
+
+
+def test_detach_errors(commssl_server: Callable[..., Any]) -> None:
+    server = commssl_server(None)
+    with commssl.open_tcp_stream(HOST, server.port, timeout=5) as stream:
+        commssl.detach_ssl(stream)  # nothing attached: nothing to do
+        with pytest.raises(TypeError, match="retry_count"):
+            commssl.detach_ssl(stream, retry_count="5")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="retry_count"):
+            commssl.detach_ssl(stream, retry_count=-1)
+        with pytest.raises(TypeError, match="retry_timeout"):
+            commssl.detach_ssl(stream, retry_timeout="0.1")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="stream"):
+            commssl.detach_ssl(socket.socket())  # type: ignore[arg-type]
+        stream.write(b"x\n")
+        assert stream.readline() == b"x\n"
+
+
+def test_handshake_with_side_both(pki: PKI, server_ctx: Callable[..., Any]) -> None:
+    """ssl_side="both" attaches without a handshake; the user picks the role."""
+    a, b = socket.socketpair()
+    fut = in_thread(commssl.create_ssl_socket_stream, a, server_ctx(), handshake_timeout=5)
+    both = commssl.make_ssl_ctx(True, "both")
+    try:
+        with commssl.SocketStream(b, timeout=5) as stream:
+            sslp = commssl.attach_ssl(stream, ssl_ctx=both, ssl_side="both")
+            assert commssl.socket_stream_ssl_side(stream) == "both"
+            assert not lib.SSL_is_init_finished(sslp.cdata)
+            lib.SSL_set_connect_state(sslp.cdata)
+            assert commssl.socket_stream_handshake(stream, timeout=5) is True
+            assert commssl.socket_stream_handshake(stream) is True  # done: nothing to do
+            assert commssl.ssl_connection_protocol_version(stream) == "tls-v1-3"
+            with fut.result(5) as server:
+                stream.write(b"both\n")
+                assert server.readline() == b"both\n"
+    finally:
+        commssl.destroy_ssl_ctx(both)
+
+
+def test_handshake_false_on_timeout() -> None:
+    both = commssl.make_ssl_ctx(True, "both")
+    try:
+        with silent_server() as server:
+            with commssl.open_tcp_stream(HOST, server.port, timeout=5) as stream:
+                sslp = commssl.attach_ssl(stream, ssl_ctx=both, ssl_side="both")
+                lib.SSL_set_accept_state(sslp.cdata)  # a server waits for a ClientHello
+                start = time.monotonic()
+                assert commssl.socket_stream_handshake(stream, timeout=0.2) is False
+                assert 0.15 <= time.monotonic() - start < 1.5
+                with pytest.raises(TypeError, match="timeout"):
+                    commssl.socket_stream_handshake(stream, timeout="1")  # type: ignore[arg-type]
+                with pytest.raises(ValueError, match="timeout"):
+                    commssl.socket_stream_handshake(stream, timeout=-1)
+    finally:
+        commssl.destroy_ssl_ctx(both)
+
+
+def test_attach_errors(server_ctx: Callable[..., Any], client_ctx: Callable[..., Any],
+                       commssl_server: Callable[..., Any]) -> None:
+    server = commssl_server(None)
+    with commssl.open_tcp_stream(HOST, server.port, timeout=5) as stream:
+        with pytest.raises(TypeError, match="stream"):
+            commssl.attach_ssl("stream")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="ssl_side"):
+            commssl.attach_ssl(stream, ssl_side="middle")
+        with pytest.raises(TypeError, match="ssl_ctx"):
+            commssl.attach_ssl(stream, ssl_ctx=42, ssl_side="client")
+        with pytest.raises(TypeError, match="handshake_timeout"):
+            commssl.attach_ssl(stream, ssl_ctx=server_ctx(), handshake_timeout="5")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="tlsext_host_name"):
+            commssl.attach_ssl(stream, ssl_ctx=client_ctx(), ssl_side="client", tlsext_host_name=5)
+        assert commssl.socket_stream_ssl(stream) is None  # none of that attached anything
+        for accessor in (commssl.socket_stream_ssl, commssl.socket_stream_ctx,
+                         commssl.socket_stream_ssl_side, commssl.socket_stream_handshake):
+            with pytest.raises(TypeError, match="stream"):
+                accessor(object())  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="no SSL"):
+            commssl.socket_stream_handshake(stream)
+        stream.write(b"still plain\n")
+        assert stream.readline() == b"still plain\n"
+
+
+def test_open_tcp_stream_argument_errors() -> None:
+    with pytest.raises(TypeError, match="host"):
+        commssl.open_tcp_stream(b"127.0.0.1", 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="port"):
+        commssl.open_tcp_stream(HOST, "443")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="port"):
+        commssl.open_tcp_stream(HOST, 0)
+    with pytest.raises(TypeError, match="timeout"):
+        commssl.open_tcp_stream(HOST, 1, timeout="1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="sock"):
+        commssl.SocketStream("not a socket")  # type: ignore[arg-type]
+
+
+# -- the stream interface ------------------------------------------------------------------
+
+PAYLOAD = b"".join(b"line %d\n" % i for i in range(100))
+
+
+def test_stream_interface(server_ctx: Callable[..., Any], client_ctx: Callable[..., Any],
+                          commssl_server: Callable[..., Any]) -> None:
+    def handler(stream: commssl.SocketStream) -> bytes:
+        stream.write(PAYLOAD)
+        stream.flush()
+        return stream.read()  # until the client's close_notify
+
+    server = commssl_server(server_ctx(), handler)
+    stream = connect(server.port, client_ctx())
+    with stream:
+        assert stream.readable() and stream.writable() and not stream.closed
+        assert stream.fileno() == stream.socket.fileno() >= 0
+        assert stream.readline() == b"line 0\n"
+        assert stream.readline(3) == b"lin"
+        assert stream.readline(None) == b"e 1\n"
+        assert stream.read(7) == b"line 2\n"
+        buf = bytearray(7)
+        assert stream.readinto(buf) == 7 and bytes(buf) == b"line 3\n"
+        got = stream.read1(5)
+        assert 1 <= len(got) <= 5 and PAYLOAD[28:].startswith(got)
+        assert stream.read(0) == b"" and stream.read1(0) == b""
+        rest = PAYLOAD[28 + len(got):]
+        assert stream.read(len(rest)) == rest
+    assert stream.closed
+    with pytest.raises(ValueError, match="closed"):
+        stream.read(1)
+    with pytest.raises(ValueError, match="closed"):
+        stream.write(b"x")
+    stream.close()  # closing twice is fine
+    server.join()
+    assert server.errors == [] and server.results == [b""]  # it saw our close_notify
+
+
+def test_read_variants_until_eof(server_ctx: Callable[..., Any], client_ctx: Callable[..., Any],
+                                 commssl_server: Callable[..., Any]) -> None:
+    def handler(stream: commssl.SocketStream) -> bytes:
+        stream.write(PAYLOAD)
+        return b""  # closing sends close_notify: a clean end of stream
+
+    server = commssl_server(server_ctx(), handler)
+    with connect(server.port, client_ctx()) as stream:
+        assert stream.read(10) == PAYLOAD[:10]
+        assert stream.readline() == PAYLOAD[10:].split(b"\n")[0] + b"\n"
+        lines = list(stream)  # iteration reads lines up to the end of stream
+        assert b"".join(lines) == PAYLOAD[PAYLOAD.index(b"\n", 10) + 1:]
+        assert lines[-1] == b"line 99\n"
+        # at the end every read reports it, without raising
+        assert stream.read() == b"" and stream.read(5) == b"" and stream.read1() == b""
+        assert stream.readline() == b"" and stream.readinto(bytearray(3)) == 0
+    server.join()
+    assert server.errors == []
+
+
+def test_read_all_and_write_sizes(server_ctx: Callable[..., Any], client_ctx: Callable[..., Any],
+                                  commssl_server: Callable[..., Any]) -> None:
+    def handler(stream: commssl.SocketStream) -> int:
+        n = len(stream.readline())
+        stream.write(PAYLOAD)
+        return n
+
+    server = commssl_server(server_ctx(), handler)
+    with connect(server.port, client_ctx()) as stream:
+        assert stream.write(bytearray(b"x" * 9) + b"\n") == 10
+        assert stream.write(memoryview(b"")) == 0
+        assert stream.read() == PAYLOAD  # read(-1): everything up to the close_notify
+    server.join()
+    assert server.results == [10]
+
+
+# -- SNI and host names -------------------------------------------------------------------------
+
+
+def _s_server_sni(output: str) -> List[str]:
+    """The host names in ``s_server -tlsextdebug``'s dumps of the server_name extension."""
+    names = []
+    for m in re.finditer(r'TLS client extension "server name" \(id=0\), len=\d+\n0000 - (.{48})',
+                         output):
+        raw = bytes.fromhex(m.group(1).replace("-", " "))
+        names.append(raw[5: 5 + raw[4]].decode())
+    return names
+
+
+@pytest.mark.parametrize("host, kw, sent", [
+    ("localhost", {}, "localhost"),
+    ("localhost", {"tlsext_host_name": True}, "localhost"),
+    (HOST, {"tlsext_host_name": "localhost"}, "localhost"),
+    (HOST, {}, None),  # an IP literal is never sent as SNI
+    ("localhost", {"tlsext_host_name": False}, None),
+])
+def test_sni_seen_by_openssl_s_server(host: str, kw: dict, sent: Optional[str], pki: PKI,
+                                      client_ctx: Callable[..., Any]) -> None:
+    with openssl_server(pki.server_chain, pki.server_key, extra_args=["-tlsextdebug"]) as s:
+        with connect(s.port, client_ctx(), host=host, **kw) as stream:
+            stream.write(b"sni\n")
+            assert stream.readline() == b"ins\n"
+        s.wait_for("CONNECTION CLOSED")
+        assert _s_server_sni(s.output()) == ([sent] if sent else [])
+
+
+def test_sni_mismatch_fatal_at_openssl_s_server(pki: PKI, client_ctx: Callable[..., Any]) -> None:
+    extra = ["-servername", "localhost", "-servername_fatal", "-cert2", str(pki.server_cert),
+             "-key2", str(pki.server_key)]
+    ctx = client_ctx()
+    commssl.set_verification_mode(ctx, "client", "never")
+    with openssl_server(pki.server_chain, pki.server_key, extra_args=extra) as s:
+        with pytest.raises(commssl.SSLFailure, match="unrecognized name"):
+            connect(s.port, ctx, tlsext_host_name="other.example")
+        with connect(s.port, ctx, host="localhost") as stream:  # matching SNI: accepted
+            stream.write(b"ok\n")
+            assert stream.readline() == b"ko\n"
+
+
+@pytest.fixture
+def cpython_sni_server(pki: PKI) -> Any:
+    """A CPython TLS server recording the SNI of each connection (``.names``)."""
+    names: List[Optional[str]] = []
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki.server_chain, pki.server_key)
+    ctx.sni_callback = lambda sock, name, c: names.append(name)  # type: ignore[assignment]
+
+    def serve(_: Listener, conn: socket.socket) -> None:
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.sendall(tls.recv(100))
+
+    listener = Listener(serve)
+    listener.names = names  # type: ignore[attr-defined]
+    yield listener
+    listener.stop()
+
+
+@pytest.mark.parametrize("host, kw, sent", [
+    ("localhost", {}, "localhost"),
+    (HOST, {"tlsext_host_name": "localhost"}, "localhost"),
+    (HOST, {}, None),
+    ("localhost", {"tlsext_host_name": False}, None),
+])
+def test_sni_seen_by_cpython_server(host: str, kw: dict, sent: Optional[str],
+                                    cpython_sni_server: Any, client_ctx: Callable[..., Any]) -> None:
+    with connect(cpython_sni_server.port, client_ctx(), host=host, **kw) as stream:
+        stream.write(b"ping")
+        assert stream.read(4) == b"ping"
+    cpython_sni_server.wait_finished(1)
+    assert cpython_sni_server.errors == []
+    assert cpython_sni_server.names == [sent]
+
+
+def test_host_checks(pki: PKI, server_ctx: Callable[..., Any], client_ctx: Callable[..., Any],
+                     commssl_server: Callable[..., Any]) -> None:
+    """The name checked is tlsext_host_name when a str, else host; IP literals too."""
+    ip_ok = commssl_server(server_ctx(), count=1)
+    with connect(ip_ok.port, client_ctx(), host=HOST) as stream:  # SAN IP:127.0.0.1
+        assert commssl.ssl_connection_verify(stream) == (True, 0)
+        stream.write(b"ip\n")
+        assert stream.readline() == b"ip\n"
+    # nocn's certificate names DNS:localhost only: 127.0.0.1 does not match it
+    nocn = commssl_server(server_ctx(chain=pki.nocn_chain, key=pki.nocn_key), count=2)
+    with pytest.raises(SSLVerificationFailure) as info:
+        connect(nocn.port, client_ctx(), host=HOST)
+    assert info.value.verify_code == 64  # X509_V_ERR_IP_ADDRESS_MISMATCH
+    assert info.value.depth == 0
+    with connect(nocn.port, client_ctx(), host=HOST, tlsext_host_name="localhost") as stream:
+        stream.write(b"name\n")
+        assert stream.readline() == b"name\n"
+    wrong = commssl_server(server_ctx(chain=pki.wrongname_chain, key=pki.wrongname_key))
+    with pytest.raises(SSLVerificationFailure) as info:
+        connect(wrong.port, client_ctx(), host="localhost")
+    assert info.value.verify_code == lib.X509_V_ERR_HOSTNAME_MISMATCH and info.value.depth == 0
+
+
+# -- timeouts --------------------------------------------------------------------------------
+
+
+def test_read_timeout(server_ctx: Callable[..., Any], client_ctx: Callable[..., Any],
+                      commssl_server: Callable[..., Any]) -> None:
+    done = threading.Event()
+    server = commssl_server(server_ctx(), lambda s: done.wait(5))
+    with connect(server.port, client_ctx(), timeout=0.2) as stream:
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            stream.read(1)
+        assert 0.15 <= time.monotonic() - start < 1.5
+        with pytest.raises(TimeoutError):
+            stream.readline()
+        done.set()
+    server.join()
+    assert server.errors == []
+
+
+def test_write_timeout(server_ctx: Callable[..., Any], client_ctx: Callable[..., Any],
+                       commssl_server: Callable[..., Any]) -> None:
+    done = threading.Event()
+    server = commssl_server(server_ctx(), lambda s: done.wait(5))  # never reads
+    with connect(server.port, client_ctx(), timeout=0.3) as stream:
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            stream.write(b"x" * (64 * 1024 * 1024))  # far beyond the socket buffers
+        assert 0.25 <= time.monotonic() - start < 2
+        done.set()
+    server.join()
