@@ -98,6 +98,7 @@ X509 *d2i_X509_bio(BIO *, X509 **);
 int i2d_X509(X509 *, unsigned char **);
 X509_NAME *X509_get_subject_name(const X509 *);
 X509_NAME *X509_get_issuer_name(const X509 *);
+void EVP_PKEY_free(EVP_PKEY *);
 """
 
 X509_VFY = """
@@ -118,6 +119,7 @@ void X509_STORE_CTX_set_error(X509_STORE_CTX *, int);
 int X509_STORE_CTX_get_error_depth(const X509_STORE_CTX *);
 void *X509_STORE_CTX_get_ex_data(const X509_STORE_CTX *, int);
 const char *X509_verify_cert_error_string(long);
+int X509_STORE_add_cert(X509_STORE *, X509 *);
 """
 
 SSL = """
@@ -174,6 +176,10 @@ long SSL_CTX_get_options(SSL_CTX *);
 int SSL_CTX_set_min_proto_version(SSL_CTX *, int);
 int SSL_CTX_set_max_proto_version(SSL_CTX *, int);
 int SSL_CTX_use_certificate_chain_file(SSL_CTX *, const char *);
+int SSL_CTX_use_certificate(SSL_CTX *, X509 *);
+long SSL_CTX_add1_chain_cert(SSL_CTX *, X509 *);
+int SSL_CTX_use_PrivateKey(SSL_CTX *, EVP_PKEY *);
+X509_STORE *SSL_CTX_get_cert_store(const SSL_CTX *);
 int SSL_CTX_use_PrivateKey_file(SSL_CTX *, const char *, int);
 int SSL_CTX_check_private_key(const SSL_CTX *);
 int SSL_CTX_load_verify_locations(SSL_CTX *, const char *, const char *);
@@ -270,6 +276,13 @@ int commssl_io(SSL *, int, void *, size_t, size_t *, int);
 int commssl_cert_info(X509 *, BIO *);
 int commssl_serial(X509 *, unsigned char *, int, int *);
 int commssl_common_name(X509 *, unsigned char **);
+
+/* asyncio streams (aio.py): an SSL over a pair of memory BIOs */
+int commssl_mem_step(SSL *, char *, size_t, int, int, char *, size_t, size_t *, size_t *);
+
+/* demo PKI (python -m commssl): one throwaway certificate per call */
+int commssl_demo_cert(const char *, const char *, int, int, uint64_t, long, long,
+                      X509 *, EVP_PKEY *, X509 **, EVP_PKEY **);
 """
 
 CUSTOMIZATIONS = r"""
@@ -336,8 +349,11 @@ int commssl_verify_cb(int ok, X509_STORE_CTX *store)
     if (st == NULL)
         return ok;
     if (st->py_verify) {
+        int before = X509_STORE_CTX_get_error(store);
         int accepted = st->py != NULL && _commssl_verify_py(st->py, ok, store);
-        if (ok && !accepted)
+        /* A rejection of a good certificate is the application's, unless the
+           callback set its own code with x509_store_ctx_set_error: keep that. */
+        if (ok && !accepted && X509_STORE_CTX_get_error(store) == before)
             X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
         ok = accepted;
     }
@@ -595,6 +611,125 @@ int commssl_cert_info(X509 *x, BIO *out)
     ok = ok && X509_digest(x, EVP_sha256(), md, &mdlen) && commssl_put(out, 'F', md, (int)mdlen);
     return ok;
 }
+
+/* ---- demo PKI for `python -m commssl` (owner: the CLI/demo) -------------
+   One throwaway certificate per call, made in memory: a fresh EC P-256 key,
+   subject CN=cn, signed with SHA-256 by issuer_key (issuer NULL: self-signed
+   with its own key). is_ca: basicConstraints CA:TRUE (pathlen >= 0 adds
+   pathlen) with keyCertSign/cRLSign; else a leaf for serverAuth+clientAuth
+   with the subjectAltName conf string san (e.g. "DNS:localhost,IP:127.0.0.1").
+   Validity: now+not_before .. now+not_after (seconds). On success *cert_out
+   and *key_out each hold one reference for the caller; returns 1, else 0
+   with the error queue telling why. */
+static int commssl_demo_ext(X509 *x, X509V3_CTX *v3, int nid, const char *value)
+{
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, v3, nid, value);
+    int ok = ext != NULL && X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    return ok;
+}
+
+int commssl_demo_cert(const char *cn, const char *san, int is_ca, int pathlen,
+                      uint64_t serial, long not_before, long not_after,
+                      X509 *issuer, EVP_PKEY *issuer_key, X509 **cert_out, EVP_PKEY **key_out)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    X509V3_CTX v3;
+    char bc[64];
+    int ok = key != NULL && x != NULL && name != NULL;
+
+    *cert_out = NULL;
+    *key_out = NULL;
+    ok = ok && X509_set_version(x, 2)
+         && ASN1_INTEGER_set_uint64(X509_get_serialNumber(x), serial)
+         && X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8,
+                                       (const unsigned char *)cn, -1, -1, 0)
+         && X509_set_subject_name(x, name)
+         && X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name)
+         && X509_gmtime_adj(X509_getm_notBefore(x), not_before)
+         && X509_gmtime_adj(X509_getm_notAfter(x), not_after)
+         && X509_set_pubkey(x, key);
+    if (ok) {
+        X509V3_set_ctx(&v3, issuer ? issuer : x, x, NULL, NULL, 0);
+        if (is_ca) {
+            if (pathlen >= 0)
+                snprintf(bc, sizeof bc, "critical,CA:TRUE,pathlen:%d", pathlen);
+            else
+                snprintf(bc, sizeof bc, "critical,CA:TRUE");
+            ok = commssl_demo_ext(x, &v3, NID_basic_constraints, bc)
+                 && commssl_demo_ext(x, &v3, NID_key_usage, "critical,keyCertSign,cRLSign");
+        } else {
+            ok = commssl_demo_ext(x, &v3, NID_basic_constraints, "critical,CA:FALSE")
+                 && commssl_demo_ext(x, &v3, NID_key_usage, "critical,digitalSignature")
+                 && commssl_demo_ext(x, &v3, NID_ext_key_usage, "serverAuth,clientAuth")
+                 && (san == NULL || commssl_demo_ext(x, &v3, NID_subject_alt_name, san));
+        }
+        ok = ok && commssl_demo_ext(x, &v3, NID_subject_key_identifier, "hash");
+        /* the root has no authority to name; the others name their issuer's key */
+        ok = ok && (issuer == NULL
+                    || commssl_demo_ext(x, &v3, NID_authority_key_identifier, "keyid:always"));
+        ok = ok && X509_sign(x, issuer ? issuer_key : key, EVP_sha256()) > 0;
+    }
+    X509_NAME_free(name);
+    if (!ok) {
+        X509_free(x);
+        EVP_PKEY_free(key);
+        return 0;
+    }
+    *cert_out = x;
+    *key_out = key;
+    return 1;
+}
+/* ---- end of demo PKI ---------------------------------------------------- */
+
+/* ---- asyncio streams (owner: aio.py) -------------------------------------
+   AsyncSSLStream drives an SSL whose BIOs are two memory BIOs: the event loop
+   moves ciphertext between them and the socket. commssl_mem_step does what one
+   event needs in one call, instead of a cffi round trip per TLS record:
+   append inlen bytes from in to the read BIO (eof != 0: from now on an empty
+   read BIO means the peer closed the connection), then run op as commssl_do:
+   - COMMSSL_OP_READ: SSL_read_ex repeatedly into buf (cap len); *done is the
+     total. Returns 0 when buf is full (call again: more may be decrypted),
+     else the code that stopped the reads (SSL_ERROR_WANT_READ: all consumed).
+   - COMMSSL_OP_WRITE: SSL_write_ex of len bytes from buf (a memory BIO takes
+     them all); HANDSHAKE, SHUTDOWN: one step.
+   *wpending is then what waits in the write BIO for the socket. */
+int commssl_mem_step(SSL *ssl, char *in, size_t inlen, int eof, int op,
+                     char *buf, size_t len, size_t *done, size_t *wpending)
+{
+    BIO *rbio = SSL_get_rbio(ssl);
+    size_t total = 0, n = 0;
+    int e = 0;
+
+    *done = 0;
+    while (inlen > 0) {
+        int chunk = inlen > 0x40000000 ? 0x40000000 : (int)inlen;
+        if (BIO_write(rbio, in, chunk) != chunk) {
+            *wpending = BIO_ctrl_pending(SSL_get_wbio(ssl));
+            return SSL_ERROR_SSL;  /* out of memory, on the error queue */
+        }
+        in += chunk;
+        inlen -= (size_t)chunk;
+    }
+    if (eof)
+        BIO_set_mem_eof_return(rbio, 0);
+    if (op == COMMSSL_OP_READ) {
+        while (total < len) {
+            e = commssl_do(ssl, op, buf + total, len - total, &n);
+            if (e != 0)
+                break;
+            total += n;
+        }
+        *done = total;
+    } else {
+        e = commssl_do(ssl, op, buf, len, done);
+    }
+    *wpending = BIO_ctrl_pending(SSL_get_wbio(ssl));
+    return e;
+}
+/* ---- end of asyncio streams ---------------------------------------------- */
 """
 
 CDEF = VERSION + CRYPTO + ERR + BIO + X509 + X509_VFY + SSL + HELPERS
@@ -604,22 +739,27 @@ def _build() -> FFI:
     ffi = FFI()
     ffi.cdef(CDEF)
     source = PRELUDE + CUSTOMIZATIONS
-    kwargs = {"py_limited_api": not sys.implementation.name == "pypy"}
+    kwargs: dict = {"py_limited_api": not sys.implementation.name == "pypy"}
+    # OPENSSL_DIR (a prefix holding include/ and lib/) wins over pkg-config when set, so a
+    # wheel build links the OpenSSL 3 it was pointed at, never whatever pkg-config finds.
+    prefix = os.environ.get("OPENSSL_DIR")
+    if prefix:
+        libdirs = [os.path.join(prefix, d) for d in ("lib", "lib64")]
+        kwargs["include_dirs"] = [os.path.join(prefix, "include")]
+        kwargs["library_dirs"] = [d for d in libdirs if os.path.isdir(d)] or libdirs[:1]
     if sys.platform == "win32":
+        # OpenSSL 3's import libraries are libssl.lib/libcrypto.lib (vcpkg, the official
+        # build); ws2_32 for WSAPoll; the rest only matter for a static libcrypto.
         libraries = ["libssl", "libcrypto", "ws2_32", "crypt32", "advapi32", "user32"]
         ffi.set_source("commssl._openssl", source, libraries=libraries, **kwargs)
         return ffi
-    try:
-        ffi.set_source_pkgconfig("commssl._openssl", ["libssl", "libcrypto"], source, **kwargs)
-    except PkgConfigError:
-        prefix = os.environ.get("OPENSSL_DIR")
-        extra = {}
-        if prefix:
-            extra = {
-                "include_dirs": [os.path.join(prefix, "include")],
-                "library_dirs": [os.path.join(prefix, "lib")],
-            }
-        ffi.set_source("commssl._openssl", source, libraries=["ssl", "crypto"], **extra, **kwargs)
+    if not prefix:
+        try:
+            ffi.set_source_pkgconfig("commssl._openssl", ["libssl", "libcrypto"], source, **kwargs)
+            return ffi
+        except PkgConfigError:
+            pass  # no pkg-config or no .pc files: the compiler's default paths
+    ffi.set_source("commssl._openssl", source, libraries=["ssl", "crypto"], **kwargs)
     return ffi
 
 
