@@ -3,6 +3,7 @@ and the one path that turns OpenSSL's error queue into exceptions."""
 
 from __future__ import annotations
 
+import os
 from typing import List, NoReturn, Optional, Type
 
 from ._openssl import ffi, lib
@@ -85,7 +86,8 @@ def raise_io_error(err: int, what: str, os_errno: int = 0) -> NoReturn:
         and lib.ERR_GET_LIB(last) == lib.ERR_LIB_SSL
         and lib.ERR_GET_REASON(last) == lib.SSL_R_UNEXPECTED_EOF_WHILE_READING
     ):
-        detail = reasons or (f"errno {os_errno}" if os_errno else "the peer closed the connection")
+        detail = reasons or (f"{os.strerror(os_errno)} (errno {os_errno})" if os_errno
+                             else "the peer closed the connection")
         raise SSLError(f"{what}: {detail}", last)
     if err == lib.SSL_ERROR_SSL:
         exc: Type[SSLCondition] = SSLFailure
