@@ -20,11 +20,11 @@ import time
 from typing import Any, Dict, List, Optional
 
 import pytest
+from peers import OPENSSL, PKI, openssl_server, plaintext_server, reset_server, silent_server
 
 import commssl
 from commssl import cli
 from commssl.demo import CLIENT_CN, CLIENT_EMAIL, INTERMEDIATE_CN, ROOT_CN, SERVER_CN, run_demo
-from peers import OPENSSL, PKI, openssl_server, plaintext_server, reset_server, silent_server
 
 ANSI = re.compile(r"\x1b\[")
 
@@ -143,7 +143,8 @@ def test_demo_json() -> None:
         assert 28 <= leaf["days_left"] <= 30
     assert doc["server_side"]["verify"]["mode"] == "verify-peer,fail-if-no-peer-cert"
     # the same intermediate was sent by both sides
-    assert doc["peer"]["chain"][1]["sha256_fingerprint"] == doc["server_side"]["chain"][1]["sha256_fingerprint"]
+    intermediates = doc["peer"]["chain"][1], doc["server_side"]["chain"][1]
+    assert intermediates[0]["sha256_fingerprint"] == intermediates[1]["sha256_fingerprint"]
     assert {"type": "IP Address", "value": "127.0.0.1"} in doc["peer"]["chain"][0]["subject_alt_names"]
     assert doc["server_side"]["chain"][0]["emails"] == [CLIENT_EMAIL]
     assert doc["exchange"]["sent"] == "hello from the commssl client"
@@ -162,7 +163,8 @@ def test_demo_in_process_releases_everything() -> None:
     client, server = cli.Recorder(), cli.Recorder()
     result = run_demo(client, server, timeout=5.0)
     assert result.error is None and result.received
-    assert client.chain is not None and [c["subject_common_name"] for c in client.chain] == [SERVER_CN, INTERMEDIATE_CN]
+    assert client.chain is not None
+    assert [c["subject_common_name"] for c in client.chain] == [SERVER_CN, INTERMEDIATE_CN]
     assert commssl.outstanding_certificates() == before
 
 

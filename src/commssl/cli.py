@@ -89,7 +89,7 @@ from typing import Any, Dict, List, NoReturn, Optional, Sequence, TextIO, Tuple
 
 from . import __version__, openssl_version
 from ._binding import ffi, lib, text
-from .certificates import CertificateData
+from .certificates import CertificateData, get_certificate_common_name, get_certificate_data
 from .connection import (
     peer_certificates,
     raise_failure,
@@ -98,7 +98,6 @@ from .connection import (
     ssl_connection_ssl_ref,
     ssl_connection_verify,
 )
-from .certificates import get_certificate_data, get_certificate_common_name
 from .contexts import (
     destroy_ssl_ctx,
     make_ssl_ctx,

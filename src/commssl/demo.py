@@ -158,7 +158,8 @@ def run_demo(client_callback: VerifyCallback, server_callback: VerifyCallback,
         server_ctx = pki.context("server", pki.server)
         client_ctx = None
         try:
-            set_verification_mode(server_ctx, "server", ["verify-peer", "fail-if-no-peer-cert"], server_callback)
+            set_verification_mode(server_ctx, "server", ["verify-peer", "fail-if-no-peer-cert"],
+                                  server_callback)
             client_ctx = pki.context("client", pki.client)
             set_verification_mode(client_ctx, "client", "always", client_callback)
             _run(result, server_ctx, client_ctx, timeout)
