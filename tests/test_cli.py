@@ -241,6 +241,18 @@ def test_ip_target_checks_the_ip_and_sends_no_sni(pki: PKI) -> None:
     assert doc["target"]["servername"] is None and doc["peer"]["verify"]["ok"]
 
 
+def test_capath_and_a_host_name_target(pki: PKI, tmp_path: Any) -> None:
+    """A hashed --capath directory; a DNS-name target is the SNI and the name checked."""
+    capath = tmp_path / "capath"
+    capath.mkdir()
+    (capath / "root.pem").write_bytes(pki.root_cert.read_bytes())
+    subprocess.run([OPENSSL, "rehash", str(capath)], check=True, capture_output=True, timeout=10)
+    with openssl_server(pki.server_chain, pki.server_key) as server:
+        r, doc = run_json(f"localhost:{server.port}", "--capath", capath)
+    assert r.returncode == 0, r.stderr
+    assert doc["target"]["servername"] == "localhost" and doc["peer"]["verify"]["ok"]
+
+
 def test_untrusted_chain_fails_with_depth_and_reason(pki: PKI) -> None:
     with openssl_server(pki.other_chain, pki.other_key) as server:
         r = run(f"127.0.0.1:{server.port}", "--cafile", pki.root_cert, "--servername", "localhost")
