@@ -7,6 +7,7 @@ LispWorks.
 """
 
 from ._binding import ffi, lib
+from .aio import AsyncSSLStream, open_tcp_stream_async, start_ssl_server
 from .certificates import (
     copy_certificate,
     get_certificate_common_name,
@@ -91,6 +92,7 @@ def openssl_version() -> dict:
 
 
 __all__ = [
+    "AsyncSSLStream", "open_tcp_stream_async", "start_ssl_server",
     "CertificateReleasedError", "SSLAbstractContext", "SSLClosed", "SSLCondition", "SSLCtxPointer",
     "SSLError", "SSLFailure", "SSLHandshakeTimeout", "SSLPointer", "SSLVerificationFailure",
     "SSLVersionOrCipherMismatch", "SocketStream", "X509Pointer", "X509StoreCtxPointer",

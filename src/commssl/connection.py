@@ -101,7 +101,8 @@ def new_ssl(
             if ctx_configure_callback is not None:
                 ctx_configure_callback(ctx)
         else:
-            raise TypeError(
+            # A str of the wrong spelling is a value error, as in make_ssl_ctx.
+            raise (ValueError if isinstance(ssl_ctx, str) else TypeError)(
                 "ssl_ctx must be True, 'default', 'v23', an SSLCtxPointer, an SSLPointer "
                 f"or an abstract context, not {ssl_ctx!r}"
             )
