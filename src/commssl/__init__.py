@@ -6,6 +6,10 @@ and released explicitly. See the README for a tour and the differences from
 LispWorks.
 """
 
+from importlib.metadata import PackageNotFoundError as _NotFound
+from importlib.metadata import version as _dist_version
+from typing import Dict, Union
+
 from ._binding import ffi, lib
 from .aio import AsyncSSLStream, open_tcp_stream_async, start_ssl_server
 from .certificates import (
@@ -76,11 +80,15 @@ from .verification import (
     x509_verify_cert_error_string,
 )
 
-__version__ = "0.1.0"
+try:  # one source of truth: the version in pyproject.toml, as installed
+    __version__: str = _dist_version("commssl")
+except _NotFound:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
-def openssl_version() -> dict:
-    """The OpenSSL the extension was built against and the one loaded now."""
+def openssl_version() -> Dict[str, Union[str, int]]:
+    """The OpenSSL the extension was built against and the one loaded now:
+    ``{"built": text, "loaded": text, "built_number": int, "loaded_number": int}``."""
     from ._binding import text
 
     return {
