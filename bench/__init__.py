@@ -1,0 +1,1 @@
+"""The commssl benchmark (``python -m bench``); see ``run.py``."""
