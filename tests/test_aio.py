@@ -746,6 +746,72 @@ def test_reader_that_does_not_read_pauses_the_transport(server_ctx: Any, client_
     run(main(), timeout=60)
 
 
+def test_readexactly_beyond_the_read_limit(server_ctx: Any, client_ctx: Any) -> None:
+    sctx, cctx = server_ctx(), client_ctx()
+    size = 1024 * 1024
+
+    async def handler(stream: AsyncSSLStream) -> None:
+        stream.write(b"r" * size)
+        await stream.drain()
+        await stream.read()
+
+    async def main() -> None:
+        async with serving(handler, sctx) as server:
+            stream = await open_tcp_stream_async("localhost", port_of(server), ssl_ctx=cctx, limit=65536)
+            await asyncio.sleep(0.2)  # reading pauses above the limit ...
+            assert stream._read_paused
+            # ... and a reader asking for more than the limit still gets it
+            assert await asyncio.wait_for(stream.readexactly(size), 10) == b"r" * size
+            await stream.close()
+
+    run(main())
+
+
+def test_close_wakes_a_waiting_reader_and_refused_connection(server_ctx: Any, client_ctx: Any) -> None:
+    sctx, cctx = server_ctx(), client_ctx()
+
+    async def handler(stream: AsyncSSLStream) -> None:
+        await stream.read()
+
+    async def main() -> None:
+        async with serving(handler, sctx) as server:
+            stream = await open_tcp_stream_async("localhost", port_of(server), ssl_ctx=cctx)
+            reader = asyncio.ensure_future(stream.read(10))
+            await asyncio.sleep(0.05)
+            assert not reader.done()
+            await stream.close()
+            assert await asyncio.wait_for(reader, 5) == b""
+        with socket.socket() as s:  # a port nobody listens on
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        with pytest.raises(ConnectionRefusedError):
+            await open_tcp_stream_async(HOST, port, ssl_ctx=cctx)
+
+    run(main())
+
+
+def test_tls12_peers(pki: PKI, client_ctx: Any) -> None:
+    cctx = client_ctx()
+
+    async def main(port: int) -> None:
+        async with await open_tcp_stream_async("localhost", port, ssl_ctx=cctx) as stream:
+            assert ssl_connection_protocol_version(stream) == "tls-v1-2"
+            assert cn_list(stream) == [pki.server_cn, pki.intermediate_cn]
+            stream.write(b"twelve\n")
+            assert await stream.readexactly(7) == b"evlewt\n"
+
+    async def refused(port: int) -> None:
+        # TLS 1.2: the server's refusal of a client without a certificate ends the handshake itself
+        with pytest.raises(SSLFailure):
+            await open_tcp_stream_async("localhost", port, ssl_ctx=cctx, handshake_timeout=10)
+
+    with peers.openssl_server(pki.server_chain, pki.server_key, extra_args=("-tls1_2",)) as server:
+        run(main(server.port))
+    with peers.openssl_server(pki.server_chain, pki.server_key, cafile=pki.root_cert, Verify=1,
+                              extra_args=("-tls1_2",)) as server:
+        run(refused(server.port))
+
+
 # -- bad inputs ----------------------------------------------------------------------------
 
 

@@ -390,8 +390,10 @@ class AsyncSSLStream(Connection):
         self._waiters.append(fut)
         await fut
 
-    def _maybe_resume_reading(self) -> None:
-        if self._read_paused and len(self._rbuf) <= self._limit // 2:
+    def _maybe_resume_reading(self, force: bool = False) -> None:
+        """Resume reading once the buffer is half drained, or at once when a
+        reader needs more than the buffer holds (``readexactly`` beyond the limit)."""
+        if self._read_paused and (force or len(self._rbuf) <= self._limit // 2):
             self._read_paused = False
             if self._transport is not None:
                 self._transport.resume_reading()
@@ -417,7 +419,7 @@ class AsyncSSLStream(Connection):
         rbuf = self._rbuf
         if n < 0:
             while not self._ended():
-                self._maybe_resume_reading()
+                self._maybe_resume_reading(force=True)
                 await self._wait()
             if self._exc is not None and not self._eof:
                 raise self._exc
@@ -456,7 +458,7 @@ class AsyncSSLStream(Connection):
                 partial = bytes(rbuf)
                 rbuf.clear()
                 raise asyncio.IncompleteReadError(partial, n)
-            self._maybe_resume_reading()  # n may exceed the limit
+            self._maybe_resume_reading(force=True)  # n may exceed the limit
             await self._wait()
         data = bytes(rbuf[:n])
         del rbuf[:n]
