@@ -342,6 +342,35 @@ def test_read_all_and_write_sizes(server_ctx: Callable[..., Any], client_ctx: Ca
     assert server.results == [10]
 
 
+def test_large_transfer_both_ways(server_ctx: Callable[..., Any], client_ctx: Callable[..., Any],
+                                  commssl_server: Callable[..., Any]) -> None:
+    size = 8 * 1024 * 1024
+    upload, download = os.urandom(size), os.urandom(size)
+
+    def handler(stream: commssl.SocketStream) -> str:
+        digest = hashlib.sha256(stream.read(size)).hexdigest()
+        # half as one big write, half in odd-sized pieces from a memoryview
+        stream.write(download[: size // 2])
+        view = memoryview(download)
+        for i in range(size // 2, size, 100_003):
+            stream.write(view[i: i + 100_003])
+        return digest
+
+    server = commssl_server(server_ctx(), handler)
+    with connect(server.port, client_ctx(), timeout=20) as stream:
+        assert stream.write(upload) == size  # one call: SSL_write_ex over a full socket buffer
+        received = bytearray()
+        while len(received) < size:
+            chunk = stream.read1(1 << 20)
+            assert chunk
+            received += chunk
+        assert stream.read() == b""
+    server.join(20)
+    assert server.errors == []
+    assert server.results == [hashlib.sha256(upload).hexdigest()]
+    assert hashlib.sha256(received).digest() == hashlib.sha256(download).digest()
+
+
 # -- SNI and host names -------------------------------------------------------------------------
 
 
