@@ -501,3 +501,19 @@ def test_write_timeout(server_ctx: Callable[..., Any], client_ctx: Callable[...,
         assert 0.25 <= time.monotonic() - start < 2
         done.set()
     server.join()
+
+
+def test_detach_when_the_peer_does_not_answer(server_ctx: Callable[..., Any],
+                                              client_ctx: Callable[..., Any],
+                                              commssl_server: Callable[..., Any]) -> None:
+    done = threading.Event()
+    server = commssl_server(server_ctx(), lambda s: done.wait(5))  # never reads our close_notify
+    with connect(server.port, client_ctx()) as stream:
+        start = time.monotonic()
+        with pytest.raises(commssl.SSLClosed, match="did not answer close_notify"):
+            commssl.detach_ssl(stream, retry_count=2, retry_timeout=0.05)
+        assert 0.12 <= time.monotonic() - start < 1.5  # close_notify, then 3 waits of 0.05 s
+        assert commssl.socket_stream_ssl(stream) is None  # detached all the same
+        done.set()
+    server.join()
+    assert server.errors == []
