@@ -42,7 +42,7 @@ _MISMATCH_REASONS = frozenset(
 
 def text(p: object) -> str:
     """A C string from OpenSSL as ``str`` (``""`` for NULL)."""
-    return "" if p == ffi.NULL else ffi.string(p).decode("utf-8", "replace")  # type: ignore[arg-type]
+    return "" if p == ffi.NULL else ffi.string(p).decode("utf-8", "replace")
 
 
 def error_text(code: int) -> str:
@@ -53,7 +53,7 @@ def error_text(code: int) -> str:
 
 def drain() -> List[int]:
     """Empty this thread's OpenSSL error queue, oldest first."""
-    codes = []
+    codes: List[int] = []
     while True:
         code = lib.ERR_get_error()
         if not code:

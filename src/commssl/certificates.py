@@ -176,7 +176,7 @@ def get_certificate_data(cert: X509Pointer) -> CertificateData:
     serial = 0
     emails: List[str] = []
     sans: List[Tuple[str, str]] = []
-    fields = {}
+    fields: dict[str, Any] = {}  # text, or datetime for "b"/"a"
     for tag, raw in _records(live_certificate(cert)):
         if tag == "C":
             cn = raw.decode("utf-8", "replace")

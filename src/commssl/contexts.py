@@ -95,7 +95,7 @@ def ssl_ctx_use_privatekey_file(ctx: SSLCtxPointer, path: PathArg) -> None:
     """Load the private key (PEM); an encrypted one asks the password callback."""
     cdata = _ctx(ctx)
     raw = _path(path, "path")
-    pointer = ctx if isinstance(ctx, SSLCtxPointer) else ctx.ssl_ctx_pointer  # type: ignore[attr-defined]
+    pointer = ctx if isinstance(ctx, SSLCtxPointer) else ctx.ssl_ctx_pointer
     pointer._password_error = None
     ok = lib.SSL_CTX_use_PrivateKey_file(cdata, raw, lib.SSL_FILETYPE_PEM)
     exc = pointer._password_error
@@ -126,7 +126,7 @@ def set_ssl_ctx_password_callback(
     """Supply the pass phrase of encrypted keys: ``callback(max_length, rwflag)``
     returning str or bytes, or a fixed ``password``. Give exactly one."""
     cdata = _ctx(ctx)
-    pointer = ctx if isinstance(ctx, SSLCtxPointer) else ctx.ssl_ctx_pointer  # type: ignore[attr-defined]
+    pointer = ctx if isinstance(ctx, SSLCtxPointer) else ctx.ssl_ctx_pointer
     if (callback is None) == (password is None):
         raise ValueError("set_ssl_ctx_password_callback needs exactly one of callback or password")
     if password is not None:

@@ -153,6 +153,8 @@ class X509StoreCtxPointer(_Pointer):
     """An ``X509_STORE_CTX*``, valid only inside the verify callback it was given to."""
 
     __slots__ = ("_valid", "_ssl")
+    _valid: bool
+    _ssl: SSLPointer  # the connection whose verification this is
 
     def _check(self) -> Any:
         if not self._valid:

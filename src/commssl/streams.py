@@ -167,7 +167,7 @@ class SocketStream(Connection, io.BufferedIOBase):
         del self._rbuf[:end]
         return data
 
-    def write(self, data: Any) -> int:  # type: ignore[override]
+    def write(self, data: Any) -> int:
         self._check_open()
         sslp = self._sslp
         if sslp is None:
