@@ -284,8 +284,17 @@ class SSLPointer(_Pointer):
         exc, self.exception = self.exception, None
         return exc
 
+    def in_callback(self, what: str) -> None:
+        """Raise ``ValueError`` while one of this SSL's verify callbacks runs:
+        OpenSSL is then inside a handshake on it, and freeing it or starting
+        another operation on it would pull the ground from under OpenSSL."""
+        if self.verifying is not None:
+            raise ValueError(f"{what} is not allowed inside the connection's own verify callback "
+                             "(its handshake is running); return False from the callback to reject the peer")
+
     def _free(self) -> None:
         if not self._freed:
+            self.in_callback("freeing the SSL")
             self._freed = True
             lib.commssl_set_state(self.cdata, ffi.NULL)
             lib.SSL_free(self.cdata)

@@ -80,6 +80,7 @@ class SocketStream(Connection, io.BufferedIOBase):
     def _io(self, op: int, buf: Any, n: int, done: Any, timeout: Optional[float]) -> int:
         sslp = self._sslp
         assert sslp is not None
+        sslp.in_callback("I/O on the stream")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             err = lib.commssl_io(sslp._live(), op, buf, n, done, _ms(deadline))
@@ -189,6 +190,8 @@ class SocketStream(Connection, io.BufferedIOBase):
     def close(self) -> None:
         if self.closed:
             return
+        if self._sslp is not None:
+            self._sslp.in_callback("close()")
         try:
             if self._sslp is not None:
                 _detach(self, retry_count=None, retry_timeout=0)
@@ -317,6 +320,7 @@ def detach_ssl(stream: SocketStream, retry_count: Optional[int] = 5, retry_timeo
         raise ValueError(f"retry_count must be >= 0, not {retry_count}")
     seconds = _timeout_arg(retry_timeout, "retry_timeout") or 0.0
     if stream._sslp is not None:
+        stream._sslp.in_callback("detach_ssl")
         _detach(stream, retry_count, seconds)
 
 
