@@ -184,6 +184,8 @@ int SSL_CTX_use_PrivateKey_file(SSL_CTX *, const char *, int);
 int SSL_CTX_check_private_key(const SSL_CTX *);
 int SSL_CTX_load_verify_locations(SSL_CTX *, const char *, const char *);
 int SSL_CTX_set_default_verify_paths(SSL_CTX *);
+int SSL_CTX_set_default_verify_file(SSL_CTX *);
+int SSL_CTX_set_default_verify_dir(SSL_CTX *);
 void SSL_CTX_set_default_passwd_cb(SSL_CTX *, int (*)(char *, int, int, void *));
 void SSL_CTX_set_default_passwd_cb_userdata(SSL_CTX *, void *);
 void SSL_CTX_set_verify(SSL_CTX *, int, int (*)(int, X509_STORE_CTX *));

@@ -30,6 +30,21 @@ def _side(ssl_side: object) -> str:
     return ssl_side
 
 
+def default_trust(cdata: Any) -> None:
+    """Trust the system's default CA file and directory (``SSL_CERT_FILE`` and
+    ``SSL_CERT_DIR`` honoured), as ``SSL_CTX_set_default_verify_paths`` does.
+
+    Not that call itself: before OpenSSL 3.4 it also adds a "store" lookup of the
+    same directory (openssl/openssl#21067, removed by #24140), which reads the
+    whole directory at every lookup that misses the trust store -- on each
+    verification of a chain whose intermediate is not trusted itself. That cost
+    about 120-300 us per client handshake and serialised concurrent handshakes
+    (bench/). The file and hashed-directory lookups find the same certificates.
+    """
+    lib.SSL_CTX_set_default_verify_file(cdata)
+    lib.SSL_CTX_set_default_verify_dir(cdata)
+
+
 def wants_new_ctx(ssl_ctx: object) -> bool:
     """True for the ``ssl_ctx`` values that ask for a new context."""
     return ssl_ctx is True or (isinstance(ssl_ctx, str) and ssl_ctx in _NEW_CTX)
@@ -56,7 +71,7 @@ def make_ssl_ctx(ssl_ctx: Any = True, ssl_side: str = "server") -> SSLCtxPointer
     lib.SSL_CTX_set_options(cdata, lib.SSL_OP_NO_RENEGOTIATION | lib.SSL_OP_NO_COMPRESSION)
     if side == "client":
         set_verification_mode(ctx, "client", "always")
-        lib.SSL_CTX_set_default_verify_paths(cdata)
+        default_trust(cdata)
     else:
         set_verification_mode(ctx, "server", "never")
     return ctx
@@ -202,7 +217,7 @@ def _abstract(side: str, *, cert_file: Optional[PathArg], key_file: Optional[Pat
     elif cert_file is not None:
         ssl_ctx_use_privatekey_file(ctx, cert_file)
     if openssl_trusted_file == "default":
-        lib.SSL_CTX_set_default_verify_paths(ctx.cdata)
+        default_trust(ctx.cdata)
     elif openssl_trusted_file is not None or openssl_trusted_directory is not None:
         ssl_ctx_load_verify_locations(ctx, openssl_trusted_file, openssl_trusted_directory)
     if verify_callback is not None:
