@@ -10,6 +10,8 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from .pki import Chain
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -41,8 +43,8 @@ def build(directory: Path) -> Path:
 class Floor:
     """The running C floor."""
 
-    def __init__(self, exe: Path, chains: Dict[str, "object"]) -> None:
-        dirs = [str(getattr(chains[k], "directory")) for k in ("ecdsa", "rsa")]
+    def __init__(self, exe: Path, chains: Dict[str, Chain]) -> None:
+        dirs = [str(chains[k].directory) for k in ("ecdsa", "rsa")]
         self._proc = subprocess.Popen([str(exe), *dirs], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       text=True, bufsize=1)
         first = self._readline()

@@ -82,7 +82,8 @@ class PeerCalls:
         return self.client.getpeercert()
 
     def serial(self) -> int:
-        return int(self.client.getpeercert()["serialNumber"], 16)
+        cert: Any = self.client.getpeercert()
+        return int(cert["serialNumber"], 16)
 
     def close(self) -> None:
         pass

@@ -148,7 +148,9 @@ class PeerCalls:
 
     def __init__(self, chain: Chain) -> None:
         self.client, self.server = Handshakes(chain).connect()
-        self.leaf = self.client.get_peer_certificate()
+        leaf = self.client.get_peer_certificate()
+        assert leaf is not None
+        self.leaf = leaf
 
     def chain(self) -> Any:
         return self.client.get_peer_cert_chain()

@@ -45,6 +45,7 @@ except ImportError:  # pyOpenSSL not installed
 HERE = Path(__file__).resolve().parent
 CONTENDERS = ("commssl", "floor", "cpython", "pyopenssl_sys", "pyopenssl_wheel")
 MODES = (("server", False), ("mutual", True))
+GROUPS = ("memory", "peer_calls", "threads", "sockets")
 KEY_NAMES = {"ecdsa": "ECDSA P-256", "rsa": "RSA-2048"}
 MODE_NAMES = {"server": "server-auth", "mutual": "mutual"}
 
@@ -270,12 +271,11 @@ class Bench:
         self.progress("rows 3-4: loopback sockets")
         interleave(blocks, s.runs, self.samples, self.progress)
 
-    def run(self) -> None:
+    def run(self, groups: Sequence[str] = GROUPS) -> None:
         self.setup()
-        self.memory()
-        self.peer_calls()
-        self.threads()
-        self.sockets()
+        for group in GROUPS:
+            if group in groups:
+                getattr(self, group)()
         self.info["loadavg_end"] = _loadavg()
 
     # -- reporting -------------------------------------------------------------------
@@ -283,37 +283,38 @@ class Bench:
     def med(self, row: str, who: str) -> Optional[float]:
         return median(self.samples.get((row, who), []))
 
+    def pair(self, row_a: str, who_a: str, row_b: str, who_b: str,
+             fn: Callable[[float, float], float]) -> Optional[float]:
+        """``paired`` over the samples of two cells."""
+        return paired(self.samples.get((row_a, who_a), []), self.samples.get((row_b, who_b), []), fn)
+
     def results(self) -> Dict[str, Any]:
         """Every row: its cells (medians), the commssl verdict, and the raw samples."""
         rows: List[Dict[str, Any]] = []
         for key in KEY_TYPES:
             for mode, _ in MODES:
                 row = f"mem-{key}-{mode}"
-                added = paired(self.samples.get((row, "commssl"), []), self.samples.get((row, "floor"), []),
-                               lambda a, b: a - b)
+                added = self.pair(row, "commssl", row, "floor", lambda a, b: a - b)
                 rows.append(self._row(row, f"1. in-memory handshakes, {KEY_NAMES[key]}, {MODE_NAMES[mode]}",
                                       "handshake", added=added, target=15e-6,
                                       verdict=_us_over(added, 15e-6)))
         for key in KEY_TYPES:
             for mode, _ in MODES:
                 row, base = f"cb-{key}-{mode}", f"mem-{key}-{mode}"
-                calls = self.callback_calls[f"{key}-{mode}"]
-                extra = {who: paired(self.samples.get((row, who), []), self.samples.get((base, who), []),
-                                     lambda a, b: a - b) for who in CONTENDERS}
+                calls = self.callback_calls.get(f"{key}-{mode}") or 1
+                extra = {who: self.pair(row, who, base, who, lambda a, b: a - b) for who in CONTENDERS}
                 rows.append(self._row(row, f"2. same + verify callback ({calls} calls), {KEY_NAMES[key]}, "
                                            f"{MODE_NAMES[mode]}", "handshake", added=extra["commssl"],
                                       target=3e-6, verdict=_callback_verdict(extra["commssl"], calls)))
                 per_call = {who: (v / calls if v is not None else None) for who, v in extra.items()}
-                rows.append({"id": f"cbcall-{key}-{mode}", "title": f"2. cost per callback call, {KEY_NAMES[key]}, "
-                                                                    f"{MODE_NAMES[mode]} (difference / {calls})",
-                             "unit": "call", "cells": per_call, "target": 1e-6,
-                             "verdict": _le(per_call["commssl"], 1e-6, "µs per call")})
-        ratio = paired(self.samples.get(("sock-hs", "cpython"), []), self.samples.get(("sock-hs", "commssl"), []),
-                       lambda a, b: a / b)
-        rows.append(self._row("sock-hs", "3. blocking handshakes over loopback, ECDSA, server-auth", "handshake",
-                              ratio=ratio, target=1.1, verdict=_ge(ratio, 1.1, "× CPython")))
-        ratio = paired(self.samples.get(("sock-bulk", "commssl"), []),
-                       self.samples.get(("sock-bulk", "cpython"), []), lambda a, b: a / b)
+                title = (f"2. cost per callback call, {KEY_NAMES[key]}, {MODE_NAMES[mode]} "
+                         f"(difference / {calls})")
+                rows.append({"id": f"cbcall-{key}-{mode}", "title": title, "unit": "call", "cells": per_call,
+                             "target": 1e-6, "verdict": _le(per_call["commssl"], 1e-6, "µs per call")})
+        ratio = self.pair("sock-hs", "cpython", "sock-hs", "commssl", lambda a, b: a / b)
+        rows.append(self._row("sock-hs", "3. blocking handshakes over loopback, ECDSA, server-auth",
+                              "handshake", ratio=ratio, target=1.1, verdict=_ge(ratio, 1.1, "× CPython")))
+        ratio = self.pair("sock-bulk", "commssl", "sock-bulk", "cpython", lambda a, b: a / b)
         rows.append(self._row("sock-bulk", "4. bulk throughput, blocking stream, 64 KiB writes", "MB/s",
                               ratio=ratio, target=1.1, verdict=_ge(ratio, 1.1, "× CPython")))
         chain = self.med("call-chain", "commssl")
@@ -327,8 +328,7 @@ class Bench:
                               verdict=""))
         rows.append(self._row("thr-2", "6. in-memory handshakes on 2 threads (wall), ECDSA", "handshake",
                               verdict=""))
-        speedup = {who: paired(self.samples.get(("thr-1", who), []), self.samples.get(("thr-2", who), []),
-                               lambda a, b: a / b) for who in CONTENDERS}
+        speedup = {who: self.pair("thr-1", who, "thr-2", who, lambda a, b: a / b) for who in CONTENDERS}
         rows.append({"id": "thr-speedup", "title": "6. speedup, 2 threads over 1", "unit": "ratio",
                      "cells": speedup, "target": 1.7, "verdict": _ge(speedup["commssl"], 1.7, "×")})
         return {"info": self.info, "notes": self.notes + self.standing_notes(),
@@ -343,40 +343,47 @@ class Bench:
 
     def standing_notes(self) -> List[str]:
         sys_info, wheel = self.info.get("pyopenssl_sys"), self.info.get("pyopenssl_wheel")
-        notes = [
-            "Single-threaded rows (1, 2, 5) count the measuring thread's CPU time (the machine is shared; "
-            "wall time would add other processes' load); rows 3, 4 and 6 are wall time. Each cell is the "
-            f"median of {self.s.runs} runs; contenders are interleaved within each run.",
-            "Contexts are configured alike everywhere: TLS >= 1.2, no renegotiation or compression; the client "
-            "trusts the system's default CA file and directory plus the chain's root and checks the name "
-            "localhost; mutual: the server requires and verifies a client certificate. The server sends leaf + "
-            "intermediate; TLS 1.3, X25519, one full handshake per pair of fresh SSLs.",
-            "commssl: SSLs from make_ssl_ctx contexts via the library's new_ssl, joined by a BIO pair and driven "
-            "with lib.commssl_do. C floor: bench/floor.c, the same calls in C on the same libssl. CPython: "
-            "SSLObject over MemoryBIOs. pyOpenSSL: Connection over memory BIOs (its own API), with the same "
-            "host-name check set through its bindings.",
-            "Row 2: the callback returns preverify_ok (commssl: set_verification_mode callback; pyOpenSSL: "
-            "set_verify callback; C floor: a C callback; CPython ssl has no verify callback API). The "
-            "per-call cost is the median over runs of (with callback - without) / calls per handshake.",
-            "Rows 3-4: client in this process, server (same library) in another; a handshake row is connect + "
-            "handshake + 1-byte request and answer + close; bulk sends 64 KiB writes, timed until the "
-            "server's 1-byte answer.",
-            "Row 5 (client side, after an ECDSA handshake): commssl ssl_connection_copy_peer_certificates + "
-            "release_certificates_vector; C floor: SSL_get_peer_cert_chain + X509_up_ref / X509_free of each; "
-            "CPython: getpeercert(binary_form=True) (the leaf's DER only); pyOpenSSL: get_peer_cert_chain(). "
-            "Serial: C floor reads the bytes; CPython parses getpeercert()['serialNumber']; pyOpenSSL "
-            "X509.get_serial_number(). Data: CPython getpeercert(); pyOpenSSL: subject, issuer, serial, "
-            "validity, SANs when it still has X509 extensions, SHA-256 digest.",
-        ]
+        notes = [" ".join(p.split()) for p in _NOTES.format(runs=self.s.runs).split("\n\n")]
         if sys_info:
             notes.append(f"pyOpenSSL (system): pyOpenSSL {sys_info['pyopenssl']} + cryptography "
-                         f"{sys_info['cryptography']} built on {sys_info['openssl']} (Debian's packages), run in "
-                         "a worker process of this interpreter: the like-with-like pyOpenSSL column.")
+                         f"{sys_info['cryptography']} built on {sys_info['openssl']} (Debian's packages), "
+                         "run in a worker process of this interpreter: the like-with-like pyOpenSSL column.")
         if wheel:
             notes.append(f"pyOpenSSL (wheel): pyOpenSSL {wheel['pyopenssl']} + cryptography "
                          f"{wheel['cryptography']}, whose wheel bundles {wheel['openssl']}: a different "
                          "OpenSSL, so its handshake rows are not like with like.")
         return notes
+
+
+_NOTES = """\
+Single-threaded rows (1, 2, 5) count the measuring thread's CPU time (the machine is shared;
+wall time would add other processes' load); rows 3, 4 and 6 are wall time. Each cell is the
+median of {runs} runs; contenders are interleaved within each run.
+
+Contexts are configured alike everywhere: TLS >= 1.2, no renegotiation or compression; the
+client trusts the system's default CA file and directory plus the chain's root and checks the
+name localhost; mutual: the server requires and verifies a client certificate. The server sends
+leaf + intermediate; TLS 1.3, X25519, one full handshake per pair of fresh SSLs.
+
+commssl: SSLs from make_ssl_ctx contexts via the library's new_ssl, joined by a BIO pair and
+driven with lib.commssl_do. C floor: bench/floor.c, the same calls in C on the same libssl.
+CPython: SSLObject over MemoryBIOs. pyOpenSSL: Connection over memory BIOs (its own API), with
+the same host-name check set through its bindings.
+
+Row 2: the callback returns preverify_ok (commssl: set_verification_mode callback; pyOpenSSL:
+set_verify callback; C floor: a C callback; CPython ssl has no verify callback API). The
+per-call cost is the median over runs of (with callback - without) / calls per handshake.
+
+Rows 3-4: client in this process, server (same library) in another; a handshake row is connect
++ handshake + 1-byte request and answer + close; bulk sends 64 KiB writes, timed until the
+server's 1-byte answer.
+
+Row 5 (client side, after an ECDSA handshake): commssl ssl_connection_copy_peer_certificates +
+release_certificates_vector; C floor: SSL_get_peer_cert_chain + X509_up_ref / X509_free of each;
+CPython: getpeercert(binary_form=True) (the leaf's DER only); pyOpenSSL: get_peer_cert_chain().
+Serial: C floor reads the bytes; CPython parses getpeercert()['serialNumber']; pyOpenSSL
+X509.get_serial_number(). Data: CPython getpeercert(); pyOpenSSL: subject, issuer, serial,
+validity, SANs when it still has X509 extensions, SHA-256 digest."""
 
 
 def _loadavg() -> Optional[List[float]]:
@@ -448,14 +455,17 @@ def _cell(unit: str, value: Optional[float]) -> str:
 def markdown(results: Dict[str, Any]) -> str:
     info = results["info"]
     sys_info, wheel = info.get("pyopenssl_sys"), info.get("pyopenssl_wheel")
-    heads = ["benchmark", "commssl", "C floor", "CPython ssl",
-             f"pyOpenSSL {sys_info['pyopenssl']} ({sys_info['openssl']})" if sys_info else "pyOpenSSL (system)",
-             f"pyOpenSSL {wheel['pyopenssl']} (wheel, {wheel['openssl']})" if wheel else "pyOpenSSL (wheel)",
-             "commssl vs target"]
+    sys_head = "pyOpenSSL (system)"
+    if sys_info:
+        sys_head = f"pyOpenSSL {sys_info['pyopenssl']} ({sys_info['openssl']})"
+    wheel_head = "pyOpenSSL (wheel)"
+    if wheel:
+        wheel_head = f"pyOpenSSL {wheel['pyopenssl']} (wheel, {wheel['openssl']})"
+    heads = ["benchmark", "commssl", "C floor", "CPython ssl", sys_head, wheel_head, "commssl vs target"]
     lines = [
         f"commssl benchmark, {info['date']}: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
-        f"commssl {info['commssl']} on {info['commssl_openssl']}; load average {info.get('loadavg_start')} at "
-        f"the start, {info.get('loadavg_end')} at the end.",
+        f"commssl {info['commssl']} on {info['commssl_openssl']}; load average "
+        f"{info.get('loadavg_start')} at the start, {info.get('loadavg_end')} at the end.",
         "",
         "| " + " | ".join(heads) + " |",
         "|" + "|".join(["---"] + ["---:"] * 5 + ["---"]) + "|",
@@ -470,11 +480,17 @@ def markdown(results: Dict[str, Any]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny iteration counts: check that every row runs")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny iteration counts: check that every row runs")
     parser.add_argument("--runs", type=int, help="runs per row (medians are quoted)")
     parser.add_argument("--json", type=Path, default=HERE / "results.json", help="where to write the results")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--only", default=",".join(GROUPS),
+                        help=f"comma-separated groups to run (default: all of {','.join(GROUPS)})")
     args = parser.parse_args(argv)
+    groups = [g.strip() for g in args.only.split(",") if g.strip()]
+    if not groups or set(groups) - set(GROUPS):
+        parser.error(f"--only takes groups among {', '.join(GROUPS)}")
     settings = SMOKE if args.smoke else FULL
     if args.runs is not None:
         if args.runs < 1:
@@ -489,7 +505,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="commssl-bench-") as tmp:
         bench = Bench(settings, Path(tmp), progress)
         try:
-            bench.run()
+            bench.run(groups)
             results = bench.results()
         finally:
             bench.close()

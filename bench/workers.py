@@ -56,7 +56,8 @@ class PyOpenSSLWorker:
         line = self._proc.stdout.readline()
         if not line:
             raise RuntimeError(f"the system pyOpenSSL worker exited (status {self._proc.poll()})")
-        return json.loads(line)
+        answer: Dict[str, Any] = json.loads(line)
+        return answer
 
     def run(self, **cmd: Any) -> float:
         assert self._proc.stdin is not None

@@ -119,7 +119,7 @@ def test_results_record_the_machine_and_every_sample(smoke: Dict[str, Any]) -> N
     assert info["nproc"] >= 1 and info["cpu"]
     assert info["floor_openssl"] == info["commssl_openssl"]
     runs = info["settings"]["runs"]
-    assert smoke["samples"]["mem-ecdsa-server|commssl"] and len(smoke["samples"]["mem-ecdsa-server|commssl"]) == runs
+    assert len(smoke["samples"]["mem-ecdsa-server|commssl"]) == runs >= 1
     assert smoke["callback_calls"]["ecdsa-server"] == 3  # root, intermediate, leaf
     assert smoke["callback_calls"]["ecdsa-mutual"] == 6
 
