@@ -15,6 +15,14 @@ import sys
 from cffi import FFI, PkgConfigError
 
 PRELUDE = """
+#ifdef _WIN32
+/* winsock2.h before OpenSSL's headers, and without wincrypt.h, whose X509_NAME,
+   X509_EXTENSIONS, ... macros would replace OpenSSL's type names. */
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <winsock2.h>
+#endif
 #include <openssl/opensslv.h>
 #if OPENSSL_VERSION_NUMBER < 0x30000000L
 #error "commssl needs OpenSSL >= 3.0 (headers found: " OPENSSL_VERSION_TEXT ")"
