@@ -134,7 +134,7 @@ def test_callback_keeps_certificates_and_releases_later(pki: PKI, server_ctx, cl
         commssl.get_certificate_common_name(borrowed[0])
     with pytest.raises(commssl.CertificateReleasedError):
         commssl.release_certificate(borrowed[0])
-    del borrowed
+    borrowed.clear()
     gc.collect()
     names = [commssl.get_certificate_common_name(c) for c in kept]
     assert names == [pki.root_cn] * 2 + [pki.intermediate_cn] * 2 + [pki.server_cn] * 2
@@ -186,7 +186,8 @@ def test_reentrant_commssl_calls_inside_callback(pki: PKI, server_ctx, client_ct
     chain = [pki.server_cn, pki.intermediate_cn]
     assert seen == [
         (2, ["verify-peer"], ["verify-peer"], chain, ("subject-common-name", pki.root_cn), 2, (True, 0)),
-        (1, ["verify-peer"], ["verify-peer"], chain, ("subject-common-name", pki.intermediate_cn), 2, (True, 0)),
+        (1, ["verify-peer"], ["verify-peer"], chain, ("subject-common-name", pki.intermediate_cn), 2,
+         (True, 0)),
         (0, ["verify-peer"], ["verify-peer"], chain, ("subject-common-name", pki.server_cn), 2, (True, 0)),
     ]
 
@@ -318,7 +319,8 @@ def test_callback_switching_its_own_ssl_to_never(server_ctx, client_ctx, commssl
 
     with connect(server.port, client_ctx(), callback) as stream:
         assert commssl.get_verification_mode(commssl.socket_stream_ssl(stream)) == []
-        assert commssl.ssl_connection_verify(stream) == (False, commssl.lib.X509_V_ERR_APPLICATION_VERIFICATION)
+        assert commssl.ssl_connection_verify(stream) == (
+            False, commssl.lib.X509_V_ERR_APPLICATION_VERIFICATION)
         stream.write(b"x\n")
         assert stream.readline() == b"x\n"
     server.join()

@@ -147,6 +147,9 @@ def _records(cdata: Any) -> List[Tuple[str, bytes]]:
     try:
         if not lib.commssl_cert_info(cdata, bio):
             raise_last("get_certificate_data")
+        # An undecodable optional extension (a malformed subjectAltName, say) is
+        # left out, not a failure; its errors must not linger in the queue.
+        drain()
         p = ffi.new("char **")
         size = lib.BIO_get_mem_data(bio, p)
         data = ffi.unpack(p[0], size)
