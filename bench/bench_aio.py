@@ -34,8 +34,9 @@ from typing import Any, Awaitable, Callable, Dict, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import commssl  # noqa: E402
 from pki import Chain, make_chain  # noqa: E402
+
+import commssl  # noqa: E402
 
 HOST = "127.0.0.1"
 BLOCK = 64 * 1024
@@ -132,7 +133,8 @@ class AsyncioSSL(Contender):
         return server, server.sockets[0].getsockname()[1]
 
     async def connect_close(self, port: int) -> None:
-        _, writer = await asyncio.open_connection(HOST, port, ssl=self.client_ctx, server_hostname="localhost")
+        _, writer = await asyncio.open_connection(HOST, port, ssl=self.client_ctx,
+                                                  server_hostname="localhost")
         writer.close()
         await writer.wait_closed()
 

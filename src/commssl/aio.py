@@ -106,7 +106,8 @@ def _check_server_ctx(ssl_ctx: object) -> None:
         ssl_ctx._live()
     elif not wants_new_ctx(ssl_ctx):
         raise (ValueError if isinstance(ssl_ctx, str) else TypeError)(
-            f"ssl_ctx must be True, 'default', 'v23', an SSLCtxPointer or a server abstract context, not {ssl_ctx!r}")
+            "ssl_ctx must be True, 'default', 'v23', an SSLCtxPointer or a server abstract context, "
+            f"not {ssl_ctx!r}")
 
 
 class _Protocol(asyncio.Protocol):
@@ -680,7 +681,8 @@ async def start_ssl_server(
         task.add_done_callback(tasks.discard)
 
     def factory() -> _Protocol:
-        stream = AsyncSSLStream(loop, "server", limit=limit, handshake_timeout=seconds, on_handshake=on_handshake)
+        stream = AsyncSSLStream(loop, "server", limit=limit, handshake_timeout=seconds,
+                                on_handshake=on_handshake)
         try:
             sslp, owns, own_ctx = new_ssl(ssl_ctx, "server", ctx_configure_callback=ctx_configure_callback,
                                           ssl_configure_callback=ssl_configure_callback)
