@@ -18,7 +18,12 @@ import pytest
 import commssl
 from commssl import CertificateReleasedError, SSLFailure, X509Pointer, lib
 from peers import (
-    OPENSSL, PKI, cpython_tls_client, cpython_tls_server, openssl_client, openssl_server,
+    OPENSSL,
+    PKI,
+    cpython_tls_client,
+    cpython_tls_server,
+    openssl_client,
+    openssl_server,
 )
 
 # -- helpers -------------------------------------------------------------------------
@@ -395,7 +400,7 @@ def test_peer_certificates_context_manager(pki: PKI, server_ctx: Callable[..., A
         with pytest.raises(ZeroDivisionError):
             with commssl.peer_certificates(stream) as certs:
                 commssl.release_certificate(certs[0])  # type: ignore[arg-type]
-                1 / 0
+                1 / 0  # noqa: B018 (raises)
         assert all(c is not None and c.released for c in certs)
         assert commssl.outstanding_certificates() == start
         stream.write(b"x\n")

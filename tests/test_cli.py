@@ -20,11 +20,11 @@ import time
 from typing import Any, Dict, List, Optional
 
 import pytest
-from peers import OPENSSL, PKI, openssl_server, plaintext_server, reset_server, silent_server
 
 import commssl
 from commssl import cli
 from commssl.demo import CLIENT_CN, CLIENT_EMAIL, INTERMEDIATE_CN, ROOT_CN, SERVER_CN, run_demo
+from peers import OPENSSL, PKI, openssl_server, plaintext_server, reset_server, silent_server
 
 ANSI = re.compile(r"\x1b\[")
 

@@ -10,11 +10,11 @@ import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
-import peers
 import pytest
-from peers import PKI
 
 import commssl
+import peers
+from peers import PKI
 
 WAIT = 10.0
 

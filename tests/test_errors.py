@@ -19,12 +19,24 @@ import pytest
 
 import commssl
 from commssl import (
-    SSLClosed, SSLCondition, SSLError, SSLFailure, SSLHandshakeTimeout, SSLVersionOrCipherMismatch,
+    SSLClosed,
+    SSLCondition,
+    SSLError,
+    SSLFailure,
+    SSLHandshakeTimeout,
+    SSLVersionOrCipherMismatch,
     lib,
 )
 from peers import (
-    HOST, PKI, Listener, garbage_client, openssl_client, openssl_server, plaintext_server,
-    reset_server, silent_server,
+    HOST,
+    PKI,
+    Listener,
+    garbage_client,
+    openssl_client,
+    openssl_server,
+    plaintext_server,
+    reset_server,
+    silent_server,
 )
 
 

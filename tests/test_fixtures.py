@@ -13,9 +13,19 @@ from cryptography.hazmat.primitives.serialization import Encoding, load_pem_priv
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from peers import (
-    OPENSSL, PKI, cpython_tls_client, cpython_tls_server, garbage_client, in_thread,
-    openssl_client, openssl_client_async, openssl_server, pem_certs, plaintext_server,
-    reset_server, silent_server,
+    OPENSSL,
+    PKI,
+    cpython_tls_client,
+    cpython_tls_server,
+    garbage_client,
+    in_thread,
+    openssl_client,
+    openssl_client_async,
+    openssl_server,
+    pem_certs,
+    plaintext_server,
+    reset_server,
+    silent_server,
 )
 
 

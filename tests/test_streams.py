@@ -17,7 +17,7 @@ import pytest
 
 import commssl
 from commssl import SSLVerificationFailure, lib
-from peers import HOST, PKI, Listener, cpython_tls_client, in_thread, openssl_server, silent_server
+from peers import HOST, PKI, Listener, in_thread, openssl_server, silent_server
 
 
 def connect(port: int, ctx: Any, host: str = HOST, **kw: Any) -> commssl.SocketStream:

@@ -81,7 +81,8 @@ def new_ssl(
     if ssl_side not in ("server", "client", "both"):
         raise ValueError(f"ssl_side must be 'server', 'client' or 'both', not {ssl_side!r}")
     if tlsext_host_name is not None and not isinstance(tlsext_host_name, (str, bool)):
-        raise TypeError(f"tlsext_host_name must be a str, True, False or None, not {type(tlsext_host_name).__name__}")
+        raise TypeError("tlsext_host_name must be a str, True, False or None, "
+                        f"not {type(tlsext_host_name).__name__}")
     if isinstance(ssl_ctx, SSLPointer):
         sslp, owns_ssl, own_ctx = ssl_ctx, False, None
         sslp._live()
@@ -131,7 +132,8 @@ def new_ssl(
     return sslp, owns_ssl, own_ctx
 
 
-def raise_failure(sslp: SSLPointer, err: int, what: str, timeout_exc: Type[Exception] = SSLHandshakeTimeout) -> None:
+def raise_failure(sslp: SSLPointer, err: int, what: str,
+                  timeout_exc: Type[Exception] = SSLHandshakeTimeout) -> None:
     """Raise what a failed operation on ``sslp`` means: a verify callback's own
     exception first, then a timeout, a verification failure, or the I/O error."""
     exc = sslp.take_exception()

@@ -13,7 +13,7 @@ import time
 from typing import Any, Optional
 
 from ._binding import ffi, lib
-from .connection import Connection, SSLCallback, CtxCallback, check_after_handshake, new_ssl, raise_failure
+from .connection import Connection, CtxCallback, SSLCallback, check_after_handshake, new_ssl, raise_failure
 from .errors import SSLClosed, SSLCondition
 from .pointers import SSLCtxPointer, SSLPointer
 
@@ -267,7 +267,8 @@ def _ssl(stream: object) -> SSLPointer:
     return stream._sslp
 
 
-def _detach(stream: SocketStream, retry_count: Optional[int], retry_timeout: float, shutdown: bool = True) -> None:
+def _detach(stream: SocketStream, retry_count: Optional[int], retry_timeout: float,
+            shutdown: bool = True) -> None:
     sslp = stream._sslp
     assert sslp is not None
     stream._sslp = None
@@ -285,7 +286,8 @@ def _detach(stream: SocketStream, retry_count: Optional[int], retry_timeout: flo
             stream._sock.settimeout(stream._timeout)
 
 
-def _shutdown(stream: SocketStream, sslp: SSLPointer, retry_count: Optional[int], retry_timeout: float) -> None:
+def _shutdown(stream: SocketStream, sslp: SSLPointer, retry_count: Optional[int],
+              retry_timeout: float) -> None:
     ssl = sslp.cdata
     if not lib.SSL_is_init_finished(ssl):
         return
@@ -357,7 +359,8 @@ def open_tcp_stream(
     try:
         stream = SocketStream(sock, timeout=seconds)
         if ssl_ctx is not None and ssl_ctx is not False:
-            attach_ssl(stream, ssl_ctx=ssl_ctx, ssl_side="client", ctx_configure_callback=ctx_configure_callback,
+            attach_ssl(stream, ssl_ctx=ssl_ctx, ssl_side="client",
+                       ctx_configure_callback=ctx_configure_callback,
                        ssl_configure_callback=ssl_configure_callback, handshake_timeout=handshake_timeout,
                        tlsext_host_name=tlsext_host_name, _host=host)
     except BaseException:
