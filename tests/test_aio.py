@@ -260,6 +260,55 @@ def test_callback_exception_propagates_from_the_await(
     assert connections and all(isinstance(c, AsyncSSLStream) for c in connections)
 
 
+def test_per_connection_callback_exception_propagates(server_ctx: Any, client_ctx: Any) -> None:
+    sctx, cctx = server_ctx(), client_ctx()
+    boom = Boom("per-connection")
+
+    def callback(ok: bool, store: commssl.X509StoreCtxPointer) -> bool:
+        raise boom
+
+    def configure(sslp: commssl.SSLPointer) -> None:  # on this SSL only, not the context
+        commssl.set_verification_mode(sslp, "client", "always", callback)
+
+    async def main() -> None:
+        async with serving(echo, sctx) as server:
+            with pytest.raises(Boom) as info:
+                await open_tcp_stream_async("localhost", port_of(server), ssl_ctx=cctx,
+                                            ssl_configure_callback=configure)
+            assert info.value is boom
+            async with await open_tcp_stream_async("localhost", port_of(server), ssl_ctx=cctx) as stream:
+                assert ssl_connection_verify(stream) == (True, 0)  # the context itself is untouched
+
+    run(main())
+
+
+def test_event_loops_in_several_threads(pki: PKI, server_ctx: Any, client_ctx: Any) -> None:
+    sctx, cctx = server_ctx(), client_ctx()
+    calls: List[int] = []
+
+    def callback(ok: bool, store: commssl.X509StoreCtxPointer) -> bool:
+        calls.append(commssl.x509_store_ctx_get_error_depth(store))
+        return ok
+
+    commssl.set_verification_mode(cctx, "client", "always", callback)
+
+    async def main(k: int) -> List[bytes]:
+        async with serving(echo, sctx) as server:
+            async def one(i: int) -> bytes:
+                async with await open_tcp_stream_async("localhost", port_of(server), ssl_ctx=cctx) as stream:
+                    payload = (b"%d-%d|" % (k, i)) * 20_000
+                    stream.write(payload)
+                    data = await stream.readexactly(len(payload))
+                    return data if data == payload else b"mismatch"
+            return list(await asyncio.gather(*(one(i) for i in range(10))))
+
+    futures = [peers.in_thread(run, main(k)) for k in range(3)]
+    results = [f.result(60) for f in futures]
+    for k, got in enumerate(results):
+        assert got == [(b"%d-%d|" % (k, i)) * 20_000 for i in range(10)]
+    assert len(calls) == 3 * 10 * 3  # root, intermediate, leaf per connection
+
+
 def test_python_callback_sees_each_depth_and_can_reject(pki: PKI, server_ctx: Any, client_ctx: Any) -> None:
     sctx, cctx = server_ctx(), client_ctx()
     depths: List[Tuple[int, bool, Optional[str]]] = []
