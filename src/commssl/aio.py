@@ -66,6 +66,15 @@ def _scratch() -> Any:
     return buf
 
 
+def _take(buf: bytearray, n: int) -> bytes:
+    """The first ``n`` bytes of ``buf``, removed from it, in one copy (deleting
+    from the front of a bytearray only moves its start)."""
+    with memoryview(buf) as view:
+        data = bytes(view[:n])
+    del buf[:n]
+    return data
+
+
 def _timeout_arg(value: object, argument: str) -> Optional[float]:
     if value is None:
         return None
@@ -435,8 +444,7 @@ class AsyncSSLStream(Connection):
                 data = bytes(rbuf)
                 rbuf.clear()
             else:
-                data = bytes(rbuf[:n])
-                del rbuf[:n]
+                data = _take(rbuf, n)
             self._maybe_resume_reading()
             return data
         if self._exc is not None and not self._closing:
@@ -461,8 +469,7 @@ class AsyncSSLStream(Connection):
                 raise asyncio.IncompleteReadError(partial, n)
             self._maybe_resume_reading(force=True)  # n may exceed the limit
             await self._wait()
-        data = bytes(rbuf[:n])
-        del rbuf[:n]
+        data = _take(rbuf, n)
         self._maybe_resume_reading()
         return data
 
