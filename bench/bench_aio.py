@@ -34,9 +34,8 @@ from typing import Any, Awaitable, Callable, Dict, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pki import Chain, make_chain  # noqa: E402
-
 import commssl  # noqa: E402
+from pki import Chain, make_chain  # noqa: E402
 
 HOST = "127.0.0.1"
 BLOCK = 64 * 1024

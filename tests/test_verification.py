@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import threading
 import traceback
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -185,7 +184,8 @@ def test_server_rejects_an_untrusted_client_certificate(
     assert_alert(client_exc, "unknown ca")
 
 
-@pytest.mark.parametrize("mode", [["verify-peer", "fail-if-no-peer-cert"], ["fail-if-no-peer-cert", "verify-peer"],
+@pytest.mark.parametrize("mode", [["verify-peer", "fail-if-no-peer-cert"],
+                                  ["fail-if-no-peer-cert", "verify-peer"],
                                   lib.SSL_VERIFY_PEER | lib.SSL_VERIFY_FAIL_IF_NO_PEER_CERT])
 def test_server_fail_if_no_peer_cert_rejects_a_client_without_certificate(
         mode: Any, server_ctx: Factory, client_ctx: Factory, pki: PKI, commssl_server: Any) -> None:

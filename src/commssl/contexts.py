@@ -185,7 +185,8 @@ class SSLAbstractContext:
     """
 
     def __init__(self, side: str, pointer: SSLCtxPointer, name: Optional[str],
-                 tlsext_host_name: Optional[str], ssl_configure_callback: Optional[Callable[[SSLPointer], Any]]):
+                 tlsext_host_name: Optional[str],
+                 ssl_configure_callback: Optional[Callable[[SSLPointer], Any]]):
         self.side = side
         self.ssl_ctx_pointer = pointer
         self.name = name
