@@ -1,0 +1,561 @@
+"""Hostile peers on 127.0.0.1: random bytes, truncated records, a ClientHello then
+silence, resets at every point of a handshake (through a cutting proxy), a
+100-certificate chain, an oversized certificate, renegotiation attempts, a
+record cut in half, and a close in the middle of a large write.
+
+Every case must end, within the handshake timeout, in a clean ``SSLCondition``
+subclass (or, where documented, ``b""``), on whichever side commssl is, with
+every X509Pointer accounted for (the autouse ``no_leaks`` fixture). The plain
+cases (garbage, plain text, a reset after the ClientHello, a close without
+close_notify) are in test_errors.py; these are the systematic ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import random
+import select
+import socket
+import ssl
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Tuple
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+import commssl
+import peers
+from peers import HOST, PKI, Listener, cpython_tls_server, openssl_client_async
+
+HS = 3.0  # handshake timeout of every commssl end here
+SLACK = 2.0  # what a timed-out handshake may take beyond HS
+
+
+def connect(port: int, ctx: Any, **kw: Any) -> commssl.SocketStream:
+    kw.setdefault("handshake_timeout", HS)
+    kw.setdefault("timeout", HS)
+    kw.setdefault("tlsext_host_name", "localhost")
+    return commssl.open_tcp_stream(HOST, port, ssl_ctx=ctx, **kw)
+
+
+def client_hello(version: Optional[ssl.TLSVersion] = None) -> bytes:
+    """A real ClientHello, as CPython's ssl (OpenSSL) writes it."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if version is not None:
+        ctx.maximum_version = version
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+def raw_client(port: int, data: bytes, *, then: str = "close", hold: float = 0.0) -> bytes:
+    """Connect, send ``data``, then "close" (FIN), "reset" (RST) or "silence" for ``hold`` s."""
+    with socket.create_connection((HOST, port), timeout=HS + SLACK) as sock:
+        if data:
+            sock.sendall(data)
+        if then == "silence":
+            time.sleep(hold)
+        if then == "reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return b""
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+        got = bytearray()
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                got += chunk
+        return bytes(got)
+
+
+def run_server_case(commssl_server: Callable[..., Any], ctx: Any, clients: List[Callable[[int], Any]],
+                    ) -> List[BaseException]:
+    """A commssl server for ``len(clients)`` connections, each client run in turn;
+    returns what each server-side handshake raised (all must be SSLConditions)."""
+    server = commssl_server(ctx, lambda s: s.write(s.readline()), count=len(clients), handshake_timeout=HS)
+    for client in clients:
+        started = time.monotonic()
+        client(server.port)
+        assert time.monotonic() - started < HS + SLACK
+    server.join(timeout=HS + SLACK)
+    assert server.results == []
+    assert len(server.errors) == len(clients)
+    for exc in server.errors:
+        assert isinstance(exc, commssl.SSLCondition), repr(exc)
+    return server.errors
+
+
+# -- random bytes and truncated records ----------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 5, 6, 64, 1500, 20000])
+def test_random_bytes_to_a_commssl_server(size: int, server_ctx: Callable[..., Any],
+                                          commssl_server: Callable[..., Any]) -> None:
+    rng = random.Random(size)
+    blobs = [bytes(rng.randrange(256) for _ in range(size)) for _ in range(4)]
+    # and random bytes behind a valid record header, so the record layer takes them in
+    blobs.append(b"\x16\x03\x01" + struct.pack(">H", min(size, 16384)) + blobs[0][: min(size, 16384)])
+    clients: List[Callable[[int], Any]] = [lambda port, b=b: raw_client(port, b) for b in blobs]
+    errors = run_server_case(commssl_server, server_ctx(), clients)
+    assert all(type(e) in (commssl.SSLFailure, commssl.SSLError, commssl.SSLVersionOrCipherMismatch)
+               for e in errors), errors
+
+
+@pytest.mark.parametrize("size", [1, 7, 100, 5000])
+def test_random_bytes_to_a_commssl_client(size: int, client_ctx: Callable[..., Any]) -> None:
+    payload = random.Random(size).randbytes(size) if hasattr(random.Random, "randbytes") else b"\x99" * size
+
+    def serve(_: Listener, conn: socket.socket) -> None:
+        conn.recv(65536)
+        conn.sendall(payload)
+        time.sleep(HS + SLACK)  # no close: the client must give up on its own
+
+    listener = Listener(serve)
+    try:
+        started = time.monotonic()
+        with pytest.raises(commssl.SSLCondition) as info:
+            connect(listener.port, client_ctx())
+        assert time.monotonic() - started < HS + SLACK
+    finally:
+        listener.stop()
+    # A short blob leaves the record incomplete: the handshake waits for the rest, then times out.
+    assert type(info.value) in (commssl.SSLFailure, commssl.SSLHandshakeTimeout), repr(info.value)
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3],
+                         ids=["tls1.2", "tls1.3"])
+def test_truncated_client_hello_then_close(version: ssl.TLSVersion, server_ctx: Callable[..., Any],
+                                           commssl_server: Callable[..., Any]) -> None:
+    """The first N bytes of a real ClientHello, then FIN: every N gives a clean
+    end-of-file error (SSLError), not a hang or a crash."""
+    hello = client_hello(version)
+    cuts = sorted({0, 1, 2, 4, 5, 6, 9, 10, 43, 44, 100, len(hello) // 2, len(hello) - 1})
+    clients: List[Callable[[int], Any]] = [lambda port, n=n: raw_client(port, hello[:n]) for n in cuts]
+    errors = run_server_case(commssl_server, server_ctx(), clients)
+    assert [type(e) for e in errors] == [commssl.SSLError] * len(cuts), errors
+
+
+def test_client_hello_then_silence(server_ctx: Callable[..., Any],
+                                   commssl_server: Callable[..., Any]) -> None:
+    """Whole or partial ClientHello, then nothing: SSLHandshakeTimeout after HS seconds."""
+    hello = client_hello()
+    server = commssl_server(server_ctx(), count=2, handshake_timeout=1.0)
+    for data in (hello, hello[:20]):
+        started = time.monotonic()
+        raw_client(server.port, data, then="silence", hold=1.0 + SLACK)
+        assert time.monotonic() - started < 1.0 + 2 * SLACK
+    server.join(timeout=HS)
+    assert [type(e) for e in server.errors] == [commssl.SSLHandshakeTimeout] * 2, server.errors
+
+
+@pytest.mark.parametrize("then", ["close", "reset"])
+def test_client_hello_then_close_or_reset(then: str, server_ctx: Callable[..., Any],
+                                          commssl_server: Callable[..., Any]) -> None:
+    hello = client_hello()
+    errors = run_server_case(commssl_server, server_ctx(), [lambda port: raw_client(port, hello, then=then)])
+    assert type(errors[0]) is commssl.SSLError
+
+
+# -- a proxy that cuts the connection after K bytes -----------------------------------------
+
+
+class CuttingProxy:
+    """Forwards between a client and ``target_port`` until ``limit`` bytes (both
+    directions together) have passed, then resets both connections. ``total``
+    counts what passed; ``limit=None`` forwards everything."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.sock = socket.create_server((HOST, 0))
+        self.sock.settimeout(HS + SLACK)
+        self.port = self.sock.getsockname()[1]
+        self.limit: Optional[int] = None
+        self.total = 0
+
+    def serve_one(self, limit: Optional[int]) -> threading.Thread:
+        self.limit, self.total = limit, 0
+        thread = threading.Thread(target=self._run, daemon=True)
+        thread.start()
+        return thread
+
+    def _run(self) -> None:
+        client, _ = self.sock.accept()
+        server = socket.create_connection((HOST, self.target_port), timeout=HS)
+        ends = {client: server, server: client}
+        open_ends = set(ends)
+        deadline = time.monotonic() + HS + SLACK
+        cut = False
+        try:
+            while open_ends and time.monotonic() < deadline:
+                if self.limit is not None and self.total >= self.limit:
+                    cut = True
+                    break
+                ready, _, _ = select.select(list(open_ends), [], [], 0.05)
+                for src in ready:
+                    data = src.recv(65536)
+                    if not data:  # pass a FIN on as a FIN
+                        open_ends.discard(src)
+                        ends[src].shutdown(socket.SHUT_WR)
+                        continue
+                    if self.limit is not None:
+                        data = data[: self.limit - self.total]
+                    self.total += len(data)
+                    ends[src].sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in ends:
+                if cut:  # the cut is a reset of both connections
+                    with contextlib.suppress(OSError):
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+OK = "ok"
+
+
+def _client_session(port: int, ctx: Any) -> Any:
+    """Handshake, one echo; the outcome (OK, b"" at EOF, the SSLCondition's type, or
+    "tcp" when the reset beat the TCP connect itself, a plain OSError)."""
+    try:
+        sock = socket.create_connection((HOST, port), timeout=HS)
+    except ConnectionError:
+        return "tcp"
+    try:
+        with commssl.create_ssl_socket_stream(sock, ctx, ssl_side="client", tlsext_host_name="localhost",
+                                              handshake_timeout=HS, timeout=HS) as stream:
+            stream.write(b"ping\n")
+            line = stream.readline()
+            return OK if line == b"ping\n" else line
+    except commssl.SSLCondition as exc:
+        return type(exc)
+
+
+@pytest.mark.parametrize("version", ["tls1.2", "tls1.3"])
+def test_reset_at_every_handshake_step(version: str, pki: PKI, server_ctx: Callable[..., Any],
+                                       client_ctx: Callable[..., Any],
+                                       commssl_server: Callable[..., Any]) -> None:
+    """commssl client -> proxy -> commssl server (mutual TLS, callbacks on both
+    sides). A full session is measured first; then the proxy resets after K bytes,
+    for K across every record of it. Both ends end cleanly every time."""
+    sctx = server_ctx(cafile=pki.root_cert)
+    commssl.set_verification_mode(sctx, "server", ["verify-peer", "fail-if-no-peer-cert"], lambda ok, s: ok)
+    cctx = client_ctx(chain=pki.client_chain, key=pki.client_key)
+    commssl.set_verification_mode(cctx, "client", "always", lambda ok, s: ok)
+    if version == "tls1.2":
+        commssl.lib.SSL_CTX_set_max_proto_version(cctx.cdata, commssl.lib.TLS1_2_VERSION)
+    proxy = CuttingProxy(0)
+    try:
+        full = commssl_server(sctx, lambda s: s.write(s.readline()), handshake_timeout=HS)
+        proxy.target_port = full.port
+        proxy.serve_one(None)
+        assert _client_session(proxy.port, cctx) == OK
+        full.join()
+        total = proxy.total
+        assert total > 1000
+        cuts = sorted(set(range(0, 40, 7)) | set(range(40, total + 1, max(1, total // 24))) | {total - 1})
+        server = commssl_server(sctx, lambda s: s.write(s.readline()), count=len(cuts), handshake_timeout=HS)
+        proxy.target_port = server.port
+        outcomes = []
+        for k in cuts:
+            started = time.monotonic()
+            thread = proxy.serve_one(k)
+            outcomes.append((k, _client_session(proxy.port, cctx)))
+            thread.join(HS + SLACK)
+            assert time.monotonic() - started < HS + SLACK, k
+        server.join(timeout=HS + SLACK)
+    finally:
+        proxy.close()
+    allowed = {commssl.SSLError, commssl.SSLFailure, commssl.SSLClosed, b"", "tcp"}
+    assert all(o in allowed for k, o in outcomes if k < total - 1), outcomes
+    assert all(isinstance(e, commssl.SSLCondition) for e in server.errors), server.errors
+    # every connection that did not get through failed on the server side too, cleanly
+    assert len(server.results) + len(server.errors) == len(cuts)
+
+
+# -- long chains and big certificates ------------------------------------------------------
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def make_chain(directory: Path, intermediates: int, leaf_sans: Optional[List[x509.GeneralName]] = None,
+               ) -> Tuple[Path, Path, Path]:
+    """root -> ``intermediates`` CAs -> leaf "localhost" (EC P-256, one key for
+    all: only the signatures matter). Returns (root PEM, leaf + chain PEM, key PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+
+    def cert(subject: str, issuer: str, ca: bool, serial: int, sans: Optional[List[x509.GeneralName]] = None,
+             ) -> x509.Certificate:
+        b = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+             .public_key(key.public_key()).serial_number(serial).not_valid_before(now)
+             .not_valid_after(now + datetime.timedelta(days=2))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if sans:
+            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return b.sign(key, hashes.SHA256())
+
+    pem = serialization.Encoding.PEM
+    names = ["hostile root"] + [f"hostile intermediate {i}" for i in range(intermediates)]
+    certs = [cert(names[0], names[0], True, 1)]
+    for i, name in enumerate(names[1:]):
+        certs.append(cert(name, names[i], True, i + 2))
+    leaf = cert("localhost", names[-1], False, 10_000, (leaf_sans or []) + [x509.DNSName("localhost")])
+    root_file, chain_file, key_file = directory / "root.pem", directory / "chain.pem", directory / "key.pem"
+    root_file.write_bytes(certs[0].public_bytes(pem))
+    intermediates = b"".join(c.public_bytes(pem) for c in reversed(certs[1:]))
+    chain_file.write_bytes(leaf.public_bytes(pem) + intermediates)
+    key_file.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return root_file, chain_file, key_file
+
+
+def _context_trusting(root: Path) -> commssl.SSLCtxPointer:
+    ctx = commssl.make_ssl_ctx(True, "client")
+    commssl.ssl_ctx_load_verify_locations(ctx, root)
+    return ctx
+
+
+def test_100_certificate_chain(tmp_path: Path) -> None:
+    """A server sending 102 certificates: leaf + 101 intermediates, one more than
+    OpenSSL's default verification depth (100) allows."""
+    root, chain, key = make_chain(tmp_path, 101)
+    with cpython_tls_server(chain, key) as server:
+        ctx = _context_trusting(root)
+        try:
+            # OpenSSL's default depth is exceeded: a clean verification failure.
+            with pytest.raises(commssl.SSLVerificationFailure) as info:
+                connect(server.port, ctx)
+            assert info.value.verify_code == 22  # X509_V_ERR_CERT_CHAIN_TOO_LONG
+            assert info.value.verify_message == "certificate chain too long"
+            # With room for it, and a callback that copies what it is verifying:
+            commssl.set_verification_depth(ctx, 200)
+            seen: List[int] = []
+
+            def callback(ok: bool, store: commssl.X509StoreCtxPointer) -> bool:
+                if commssl.x509_store_ctx_get_error_depth(store) == 0:
+                    conn = commssl.x509_store_ctx_get_connection(store)
+                    with commssl.peer_certificates(conn) as certs:
+                        seen.append(len(certs))
+                return True
+
+            commssl.set_verification_mode(ctx, "client", "always", callback)
+            with connect(server.port, ctx) as stream:
+                assert commssl.ssl_connection_verify(stream) == (True, 0)
+                certs = commssl.ssl_connection_copy_peer_certificates(stream)
+                try:
+                    names = [commssl.get_certificate_common_name(c) for c in certs]
+                finally:
+                    commssl.release_certificates_vector(certs)
+                stream.write(b"x")
+                assert stream.read(1) == b"x"
+        finally:
+            commssl.destroy_ssl_ctx(ctx)
+    assert seen == [102]
+    assert names == ["localhost"] + [f"hostile intermediate {i}" for i in reversed(range(101))]
+
+
+def test_oversized_certificate(tmp_path: Path, server_ctx: Callable[..., Any],
+                               commssl_server: Callable[..., Any]) -> None:
+    """A leaf with ~100 KiB of subjectAltNames exceeds OpenSSL's certificate list
+    limit on the receiving side: a clean SSLFailure, as a client and as a server."""
+    sans: List[x509.GeneralName] = [x509.DNSName(f"{i:05d}.{'x' * 40}.example.test") for i in range(2000)]
+    root, chain, key = make_chain(tmp_path, 1, sans)
+    assert chain.stat().st_size > 100 * 1024
+    with cpython_tls_server(chain, key) as server:
+        ctx = _context_trusting(root)
+        try:
+            started = time.monotonic()
+            with pytest.raises(commssl.SSLFailure) as info:
+                connect(server.port, ctx)
+            assert time.monotonic() - started < HS + SLACK
+        finally:
+            commssl.destroy_ssl_ctx(ctx)
+    assert "excessive message size" in str(info.value)
+    # The same certificate sent by a client to a commssl server that asks for one.
+    sctx = server_ctx(cafile=root)
+    commssl.set_verification_mode(sctx, "server", ["verify-peer", "fail-if-no-peer-cert"])
+    cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    cctx.load_verify_locations(root)
+    cctx.load_cert_chain(chain, key)
+    cctx.check_hostname = False
+    cctx.verify_mode = ssl.CERT_NONE
+
+    def client(port: int) -> None:
+        with socket.create_connection((HOST, port), timeout=HS + SLACK) as sock:
+            with contextlib.suppress(ssl.SSLError, OSError):
+                with cctx.wrap_socket(sock) as tls:
+                    tls.recv(1)  # TLS 1.3: the server's verdict arrives after the handshake
+
+    errors = run_server_case(commssl_server, sctx, [client])
+    assert type(errors[0]) is commssl.SSLFailure and "excessive message size" in str(errors[0])
+
+
+# -- renegotiation -------------------------------------------------------------------------
+
+
+def test_server_initiated_renegotiation_is_refused(pki: PKI, client_ctx: Callable[..., Any],
+                                                   tmp_path: Path) -> None:
+    """openssl s_server (TLS 1.2) asks for a renegotiation ('R' on its stdin):
+    commssl refuses it (SSL_OP_NO_RENEGOTIATION, a no_renegotiation alert) and
+    goes on with the session, or ends in a clean condition if the server gives up."""
+    server = peers.OpenSSLServer(peers._cmd("s_server", "-accept", f"{HOST}:0",
+                                            *peers._cert_args(pki.server_chain, tmp_path),
+                                            "-key", str(pki.server_key), "-tls1_2"))
+    try:
+        server.port = int(server.wait_for(r"ACCEPT [^\n]*:(\d+)\r?\n").group(1))
+        with connect(server.port, client_ctx()) as stream:
+            stream.write(b"before\n")
+            server.wait_for("before")
+            server.send(b"R\n")  # s_server sends a HelloRequest
+            time.sleep(0.5)
+            try:
+                stream.write(b"after\n")
+                server.wait_for("after")
+                server.send(b"reply\n")
+                outcome: Any = stream.read1(100)
+            except commssl.SSLCondition as exc:
+                outcome = type(exc)
+        server.wait_for("no renegotiation", timeout=HS)  # s_server got commssl's refusal
+    finally:
+        server.stop()
+    assert outcome in (b"reply\n", b"", commssl.SSLFailure, commssl.SSLError), outcome
+
+
+def test_client_initiated_renegotiation_is_refused(pki: PKI, server_ctx: Callable[..., Any],
+                                                   commssl_server: Callable[..., Any]) -> None:
+    """openssl s_client (TLS 1.2) renegotiates ('R'): the commssl server refuses with
+    a no_renegotiation alert; s_client's renegotiation fails, the server ends cleanly."""
+    lines: List[bytes] = []
+
+    def handler(stream: commssl.SocketStream) -> None:
+        try:
+            while line := stream.readline():
+                lines.append(line)
+                stream.write(line)
+        except commssl.SSLCondition as exc:
+            lines.append(type(exc).__name__.encode())
+
+    server = commssl_server(server_ctx(), handler, handshake_timeout=HS)
+    with openssl_client_async(server.port, cafile=pki.root_cert, servername="localhost",
+                              extra_args=("-tls1_2",)) as client:
+        client.wait_for("Verify return code: 0", timeout=HS)
+        client.send(b"hello\n")
+        client.wait_for("hello", timeout=HS)
+        client.send(b"R\n")
+        client.wait_for(r"RENEGOTIATING", timeout=HS)
+        with contextlib.suppress(TimeoutError):
+            client.wait_for(r"no renegotiation|alert|error", timeout=HS)
+        output = client.output()
+        client.stop()
+    server.join(timeout=HS + SLACK)
+    assert server.errors == []
+    assert lines[0] == b"hello\n"
+    assert all(line in (b"hello\n", b"SSLFailure", b"SSLError") for line in lines), lines
+    assert "no renegotiation" in output or "alert" in output, output
+
+
+# -- closes in the middle of things --------------------------------------------------------
+
+
+def test_record_cut_in_half(pki: PKI, client_ctx: Callable[..., Any]) -> None:
+    """The peer sends half of an application-data record and closes: SSLError
+    (unexpected EOF), not a partial read or a hang."""
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(pki.server_chain, pki.server_key)
+
+    def serve(_: Listener, conn: socket.socket) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = sctx.wrap_bio(incoming, outgoing, server_side=True)
+        conn.settimeout(HS)
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                conn.sendall(outgoing.read())
+                incoming.write(conn.recv(65536))
+        conn.sendall(outgoing.read())
+        obj.write(b"z" * 1000)
+        record = outgoing.read()
+        conn.sendall(record[: len(record) // 2])
+        conn.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+
+    listener = Listener(serve)
+    try:
+        with connect(listener.port, client_ctx()) as stream:
+            with pytest.raises(commssl.SSLError, match="unexpected eof"):
+                stream.read(1000)
+    finally:
+        listener.stop()
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_peer_goes_away_during_a_large_write(how: str, server_ctx: Callable[..., Any],
+                                             client_ctx: Callable[..., Any],
+                                             commssl_server: Callable[..., Any]) -> None:
+    """A 64 MiB write to a server that reads 100 KiB and closes (FIN or RST):
+    the write raises SSLError (EPIPE / ECONNRESET) promptly, nothing hangs."""
+    def handler(stream: commssl.SocketStream) -> int:
+        got = len(stream.read(100 * 1024))
+        if how == "reset":
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        stream.socket.shutdown(socket.SHUT_RDWR) if how == "close" else None
+        return got
+
+    server = commssl_server(server_ctx(), handler, handshake_timeout=HS)
+    with connect(server.port, client_ctx(), timeout=10) as stream:
+        started = time.monotonic()
+        with pytest.raises(commssl.SSLError):
+            stream.write(b"w" * (64 << 20))
+        assert time.monotonic() - started < 10
+    server.join()
+    assert server.results == [100 * 1024]
+
+
+@pytest.mark.parametrize("cut", [0, 1, 5, 100])
+def test_commssl_client_against_truncated_server_flight(cut: int, pki: PKI, client_ctx: Callable[..., Any],
+                                                        ) -> None:
+    """A server that sends only the first ``cut`` bytes of its real first flight,
+    then closes: the commssl client ends with SSLError (EOF) within the timeout."""
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(pki.server_chain, pki.server_key)
+
+    def serve(_: Listener, conn: socket.socket) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = sctx.wrap_bio(incoming, outgoing, server_side=True)
+        conn.settimeout(HS)
+        incoming.write(conn.recv(65536))
+        with contextlib.suppress(ssl.SSLWantReadError):
+            obj.do_handshake()
+        conn.sendall(outgoing.read()[:cut])
+        conn.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+
+    listener = Listener(serve)
+    try:
+        started = time.monotonic()
+        with pytest.raises(commssl.SSLError):
+            connect(listener.port, client_ctx())
+        assert time.monotonic() - started < HS + SLACK
+    finally:
+        listener.stop()
+
