@@ -293,6 +293,9 @@ int commssl_mem_step(SSL *, char *, size_t, int, int, char *, size_t, size_t *, 
 /* demo PKI (python -m commssl): one throwaway certificate per call */
 int commssl_demo_cert(const char *, const char *, int, int, uint64_t, long, long,
                       X509 *, EVP_PKEY *, X509 **, EVP_PKEY **);
+
+/* contexts: the pass phrase callback of contexts given no password */
+int commssl_no_password(char *, int, int, void *);
 """
 
 CUSTOMIZATIONS = r"""
@@ -740,6 +743,17 @@ int commssl_mem_step(SSL *ssl, char *in, size_t inlen, int eof, int op,
     return e;
 }
 /* ---- end of asyncio streams ---------------------------------------------- */
+
+/* ---- contexts (owner: contexts.py) ---------------------------------------
+   The pass phrase callback every commssl context starts with: an encrypted
+   key loaded before set_ssl_ctx_password_callback fails at once (SSLFailure)
+   instead of OpenSSL's default prompting on the terminal, which would block. */
+int commssl_no_password(char *buf, int size, int rwflag, void *userdata)
+{
+    (void)buf; (void)size; (void)rwflag; (void)userdata;
+    return -1;
+}
+/* ---- end of contexts ------------------------------------------------------ */
 """
 
 CDEF = VERSION + CRYPTO + ERR + BIO + X509 + X509_VFY + SSL + HELPERS

@@ -62,13 +62,17 @@ def make_ssl_ctx(ssl_ctx: Any = True, ssl_side: str = "server") -> SSLCtxPointer
     if isinstance(ssl_ctx, SSLPointer):
         raise TypeError("ssl_ctx must not be an SSLPointer: make_ssl_ctx makes contexts, not connections")
     if not wants_new_ctx(ssl_ctx):
-        raise ValueError(f"ssl_ctx must be True, 'default', 'v23' or an SSLCtxPointer, not {ssl_ctx!r}")
+        # an unknown keyword is a bad value; anything else (None, False, bytes...) a bad type
+        exc = ValueError if isinstance(ssl_ctx, str) else TypeError
+        raise exc(f"ssl_ctx must be True, 'default', 'v23' or an SSLCtxPointer, not {ssl_ctx!r}")
     cdata = lib.SSL_CTX_new(_METHODS[side]())
     if cdata == ffi.NULL:
         raise MemoryError("SSL_CTX_new failed: " + repr(drain()))
     ctx = SSLCtxPointer._adopt(cdata)
     lib.SSL_CTX_set_min_proto_version(cdata, lib.TLS1_2_VERSION)
     lib.SSL_CTX_set_options(cdata, lib.SSL_OP_NO_RENEGOTIATION | lib.SSL_OP_NO_COMPRESSION)
+    # no terminal prompt for encrypted keys (it would block): set_ssl_ctx_password_callback supplies one
+    lib.SSL_CTX_set_default_passwd_cb(cdata, lib.commssl_no_password)
     if side == "client":
         set_verification_mode(ctx, "client", "always")
         default_trust(cdata)
