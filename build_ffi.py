@@ -287,6 +287,9 @@ int commssl_cert_info(X509 *, BIO *);
 int commssl_serial(X509 *, unsigned char *, int, int *);
 int commssl_common_name(X509 *, unsigned char **);
 
+/* fast paths measured by bench/ */
+int commssl_serial_into(X509 *, unsigned char *, int);
+
 /* asyncio streams (aio.py): an SSL over a pair of memory BIOs */
 int commssl_mem_step(SSL *, char *, size_t, int, int, char *, size_t, size_t *, size_t *);
 
@@ -624,6 +627,22 @@ int commssl_cert_info(X509 *x, BIO *out)
     ok = ok && X509_digest(x, EVP_sha256(), md, &mdlen) && commssl_put(out, 'F', md, (int)mdlen);
     return ok;
 }
+
+/* ---- fast paths measured by bench/ (owner: bench) ------------------------
+   get_certificate_serial_number in one C call of three arguments (each cffi
+   call and argument costs; see bench/): the serial's magnitude, big-endian,
+   into buf; returns 2 * length, plus 1 when the serial is negative, or
+   -length when buf (size bytes) is too small for it. */
+int commssl_serial_into(X509 *x, unsigned char *buf, int size)
+{
+    const ASN1_INTEGER *s = X509_get0_serialNumber(x);
+    int len = ASN1_STRING_length(s);
+    if (len > size)
+        return -len;
+    memcpy(buf, ASN1_STRING_get0_data(s), len);
+    return 2 * len + (ASN1_STRING_type(s) == V_ASN1_NEG_INTEGER);
+}
+/* ---- end of fast paths ---------------------------------------------------- */
 
 /* ---- demo PKI for `python -m commssl` (owner: the CLI/demo) -------------
    One throwaway certificate per call, made in memory: a fresh EC P-256 key,

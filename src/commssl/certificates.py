@@ -10,16 +10,19 @@ import contextlib
 import datetime
 import ipaddress
 import os
+import threading
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 from ._binding import drain, ffi, lib, raise_last
 from .errors import SSLFailure
 from .pointers import (
+    _RELEASED,
     SSLPointer,
     X509Pointer,
     live_certificate,
     own_certificates,
     release_certificate,
+    release_in_order,
 )
 
 CertificateData = List[Tuple[str, Any]]
@@ -27,12 +30,18 @@ CertificateData = List[Tuple[str, Any]]
 _CHAIN_GUESS = 16
 
 
+_per_thread = threading.local()
+
+
 def copy_peer_certificates(sslp: SSLPointer) -> List[X509Pointer]:
     """The certificates the peer sent, leaf first, each an owned pointer. While
     a verify callback runs, these are the certificates being verified."""
     ssl = sslp._live()
     verifying = sslp.verifying if sslp.verifying is not None else ffi.NULL
-    buf = ffi.new("X509 *[]", _CHAIN_GUESS)
+    try:  # a buffer per thread: the C call runs without the GIL
+        buf = _per_thread.chain
+    except AttributeError:
+        buf = _per_thread.chain = ffi.new("X509 *[]", _CHAIN_GUESS)
     n = lib.commssl_copy_peer_chain(ssl, verifying, buf, _CHAIN_GUESS)
     if n > _CHAIN_GUESS:
         buf = ffi.new("X509 *[]", n)
@@ -48,11 +57,9 @@ def release_certificates_vector(vec: Sequence[Optional[X509Pointer]]) -> None:
     if not isinstance(vec, (list, tuple)):
         raise TypeError(f"vec must be a list of X509Pointer or None, not {type(vec).__name__}")
     for i, cert in enumerate(vec):
-        if cert is not None:
-            live_certificate(cert, f"vec[{i}]")
-    for cert in vec:
-        if cert is not None:
-            release_certificate(cert)
+        if cert is not None and (type(cert) is not X509Pointer or cert._state >= _RELEASED):
+            live_certificate(cert, f"vec[{i}]")  # raises the documented exception
+    release_in_order(vec)
 
 
 def copy_certificate(cert: X509Pointer) -> X509Pointer:
@@ -111,15 +118,20 @@ _SERIAL_BUF = 64
 
 def get_certificate_serial_number(cert: X509Pointer) -> int:
     """The serial number, of any size (negative ones as OpenSSL parsed them)."""
-    cdata = live_certificate(cert)
-    buf = ffi.new("unsigned char[]", _SERIAL_BUF)
-    neg = ffi.new("int *")
-    n = lib.commssl_serial(cdata, buf, _SERIAL_BUF, neg)
-    if n < 0:
-        buf = ffi.new("unsigned char[]", -n)
-        n = lib.commssl_serial(cdata, buf, -n, neg)
-    value = int.from_bytes(ffi.buffer(buf, n), "big")
-    return -value if neg[0] else value
+    if type(cert) is not X509Pointer or cert._state >= _RELEASED:
+        live_certificate(cert)  # raises the documented exception
+    try:  # a buffer per thread (the C call runs without the GIL), seen as bytes and as C
+        data, buf = _per_thread.serial
+    except AttributeError:
+        data = bytearray(_SERIAL_BUF)
+        buf = ffi.from_buffer("unsigned char[]", data)
+        _per_thread.serial = data, buf
+    r = lib.commssl_serial_into(cert.cdata, buf, _SERIAL_BUF)
+    if r < 0:  # longer than any certificate should have: a buffer of its size
+        data = bytearray(-r)
+        r = lib.commssl_serial_into(cert.cdata, ffi.from_buffer("unsigned char[]", data), -r)
+    value = int.from_bytes(data[: r >> 1], "big")
+    return -value if r & 1 else value
 
 
 def get_certificate_common_name(cert: X509Pointer) -> Optional[str]:

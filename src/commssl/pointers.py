@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import warnings
 import weakref
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, NoReturn, Optional
 
 from ._binding import ffi, lib
 from .errors import CertificateReleasedError
@@ -67,7 +67,10 @@ class X509Pointer(_Pointer):
         return f"<X509Pointer 0x{self.address:x} {state}>"
 
     def __del__(self) -> None:
-        if getattr(self, "_state", None) != _OWNED:
+        try:
+            if self._state != _OWNED:  # not getattr(): this runs for every pointer
+                return
+        except AttributeError:  # __init__ refused its argument
             return
         try:
             _release_one(self)
@@ -90,8 +93,11 @@ def own_certificates(cdatas: Iterable[Any]) -> List[X509Pointer]:
         p.cdata = c
         p._state = _OWNED
         out.append(p)
-    with _lock:
+    _lock.acquire()  # not `with`: half the cost on this hot path
+    try:
         _outstanding += len(out)
+    finally:
+        _lock.release()
     return out
 
 
@@ -127,10 +133,41 @@ def _release_one(cert: X509Pointer) -> None:
             _outstanding -= 1
     if state == _OWNED:
         lib.X509_free(cert.cdata)
-    elif state == _BORROWED:
-        raise CertificateReleasedError(f"{cert!r} is borrowed; only owned pointers can be released")
     else:
-        raise CertificateReleasedError(f"{cert!r} was already released")
+        _not_releasable(cert, state)
+
+
+def _not_releasable(cert: X509Pointer, state: int) -> NoReturn:
+    if state == _BORROWED:
+        raise CertificateReleasedError(f"{cert!r} is borrowed; only owned pointers can be released")
+    raise CertificateReleasedError(f"{cert!r} was already released")
+
+
+def release_in_order(certs: Iterable[Optional[X509Pointer]]) -> None:
+    """``release_certificate`` on each pointer that is not ``None``, in order,
+    stopping with its exception at the first that cannot be released: the same
+    outcome as one call per pointer, with one lock round trip for all."""
+    global _outstanding
+    freed = []
+    bad: Optional[X509Pointer] = None
+    _lock.acquire()
+    try:
+        for cert in certs:
+            if cert is None:
+                continue
+            if cert._state != _OWNED:
+                bad = cert
+                break
+            cert._state = _RELEASED
+            freed.append(cert.cdata)
+        _outstanding -= len(freed)
+    finally:
+        _lock.release()
+    free = lib.X509_free
+    for cdata in freed:
+        free(cdata)
+    if bad is not None:
+        _not_releasable(bad, bad._state)
 
 
 def release_certificate(cert: X509Pointer) -> None:
