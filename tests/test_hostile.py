@@ -559,3 +559,151 @@ def test_commssl_client_against_truncated_server_flight(cut: int, pki: PKI, clie
     finally:
         listener.stop()
 
+
+
+# -- security defaults audit: what a peer can and cannot talk commssl into -----------------
+
+WEAK = ("NULL", "RC4", "DES", "EXP", "MD5", "ADH", "AECDH", "anon", "PSK", "SRP")
+
+
+def _s_server(pki: PKI, tmp_path: Path, *args: str) -> peers.OpenSSLServer:
+    server = peers.OpenSSLServer(peers._cmd("s_server", "-accept", f"{HOST}:0",
+                                            *peers._cert_args(pki.server_chain, tmp_path),
+                                            "-key", str(pki.server_key), "-rev", *args))
+    server.port = int(server.wait_for(r"ACCEPT [^\n]*:(\d+)\r?\n").group(1))
+    return server
+
+
+def test_default_client_offers_no_weak_cipher_or_old_protocol(pki: PKI, client_ctx: Callable[..., Any],
+                                                              tmp_path: Path) -> None:
+    """What a default commssl client offers, as s_server (TLS 1.2) reports it."""
+    server = _s_server(pki, tmp_path, "-tls1_2")
+    try:
+        with connect(server.port, client_ctx()) as stream:
+            assert commssl.ssl_connection_protocol_version(stream) == "tls-v1-2"
+        offered = server.wait_for(r"Client cipher list: ([^\r\n]+)").group(1).split(":")
+    finally:
+        server.stop()
+    assert offered and not [c for c in offered if any(w in c for w in WEAK)], offered
+    assert all("GCM" in c or "CHACHA20" in c or c.endswith(("-SHA", "-SHA256", "-SHA384", "_SCSV"))
+               for c in offered), offered
+
+
+@pytest.mark.parametrize("args", [
+    ("-tls1_2", "-cipher", "NULL-SHA256:@SECLEVEL=0"),  # no encryption
+    ("-tls1_2", "-cipher", "ADH-AES128-SHA:@SECLEVEL=0"),  # no authentication
+    ("-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"),
+    ("-tls1", "-cipher", "DEFAULT:@SECLEVEL=0"),
+], ids=["null-cipher", "anonymous-dh", "tls1.1", "tls1.0"])
+def test_weak_server_is_refused(args: Tuple[str, ...], pki: PKI, client_ctx: Callable[..., Any],
+                                tmp_path: Path) -> None:
+    server = _s_server(pki, tmp_path, *args)
+    try:
+        with pytest.raises(commssl.SSLFailure) as info:
+            connect(server.port, client_ctx())
+    finally:
+        server.stop()
+    assert type(info.value) in (commssl.SSLVersionOrCipherMismatch, commssl.SSLFailure)
+    assert any(r in str(info.value) for r in ("no protocols available", "no ciphers available",
+                                              "unsupported protocol", "wrong version number",
+                                              "sslv3 alert handshake failure", "protocol version",
+                                              "no shared cipher", "handshake failure")), str(info.value)
+
+
+@pytest.mark.parametrize("args", [
+    ("-tls1_2", "-cipher", "NULL-SHA256:@SECLEVEL=0"),
+    ("-tls1_2", "-cipher", "ADH-AES128-SHA:@SECLEVEL=0"),
+    ("-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"),
+    ("-tls1", "-cipher", "DEFAULT:@SECLEVEL=0"),
+], ids=["null-cipher", "anonymous-dh", "tls1.1", "tls1.0"])
+def test_weak_client_is_refused(args: Tuple[str, ...], server_ctx: Callable[..., Any],
+                                commssl_server: Callable[..., Any]) -> None:
+    server = commssl_server(server_ctx(), handshake_timeout=HS)
+    out = peers.openssl_client(server.port, extra_args=args, timeout=HS + SLACK)
+    server.join()
+    assert out.returncode != 0
+    assert len(server.errors) == 1 and isinstance(server.errors[0], commssl.SSLVersionOrCipherMismatch), \
+        server.errors
+
+
+def test_default_client_checks_chain_and_name(pki: PKI, server_ctx: Callable[..., Any],
+                                              commssl_server: Callable[..., Any]) -> None:
+    """make_ssl_ctx(True, "client") verifies the chain and the host name."""
+    ctx = commssl.make_ssl_ctx(True, "client")
+    try:
+        assert commssl.get_verification_mode(ctx) == ["verify-peer"]
+        commssl.ssl_ctx_load_verify_locations(ctx, pki.root_cert)
+        cases = [(pki.other_chain, pki.other_key,  # a chain to another root
+                  commssl.lib.X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN),
+                 (pki.wrongname_chain, pki.wrongname_key,  # trusted, but for another name
+                  commssl.lib.X509_V_ERR_HOSTNAME_MISMATCH)]
+        for chain, key, code in cases:
+            server = commssl_server(server_ctx(chain=chain, key=key), handshake_timeout=HS)
+            with pytest.raises(commssl.SSLVerificationFailure) as info:
+                connect(server.port, ctx)
+            assert info.value.verify_code == code
+            server.join()
+    finally:
+        commssl.destroy_ssl_ctx(ctx)
+
+
+@pytest.mark.parametrize("name", ["localhost\x00.evil.test", "::1%lo", "fe80::1%eth0"])
+def test_names_openssl_cannot_check_are_refused(name: str, pki: PKI, server_ctx: Callable[..., Any],
+                                                client_ctx: Callable[..., Any]) -> None:
+    """Regression (found by this audit): a name with a NUL was checked as the part
+    before the NUL ("localhost"), and an IPv6 literal with a zone, which
+    ipaddress accepts and OpenSSL does not, was not checked at all: the handshake
+    succeeded with a certificate for another name. Both are now a ValueError
+    before any byte is sent."""
+    ctx = client_ctx()
+    with cpython_tls_server(pki.server_chain, pki.server_key) as server:
+        sock = socket.create_connection((HOST, server.port), timeout=HS)
+        with pytest.raises(ValueError, match="NUL|cannot check"):
+            commssl.create_ssl_socket_stream(sock, ctx, ssl_side="client", tlsext_host_name=name,
+                                             handshake_timeout=HS)
+        assert sock.fileno() == -1
+
+
+def test_nul_in_common_name_does_not_match(tmp_path: Path, server_ctx: Callable[..., Any],
+                                           commssl_server: Callable[..., Any]) -> None:
+    """A certificate whose only name is CN "localhost\\0.evil.test" (no SAN) is not
+    a certificate for "localhost"."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+    cert = (x509.CertificateBuilder().subject_name(_name("localhost\x00.evil.test"))
+            .issuer_name(_name("localhost\x00.evil.test")).public_key(key.public_key()).serial_number(7)
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(pem))
+    (tmp_path / "k.pem").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    server = commssl_server(server_ctx(chain=tmp_path / "c.pem", key=tmp_path / "k.pem"),
+                            handshake_timeout=HS)
+    ctx = _context_trusting(tmp_path / "c.pem")  # even trusted outright
+    try:
+        with pytest.raises(commssl.SSLVerificationFailure) as info:
+            connect(server.port, ctx)
+    finally:
+        commssl.destroy_ssl_ctx(ctx)
+    server.join()
+    assert info.value.verify_code == commssl.lib.X509_V_ERR_HOSTNAME_MISMATCH
+
+
+def test_peer_certificate_that_breaks_the_callback_cannot_skip_verification(
+        pki: PKI, server_ctx: Callable[..., Any], client_ctx: Callable[..., Any],
+        commssl_server: Callable[..., Any]) -> None:
+    """A "never" client whose callback raises on what the peer sent: the handshake
+    went on (mode "never"), but the exception still comes out, so the
+    connection is never handed to the caller."""
+    server = commssl_server(server_ctx(chain=pki.nocn_chain, key=pki.nocn_key), handshake_timeout=HS)
+
+    def callback(ok: bool, store: commssl.X509StoreCtxPointer) -> bool:
+        cert = commssl.x509_store_ctx_get_current_cert(store)
+        return commssl.get_certificate_common_name(cert).startswith("commssl")  # type: ignore[arg-type,union-attr]
+
+    ctx = client_ctx()
+    commssl.set_verification_mode(ctx, "client", "never", callback)
+    with pytest.raises(AttributeError):  # None.startswith: the leaf has no CN
+        connect(server.port, ctx)
+    server.join()
