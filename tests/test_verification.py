@@ -616,6 +616,25 @@ def test_per_connection_none_clears_the_contexts_callback(server_ctx: Factory, c
     server_result(server)
 
 
+def test_callback_of_the_context_runs_for_an_ssl_made_outside_commssl(
+        pki: PKI, server_ctx: Factory, client_ctx: Factory, commssl_server: Any) -> None:
+    """SSL_new by hand, wrapped with SSLPointer(cdata): OpenSSL copied the context's C
+    trampoline into the SSL, so the context's Python callback must be found and run
+    (it once was silently skipped: a rejecting callback let the connection through)."""
+    cctx = client_ctx()
+    rec = Recorder(lambda ok, depth: False)
+    commssl.set_verification_mode(cctx, "client", "always", rec)
+    cdata = lib.SSL_new(cctx.cdata)
+    sslp = commssl.SSLPointer(cdata)
+    lib.SSL_free(cdata)  # the wrapper holds its own reference
+    assert commssl.SSLPointer(sslp.cdata) is sslp
+    server = commssl_server(server_ctx())
+    with pytest.raises(commssl.SSLVerificationFailure) as info:
+        connect(server.port, sslp)
+    assert info.value.ssl_code == "verify-callback" and rec.depths == [2]
+    server.join()
+
+
 def test_callback_none_clears_an_earlier_callback(server_ctx: Factory, client_ctx: Factory,
                                                   commssl_server: Any) -> None:
     cctx = client_ctx(cafile=None)

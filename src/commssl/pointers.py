@@ -225,6 +225,7 @@ class SSLCtxPointer(_Pointer):
         """Wrap a context whose one reference now belongs to the wrapper."""
         self = object.__new__(cls)
         self._setup(cdata)
+        _contexts[self.address] = self
         return self
 
     def _live(self) -> Any:
@@ -235,6 +236,8 @@ class SSLCtxPointer(_Pointer):
     def _free(self) -> None:
         if not self._freed:
             self._freed = True
+            if _contexts.get(self.address) is self:
+                del _contexts[self.address]
             lib.SSL_CTX_free(self.cdata)
 
     def __del__(self) -> None:
@@ -242,6 +245,11 @@ class SSLCtxPointer(_Pointer):
             self._free()
         except Exception:
             pass
+
+
+#: The contexts commssl made, by address, for SSLPointer(cdata) wrapping an SSL made
+#: outside commssl from one of them (looked up only then, never on a callback's path).
+_contexts: "weakref.WeakValueDictionary[int, SSLCtxPointer]" = weakref.WeakValueDictionary()
 
 
 class SSLPointer(_Pointer):
@@ -269,7 +277,11 @@ class SSLPointer(_Pointer):
             return existing
         lib.SSL_up_ref(cdata)
         self = object.__new__(cls)
-        self._setup(cdata, SSLCtxPointer(lib.SSL_get_SSL_CTX(cdata)))
+        ctx_cdata = lib.SSL_get_SSL_CTX(cdata)
+        ctx = _contexts.get(int(ffi.cast("uintptr_t", ctx_cdata)))
+        # The context's own wrapper knows its Python callbacks (a new one would not,
+        # and the SSL's Python verify callback would silently never run).
+        self._setup(cdata, ctx if ctx is not None and not ctx._freed else SSLCtxPointer(ctx_cdata))
         return self
 
     def _setup(self, cdata: Any, ctx: SSLCtxPointer) -> None:
