@@ -768,7 +768,7 @@ def test_host_name_mismatch_seen_at_depth_zero(case: str, pki: PKI, server_ctx: 
     cctx = client_ctx()
     rec = Recorder()
     commssl.set_verification_mode(cctx, "client", "always", rec)
-    server = commssl_server(sctx, count=2)
+    server = commssl_server(sctx, count=3)
     assert talk(server.port, cctx, tlsext_host_name=name)[1] == (False, HOSTNAME_MISMATCH)
     assert (False, 0, HOSTNAME_MISMATCH) in [c[:3] for c in rec.calls]
     assert all(c[1] == 0 for c in rec.calls if not c[0])
@@ -778,6 +778,9 @@ def test_host_name_mismatch_seen_at_depth_zero(case: str, pki: PKI, server_ctx: 
         connect(server.port, cctx, tlsext_host_name=name)
     assert (info.value.verify_code, info.value.depth) == (HOSTNAME_MISMATCH, 0)
     assert "hostname mismatch" in str(info.value)
+    # and in "never" mode the name is still checked: recorded, not fatal
+    commssl.set_verification_mode(cctx, "client", "never")
+    assert talk(server.port, cctx, tlsext_host_name=name) == (b"ping\n", (False, HOSTNAME_MISMATCH))
     server.join()
 
 
