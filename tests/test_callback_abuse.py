@@ -7,12 +7,15 @@ sees a clean failure, and every X509Pointer is accounted for (the autouse
 from __future__ import annotations
 
 import gc
+import socket
+import threading
+import time
 from typing import Any, Callable, List
 
 import pytest
 
 import commssl
-from peers import PKI
+from peers import PKI, silent_server
 
 HS = 5.0  # handshake timeout of every connection here
 
@@ -363,3 +366,71 @@ def test_store_ctx_and_borrowed_cert_kept_past_the_callback(server_ctx, client_c
             commssl.get_certificate_data(cert)
         with pytest.raises(commssl.CertificateReleasedError):
             commssl.copy_certificate(cert)
+
+
+# -- closing from another thread ------------------------------------------------------------
+# The same hazard from elsewhere: a thread blocked inside OpenSSL on a stream while
+# another thread closes it. close() wakes it (shuts the socket down under it) and
+# waits for it to leave OpenSSL before freeing the SSL; it gets a clean condition.
+
+
+def _blocked(fn: Callable[[], Any]) -> "tuple[threading.Thread, List[Any]]":
+    out: List[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:  # handed to the test
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    time.sleep(0.3)  # let it block inside OpenSSL's poll
+    return thread, out
+
+
+@pytest.mark.parametrize("op", ["read", "write"])
+def test_close_from_another_thread_during_io(op: str, server_ctx, client_ctx, commssl_server) -> None:
+    release = threading.Event()
+    server = commssl_server(server_ctx(), lambda s: release.wait(HS * 2))  # neither reads nor writes
+    stream = connect(server.port, client_ctx())
+    thread, out = _blocked(lambda: stream.read(10) if op == "read" else stream.write(b"w" * (32 << 20)))
+    assert thread.is_alive()
+    started = time.monotonic()
+    stream.close()
+    thread.join(HS)
+    release.set()
+    assert time.monotonic() - started < HS and not thread.is_alive()
+    assert len(out) == 1 and isinstance(out[0], commssl.SSLCondition), out
+    with pytest.raises(ValueError, match="closed"):
+        stream.read(1)
+    server.join()
+
+
+def test_close_from_another_thread_during_handshake(client_ctx) -> None:
+    with silent_server(hold=HS * 2) as server:
+        stream = commssl.SocketStream(socket.create_connection(("127.0.0.1", server.port), timeout=HS))
+        ctx = client_ctx()
+        thread, out = _blocked(lambda: commssl.attach_ssl(stream, ssl_ctx=ctx, ssl_side="client",
+                                                          handshake_timeout=HS * 2,
+                                                          tlsext_host_name="localhost"))
+        assert thread.is_alive()
+        started = time.monotonic()
+        stream.close()
+        thread.join(HS)
+        assert time.monotonic() - started < HS and not thread.is_alive()
+    assert len(out) == 1 and isinstance(out[0], commssl.SSLCondition), out
+    assert stream.closed and commssl.socket_stream_ssl(stream) is None
+
+
+def test_detach_from_another_thread_during_a_read_is_refused(server_ctx, client_ctx, commssl_server) -> None:
+    server = commssl_server(server_ctx(), echo_once)
+    with connect(server.port, client_ctx()) as stream:
+        thread, out = _blocked(lambda: stream.readline())
+        with pytest.raises(ValueError, match="another thread"):
+            commssl.detach_ssl(stream)
+        assert commssl.socket_stream_ssl(stream) is not None
+        stream.write(b"still there\n")
+        thread.join(HS)
+        assert out == [b"still there\n"]
+    server.join()

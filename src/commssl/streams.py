@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import io
 import socket
+import threading
 import time
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from ._binding import ffi, lib
 from .connection import Connection, CtxCallback, SSLCallback, check_after_handshake, new_ssl, raise_failure
@@ -56,6 +57,13 @@ class SocketStream(Connection, io.BufferedIOBase):
         self._own_ctx: Optional[SSLCtxPointer] = None
         self._side: Optional[str] = None
         self._rbuf = bytearray()
+        # Threads inside an OpenSSL operation on this stream (an operation runs
+        # from its first C call to its last use of the SSL, error mapping
+        # included): close() and detach_ssl() from another thread must not free
+        # the SSL under them. _idle guards the list and _closing.
+        self._io_threads: List[int] = []
+        self._closing = False
+        self._idle = threading.Condition(threading.Lock())
         sock.settimeout(self._timeout)
 
     def __repr__(self) -> str:
@@ -77,6 +85,40 @@ class SocketStream(Connection, io.BufferedIOBase):
 
     # -- driving OpenSSL -----------------------------------------------------
 
+    def _enter(self) -> None:
+        """Start an operation on the SSL (see ``_io_threads``); pair with ``_leave``."""
+        with self._idle:
+            if self._closing:
+                raise ValueError("I/O operation on a closed SocketStream")
+            self._io_threads.append(threading.get_ident())
+
+    def _leave(self) -> None:
+        with self._idle:
+            self._io_threads.remove(threading.get_ident())
+            if not self._io_threads:
+                self._idle.notify_all()
+
+    def _quiesce(self, what: str, wake: bool) -> None:
+        """Before freeing the SSL: refuse when called from inside this stream's own
+        operation (a verify callback), else wait for other threads' operations to
+        end, waking them first (``wake``: shut the socket down under them)."""
+        with self._idle:
+            if threading.get_ident() in self._io_threads:
+                if self._sslp is not None:
+                    self._sslp.in_callback(what)
+                raise ValueError(f"{what} is not allowed while this thread is inside an operation "
+                                 "on the stream")
+            if not self._io_threads:
+                return
+            if not wake:
+                raise ValueError(f"{what}: another thread is reading or writing the stream")
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)  # their poll() returns; OpenSSL sees EOF
+            except OSError:
+                pass
+            if not self._idle.wait_for(lambda: not self._io_threads, timeout=30):
+                raise ValueError(f"{what}: another thread's operation on the stream did not end")
+
     def _io(self, op: int, buf: Any, n: int, done: Any, timeout: Optional[float]) -> int:
         sslp = self._sslp
         assert sslp is not None
@@ -91,9 +133,13 @@ class SocketStream(Connection, io.BufferedIOBase):
     def _handshake(self, timeout: Optional[float]) -> None:
         sslp = self._sslp
         assert sslp is not None
-        err = self._io(lib.COMMSSL_OP_HANDSHAKE, ffi.NULL, 0, ffi.NULL, timeout)
-        if err:
-            raise_failure(sslp, err, "handshake")
+        self._enter()
+        try:
+            err = self._io(lib.COMMSSL_OP_HANDSHAKE, ffi.NULL, 0, ffi.NULL, timeout)
+            if err:
+                raise_failure(sslp, err, "handshake")
+        finally:
+            self._leave()
         check_after_handshake(sslp)
 
     def _recv(self, n: int) -> bytes:
@@ -104,12 +150,16 @@ class SocketStream(Connection, io.BufferedIOBase):
             return self._sock.recv(n)
         buf = _alloc("char[]", n)
         done = ffi.new("size_t *")
-        err = self._io(lib.COMMSSL_OP_READ, buf, n, done, self._timeout)
-        if err == 0:
-            return ffi.buffer(buf, done[0])[:]
-        if err == lib.SSL_ERROR_ZERO_RETURN:
-            return b""
-        raise_failure(sslp, err, "read", TimeoutError)
+        self._enter()
+        try:
+            err = self._io(lib.COMMSSL_OP_READ, buf, n, done, self._timeout)
+            if err == 0:
+                return ffi.buffer(buf, done[0])[:]
+            if err == lib.SSL_ERROR_ZERO_RETURN:
+                return b""
+            raise_failure(sslp, err, "read", TimeoutError)
+        finally:
+            self._leave()
         raise AssertionError("unreachable")
 
     def _check_open(self) -> None:
@@ -179,9 +229,13 @@ class SocketStream(Connection, io.BufferedIOBase):
         if n == 0:
             return 0
         done = ffi.new("size_t *")
-        err = self._io(lib.COMMSSL_OP_WRITE, buf, n, done, self._timeout)
-        if err:
-            raise_failure(sslp, err, "write", TimeoutError)
+        self._enter()
+        try:
+            err = self._io(lib.COMMSSL_OP_WRITE, buf, n, done, self._timeout)
+            if err:
+                raise_failure(sslp, err, "write", TimeoutError)
+        finally:
+            self._leave()
         return n
 
     def flush(self) -> None:
@@ -190,8 +244,9 @@ class SocketStream(Connection, io.BufferedIOBase):
     def close(self) -> None:
         if self.closed:
             return
-        if self._sslp is not None:
-            self._sslp.in_callback("close()")
+        self._quiesce("close()", wake=True)
+        with self._idle:
+            self._closing = True
         try:
             if self._sslp is not None:
                 _detach(self, retry_count=None, retry_timeout=0)
@@ -249,11 +304,15 @@ def socket_stream_handshake(stream: SocketStream, timeout: Optional[float] = Non
     sslp = _ssl(stream)
     seconds = _timeout_arg(timeout, "timeout")
     sslp.reset_verification()
-    err = stream._io(lib.COMMSSL_OP_HANDSHAKE, ffi.NULL, 0, ffi.NULL, seconds)
-    if err in (lib.COMMSSL_TIMEOUT, lib.SSL_ERROR_ZERO_RETURN) and sslp.exception is None:
-        return False
-    if err:
-        raise_failure(sslp, err, "handshake")
+    stream._enter()
+    try:
+        err = stream._io(lib.COMMSSL_OP_HANDSHAKE, ffi.NULL, 0, ffi.NULL, seconds)
+        if err in (lib.COMMSSL_TIMEOUT, lib.SSL_ERROR_ZERO_RETURN) and sslp.exception is None:
+            return False
+        if err:
+            raise_failure(sslp, err, "handshake")
+    finally:
+        stream._leave()
     check_after_handshake(sslp)
     return True
 
@@ -269,9 +328,10 @@ def _ssl(stream: object) -> SSLPointer:
 
 def _detach(stream: SocketStream, retry_count: Optional[int], retry_timeout: float,
             shutdown: bool = True) -> None:
-    sslp = stream._sslp
-    assert sslp is not None
-    stream._sslp = None
+    with stream._idle:  # taken once: a close() racing a failed attach_ssl frees it once
+        sslp, stream._sslp = stream._sslp, None
+    if sslp is None:  # the other one came first
+        return
     try:
         if shutdown:
             _shutdown(stream, sslp, retry_count, retry_timeout)
@@ -322,7 +382,7 @@ def detach_ssl(stream: SocketStream, retry_count: Optional[int] = 5, retry_timeo
         raise ValueError(f"retry_count must be >= 0, not {retry_count}")
     seconds = _timeout_arg(retry_timeout, "retry_timeout") or 0.0
     if stream._sslp is not None:
-        stream._sslp.in_callback("detach_ssl")
+        stream._quiesce("detach_ssl", wake=False)
         _detach(stream, retry_count, seconds)
 
 
