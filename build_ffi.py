@@ -289,6 +289,9 @@ int commssl_common_name(X509 *, unsigned char **);
 
 /* fast paths measured by bench/ */
 int commssl_serial_into(X509 *, unsigned char *, int);
+int commssl_attach(SSL *, commssl_state *, void *, int, int, long);
+void commssl_release_ssl(SSL *);
+int commssl_client_names(SSL *, const char *, const char *, int);
 
 /* asyncio streams (aio.py): an SSL over a pair of memory BIOs */
 int commssl_mem_step(SSL *, char *, size_t, int, int, char *, size_t, size_t *, size_t *);
@@ -641,6 +644,44 @@ int commssl_serial_into(X509 *x, unsigned char *buf, int size)
         return -len;
     memcpy(buf, ASN1_STRING_get0_data(s), len);
     return 2 * len + (ASN1_STRING_type(s) == V_ASN1_NEG_INTEGER);
+}
+
+/* SSLPointer's record filled and attached in one call, with the SSL's mode
+   bits when mode is not 0 (Python field stores and cffi calls cost more than
+   their work between OpenSSL's long handshake steps: cold caches); its
+   detachment with SSL_free; and the client side of new_ssl: connect state,
+   SNI (sni NULL: none) and the name the peer's certificate must match (host
+   NULL: none; an IP literal when is_ip), returning 0 when OpenSSL refused
+   that name. */
+int commssl_attach(SSL *ssl, commssl_state *st, void *py, int py_verify, int conn_verify, long mode)
+{
+    if (mode != 0)
+        SSL_set_mode(ssl, mode);
+    st->py = py;
+    st->py_verify = py_verify;
+    st->conn_verify = conn_verify;
+    st->fail_depth = -1;
+    st->fail_error = 0;
+    st->fail_count = 0;
+    return SSL_set_ex_data(ssl, commssl_ssl_idx, st);
+}
+
+void commssl_release_ssl(SSL *ssl)
+{
+    SSL_set_ex_data(ssl, commssl_ssl_idx, NULL);
+    SSL_free(ssl);
+}
+
+int commssl_client_names(SSL *ssl, const char *sni, const char *host, int is_ip)
+{
+    SSL_set_connect_state(ssl);
+    if (sni != NULL)
+        SSL_set_tlsext_host_name(ssl, sni);
+    if (host == NULL)
+        return 1;
+    if (is_ip)
+        return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+    return SSL_set1_host(ssl, host);
 }
 /* ---- end of fast paths ---------------------------------------------------- */
 

@@ -128,29 +128,28 @@ def new_ssl(
         cdata = lib.SSL_new(ctx._live())
         if cdata == ffi.NULL:
             raise MemoryError("SSL_new failed: " + repr(drain()))
-        sslp, owns_ssl = SSLPointer._adopt(cdata, ctx), True
-        lib.SSL_set_mode(cdata, lib.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
+        sslp, owns_ssl = SSLPointer._adopt(cdata, ctx, lib.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER), True
         if ssl_configure_callback is not None:
             ssl_configure_callback(sslp)
     ssl = sslp.cdata
     if ssl_side == "client":
-        lib.SSL_set_connect_state(ssl)
         sni = host if tlsext_host_name is True or tlsext_host_name is None else tlsext_host_name
-        if isinstance(sni, str) and sni and not _is_ip(sni):
-            lib.SSL_set_tlsext_host_name(ssl, _idna(sni))
+        sni_c = _idna(sni) if isinstance(sni, str) and sni and not _is_ip(sni) else ffi.NULL
         name = tlsext_host_name if isinstance(tlsext_host_name, str) else host
+        name_c, name_ip = ffi.NULL, False
         if name:
-            if _is_ip(name):
-                ok = lib.X509_VERIFY_PARAM_set1_ip_asc(lib.SSL_get0_param(ssl), name.encode())
-            else:
-                ok = lib.SSL_set1_host(ssl, _idna(name))
-            if not ok:  # fail closed: without it no name at all would be checked
-                drain()
-                raise ValueError(f"cannot check the peer's certificate against {name!r}: OpenSSL refused "
-                                 "the name (an IP address with a zone, say)")
+            name_ip = _is_ip(name)
+            name_c = name.encode() if name_ip else _idna(name)
+        # one C call: connect state, SNI, and the name to check (SSL_set1_host or the IP)
+        if not lib.commssl_client_names(ssl, sni_c, name_c, name_ip):
+            # fail closed: without it no name at all would be checked
+            drain()
+            raise ValueError(f"cannot check the peer's certificate against {name!r}: OpenSSL refused "
+                             "the name (an IP address with a zone, say)")
     elif ssl_side == "server":
         lib.SSL_set_accept_state(ssl)
-    sslp.reset_verification()
+    if not owns_ssl:  # a new SSL's record starts reset (commssl_attach)
+        sslp.reset_verification()
     return sslp, owns_ssl, own_ctx
 
 

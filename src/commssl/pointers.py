@@ -18,6 +18,7 @@ from ._binding import ffi, lib
 from .errors import CertificateReleasedError
 
 _OWNED, _BORROWED, _RELEASED, _EXPIRED = 0, 1, 2, 3
+_STATE = ffi.typeof("commssl_state *")
 
 _lock = threading.Lock()
 _outstanding = 0
@@ -284,7 +285,7 @@ class SSLPointer(_Pointer):
         self._setup(cdata, ctx if ctx is not None and not ctx._freed else SSLCtxPointer(ctx_cdata))
         return self
 
-    def _setup(self, cdata: Any, ctx: SSLCtxPointer) -> None:
+    def _setup(self, cdata: Any, ctx: SSLCtxPointer, mode: int = 0) -> None:
         self.cdata = cdata
         self.ctx = ctx  # keeps the context's Python callables alive
         self.verify = ctx.verify  # OpenSSL copies the context's callback at SSL_new
@@ -294,18 +295,17 @@ class SSLPointer(_Pointer):
         self._connection: Any = None
         self._freed = False
         self._handle = ffi.new_handle(self)
-        self._record = ffi.new("commssl_state *")
-        rec = self._record
-        rec.py = self._handle
-        rec.py_verify = self.verify is not None
-        rec.conn_verify = ctx.conn_verify is not None
-        rec.fail_depth = -1
-        lib.commssl_set_state(cdata, rec)
+        self._record = ffi.new(_STATE)
+        # one C call fills the record and attaches it (fail_depth -1, fail_count 0)
+        lib.commssl_attach(cdata, self._record, self._handle, self.verify is not None,
+                           ctx.conn_verify is not None, mode)
 
     @classmethod
-    def _adopt(cls, cdata: Any, ctx: SSLCtxPointer) -> "SSLPointer":
+    def _adopt(cls, cdata: Any, ctx: SSLCtxPointer, mode: int = 0) -> "SSLPointer":
+        """Wrap a new SSL whose one reference now belongs to the wrapper (and set
+        its ``SSL_MODE_*`` bits ``mode``)."""
         self = object.__new__(cls)
-        self._setup(cdata, ctx)
+        self._setup(cdata, ctx, mode)
         return self
 
     @property
@@ -345,8 +345,10 @@ class SSLPointer(_Pointer):
         if not self._freed:
             self.in_callback("freeing the SSL")
             self._freed = True
-            lib.commssl_set_state(self.cdata, ffi.NULL)
-            lib.SSL_free(self.cdata)
+            lib.commssl_release_ssl(self.cdata)  # detaches the record, then SSL_free
+            # The record no longer points at the handle: dropping it ends the
+            # wrapper <-> handle cycle, so refcounting frees the wrapper, not the GC.
+            self._handle = None
 
     def __del__(self) -> None:
         try:

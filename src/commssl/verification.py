@@ -181,10 +181,14 @@ def _onerror(exc_type: Any, exc: BaseException, tb: Any) -> int:
     return 0
 
 
+_from_handle = ffi.from_handle  # bound once: the trampoline runs per certificate per handshake
+_new = object.__new__
+
+
 @ffi.def_extern(onerror=_onerror)
 def _commssl_verify_py(py: Any, ok: int, store: Any) -> int:
-    sslp: SSLPointer = ffi.from_handle(py)
-    sp = object.__new__(X509StoreCtxPointer)
+    sslp: SSLPointer = _from_handle(py)
+    sp = _new(X509StoreCtxPointer)
     sp.cdata, sp._valid, sp._ssl = store, True, sslp
     outer, sslp.verifying = sslp.verifying, store
     try:
