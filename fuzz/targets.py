@@ -27,19 +27,21 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-try:
-    import atheris
-except ImportError:  # the plain harness below needs only the targets
-    atheris = None
+atheris: Any = None
+if "--plain" not in sys.argv:  # the plain harness below needs only the targets
+    try:
+        import atheris
+    except ImportError:
+        pass
 
 if atheris is not None and __name__ == "__main__" and "--plain" not in sys.argv:
     with atheris.instrument_imports(include=["commssl"]):  # coverage feedback from commssl's Python
         import commssl
 else:
     import commssl
-from commssl._binding import drain, ffi, lib
-from commssl.connection import new_ssl, raise_failure
-from commssl.pointers import own_certificates
+from commssl._binding import drain, ffi, lib  # noqa: E402 (after the instrumented import)
+from commssl.connection import new_ssl, raise_failure  # noqa: E402
+from commssl.pointers import own_certificates  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import seeds  # noqa: E402
