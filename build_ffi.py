@@ -292,6 +292,7 @@ int commssl_serial_into(X509 *, unsigned char *, int);
 int commssl_attach(SSL *, commssl_state *, void *, int, int, long);
 void commssl_release_ssl(SSL *);
 int commssl_client_names(SSL *, const char *, const char *, int);
+int commssl_read_more(SSL *, char *, size_t, size_t *, int, int *);
 
 /* asyncio streams (aio.py): an SSL over a pair of memory BIOs */
 int commssl_mem_step(SSL *, char *, size_t, int, int, char *, size_t, size_t *, size_t *);
@@ -682,6 +683,35 @@ int commssl_client_names(SSL *ssl, const char *sni, const char *host, int is_ip)
     if (is_ip)
         return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
     return SSL_set1_host(ssl, host);
+}
+
+/* A read that fills buf as far as the peer's data already allows: the first
+   SSL_read_ex waits as commssl_io's does, then more follow, without waiting,
+   while they succeed and buf has room (one Python call per buffer, not per
+   16 KiB record). Returns what the first read returned; when that is 0,
+   *done is the total and *later the SSL_ERROR_* that stopped the extra reads
+   (0, or WANT_READ / WANT_WRITE when the data simply ran out), with the error
+   queue as that read left it, so the caller can report it at its next read. */
+int commssl_read_more(SSL *ssl, char *buf, size_t len, size_t *done, int timeout_ms, int *later)
+{
+    size_t total, n = 0;
+    int e = commssl_io(ssl, COMMSSL_OP_READ, buf, len, &n, timeout_ms);
+
+    *later = 0;
+    *done = 0;
+    if (e != 0)
+        return e;
+    total = n;
+    while (total < len) {
+        e = commssl_do(ssl, COMMSSL_OP_READ, buf + total, len - total, &n);
+        if (e != 0) {
+            *later = e;
+            break;
+        }
+        total += n;
+    }
+    *done = total;
+    return 0;
 }
 /* ---- end of fast paths ---------------------------------------------------- */
 

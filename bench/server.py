@@ -34,10 +34,16 @@ def _commssl_server(chain_dir: Path) -> Callable[[socket.socket], None]:
     commssl.ssl_ctx_use_certificate_chain_file(ctx, chain_dir / "server-chain.pem")
     commssl.ssl_ctx_use_privatekey_file(ctx, chain_dir / "server.key")
 
+    view = memoryview(bytearray(CHUNK))
+
     def serve(conn: socket.socket) -> None:
         stream = commssl.create_ssl_socket_stream(conn, ctx, ssl_side="server", timeout=30)
+
+        def read_some(n: int) -> int:
+            return stream.readinto(view[: min(n, CHUNK)])
+
         try:
-            _session(stream.read, stream.read1, stream.write)
+            _session(stream.read, read_some, stream.write)
         finally:
             stream.close()
 

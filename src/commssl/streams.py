@@ -20,6 +20,9 @@ from .pointers import SSLCtxPointer, SSLPointer
 
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 _CHUNK = 64 * 1024
+# What may stop commssl_read_more's extra reads without being an error: no more
+# data yet, or the peer's close_notify (which the next read sees again).
+_DATA_RAN_OUT = (0, lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_WANT_WRITE, lib.SSL_ERROR_ZERO_RETURN)
 
 
 def _ms(deadline: Optional[float]) -> int:
@@ -57,6 +60,7 @@ class SocketStream(Connection, io.BufferedIOBase):
         self._own_ctx: Optional[SSLCtxPointer] = None
         self._side: Optional[str] = None
         self._rbuf = bytearray()
+        self._pending_error: Optional[BaseException] = None  # see _recv_into
         # Threads inside an OpenSSL operation on this stream (an operation runs
         # from its first C call to its last use of the SSL, error mapping
         # included): close() and detach_ssl() from another thread must not free
@@ -145,6 +149,7 @@ class SocketStream(Connection, io.BufferedIOBase):
     def _recv(self, n: int) -> bytes:
         """One read of up to ``n`` bytes; ``b""`` at a clean end of stream."""
         self._check_open()
+        self._raise_pending()
         sslp = self._sslp
         if sslp is None:
             return self._sock.recv(n)
@@ -159,6 +164,49 @@ class SocketStream(Connection, io.BufferedIOBase):
                 return b""
             raise_failure(sslp, err, "read", TimeoutError)
         finally:
+            self._leave()
+        raise AssertionError("unreachable")
+
+    def _raise_pending(self) -> None:
+        exc = self._pending_error
+        if exc is not None:
+            self._pending_error = None
+            raise exc
+
+    def _recv_into(self, view: memoryview) -> int:
+        """Read into ``view`` (writable bytes) what one wait brings: at least one
+        record, and the records already behind it (``commssl_read_more``); 0 at a
+        clean end of stream. An error after some data is raised by the next read."""
+        self._check_open()
+        self._raise_pending()
+        sslp = self._sslp
+        if sslp is None:
+            return self._sock.recv_into(view)
+        n = len(view)
+        buf = ffi.from_buffer(view, require_writable=True)
+        done = ffi.new("size_t *")
+        later = ffi.new("int *")
+        self._enter()
+        try:
+            sslp.in_callback("I/O on the stream")
+            timeout = self._timeout
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                err = lib.commssl_read_more(sslp._live(), buf, n, done, _ms(deadline), later)
+                if err != lib.COMMSSL_EINTR:
+                    break
+            if err == 0:
+                if later[0] not in _DATA_RAN_OUT:
+                    try:  # keep the data; the error (with its reasons, now) is the next read's
+                        raise_failure(sslp, later[0], "read", TimeoutError)
+                    except BaseException as exc:
+                        self._pending_error = exc.with_traceback(None)  # no frames kept alive
+                return int(done[0])
+            if err == lib.SSL_ERROR_ZERO_RETURN:
+                return 0
+            raise_failure(sslp, err, "read", TimeoutError)
+        finally:
+            ffi.release(buf)  # end the export of the caller's buffer now, not with a traceback
             self._leave()
         raise AssertionError("unreachable")
 
@@ -195,10 +243,25 @@ class SocketStream(Connection, io.BufferedIOBase):
         return self._recv(_CHUNK if n is None or n < 0 else n) if n != 0 else b""
 
     def readinto(self, b: Any) -> int:
+        # read(len(b)) straight into b: no intermediate bytes (bulk readers use this)
         view = memoryview(b).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
+        if view.readonly:
+            raise TypeError(f"readinto() needs a writable bytes-like object, not {type(b).__name__}")
+        n = len(view)
+        k = min(len(self._rbuf), n)
+        if k:
+            view[:k] = self._rbuf[:k]
+            del self._rbuf[:k]
+        try:
+            while k < n:
+                got = self._recv_into(view[k:])
+                if not got:
+                    break
+                k += got
+        except BaseException:
+            self._rbuf[:0] = view[:k]  # as read() would: what arrived stays for the next read
+            raise
+        return k
 
     def readline(self, limit: Optional[int] = -1) -> bytes:
         limit = -1 if limit is None else limit
@@ -235,6 +298,10 @@ class SocketStream(Connection, io.BufferedIOBase):
             if err:
                 raise_failure(sslp, err, "write", TimeoutError)
         finally:
+            # End the export of data now: a traceback of this frame kept in a cycle
+            # (exception stored on an object the stream refers to) would otherwise hold
+            # it until the GC, which then crashed clearing a memoryview still exported.
+            ffi.release(buf)
             self._leave()
         return n
 
