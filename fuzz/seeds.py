@@ -150,6 +150,8 @@ def certificate_seeds() -> Dict[str, bytes]:
         "serial_empty": b"",
     }.items():
         out[f"{name}.der"] = with_serial(plain, content)
+    # year 0000 (GeneralizedTime allows it; Python's datetime does not)
+    out["year_zero.der"] = out["far_dates.der"].replace(b"99991231235959Z", b"00001231235959Z", 1)
     for name in ("plain", "many_sans", "nul_cn", "email_subject"):
         out[f"{name}.pem"] = certs[name].public_bytes(serialization.Encoding.PEM)
     out["two_certs.pem"] = out["plain.pem"] + out["nul_cn.pem"]

@@ -83,6 +83,19 @@ def test_malformed_subject_alt_names_leave_no_errors_queued(certificate_seeds: D
         commssl.release_certificate(cert)
 
 
+def test_year_zero_validity_date(certificate_seeds: Dict[str, bytes]) -> None:
+    """Regression (found while auditing what the fuzzer could reach): a validity
+    date in year 0000, which a peer may send, made get_certificate_data raise
+    ValueError from datetime; it is now None."""
+    cert = own_certificates((targets._parse(certificate_seeds["year_zero.der"]),))[0]
+    try:
+        data = dict(commssl.get_certificate_data(cert))
+        assert data["not-after"] is None
+        assert data["not-before"].year == 2049  # type: ignore[attr-defined]
+    finally:
+        commssl.release_certificate(cert)
+
+
 @pytest.mark.parametrize("name", ["certificate", "tls_server"])
 def test_in_process_smoke(name: str, fuzz_pki: Path, certificate_seeds: Dict[str, bytes]) -> None:
     corpus = list((certificate_seeds if name == "certificate" else seeds.tls_seeds(fuzz_pki)).values())

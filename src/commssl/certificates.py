@@ -147,8 +147,12 @@ def get_certificate_common_name(cert: X509Pointer) -> Optional[str]:
         lib.OPENSSL_free(out[0])
 
 
-def _utc(stamp: bytes) -> datetime.datetime:
-    return datetime.datetime.strptime(stamp.decode(), "%Y%m%d%H%M%S").replace(tzinfo=datetime.timezone.utc)
+def _utc(stamp: bytes) -> Optional[datetime.datetime]:
+    try:
+        when = datetime.datetime.strptime(stamp.decode(), "%Y%m%d%H%M%S")
+    except ValueError:  # year 0000: valid ASN.1 (a peer may send it), no datetime
+        return None
+    return when.replace(tzinfo=datetime.timezone.utc)
 
 
 def _records(cdata: Any) -> List[Tuple[str, bytes]]:
@@ -182,8 +186,9 @@ def get_certificate_data(cert: X509Pointer) -> CertificateData:
     ``"emails"`` (list of str) only when the certificate has addresses; then the
     OpenSSL extras ``"subject"``, ``"issuer"`` (RFC 2253 strings),
     ``"issuer-common-name"``, ``"not-before"``, ``"not-after"`` (aware UTC
-    datetimes), ``"subject-alt-names"`` (list of ``(type, value)`` with types
-    ``"DNS"``, ``"IP Address"``, ``"email"``, ``"URI"``) and
+    datetimes; None for year 0000, which no datetime holds),
+    ``"subject-alt-names"`` (list of ``(type, value)`` with types ``"DNS"``,
+    ``"IP Address"``, ``"email"``, ``"URI"``) and
     ``"sha256-fingerprint"`` (colon-separated upper-case hex).
     """
     cn: Optional[str] = None
