@@ -173,9 +173,114 @@ TARGETS: Dict[str, Callable[[bytes], None]] = {"certificate": certificate, "tls_
 
 # -- drivers -----------------------------------------------------------------------------
 
+DerNode = List[Any]  # [tag, bytes] (primitive) or [tag, [children]] (constructed)
+
+
+def _der_parse(buf: bytes, i: int, end: int) -> Optional[List[DerNode]]:
+    """The DER elements of ``buf[i:end]`` as a tree, or None if it is not DER."""
+    nodes: List[DerNode] = []
+    while i < end:
+        if i + 2 > end or buf[i] & 0x1F == 0x1F:  # no high tag numbers in certificates
+            return None
+        tag, first, j = buf[i], buf[i + 1], i + 2
+        if first < 0x80:
+            n = first
+        else:
+            k = first & 0x7F
+            if not 0 < k <= 4 or j + k > end:
+                return None
+            n, j = int.from_bytes(buf[j : j + k], "big"), j + k
+        if j + n > end:
+            return None
+        if tag & 0x20:
+            kids = _der_parse(buf, j, j + n)
+            if kids is None:
+                return None
+            nodes.append([tag, kids])
+        else:
+            nodes.append([tag, buf[j : j + n]])
+        i = j + n
+    return nodes
+
+
+def _der_encode(nodes: List[DerNode]) -> bytes:
+    return b"".join(seeds._enc(tag, _der_encode(v) if isinstance(v, list) else v) for tag, v in nodes)
+
+
+def der_mutate(data: bytes, rng: random.Random, leaf: Callable[[bytes], bytes]) -> Optional[bytes]:
+    """Structure-aware mutation: ``leaf`` rewrites the content of one primitive
+    element (a serial, a name string, a time, an extension's bytes...) and
+    every length around it is redone, so OpenSSL still parses the result and
+    commssl's readers see the odd value. None when ``data`` is not DER."""
+    tree = _der_parse(data, 0, len(data))
+    leaves: List[DerNode] = []
+    stack = list(tree or [])
+    while stack:
+        node = stack.pop()
+        if isinstance(node[1], list):
+            stack.extend(node[1])
+        else:
+            leaves.append(node)
+    if not leaves:
+        return None
+    node = rng.choice(leaves)
+    node[1] = leaf(node[1])
+    return _der_encode(tree or [])
+
+
+def tls_mutate(data: bytes, rng: random.Random, leaf: Callable[[bytes], bytes]) -> Optional[bytes]:
+    """Certificate-aware mutation of a client flight: one certificate of a TLS 1.2
+    Certificate message is mutated with ``der_mutate`` and the certificate,
+    list, message and record lengths are redone, so the server gets as far as
+    verifying it. None when the flight carries no such certificate."""
+    records, i = [], 0
+    while i + 5 <= len(data):
+        n = int.from_bytes(data[i + 3 : i + 5], "big")
+        records.append([data[i : i + 3], data[i + 5 : i + 5 + n]])
+        i += 5 + n
+    tail = data[i:]
+    spots = []  # (record index, message offset) of Certificate messages in handshake records
+    for r, (header, body) in enumerate(records):
+        j = 0
+        while header[0] == 22 and j + 4 <= len(body):
+            size = int.from_bytes(body[j + 1 : j + 4], "big")
+            if body[j] == 11 and size >= 3:
+                spots.append((r, j))
+            j += 4 + size
+    if not spots:
+        return None
+    r, j = rng.choice(spots)
+    body = records[r][1]
+    size = int.from_bytes(body[j + 1 : j + 4], "big")
+    message = body[j + 4 : j + 4 + size]
+    certs, k = [], 3
+    while k + 3 <= len(message):
+        n = int.from_bytes(message[k : k + 3], "big")
+        certs.append(message[k + 3 : k + 3 + n])
+        k += 3 + n
+    if not certs:
+        return None
+    c = rng.randrange(len(certs))
+    certs[c] = der_mutate(certs[c], rng, leaf) or certs[c]
+    entries = b"".join(len(x).to_bytes(3, "big") + x for x in certs)
+    message = len(entries).to_bytes(3, "big") + entries
+    records[r][1] = body[:j] + bytes([11]) + len(message).to_bytes(3, "big") + message + body[j + 4 + size :]
+    return b"".join(h + len(b).to_bytes(2, "big") + b for h, b in records) + tail
+
 
 def mutate(data: bytes, rng: random.Random, pool: List[bytes]) -> bytes:
-    """One random mutation: flip, set, insert or delete bytes, truncate, splice, repeat."""
+    """One random mutation: flip, set, insert or delete bytes, truncate, splice,
+    repeat, or (half the time, for DER or a flight carrying a certificate) any of
+    those inside one DER value."""
+    if rng.random() < 0.5:
+        leaf = lambda content: _mutate_bytes(content, rng, pool)  # noqa: E731
+        out = der_mutate(data, rng, leaf) or tls_mutate(data, rng, leaf)
+        if out is not None:
+            return out
+    return _mutate_bytes(data, rng, pool)
+
+
+def _mutate_bytes(data: bytes, rng: random.Random, pool: List[bytes]) -> bytes:
     b = bytearray(data)
     for _ in range(rng.randint(1, 4)):
         op = rng.randrange(7)
@@ -237,7 +342,17 @@ def main(argv: List[str]) -> None:
         print(f"plain fuzz (random mutations, no coverage feedback): {name}: {runs} runs in "
               f"{time.monotonic() - start:.0f} s, corpus {len(corpus)} inputs, 0 crashes")
         return
-    atheris.Setup([sys.argv[0]] + rest, target)
+    def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
+        """libFuzzer's mutations, and half the time inside one DER value."""
+        rng = random.Random(seed)
+        if rng.random() < 0.5:
+            leaf = lambda content: atheris.Mutate(content, len(content) + 32)  # noqa: E731
+            out = (der_mutate if name == "certificate" else tls_mutate)(data, rng, leaf)
+            if out is not None and len(out) <= max_size:
+                return out
+        return atheris.Mutate(data, max_size)  # type: ignore[no-any-return]
+
+    atheris.Setup([sys.argv[0]] + rest, target, custom_mutator=custom_mutator)
     atheris.Fuzz()
 
 

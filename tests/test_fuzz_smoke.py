@@ -124,6 +124,28 @@ def test_tls_server_target_reaches_the_verify_callback(fuzz_pki: Path,
     assert len(calls) >= 2
 
 
+def test_structure_aware_mutations_keep_inputs_parseable(fuzz_pki: Path,
+                                                         certificate_seeds: Dict[str, bytes]) -> None:
+    """The DER- and TLS-aware mutators change one value and redo every length
+    around it: the result still parses (as a certificate, as a flight whose
+    certificate reaches the server's verify callback)."""
+    rng = random.Random(7)
+    plain = certificate_seeds["plain.der"]
+    assert targets._der_encode(targets._der_parse(plain, 0, len(plain)) or []) == plain
+    parsed = 0
+    for _ in range(200):
+        mutated = targets.der_mutate(plain, rng, lambda content: content + b"\x00")
+        assert mutated is not None and mutated != plain
+        x = targets._parse(mutated)
+        if x != targets.ffi.NULL:
+            parsed += 1
+            commssl.lib.X509_free(x)
+    assert parsed > 20
+    flight = seeds.tls_seeds(fuzz_pki)["tls1.2_plain.bin"]
+    assert targets.tls_mutate(flight, rng, lambda content: content) == flight
+    assert targets.tls_mutate(seeds.tls_seeds(fuzz_pki)["tls1.3_plain.bin"], rng, bytes) is None  # encrypted
+
+
 @pytest.mark.parametrize("name", ["certificate", "tls_server"])
 def test_run_sh(name: str, tmp_path: Path) -> None:
     """The one-command runner: seeds, a short run, the summary line."""
