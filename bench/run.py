@@ -32,6 +32,7 @@ if __package__ in (None, ""):  # python bench/run.py
 import commssl  # noqa: E402
 
 from . import floor as floor_mod  # noqa: E402
+from . import instructions as cg  # noqa: E402
 from . import lib_commssl, lib_cpython, loopback  # noqa: E402
 from .pki import KEY_TYPES, Chain, make_chains  # noqa: E402
 from .timing import cpu_per_op, per_op_threads  # noqa: E402
@@ -45,7 +46,8 @@ except ImportError:  # pyOpenSSL not installed
 HERE = Path(__file__).resolve().parent
 CONTENDERS = ("commssl", "floor", "cpython", "pyopenssl_sys", "pyopenssl_wheel")
 MODES = (("server", False), ("mutual", True))
-GROUPS = ("memory", "peer_calls", "threads", "sockets")
+GROUPS = ("memory", "peer_calls", "threads", "sockets", "instructions")
+SMOKE_GROUPS = GROUPS[:4]  # callgrind takes minutes
 KEY_NAMES = {"ecdsa": "ECDSA P-256", "rsa": "RSA-2048"}
 MODE_NAMES = {"server": "server-auth", "mutual": "mutual"}
 
@@ -59,6 +61,7 @@ class Settings:
     floor_calls: int
     sock_hs: int  # loopback handshakes per sample
     bulk: int  # bytes per bulk sample
+    cg: Tuple[int, int] = (5, 25)  # callgrind: handshakes in the two runs whose difference counts
 
 
 FULL = Settings(runs=9, hs=100, calls=50_000, data_calls=3_000, floor_calls=2_000_000, sock_hs=100,
@@ -120,11 +123,11 @@ class Bench:
         self.progress("making the certificate chains (openssl CLI)")
         self.chains: Dict[str, Chain] = make_chains(self.scratch / "pki")
         self.progress("building the C floor")
-        exe = floor_mod.build(self.scratch)
+        self.floor_exe = exe = floor_mod.build(self.scratch)
         self.floor = floor_mod.Floor(exe, self.chains)
         self._closers.append(self.floor.close)
         self.sys_worker: Optional[PyOpenSSLWorker] = None
-        site = system_pyopenssl_site()
+        self.sys_site = site = system_pyopenssl_site()
         if site is not None:
             try:
                 self.sys_worker = PyOpenSSLWorker(site, self.scratch / "pki", self.scratch)
@@ -271,6 +274,30 @@ class Bench:
         self.progress("rows 3-4: loopback sockets")
         interleave(blocks, s.runs, self.samples, self.progress)
 
+    def instructions(self) -> None:
+        """Rows 7: instructions per handshake and per callback call, counted by callgrind
+        (ECDSA, server-auth): the same count whatever else the machine runs."""
+        if not cg.available():
+            self.notes.append("valgrind is not installed: no instruction counts (rows 7).")
+            return
+        n1, n2 = self.s.cg
+        chains_dir = self.scratch / "pki"
+        runs: List[Tuple[str, str, bool, List[str]]] = [
+            ("floor", "floor", False, []), ("floor", "floor", True, []),
+            ("commssl", "commssl", False, []), ("commssl", "commssl", True, []),
+            ("cpython", "cpython", False, []),
+        ]
+        if self.sys_worker is not None and self.sys_site is not None:
+            links = str(self.scratch / "system-pyopenssl")  # made by PyOpenSSLWorker
+            runs += [("pyopenssl_sys", "pyopenssl", cb, [links]) for cb in (False, True)]
+        if lib_pyopenssl is not None:
+            runs += [("pyopenssl_wheel", "pyopenssl", cb, []) for cb in (False, True)]
+        for who, lib, callback, path in runs:
+            self.progress(f"rows 7: callgrind, {who}{' + callback' if callback else ''}")
+            count = cg.per_handshake(lib, "ecdsa", False, n1, n2, chains_dir, self.floor_exe, self.scratch,
+                                     callback=callback, extra_path=path)
+            self.samples[("cg-hs" if not callback else "cg-hs-cb", who)] = [count]
+
     def run(self, groups: Sequence[str] = GROUPS) -> None:
         self.setup()
         for group in GROUPS:
@@ -331,6 +358,21 @@ class Bench:
         speedup = {who: self.pair("thr-1", who, "thr-2", who, lambda a, b: a / b) for who in CONTENDERS}
         rows.append({"id": "thr-speedup", "title": "6. speedup, 2 threads over 1", "unit": "ratio",
                      "cells": speedup, "target": 1.7, "verdict": _ge(speedup["commssl"], 1.7, "×")})
+        if any(row == "cg-hs" for row, _ in self.samples):
+            added = self.pair("cg-hs", "commssl", "cg-hs", "floor", lambda a, b: a - b)
+            floor = self.med("cg-hs", "floor")
+            verdict = "n/a" if added is None or not floor else (
+                f"+{added / 1e3:,.0f} k instructions over C (+{100 * added / floor:.1f} %)")
+            rows.append(self._row("cg-hs", "7. instructions per in-memory handshake (callgrind), ECDSA, "
+                                           "server-auth", "instr", verdict=verdict))
+            calls = self.callback_calls.get("ecdsa-server") or 3
+            per_call = {who: self.pair("cg-hs-cb", who, "cg-hs", who, lambda a, b: (a - b) / calls)
+                        for who in CONTENDERS}
+            mine, theirs = per_call["commssl"], per_call["pyopenssl_sys"] or per_call["pyopenssl_wheel"]
+            verdict = "n/a" if mine is None or not theirs else f"{theirs / mine:.1f}× fewer than pyOpenSSL"
+            rows.append({"id": "cg-call", "title": f"7. instructions per verify callback call (callgrind; "
+                                                   f"difference / {calls})", "unit": "count",
+                         "cells": per_call, "verdict": verdict})
         return {"info": self.info, "notes": self.notes + self.standing_notes(),
                 "callback_calls": self.callback_calls, "rows": rows,
                 "samples": {f"{row}|{who}": xs for (row, who), xs in sorted(self.samples.items())}}
@@ -449,6 +491,10 @@ def _cell(unit: str, value: Optional[float]) -> str:
         return f"{value:,.0f} MB/s"
     if unit == "ratio":
         return f"×{value:.2f}"
+    if unit == "instr":
+        return f"{value / 1e6:.3f} M"
+    if unit == "count":
+        return f"{value:,.0f}"
     return f"{value:g}"
 
 
@@ -485,10 +531,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--runs", type=int, help="runs per row (medians are quoted)")
     parser.add_argument("--json", type=Path, default=HERE / "results.json", help="where to write the results")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    parser.add_argument("--only", default=",".join(GROUPS),
-                        help=f"comma-separated groups to run (default: all of {','.join(GROUPS)})")
+    parser.add_argument("--only", help=f"comma-separated groups to run, among {','.join(GROUPS)} (default: "
+                                       f"all; with --smoke: {','.join(SMOKE_GROUPS)})")
     args = parser.parse_args(argv)
-    groups = [g.strip() for g in args.only.split(",") if g.strip()]
+    only = args.only or ",".join(SMOKE_GROUPS if args.smoke else GROUPS)
+    groups = [g.strip() for g in only.split(",") if g.strip()]
     if not groups or set(groups) - set(GROUPS):
         parser.error(f"--only takes groups among {', '.join(GROUPS)}")
     settings = SMOKE if args.smoke else FULL
