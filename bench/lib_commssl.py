@@ -43,13 +43,12 @@ class Handshakes:
 
     def __init__(self, chain: Chain, mutual: bool = False, callback: bool = False) -> None:
         self.client_ctx, self.server_ctx = contexts(chain, mutual, accept if callback else None)
-        self._bios = ffi.new("BIO *[2]")
 
     def connect(self) -> Tuple[commssl.SSLPointer, commssl.SSLPointer]:
         """One handshake; returns the connected client and server ``SSLPointer``."""
         client = new_ssl(self.client_ctx, "client", host="localhost")[0]
         server = new_ssl(self.server_ctx, "server")[0]
-        bios = self._bios
+        bios = ffi.new("BIO *[2]")  # per call: the thread rows run this on two threads at once
         if not lib.BIO_new_bio_pair(bios, 0, bios + 1, 0):
             raise MemoryError("BIO_new_bio_pair failed")
         c, s = client.cdata, server.cdata
@@ -124,7 +123,7 @@ def count_callback_calls(chain: Chain, mutual: bool) -> int:
 
     client, server = contexts(chain, mutual, counting)
     hs = Handshakes.__new__(Handshakes)
-    hs.client_ctx, hs.server_ctx, hs._bios = client, server, ffi.new("BIO *[2]")
+    hs.client_ctx, hs.server_ctx = client, server
     try:
         hs.once()
     finally:
