@@ -507,6 +507,34 @@ def test_record_cut_in_half(pki: PKI, client_ctx: Callable[..., Any]) -> None:
         listener.stop()
 
 
+def test_client_leaves_without_close_notify(pki: PKI, server_ctx: Callable[..., Any],
+                                            commssl_server: Callable[..., Any]) -> None:
+    """The server side of test_errors' close-without-close_notify: a CPython client
+    sends a line and drops the TCP connection without close_notify; the commssl
+    server gets the line, then SSLError (unexpected EOF), not b"" (truncation
+    must not look like a clean end)."""
+    seen: List[Any] = []
+
+    def handler(stream: commssl.SocketStream) -> None:
+        seen.append(stream.readline())
+        try:
+            seen.append(stream.read(1))
+        except commssl.SSLCondition as exc:
+            seen.append(exc)
+
+    server = commssl_server(server_ctx(), handler, handshake_timeout=HS)
+    cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    cctx.load_verify_locations(pki.root_cert)
+    with cctx.wrap_socket(socket.create_connection((HOST, server.port), timeout=HS),
+                          server_hostname="localhost") as tls:
+        tls.sendall(b"line\n")
+        tls.shutdown(socket.SHUT_RDWR)  # CPython drops the TLS layer first: TCP FIN, no close_notify
+    server.join()
+    assert server.errors == []
+    assert seen[0] == b"line\n"
+    assert type(seen[1]) is commssl.SSLError and "unexpected eof" in str(seen[1]), seen
+
+
 @pytest.mark.parametrize("how", ["close", "reset"])
 def test_peer_goes_away_during_a_large_write(how: str, server_ctx: Callable[..., Any],
                                              client_ctx: Callable[..., Any],
