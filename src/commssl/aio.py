@@ -31,6 +31,7 @@ from .connection import (
     check_after_handshake,
     new_ssl,
     raise_failure,
+    timeout_arg,
 )
 from .contexts import SSLAbstractContext, wants_new_ctx
 from .errors import SSLClosed, SSLError
@@ -73,16 +74,6 @@ def _take(buf: bytearray, n: int) -> bytes:
         data = bytes(view[:n])
     del buf[:n]
     return data
-
-
-def _timeout_arg(value: object, argument: str) -> Optional[float]:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{argument} must be a number of seconds or None, not {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{argument} must be >= 0, not {value}")
-    return float(value)
 
 
 def _limit_arg(value: object) -> int:
@@ -512,7 +503,7 @@ class AsyncSSLStream(Connection):
         does not read left queued after at least half a second more), and free
         the SSL. Never raises for a peer that is gone or silent. Unread data is
         dropped. Closing again does nothing."""
-        seconds = _timeout_arg(timeout, "timeout") or 0.0
+        seconds = timeout_arg(timeout, "timeout") or 0.0
         if self._closing:
             return
         self._closing = True
@@ -601,7 +592,7 @@ async def open_tcp_stream_async(
     bytes buffered before reading from the socket pauses.
     """
     _address_args(host, port, server=False)
-    seconds = _timeout_arg(handshake_timeout, "handshake_timeout")
+    seconds = timeout_arg(handshake_timeout, "handshake_timeout")
     limit = _limit_arg(limit)
     if ssl_ctx is None or ssl_ctx is False:
         raise TypeError("ssl_ctx must be True, 'default', 'v23', an SSLCtxPointer, an SSLPointer or a client "
@@ -662,7 +653,7 @@ async def start_ssl_server(
         raise TypeError(f"handler must be a coroutine function, not {type(handler).__name__}")
     _address_args(host, port, server=True)
     _check_server_ctx(ssl_ctx)
-    seconds = _timeout_arg(handshake_timeout, "handshake_timeout")
+    seconds = timeout_arg(handshake_timeout, "handshake_timeout")
     limit = _limit_arg(limit)
     loop = asyncio.get_running_loop()
     tasks = set()

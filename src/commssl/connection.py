@@ -75,6 +75,17 @@ def _idna(name: str) -> bytes:
     return name.encode("idna")
 
 
+def timeout_arg(value: object, argument: str) -> Optional[float]:
+    """A timeout argument as seconds (``None``: no limit), or the documented error."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{argument} must be a number of seconds or None, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{argument} must be >= 0, not {value}")
+    return float(value)
+
+
 def new_ssl(
     ssl_ctx: Any,
     ssl_side: str,

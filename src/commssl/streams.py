@@ -8,13 +8,22 @@ is free while OpenSSL and the kernel work and timeouts cost no Python.
 from __future__ import annotations
 
 import io
+import math
 import socket
 import threading
 import time
 from typing import Any, List, Optional
 
 from ._binding import ffi, lib
-from .connection import Connection, CtxCallback, SSLCallback, check_after_handshake, new_ssl, raise_failure
+from .connection import (
+    Connection,
+    CtxCallback,
+    SSLCallback,
+    check_after_handshake,
+    new_ssl,
+    raise_failure,
+    timeout_arg,
+)
 from .errors import SSLClosed, SSLCondition
 from .pointers import SSLCtxPointer, SSLPointer
 
@@ -28,17 +37,7 @@ _DATA_RAN_OUT = (0, lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_WANT_WRITE, lib.SSL_E
 def _ms(deadline: Optional[float]) -> int:
     if deadline is None:
         return -1
-    return max(0, int((deadline - time.monotonic()) * 1000))
-
-
-def _timeout_arg(value: object, argument: str) -> Optional[float]:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{argument} must be a number of seconds or None, not {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{argument} must be >= 0, not {value}")
-    return float(value)
+    return max(0, math.ceil((deadline - time.monotonic()) * 1000))  # never end early
 
 
 class SocketStream(Connection, io.BufferedIOBase):
@@ -54,7 +53,7 @@ class SocketStream(Connection, io.BufferedIOBase):
         if not isinstance(sock, socket.socket):
             raise TypeError(f"sock must be a socket.socket, not {type(sock).__name__}")
         self._sock = sock
-        self._timeout = _timeout_arg(timeout, "timeout")
+        self._timeout = timeout_arg(timeout, "timeout")
         self._sslp: Optional[SSLPointer] = None
         self._owns_ssl = False
         self._own_ctx: Optional[SSLCtxPointer] = None
@@ -346,7 +345,7 @@ def attach_ssl(
     stream._check_open()
     if stream._sslp is not None:
         raise ValueError(f"{stream!r} already has SSL attached")
-    timeout = _timeout_arg(handshake_timeout, "handshake_timeout")
+    timeout = timeout_arg(handshake_timeout, "handshake_timeout")
     sslp, owns, own_ctx = new_ssl(
         ssl_ctx, ssl_side, host=_host, tlsext_host_name=tlsext_host_name,
         ctx_configure_callback=ctx_configure_callback, ssl_configure_callback=ssl_configure_callback)
@@ -369,7 +368,7 @@ def socket_stream_handshake(stream: SocketStream, timeout: Optional[float] = Non
     """Run (or finish) the handshake. False on timeout or a clean close by the
     peer; True on success; other failures raise."""
     sslp = _ssl(stream)
-    seconds = _timeout_arg(timeout, "timeout")
+    seconds = timeout_arg(timeout, "timeout")
     sslp.reset_verification()
     stream._enter()
     try:
@@ -447,7 +446,7 @@ def detach_ssl(stream: SocketStream, retry_count: Optional[int] = 5, retry_timeo
         raise TypeError(f"retry_count must be an int or None, not {type(retry_count).__name__}")
     if retry_count is not None and retry_count < 0:
         raise ValueError(f"retry_count must be >= 0, not {retry_count}")
-    seconds = _timeout_arg(retry_timeout, "retry_timeout") or 0.0
+    seconds = timeout_arg(retry_timeout, "retry_timeout") or 0.0
     if stream._sslp is not None:
         stream._quiesce("detach_ssl", wake=False)
         _detach(stream, retry_count, seconds)
@@ -481,7 +480,7 @@ def open_tcp_stream(
         raise TypeError(f"port must be an int, not {type(port).__name__}")
     if not 0 < port < 65536:
         raise ValueError(f"port must be 1..65535, not {port}")
-    seconds = _timeout_arg(timeout, "timeout")
+    seconds = timeout_arg(timeout, "timeout")
     sock = socket.create_connection((host, port), timeout=seconds)
     try:
         stream = SocketStream(sock, timeout=seconds)
