@@ -248,9 +248,10 @@ int SSL_get_ex_data_X509_STORE_CTX_idx(void);
 const char *SSL_get_cipher_name(const SSL *);
 """
 
-HELPERS = """
-/* Per-SSL record reached through ex_data: the Python wrapper's handle, what
-   the trampolines should call, and the first verification failure seen. */
+# Per-SSL record reached through ex_data: the Python wrapper's handle, what the
+# trampolines should call, and the first verification failure seen. Both the cdef
+# and the C source declare it.
+STATE = """
 typedef struct {
     void *py;
     int py_verify;
@@ -259,7 +260,9 @@ typedef struct {
     int fail_error;
     int fail_count;
 } commssl_state;
+"""
 
+HELPERS = STATE + """
 static const int COMMSSL_OP_HANDSHAKE;
 static const int COMMSSL_OP_READ;
 static const int COMMSSL_OP_WRITE;
@@ -305,16 +308,7 @@ int commssl_demo_cert(const char *, const char *, int, int, uint64_t, long, long
 int commssl_no_password(char *, int, int, void *);
 """
 
-CUSTOMIZATIONS = r"""
-typedef struct {
-    void *py;
-    int py_verify;
-    int conn_verify;
-    int fail_depth;
-    int fail_error;
-    int fail_count;
-} commssl_state;
-
+CUSTOMIZATIONS = STATE + r"""
 static int _commssl_verify_py(void *, int, X509_STORE_CTX *);
 static int _commssl_conn_verify_py(void *, int, X509_STORE_CTX *);
 static int _commssl_password_py(char *, int, int, void *);
