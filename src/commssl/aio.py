@@ -477,9 +477,14 @@ class AsyncSSLStream(Connection):
                 raise self._exc
             raise SSLClosed("write: the connection is closed", "closed")
         buf = ffi.from_buffer(data)  # TypeError for what is not bytes-like
-        if len(buf) == 0:
-            return
-        err = self._step(b"", 0, _OP_WRITE, buf, len(buf))
+        try:
+            if len(buf) == 0:
+                return
+            err = self._step(b"", 0, _OP_WRITE, buf, len(buf))
+        finally:
+            # Let go of the caller's buffer now: an exception kept in a reference
+            # cycle would otherwise hold it exported until the GC, which crashes.
+            ffi.release(buf)
         if err:
             raise_failure(self._sslp, err, "write")  # type: ignore[arg-type]
 
