@@ -19,6 +19,15 @@ import pytest
 
 import commssl
 from commssl import ffi, lib
+from helpers import (
+    assert_alert,
+    connect,
+    only_error,
+    only_result,
+    peer_cns,
+    serve_report,
+    talk,
+)
 from peers import (
     HOST,
     OPENSSL,
@@ -43,50 +52,6 @@ Factory = Callable[..., commssl.SSLCtxPointer]
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def connect(port: int, ctx: Any, **kw: Any) -> commssl.SocketStream:
-    kw.setdefault("handshake_timeout", WAIT)
-    kw.setdefault("timeout", WAIT)
-    return commssl.open_tcp_stream(HOST, port, ssl_ctx=ctx, **kw)
-
-
-def talk(port: int, ctx: Any, **kw: Any) -> Tuple[bytes, Tuple[bool, int]]:
-    """Connect, echo a line; the reply and the client's ``ssl_connection_verify``."""
-    with connect(port, ctx, **kw) as stream:
-        stream.write(b"ping\n")
-        return stream.readline(), commssl.ssl_connection_verify(stream)
-
-
-def peer_cns(conn: Any) -> List[Optional[str]]:
-    with commssl.peer_certificates(conn) as certs:
-        return [commssl.get_certificate_common_name(c) for c in certs]
-
-
-def serve_report(stream: commssl.SocketStream) -> Tuple[List[Optional[str]], Tuple[bool, int]]:
-    result = peer_cns(stream), commssl.ssl_connection_verify(stream)
-    stream.write(stream.readline())
-    return result
-
-
-def only_result(server: Any) -> Any:
-    server.join()
-    assert not server.errors and len(server.results) == 1, (server.errors, server.results)
-    return server.results[0]
-
-
-def only_error(server: Any) -> BaseException:
-    server.join()
-    assert len(server.errors) == 1 and not server.results, (server.errors, server.results)
-    return server.errors[0]
-
-
-def assert_alert(exc: BaseException, *words: str) -> None:
-    assert isinstance(exc, commssl.SSLFailure) and not isinstance(exc, commssl.SSLVerificationFailure), \
-        repr(exc)
-    assert "alert" in str(exc), str(exc)
-    for word in words:
-        assert word in str(exc), str(exc)
 
 
 def new_sslp(ctx: commssl.SSLCtxPointer) -> commssl.SSLPointer:
