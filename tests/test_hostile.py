@@ -609,7 +609,7 @@ def test_default_client_offers_no_weak_cipher_or_old_protocol(pki: PKI, client_c
     try:
         with connect(server.port, client_ctx()) as stream:
             assert commssl.ssl_connection_protocol_version(stream) == "tls-v1-2"
-        offered = server.wait_for(r"Client cipher list: ([^\r\n]+)\r?\n").group(1)  # the whole line.split(":")
+        offered = server.wait_for(r"Client cipher list: ([^\r\n]+)\r?\n").group(1).split(":")  # whole line
     finally:
         server.stop()
     assert offered and not [c for c in offered if any(w in c for w in WEAK)], offered
