@@ -167,7 +167,6 @@ def test_threaded_handshakes(pki: PKI, server_ctx: Callable[..., Any],
         assert growth < 8 * 2**20 + 512 * total, f"RSS grew by {growth} bytes over {total} handshakes"
 
 
-@pytest.mark.skipif(not hasattr(commssl, "start_ssl_server"), reason="asyncio support not in this tree")
 def test_concurrent_asyncio_connections(pki: PKI, server_ctx: Callable[..., Any],
                                         client_ctx: Callable[..., Any]) -> None:
     """ASYNC_CONNECTIONS clients connect at once to one asyncio server on the
