@@ -6,7 +6,6 @@ only keeps the benchmark from rotting.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -25,11 +24,7 @@ CALLBACK_ROWS = [row for key in ("ecdsa", "rsa") for mode in ("server", "mutual"
                  for row in (f"cb-{key}-{mode}", f"cbcall-{key}-{mode}")]
 ROWS = MEMORY_ROWS[:4] + CALLBACK_ROWS + [
     "sock-hs", "sock-bulk", "call-chain", "call-serial", "call-data", "thr-1", "thr-2", "thr-speedup"]
-HAS_PYOPENSSL = importlib.util.find_spec("OpenSSL") is not None
 
-# Wheel tests (cibuildwheel) copy tests/ without bench/: there is nothing to run then.
-pytestmark = pytest.mark.skipif(not (REPO / "bench" / "run.py").exists(),
-                                reason="bench/ is not next to tests/ (installed-wheel test run)")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +86,6 @@ def test_measured_contenders_have_sane_positive_numbers(smoke: Dict[str, Any], w
             assert value is not None and _sane(rows[rid]["unit"], value), (rid, who, value)
 
 
-@pytest.mark.skipif(not HAS_PYOPENSSL, reason="pyOpenSSL (the bench extra) is not installed")
 def test_pyopenssl_wheel_column_is_filled(smoke: Dict[str, Any]) -> None:
     rows = _rows(smoke)
     for rid in MEMORY_ROWS + ["call-chain", "call-serial", "call-data", "thr-1", "thr-2"]:
