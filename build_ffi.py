@@ -106,6 +106,7 @@ X509 *d2i_X509_bio(BIO *, X509 **);
 int i2d_X509(X509 *, unsigned char **);
 X509_NAME *X509_get_subject_name(const X509 *);
 X509_NAME *X509_get_issuer_name(const X509 *);
+const char *X509_get_default_cert_file(void);
 void EVP_PKEY_free(EVP_PKEY *);
 """
 

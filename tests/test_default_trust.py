@@ -75,3 +75,44 @@ def test_without_the_root_in_the_defaults_the_server_is_refused(pki: PKI, tmp_pa
         assert info.value.ssl_code == ("verification", 20)  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
     finally:
         commssl.destroy_ssl_ctx(ctx if kind == "make_ssl_ctx" else ctx.ssl_ctx_pointer)
+
+
+# -- the CA-bundle fallback for an OpenSSL whose default file is missing here ---------
+
+
+def test_fallback_bundle_only_when_the_default_file_is_missing(tmp_path: Path) -> None:
+    from commssl.contexts import fallback_bundle
+
+    present = tmp_path / "present.pem"
+    present.write_text("x")
+    absent = str(tmp_path / "absent.pem")
+    candidates = [str(tmp_path / "nothing.pem"), str(present)]
+    assert fallback_bundle(absent, {}, candidates) == str(present)          # first that exists
+    assert fallback_bundle(str(present), {}, candidates) is None            # the default is there
+    assert fallback_bundle(absent, {"SSL_CERT_FILE": "x"}, candidates) is None  # the user chose
+    assert fallback_bundle(absent, {}, [str(tmp_path / "nothing.pem")]) is None
+
+
+def test_client_trusts_a_system_bundle_when_the_default_file_is_missing(
+        pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from commssl import contexts
+
+    empty = tmp_path / "certs"
+    empty.mkdir()
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(empty))
+    monkeypatch.setattr(contexts, "default_cert_file", lambda: str(tmp_path / "missing.pem"))
+    with peers.cpython_tls_server(pki.server_chain, pki.server_key, handler=lambda tls: None) as server:
+        for bundles, verified in (((str(tmp_path / "nothing.pem"),), False),
+                                  ((str(tmp_path / "nothing.pem"), str(pki.root_cert)), True)):
+            monkeypatch.setattr(contexts, "CA_BUNDLES", bundles)
+            ctx = commssl.make_ssl_ctx(True, "client")
+            try:
+                commssl.set_verification_mode(ctx, "client", "never")  # see the verdict, not an error
+                stream = _connect(server.port, ctx)
+                try:
+                    assert commssl.ssl_connection_verify(stream)[0] is verified
+                finally:
+                    stream.close()
+            finally:
+                commssl.destroy_ssl_ctx(ctx)

@@ -9,9 +9,9 @@ certificates; the stream then also checks the host name.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-from ._binding import check, drain, ffi, lib
+from ._binding import check, drain, ffi, lib, text
 from .pointers import SSLCtxPointer, SSLPointer
 from .verification import set_verification_mode
 
@@ -40,9 +40,41 @@ def default_trust(cdata: Any) -> None:
     verification of a chain whose intermediate is not trusted itself. That cost
     about 120-300 us per client handshake and serialised concurrent handshakes
     (bench/). The file and hashed-directory lookups find the same certificates.
+
+    When OpenSSL's default file is missing here (a wheel's OpenSSL, built to look
+    in ``/etc/ssl``, on RHEL say) and ``SSL_CERT_FILE`` is unset, the first CA
+    bundle of ``CA_BUNDLES`` that exists is trusted as well.
     """
     lib.SSL_CTX_set_default_verify_file(cdata)
     lib.SSL_CTX_set_default_verify_dir(cdata)
+    bundle = fallback_bundle(default_cert_file(), os.environ, CA_BUNDLES)
+    if bundle is not None and lib.SSL_CTX_load_verify_locations(cdata, os.fsencode(bundle), ffi.NULL) <= 0:
+        drain()  # unreadable: as with a missing default file, the trust store stays as it was
+
+
+# CA bundles of common systems, for an OpenSSL built elsewhere (a wheel's) whose
+# compiled-in default file does not exist on this machine.
+CA_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine, Arch
+    "/etc/pki/tls/certs/ca-bundle.crt",  # RHEL, Fedora, CentOS
+    "/etc/ssl/ca-bundle.pem",  # openSUSE
+    "/etc/pki/tls/cacert.pem",  # OpenELEC
+    "/etc/ssl/cert.pem",  # macOS, BSDs
+)
+
+
+def default_cert_file() -> str:
+    """The CA file OpenSSL trusts by default (where it was built to look)."""
+    return text(lib.X509_get_default_cert_file())
+
+
+def fallback_bundle(default_file: str, environ: Mapping[str, str],
+                    candidates: Sequence[str]) -> Optional[str]:
+    """The system CA bundle to add when OpenSSL's default file is missing and
+    ``SSL_CERT_FILE`` does not name one; ``None`` when nothing is to be added."""
+    if "SSL_CERT_FILE" in environ or os.path.isfile(default_file):
+        return None
+    return next((path for path in candidates if os.path.isfile(path)), None)
 
 
 def wants_new_ctx(ssl_ctx: object) -> bool:
