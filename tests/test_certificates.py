@@ -277,6 +277,11 @@ def test_vector_with_a_bad_element_releases_nothing(leaf: X509Pointer) -> None:
         commssl.release_certificates_vector([other, "junk"])
     with pytest.raises(CertificateReleasedError, match=r"vec\[2\]"):
         commssl.release_certificates_vector([other, None, gone])
+    borrowed = commssl.X509Pointer(leaf.cdata)
+    with pytest.raises(CertificateReleasedError, match=r"vec\[1\].*borrowed"):
+        commssl.release_certificates_vector([other, borrowed])
+    with pytest.raises(CertificateReleasedError, match=r"vec\[1\].*twice"):
+        commssl.release_certificates_vector([other, other])
     assert commssl.outstanding_certificates() == count and other.owned
     commssl.release_certificate(other)
 

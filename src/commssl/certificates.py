@@ -14,8 +14,9 @@ import threading
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 from ._binding import drain, ffi, lib, raise_last
-from .errors import SSLFailure
+from .errors import CertificateReleasedError, SSLFailure
 from .pointers import (
+    _OWNED,
     _RELEASED,
     SSLPointer,
     X509Pointer,
@@ -59,9 +60,17 @@ def release_certificates_vector(vec: Sequence[Optional[X509Pointer]]) -> None:
     """
     if not isinstance(vec, (list, tuple)):
         raise TypeError(f"vec must be a list of X509Pointer or None, not {type(vec).__name__}")
+    seen = set()
     for i, cert in enumerate(vec):
-        if cert is not None and (type(cert) is not X509Pointer or cert._state >= _RELEASED):
-            live_certificate(cert, f"vec[{i}]")  # raises the documented exception
+        if cert is None:
+            continue
+        if type(cert) is not X509Pointer or cert._state != _OWNED:
+            live_certificate(cert, f"vec[{i}]")  # raises for wrong types and released pointers
+            raise CertificateReleasedError(
+                f"vec[{i}] {cert!r} is borrowed; only owned pointers can be released")
+        if id(cert) in seen:
+            raise CertificateReleasedError(f"vec[{i}] {cert!r} is in vec twice")
+        seen.add(id(cert))
     release_in_order(vec)
 
 
