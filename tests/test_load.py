@@ -23,7 +23,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 
@@ -72,6 +72,20 @@ def _callbacks(counter: Dict[str, int], lock: threading.Lock, side: str) -> Call
     return callback
 
 
+def _mutual_contexts(pki: PKI, server_ctx: Callable[..., Any], client_ctx: Callable[..., Any]
+                     ) -> Tuple[Dict[str, int], Any, Any]:
+    """Mutual-TLS contexts whose Python callbacks copy and count on both sides: the
+    call counter, the server context and the client context."""
+    counter: Dict[str, int] = {"client": 0, "server": 0}
+    lock = threading.Lock()
+    sctx = server_ctx(cafile=pki.root_cert)
+    commssl.set_verification_mode(sctx, "server", ["verify-peer", "fail-if-no-peer-cert"],
+                                  _callbacks(counter, lock, "server"))
+    cctx = client_ctx(chain=pki.client_chain, key=pki.client_key)
+    commssl.set_verification_mode(cctx, "client", "always", _callbacks(counter, lock, "client"))
+    return counter, sctx, cctx
+
+
 def _use_peer(conn: Any, expect: List[str]) -> None:
     certs = commssl.ssl_connection_copy_peer_certificates(conn)
     try:
@@ -85,13 +99,7 @@ def test_threaded_handshakes(pki: PKI, server_ctx: Callable[..., Any],
                              client_ctx: Callable[..., Any]) -> None:
     """THREADS client threads x PER_THREAD mutual-TLS handshakes against THREADS
     server threads, callbacks and copies on both sides."""
-    counter: Dict[str, int] = {"client": 0, "server": 0}
-    lock = threading.Lock()
-    sctx = server_ctx(cafile=pki.root_cert)
-    commssl.set_verification_mode(sctx, "server", ["verify-peer", "fail-if-no-peer-cert"],
-                                  _callbacks(counter, lock, "server"))
-    cctx = client_ctx(chain=pki.client_chain, key=pki.client_key)
-    commssl.set_verification_mode(cctx, "client", "always", _callbacks(counter, lock, "client"))
+    counter, sctx, cctx = _mutual_contexts(pki, server_ctx, client_ctx)
     total = THREADS * PER_THREAD
     warmup = THREADS * 2
     lsock = socket.create_server((HOST, 0), backlog=128)
@@ -99,6 +107,7 @@ def test_threaded_handshakes(pki: PKI, server_ctx: Callable[..., Any],
     port = lsock.getsockname()[1]
     errors: List[BaseException] = []
     served = [0]
+    lock = threading.Lock()  # guards served
     stop = threading.Event()
 
     def server_worker() -> None:
@@ -173,13 +182,7 @@ def test_concurrent_asyncio_connections(pki: PKI, server_ctx: Callable[..., Any]
     same loop; every handshake completes with callbacks and copies on both sides,
     all connections are open together, then all close. Twice: RSS is compared
     between the end of the first round and the end of the second."""
-    counter: Dict[str, int] = {"client": 0, "server": 0}
-    lock = threading.Lock()
-    sctx = server_ctx(cafile=pki.root_cert)
-    commssl.set_verification_mode(sctx, "server", ["verify-peer", "fail-if-no-peer-cert"],
-                                  _callbacks(counter, lock, "server"))
-    cctx = client_ctx(chain=pki.client_chain, key=pki.client_key)
-    commssl.set_verification_mode(cctx, "client", "always", _callbacks(counter, lock, "client"))
+    counter, sctx, cctx = _mutual_contexts(pki, server_ctx, client_ctx)
     n = ASYNC_CONNECTIONS
     start_count = commssl.outstanding_certificates()
 
