@@ -146,25 +146,14 @@ class SocketStream(Connection, io.BufferedIOBase):
         check_after_handshake(sslp)
 
     def _recv(self, n: int) -> bytes:
-        """One read of up to ``n`` bytes; ``b""`` at a clean end of stream."""
-        self._check_open()
-        self._raise_pending()
-        sslp = self._sslp
-        if sslp is None:
+        """One read of up to ``n`` bytes (``_recv_into``); ``b""`` at a clean end of stream."""
+        if self._sslp is None:
+            self._check_open()
+            self._raise_pending()
             return self._sock.recv(n)
-        buf = _alloc("char[]", n)
-        done = ffi.new("size_t *")
-        self._enter()
-        try:
-            err = self._io(lib.COMMSSL_OP_READ, buf, n, done, self._timeout)
-            if err == 0:
-                return ffi.buffer(buf, done[0])[:]
-            if err == lib.SSL_ERROR_ZERO_RETURN:
-                return b""
-            raise_failure(sslp, err, "read", TimeoutError)
-        finally:
-            self._leave()
-        raise AssertionError("unreachable")
+        buf = _alloc("char[]", n)  # not zero-filled: OpenSSL writes what is returned
+        k = self._recv_into(memoryview(ffi.buffer(buf)))
+        return ffi.buffer(buf, k)[:]
 
     def _raise_pending(self) -> None:
         exc = self._pending_error
