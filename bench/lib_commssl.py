@@ -8,7 +8,8 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import commssl
 from commssl import ffi, lib
-from commssl.connection import check_after_handshake, new_ssl, raise_failure
+from commssl._tls import check_after_handshake, raise_failure
+from commssl.connection import new_ssl
 
 from .pki import Chain
 

@@ -40,7 +40,8 @@ if atheris is not None and __name__ == "__main__" and "--plain" not in sys.argv:
 else:
     import commssl
 from commssl._binding import drain, ffi, lib  # noqa: E402 (after the instrumented import)
-from commssl.connection import new_ssl, raise_failure  # noqa: E402
+from commssl._tls import raise_failure  # noqa: E402
+from commssl.connection import new_ssl  # noqa: E402
 from commssl.pointers import own_certificates  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -24,17 +24,19 @@ import threading
 from typing import Any, Awaitable, Callable, List, Optional
 
 from ._binding import ffi, lib
-from .connection import (
-    Connection,
-    CtxCallback,
-    SSLCallback,
+from ._tls import (
+    CLOSING,
+    HANDSHAKING,
+    OPEN,
+    STATE_NAMES,
+    TLSConnection,
     check_after_handshake,
-    new_ssl,
-    raise_failure,
+    in_callback_error,
     timeout_arg,
 )
+from .connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
 from .contexts import SSLAbstractContext, wants_new_ctx
-from .errors import SSLClosed, SSLError
+from .errors import SSLClosed, SSLError, SSLHandshakeTimeout
 from .pointers import SSLCtxPointer, SSLPointer
 
 __all__ = ["AsyncSSLStream", "open_tcp_stream_async", "start_ssl_server"]
@@ -56,6 +58,7 @@ _OP_SHUTDOWN = lib.COMMSSL_OP_SHUTDOWN
 _WANT_READ = lib.SSL_ERROR_WANT_READ
 _ZERO_RETURN = lib.SSL_ERROR_ZERO_RETURN
 _NULL = ffi.NULL
+_FINE = (_WANT_READ, _ZERO_RETURN, lib.COMMSSL_SHUTDOWN_SENT)
 
 _tls = threading.local()
 
@@ -160,48 +163,54 @@ class AsyncSSLStream(Connection):
         self._side = ssl_side
         self._limit = limit
         self._handshake_timeout = handshake_timeout
+        self._due: Optional[float] = None  # the handshake's deadline, on the loop's clock
         self._on_handshake = on_handshake
-        self._sslp: Optional[SSLPointer] = None
-        self._ssl: Any = _NULL
+        self._tls = TLSConnection("AsyncSSLStream", self._abort_transport)
         self._wbio: Any = _NULL
-        self._owns_ssl = False
-        self._own_ctx: Optional[SSLCtxPointer] = None
         self._transport: Optional[asyncio.Transport] = None
         self._done = ffi.new("size_t[2]")  # [0]: bytes done, [1]: bytes pending in the write BIO
         self._rbuf = bytearray()
-        self._handshaking = True
         self._timer: Optional[asyncio.TimerHandle] = None
         self._eof = False  # the peer's close_notify arrived
         self._exc: Optional[BaseException] = None  # what ends reading: failure, truncation, loss
         self._lost = False
-        self._closing = False  # close() was called
         self._read_paused = False
         self._write_paused = False
         self._waiters: List["asyncio.Future[None]"] = []
         self._drainers: List["asyncio.Future[None]"] = []
 
     def _attach(self, sslp: SSLPointer, owns: bool, own_ctx: Optional[SSLCtxPointer]) -> None:
-        """Take the SSL: give it memory BIOs and make this stream its connection."""
-        self._sslp, self._owns_ssl, self._own_ctx = sslp, owns, own_ctx
-        ssl = self._ssl = sslp._live()
-        rbio = lib.BIO_new(lib.BIO_s_mem())
-        wbio = lib.BIO_new(lib.BIO_s_mem())
-        if rbio == _NULL or wbio == _NULL:
-            for bio in (rbio, wbio):
-                if bio != _NULL:
-                    lib.BIO_free(bio)
-            raise MemoryError("BIO_new failed")
-        lib.SSL_set_bio(ssl, rbio, wbio)  # the SSL owns both from now on
-        self._wbio = wbio
-        sslp.connection = self  # x509_store_ctx_get_connection, verify_callback(conn)
+        """Take the SSL (the core's attach) and give it memory BIOs."""
+        tls = self._tls
+        try:
+            ssl = tls.attach(sslp, owns, own_ctx, self._side, self)
+        except BaseException:
+            release_new_ssl(sslp, owns, own_ctx)
+            raise
+        try:
+            rbio = lib.BIO_new(lib.BIO_s_mem())
+            wbio = lib.BIO_new(lib.BIO_s_mem())
+            if rbio == _NULL or wbio == _NULL:
+                for bio in (rbio, wbio):
+                    if bio != _NULL:
+                        lib.BIO_free(bio)
+                tls.fail()
+                raise MemoryError("BIO_new failed")
+            lib.SSL_set_bio(ssl, rbio, wbio)  # the SSL owns both from now on
+            self._wbio = wbio
+        finally:
+            tls.end()
+
+    @property
+    def _handshaking(self) -> bool:
+        return self._tls.state == HANDSHAKING
+
+    @property
+    def _closing(self) -> bool:
+        return self._tls.state >= CLOSING
 
     def __repr__(self) -> str:
-        if self._closing:
-            state = "closed"
-        elif self._handshaking:
-            state = "handshaking"
-        else:
-            state = "open"
+        state = STATE_NAMES[self._tls.state]
         peer = self.get_extra_info("peername")
         return f"<AsyncSSLStream {self._side} {state}{f' peer={peer}' if peer else ''}>"
 
@@ -210,12 +219,13 @@ class AsyncSSLStream(Connection):
     @property
     def ssl(self) -> Optional[SSLPointer]:
         """The connection's ``SSLPointer`` (``None`` once closed)."""
-        return self._sslp
+        tls = self._tls
+        return tls.sslp if tls.state in (HANDSHAKING, OPEN) else None
 
     @property
     def ssl_ctx(self) -> Optional[SSLCtxPointer]:
         """The ``SSLCtxPointer`` the SSL was made from (``None`` once closed)."""
-        sslp = self._sslp
+        sslp = self.ssl
         return None if sslp is None else sslp.ctx
 
     @property
@@ -235,13 +245,22 @@ class AsyncSSLStream(Connection):
 
     # -- the protocol's side ----------------------------------------------------
 
-    def _step(self, data: Any, eof: int, op: int, buf: Any, n: int) -> int:
-        """One ``commssl_mem_step``; sends what OpenSSL wrote to the write BIO."""
-        done = self._done
-        err = lib.commssl_mem_step(self._ssl, data, len(data), eof, op, buf, n, done, done + 1)
-        if done[1]:
-            self._flush(done[1])
-        return int(err)
+    def _step(self, data: Any, eof: int, op: int, buf: Any, n: int, what: str, closing: bool = False) -> int:
+        """One ``commssl_mem_step`` as an operation of the core (the SSL pinned);
+        sends what OpenSSL wrote to the write BIO. Returns 0, WANT_READ,
+        ZERO_RETURN or SHUTDOWN_SENT; raises what any other result means."""
+        tls = self._tls
+        ssl = tls.begin(what, closing)
+        try:
+            done = self._done
+            err = lib.commssl_mem_step(ssl, data, len(data), eof, op, buf, n, done, done + 1)
+            if done[1]:
+                self._flush(done[1])
+            if err and err not in _FINE:
+                tls.failure(err, what)
+            return int(err)
+        finally:
+            tls.end()
 
     def _flush(self, pending: int) -> None:
         transport = self._transport
@@ -257,26 +276,26 @@ class AsyncSSLStream(Connection):
 
     def _connection_made(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        if self._sslp is None:
-            return  # the server side's protocol factory could not make the SSL
+        if self._tls.state != HANDSHAKING:
+            return  # the server side's protocol factory could not make the SSL, or it was cancelled
         if self._handshake_timeout is not None:
-            self._timer = self._loop.call_later(self._handshake_timeout, self._handshake_timed_out)
+            self._due = self._loop.time() + self._handshake_timeout
+            self._timer = self._loop.call_at(self._due, self._handshake_timed_out)
         self._handshake(b"", 0)
 
     def _handshake(self, data: bytes, eof: int) -> None:
-        err = self._step(data, eof, _OP_HANDSHAKE, _NULL, 0)
-        if err == _WANT_READ:
-            return
-        sslp = self._sslp
-        assert sslp is not None
+        tls = self._tls
         try:
-            if err:
-                raise_failure(sslp, err, "handshake")
-            check_after_handshake(sslp)
+            err = self._step(data, eof, _OP_HANDSHAKE, _NULL, 0, "handshake")
+            if err == _WANT_READ:
+                return
+            if err:  # the peer's close_notify during the handshake
+                raise SSLClosed("handshake: the peer closed the TLS connection", "closed")
+            check_after_handshake(tls.sslp, self._due, self._loop.time)  # type: ignore[arg-type]
         except BaseException as exc:  # a callback's own exception included: the awaiting code gets it
             self._handshake_failed(exc)
             return
-        self._handshaking = False
+        tls.handshake_done()
         self._cancel_timer()
         self._read(b"", 0)  # application data may have come with the handshake's last flight
         if self._on_handshake is not None:
@@ -284,7 +303,7 @@ class AsyncSSLStream(Connection):
 
     def _handshake_failed(self, exc: BaseException) -> None:
         self._cancel_timer()
-        self._handshaking = False
+        self._tls.fail()
         self._exc = exc
         transport = self._transport
         if transport is not None:
@@ -294,12 +313,8 @@ class AsyncSSLStream(Connection):
 
     def _handshake_timed_out(self) -> None:
         self._timer = None
-        if not self._handshaking or self._sslp is None:
-            return
-        try:
-            raise_failure(self._sslp, lib.COMMSSL_TIMEOUT, "handshake")
-        except BaseException as exc:
-            self._handshake_failed(exc)
+        if self._handshaking:
+            self._handshake_failed(SSLHandshakeTimeout("handshake: timed out"))
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -309,22 +324,22 @@ class AsyncSSLStream(Connection):
     def _read(self, data: bytes, eof: int) -> None:
         """Decrypt what has arrived into the read buffer."""
         buf = _scratch()
-        while True:
-            err = self._step(data, eof, _OP_READ, buf, _SCRATCH)
+        try:
+            while True:
+                err = self._step(data, eof, _OP_READ, buf, _SCRATCH, "read")
+                n = self._done[0]
+                if n:
+                    self._rbuf += ffi.buffer(buf, n)
+                if err:
+                    break
+                data, eof = b"", 0
+            if err == _ZERO_RETURN:
+                self._eof = True
+        except BaseException as exc:  # what arrived before it stays readable
             n = self._done[0]
-            if n and not self._closing:
+            if n:
                 self._rbuf += ffi.buffer(buf, n)
-            if err:
-                break
-            data, eof = b"", 0
-        if err == _WANT_READ:
-            pass
-        elif err == _ZERO_RETURN:
-            self._eof = True
-        elif self._exc is None:
-            try:
-                raise_failure(self._sslp, err, "read")  # type: ignore[arg-type]
-            except BaseException as exc:
+            if self._exc is None:
                 self._exc = exc
             if self._transport is not None:
                 self._transport.close()
@@ -334,7 +349,7 @@ class AsyncSSLStream(Connection):
             self._transport.pause_reading()
 
     def _data_received(self, data: bytes) -> None:
-        if self._sslp is None or self._exc is not None:
+        if self._tls.state not in (HANDSHAKING, OPEN) or self._exc is not None:
             return
         if type(data) is not bytes:  # other event loops may pass a bytearray or memoryview
             data = bytes(data)
@@ -344,7 +359,7 @@ class AsyncSSLStream(Connection):
             self._read(data, 0)
 
     def _eof_received(self) -> None:
-        if self._sslp is None or self._exc is not None or self._eof:
+        if self._tls.state not in (HANDSHAKING, OPEN) or self._exc is not None or self._eof:
             return
         # OpenSSL decides: after close_notify this is a clean end, else a truncation (SSLError).
         if self._handshaking:
@@ -403,8 +418,13 @@ class AsyncSSLStream(Connection):
         return self._eof or self._exc is not None or self._closing
 
     def _check_open(self, what: str) -> None:
-        if self._closing:
+        """Refuse I/O on a closed stream, and from inside its own verify callback."""
+        tls = self._tls
+        if tls.state >= CLOSING:
             raise ValueError(f"{what} on a closed AsyncSSLStream")
+        sslp = tls.sslp
+        if sslp is not None and sslp.verifying is not None:
+            raise in_callback_error(what)
 
     # -- reading ----------------------------------------------------------------
 
@@ -478,15 +498,12 @@ class AsyncSSLStream(Connection):
             raise SSLClosed("write: the connection is closed", "closed")
         buf = ffi.from_buffer(data)  # TypeError for what is not bytes-like
         try:
-            if len(buf) == 0:
-                return
-            err = self._step(b"", 0, _OP_WRITE, buf, len(buf))
+            if len(buf):
+                self._step(b"", 0, _OP_WRITE, buf, len(buf), "write")
         finally:
             # Let go of the caller's buffer now: an exception kept in a reference
             # cycle would otherwise hold it exported until the GC, which crashes.
             ffi.release(buf)
-        if err:
-            raise_failure(self._sslp, err, "write")  # type: ignore[arg-type]
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
@@ -509,28 +526,28 @@ class AsyncSSLStream(Connection):
         the SSL. Never raises for a peer that is gone or silent. Unread data is
         dropped. Closing again does nothing."""
         seconds = timeout_arg(timeout, "timeout") or 0.0
-        if self._closing:
+        tls = self._tls
+        was_open = tls.state == OPEN
+        if not tls.start_closing():
             return
-        self._closing = True
         self._rbuf.clear()  # unread data is dropped, as by a socket close
         self._wake()
         transport = self._transport
         deadline = self._loop.time() + seconds
         try:
-            if (self._sslp is not None and transport is not None and not self._lost and self._exc is None
-                    and not self._handshaking):
+            if was_open and transport is not None and not self._lost and self._exc is None:
                 if self._read_paused:
                     self._read_paused = False
                     transport.resume_reading()
-                err = self._step(b"", 0, _OP_SHUTDOWN, _NULL, 0)
+                err = self._step(b"", 0, _OP_SHUTDOWN, _NULL, 0, "close", closing=True)
                 if err == lib.COMMSSL_SHUTDOWN_SENT:
                     await self._wait_until(lambda: self._eof or self._exc is not None or self._lost, deadline)
             if transport is not None and not self._lost:
                 transport.close()  # sends what is queued first; half a second more for that at least
                 await self._wait_until(lambda: self._lost, max(deadline, self._loop.time() + 0.5))
+        except Exception:  # never raises for the peer: a failed close_notify is still a close
+            pass
         finally:
-            if transport is not None and not self._lost:
-                transport.abort()
             self._release()
 
     async def _wait_until(self, done: Callable[[], bool], deadline: float) -> None:
@@ -542,26 +559,24 @@ class AsyncSSLStream(Connection):
             self._waiters.append(fut)
             await asyncio.wait([fut], timeout=left)
 
+    def _abort_transport(self) -> None:
+        """The core's last step: drop the transport (no-op once it is gone)."""
+        transport = self._transport
+        if transport is not None and not self._lost and not transport.is_closing():
+            transport.abort()
+
     def _release(self) -> None:
-        """Free what the stream made; the stream no longer has SSL."""
+        """Close the connection in the core, freeing the SSL and the transport."""
         self._cancel_timer()
-        sslp, self._sslp = self._sslp, None
-        self._ssl = self._wbio = _NULL
-        if sslp is None:
-            return
-        sslp.connection = None
-        if self._owns_ssl:
-            sslp._free()
-        if self._own_ctx is not None:
-            self._own_ctx._free()
-        self._owns_ssl, self._own_ctx = False, None
+        self._tls.start_closing()
+        ssl, _ = self._tls.begin_close()
+        if ssl is not None:
+            self._tls.end()
+        self._wbio = _NULL
 
     def _abort(self) -> None:
-        """Drop the connection at once (a failed or cancelled open)."""
-        self._closing = True
-        transport = self._transport
-        if transport is not None and not transport.is_closing():  # a closing one still sends the alert
-            transport.abort()
+        """Drop the connection at once (a failed or cancelled open); a transport
+        already closing still sends the alert OpenSSL queued."""
         self._release()
 
     async def __aenter__(self) -> "AsyncSSLStream":
@@ -614,7 +629,7 @@ async def open_tcp_stream_async(
 
     stream = AsyncSSLStream(loop, "client", limit=limit, handshake_timeout=seconds, on_handshake=on_handshake)
     try:
-        stream._attach(sslp, owns, own_ctx)
+        stream._attach(sslp, owns, own_ctx)  # frees what new_ssl made when it fails
     except BaseException:
         stream._release()
         raise
@@ -622,6 +637,13 @@ async def open_tcp_stream_async(
         await loop.create_connection(lambda: _Protocol(stream), host, port)
         await done
     except BaseException:
+        # Cancelled or failed: nothing may be left behind, not even an outcome set
+        # on `done` later that no one retrieves (asyncio would log it).
+        stream._on_handshake = None
+        if not done.done():
+            done.cancel()
+        elif not done.cancelled():
+            done.exception()
         stream._abort()
         raise
     stream._on_handshake = None
@@ -676,7 +698,6 @@ async def start_ssl_server(
         if exc is not None:
             _log.info("commssl: TLS handshake with %s failed: %s: %s",
                       stream.get_extra_info("peername"), type(exc).__name__, exc)
-            stream._closing = True
             stream._release()
             return
         task = loop.create_task(serve(stream))

@@ -88,11 +88,10 @@ import time
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, TextIO, Tuple
 
 from . import __version__, openssl_version
-from ._binding import ffi, lib, text
+from ._binding import lib, text
 from .certificates import CertificateData, get_certificate_common_name, get_certificate_data
 from .connection import (
     peer_certificates,
-    raise_failure,
     ssl_connection_get_peer_certificates_data,
     ssl_connection_protocol_version,
     ssl_connection_ssl_ref,
@@ -393,17 +392,17 @@ def await_rejection(stream: SocketStream, seconds: float) -> Optional[SSLConditi
     """After a TLS 1.3 handshake, give the server ``seconds`` to reject the client
     (it checks a client certificate only after the client's Finished). Returns the
     failure, or None when the server sent data, nothing, or closed cleanly."""
-    sslp = ssl_connection_ssl_ref(stream)
-    buf, done = ffi.new("char[]", 1), ffi.new("size_t *")
-    # One bounded read straight through the C I/O loop: the stream's own read
-    # would wait for application data with the stream's timeout.
-    err = lib.commssl_io(sslp.cdata, lib.COMMSSL_OP_READ, buf, 1, done, int(seconds * 1000))
-    if err in (0, lib.COMMSSL_TIMEOUT, lib.COMMSSL_EINTR, lib.SSL_ERROR_ZERO_RETURN):
-        return None
+    # One read bounded by ``seconds`` (the stream's own timeout, put back after).
+    kept = stream.timeout
+    stream.timeout = seconds
     try:
-        raise_failure(sslp, err, "after the handshake")
+        stream.read1(1)
+    except TimeoutError:
+        return None
     except SSLCondition as exc:
         return exc
+    finally:
+        stream.timeout = kept
     return None
 
 

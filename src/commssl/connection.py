@@ -1,15 +1,16 @@
 """What blocking and asyncio SSL connections share: making the ``SSL`` for a
-connection, turning a failed handshake into the right condition, and the
-``ssl_connection_*`` functions, which accept either kind of connection."""
+connection, and the ``ssl_connection_*`` functions, which accept either kind of
+connection. The connection state itself lives in the core, ``_tls.py``."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import ipaddress
-from typing import Any, Callable, Iterator, List, Optional, Tuple, Type
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-from ._binding import drain, ffi, lib, raise_io_error
+from ._binding import drain, ffi, lib
+from ._tls import CLOSED
 from .certificates import (
     CertificateData,
     certificates_released,
@@ -17,9 +18,7 @@ from .certificates import (
     get_certificate_data,
 )
 from .contexts import SSLAbstractContext, make_ssl_ctx, wants_new_ctx
-from .errors import SSLHandshakeTimeout, SSLVerificationFailure
 from .pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
-from .verification import x509_verify_cert_error_string
 
 CtxCallback = Optional[Callable[[SSLCtxPointer], Any]]
 SSLCallback = Optional[Callable[[SSLPointer], Any]]
@@ -34,12 +33,20 @@ _VERSIONS = {
 
 
 class Connection:
-    """Marker base of the SSL connection kinds (``SocketStream``, ``AsyncSSLStream``).
+    """Base of the SSL connection kinds (``SocketStream``, ``AsyncSSLStream``):
+    ``_tls`` is the connection core (``_tls.TLSConnection``) that owns the state."""
 
-    ``_sslp`` is the connection's ``SSLPointer`` while SSL is attached.
-    """
+    __slots__ = ()
+    _tls: Any
 
-    _sslp: Optional[SSLPointer] = None
+    def __copy__(self) -> Any:
+        raise TypeError(f"a {type(self).__name__} cannot be copied: it owns its connection")
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise TypeError(f"a {type(self).__name__} cannot be copied: it owns its connection")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(f"a {type(self).__name__} cannot be pickled: it owns its connection")
 
 
 def ssl_of(conn: object) -> SSLPointer:
@@ -48,8 +55,11 @@ def ssl_of(conn: object) -> SSLPointer:
         return conn
     if not isinstance(conn, Connection):
         raise TypeError(f"conn must be a SocketStream or AsyncSSLStream, not {type(conn).__name__}")
-    sslp = conn._sslp
+    tls = conn._tls
+    sslp = tls.sslp
     if sslp is None:
+        if tls.state == CLOSED:
+            raise ValueError(f"{conn!r} is closed")
         raise ValueError(f"{conn!r} has no SSL attached")
     return sslp
 
@@ -75,15 +85,24 @@ def _idna(name: str) -> bytes:
     return name.encode("idna")
 
 
-def timeout_arg(value: object, argument: str) -> Optional[float]:
-    """A timeout argument as seconds (``None``: no limit), or the documented error."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{argument} must be a number of seconds or None, not {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{argument} must be >= 0, not {value}")
-    return float(value)
+def _encoded_name(name: str, argument: str) -> bytes:
+    try:
+        return _idna(name)
+    except UnicodeError as exc:
+        raise ValueError(f"{argument} {name!r} is not a valid host name: {exc}") from None
+
+
+def _callback_arg(value: object, argument: str) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{argument} must be callable or None, not {type(value).__name__}")
+
+
+def release_new_ssl(sslp: SSLPointer, owns: bool, own_ctx: Optional[SSLCtxPointer]) -> None:
+    """Free what ``new_ssl`` made for a connection that did not take it."""
+    if owns:
+        sslp._kill()
+    if own_ctx is not None:
+        own_ctx._kill()
 
 
 def new_ssl(
@@ -102,19 +121,30 @@ def new_ssl(
     SNI is ``tlsext_host_name`` (``True``: ``host``; ``None``: ``host`` when it
     is a DNS name; ``False``: none) and the name checked against the
     certificate is ``tlsext_host_name`` when a string, else ``host``.
+    ``ctx_configure_callback`` is called only with a context made here, and
+    ``ssl_configure_callback`` only with an SSL made here (as in LispWorks);
+    passing either where it would not be called is a ``ValueError``.
     """
-    if ssl_side not in ("server", "client", "both"):
-        raise ValueError(f"ssl_side must be 'server', 'client' or 'both', not {ssl_side!r}")
+    if not isinstance(ssl_side, str) or ssl_side not in ("server", "client", "both"):
+        raise (ValueError if isinstance(ssl_side, str) else TypeError)(
+            f"ssl_side must be 'server', 'client' or 'both', not {ssl_side!r}")
     if tlsext_host_name is not None and not isinstance(tlsext_host_name, (str, bool)):
         raise TypeError("tlsext_host_name must be a str, True, False or None, "
                         f"not {type(tlsext_host_name).__name__}")
+    _callback_arg(ctx_configure_callback, "ctx_configure_callback")
+    _callback_arg(ssl_configure_callback, "ssl_configure_callback")
     for argument, value in (("tlsext_host_name", tlsext_host_name), ("host", host)):
         # OpenSSL takes C strings: "good.test\0.evil" would be checked as "good.test".
         if isinstance(value, str) and "\x00" in value:
             raise ValueError(f"{argument} must not contain NUL characters: {value!r}")
+    if ctx_configure_callback is not None and not wants_new_ctx(ssl_ctx):
+        raise ValueError("ctx_configure_callback is called only with a context made for the connection "
+                         "(ssl_ctx True, 'default' or 'v23'); configure your own context before passing it")
     if isinstance(ssl_ctx, SSLPointer):
+        if ssl_configure_callback is not None:
+            raise ValueError("ssl_configure_callback is called only with an SSL made for the connection; "
+                             "ssl_ctx is an SSLPointer: configure it before passing it")
         sslp, owns_ssl, own_ctx = ssl_ctx, False, None
-        sslp._live()
     else:
         own_ctx = None
         if isinstance(ssl_ctx, SSLAbstractContext):
@@ -128,90 +158,64 @@ def new_ssl(
             ctx = ssl_ctx
         elif wants_new_ctx(ssl_ctx):
             ctx = own_ctx = make_ssl_ctx(ssl_ctx, ssl_side)
-            if ctx_configure_callback is not None:
-                ctx_configure_callback(ctx)
         else:
             # A str of the wrong spelling is a value error, as in make_ssl_ctx.
             raise (ValueError if isinstance(ssl_ctx, str) else TypeError)(
                 "ssl_ctx must be True, 'default', 'v23', an SSLCtxPointer, an SSLPointer "
                 f"or an abstract context, not {ssl_ctx!r}"
             )
-        cdata = lib.SSL_new(ctx._live())
-        if cdata == ffi.NULL:
-            raise MemoryError("SSL_new failed: " + repr(drain()))
-        sslp, owns_ssl = SSLPointer._adopt(cdata, ctx, lib.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER), True
-        if ssl_configure_callback is not None:
+        try:
+            if ctx_configure_callback is not None:
+                ctx_configure_callback(ctx)
+            ctx_cdata = ctx._pin()  # held while SSL_new takes its own reference
+            try:
+                cdata = lib.SSL_new(ctx_cdata)
+            finally:
+                ctx._unpin()
+            if cdata == ffi.NULL:
+                raise MemoryError("SSL_new failed: " + repr(drain()))
+            sslp, owns_ssl = SSLPointer._adopt(cdata, ctx, lib.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER), True
+        except BaseException:
+            if own_ctx is not None:
+                own_ctx._kill()
+            raise
+    try:
+        if owns_ssl and ssl_configure_callback is not None:
             ssl_configure_callback(sslp)
-    ssl = sslp.cdata
-    if ssl_side == "client":
-        sni = host if tlsext_host_name is True or tlsext_host_name is None else tlsext_host_name
-        sni_c = _idna(sni) if isinstance(sni, str) and sni and not _is_ip(sni) else ffi.NULL
-        name = tlsext_host_name if isinstance(tlsext_host_name, str) else host
-        name_c, name_ip = ffi.NULL, False
-        if name:
-            name_ip = _is_ip(name)
-            name_c = name.encode() if name_ip else _idna(name)
-        # one C call: connect state, SNI, and the name to check (SSL_set1_host or the IP)
-        if not lib.commssl_client_names(ssl, sni_c, name_c, name_ip):
-            # fail closed: without it no name at all would be checked
-            drain()
-            raise ValueError(f"cannot check the peer's certificate against {name!r}: OpenSSL refused "
-                             "the name (an IP address with a zone, say)")
-    elif ssl_side == "server":
-        lib.SSL_set_accept_state(ssl)
+        ssl = sslp._pin()
+        try:
+            _set_side(ssl, ssl_side, host, tlsext_host_name)
+        finally:
+            sslp._unpin()
+    except BaseException:
+        release_new_ssl(sslp, owns_ssl, own_ctx)
+        raise
     if not owns_ssl:  # a new SSL's record starts reset (commssl_attach)
         sslp.reset_verification()
     return sslp, owns_ssl, own_ctx
 
 
-def raise_failure(sslp: SSLPointer, err: int, what: str,
-                  timeout_exc: Type[Exception] = SSLHandshakeTimeout) -> None:
-    """Raise what a failed operation on ``sslp`` means: a verify callback's own
-    exception first, then a timeout, a verification failure, or the I/O error."""
-    exc = sslp.take_exception()
-    if exc is not None:
-        drain()
-        raise exc
-    if err == lib.COMMSSL_TIMEOUT:
-        drain()
-        raise timeout_exc(f"{what}: timed out")
-    os_errno = ffi.errno
-    last = lib.ERR_peek_last_error()
-    if last and lib.ERR_GET_LIB(last) == lib.ERR_LIB_SSL:
-        reason = lib.ERR_GET_REASON(last)
-        if reason == lib.SSL_R_CERTIFICATE_VERIFY_FAILED:
+def _set_side(ssl: Any, ssl_side: str, host: Optional[str], tlsext_host_name: Any) -> None:
+    if ssl_side == "client":
+        sni = host if tlsext_host_name is True or tlsext_host_name is None else tlsext_host_name
+        sni_argument = "host" if sni is host else "tlsext_host_name"
+        sni_c = ffi.NULL
+        if isinstance(sni, str) and sni and not _is_ip(sni):
+            sni_c = _encoded_name(sni, sni_argument)
+        name = tlsext_host_name if isinstance(tlsext_host_name, str) else host
+        name_argument = "tlsext_host_name" if isinstance(tlsext_host_name, str) else "host"
+        name_c, name_ip = ffi.NULL, False
+        if name:
+            name_ip = _is_ip(name)
+            name_c = name.encode() if name_ip else _encoded_name(name, name_argument)
+        # one C call: connect state, SNI, and the name to check (SSL_set1_host or the IP)
+        if not lib.commssl_client_names(ssl, sni_c, name_c, name_ip):
+            # fail closed: without it no name at all would be checked
             drain()
-            raise verification_failure(sslp, what)
-        if reason == lib.SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
-            drain()
-            raise SSLVerificationFailure(
-                f"{what}: the peer sent no certificate", ("verification", lib.X509_V_ERR_UNSPECIFIED),
-                lib.X509_V_ERR_UNSPECIFIED, "peer did not return a certificate", None)
-    raise_io_error(err, what, os_errno)
-
-
-def verification_failure(sslp: SSLPointer, what: str) -> SSLVerificationFailure:
-    rec = sslp._record
-    code = int(lib.SSL_get_verify_result(sslp.cdata))
-    if rec.fail_count and (code == lib.X509_V_OK or code == lib.X509_V_ERR_APPLICATION_VERIFICATION):
-        code = rec.fail_error
-    depth = rec.fail_depth if rec.fail_count else None
-    message = x509_verify_cert_error_string(code)
-    if code == lib.X509_V_ERR_APPLICATION_VERIFICATION:
-        ssl_code: Any = "verify-callback"
-    else:
-        ssl_code = ("verification", code)
-    at = f" at depth {depth}" if depth is not None else ""
-    return SSLVerificationFailure(f"{what}: certificate verify failed{at}: {message}",
-                                  ssl_code, code, message, depth)
-
-
-def check_after_handshake(sslp: SSLPointer) -> None:
-    """Re-raise a callback's exception even when the handshake went on (a
-    ``"never"`` client still calls callbacks): a raising callback never passes."""
-    exc = sslp.take_exception()
-    if exc is not None:
-        raise exc
+            raise ValueError(f"cannot check the peer's certificate against {name_argument} {name!r}: OpenSSL "
+                             "refused the name (an IP address with a zone, say)")
+    elif ssl_side == "server":
+        lib.SSL_set_accept_state(ssl)
 
 
 # -- the ssl_connection_* functions ------------------------------------------
@@ -241,16 +245,24 @@ def ssl_connection_verify(conn: Any) -> Tuple[bool, int]:
     if sslp.verifying is not None:
         code = int(lib.X509_STORE_CTX_get_error(sslp.verifying))
         return code == lib.X509_V_OK, code
-    ssl = sslp._live()
-    if lib.SSL_get0_peer_certificate(ssl) == ffi.NULL:
-        return False, int(lib.X509_V_ERR_UNSPECIFIED)
-    code = int(lib.SSL_get_verify_result(ssl))
+    ssl = sslp._pin()
+    try:
+        if lib.SSL_get0_peer_certificate(ssl) == ffi.NULL:
+            return False, int(lib.X509_V_ERR_UNSPECIFIED)
+        code = int(lib.SSL_get_verify_result(ssl))
+    finally:
+        sslp._unpin()
     return code == lib.X509_V_OK, code
 
 
 def ssl_connection_protocol_version(conn: Any) -> str:
     """``"tls-v1-3"``, ``"tls-v1-2"``, ``"tls-v1-1"``, ``"tls-v1"``, ``"v3"`` or ``"unknown"``."""
-    return _VERSIONS.get(lib.SSL_version(ssl_of(conn)._live()), "unknown")
+    sslp = ssl_of(conn)
+    ssl = sslp._pin()
+    try:
+        return _VERSIONS.get(lib.SSL_version(ssl), "unknown")
+    finally:
+        sslp._unpin()
 
 
 def ssl_connection_ssl_ref(conn: Any) -> SSLPointer:

@@ -247,6 +247,17 @@ class SSLCtxPointer(_Pointer):
         except Exception:
             pass
 
+    # Temporary: the pin interface the connection core uses; the pointers branch
+    # replaces these with the real pin counting.
+    def _pin(self) -> Any:
+        return self._live()
+
+    def _unpin(self) -> None:
+        pass
+
+    def _kill(self) -> None:
+        self._free()
+
 
 #: The contexts commssl made, by address, for SSLPointer(cdata) wrapping an SSL made
 #: outside commssl from one of them (looked up only then, never on a callback's path).
@@ -355,3 +366,14 @@ class SSLPointer(_Pointer):
             self._free()
         except Exception:
             pass
+
+    # Temporary: the pin interface the connection core uses; the pointers branch
+    # replaces these with the real pin counting.
+    def _pin(self) -> Any:
+        return self._live()
+
+    def _unpin(self) -> None:
+        pass
+
+    def _kill(self) -> None:
+        self._free()

@@ -1,0 +1,371 @@
+"""The connection core: one ``TLSConnection`` per stream owns the stream's state,
+its ``SSL`` and its transport, for the blocking and the asyncio streams alike.
+
+Lifetimes are held, not checked. Every operation (a handshake, a read, a write,
+a shutdown, plain I/O before SSL is attached) starts with ``begin()``, which
+under the connection's one lock refuses or counts it and hands back the live
+``SSL*`` pinned for the operation, and ends with ``end()``. ``close()`` marks
+the connection closed at once (operations that start afterwards raise
+``ValueError``) and wakes the ones in flight; whoever ends last frees the SSL,
+the context the stream made, and the transport (a socket's file descriptor is
+closed only then, so no operation ever polls a descriptor number that was
+reused). ``detach`` and ``attach`` need the connection to themselves.
+
+States::
+
+    PLAIN --attach--> HANDSHAKING --handshake done--> OPEN --detach--> DETACHING --> PLAIN
+                           |  (a failed handshake)        |
+                           +--------> FAILED <------------+  (never plaintext again)
+    HANDSHAKING, OPEN --start_closing()--> CLOSING (asyncio's close: only its own
+                                           shutdown steps run)
+    any --close()--> CLOSED (terminal; resources freed by the last operation)
+
+The rest of what every stream kind shares lives here too: the failure mapping
+(a callback's own exception first, then timeouts, verification failures, I/O
+errors), deadlines, and the error met after data was received (kept for the
+next read, so no data is lost).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any, Callable, NoReturn, Optional, Tuple, Type
+
+from ._binding import drain, ffi, lib, raise_io_error
+from .errors import SSLClosed, SSLCondition, SSLHandshakeTimeout, SSLVerificationFailure
+from .pointers import SSLCtxPointer, SSLPointer
+from .verification import x509_verify_cert_error_string
+
+PLAIN, HANDSHAKING, OPEN, CLOSING, DETACHING, FAILED, CLOSED = range(7)
+STATE_NAMES = ("plain", "handshaking", "open", "closing", "detaching", "failed", "closed")
+
+#: The largest timeout the C loops take (an int of milliseconds).
+MAX_TIMEOUT_MS = 2**31 - 1
+
+
+# -- timeouts ---------------------------------------------------------------------
+
+
+def timeout_arg(value: object, argument: str) -> Optional[float]:
+    """A timeout argument as seconds (``None``: no limit), or the documented error:
+    ``TypeError`` for a non-number, ``ValueError`` for nan, infinities, negatives
+    and anything from 2**31 ms on."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{argument} must be a number of seconds or None, not {type(value).__name__}")
+    if not 0 <= value < (MAX_TIMEOUT_MS + 1) / 1000:  # also refuses nan
+        raise ValueError(f"{argument} must be None or a finite number of seconds >= 0 and below "
+                         f"{(MAX_TIMEOUT_MS + 1) // 1000} (2**31 ms), not {value!r}")
+    return float(value)
+
+
+def deadline(timeout: Optional[float]) -> Optional[float]:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def ms_left(when: Optional[float]) -> int:
+    """Milliseconds to ``when`` for the C loops (-1: no limit), rounded up: never early."""
+    if when is None:
+        return -1
+    return max(0, math.ceil((when - time.monotonic()) * 1000))
+
+
+# -- the failure mapping ------------------------------------------------------------
+
+
+def raise_failure(sslp: SSLPointer, err: int, what: str,
+                  timeout_exc: Type[Exception] = SSLHandshakeTimeout) -> NoReturn:
+    """Raise what a failed operation on ``sslp`` (pinned) means: a callback's own
+    exception first, then a timeout, a verification failure, or the I/O error."""
+    exc = sslp.take_exception()
+    if exc is not None:
+        drain()
+        raise exc
+    if err == lib.COMMSSL_TIMEOUT:
+        drain()
+        raise timeout_exc(f"{what}: timed out")
+    os_errno = ffi.errno
+    last = lib.ERR_peek_last_error()
+    if last and lib.ERR_GET_LIB(last) == lib.ERR_LIB_SSL:
+        reason = lib.ERR_GET_REASON(last)
+        if reason == lib.SSL_R_CERTIFICATE_VERIFY_FAILED:
+            drain()
+            raise verification_failure(sslp, what)
+        if reason == lib.SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+            drain()
+            raise SSLVerificationFailure(
+                f"{what}: the peer sent no certificate", ("verification", lib.X509_V_ERR_UNSPECIFIED),
+                lib.X509_V_ERR_UNSPECIFIED, "peer did not return a certificate", None)
+    if (err == lib.SSL_ERROR_SYSCALL and not last
+            and lib.SSL_get_shutdown(sslp.cdata) & lib.SSL_RECEIVED_SHUTDOWN):
+        # The peer's close_notify came first: whatever the OpenSSL version then says
+        # of a write (3.0: the closed state; 3.5: EPIPE), the answer is the clean close.
+        drain()
+        raise SSLClosed(f"{what}: the peer closed the TLS connection", "closed")
+    raise_io_error(err, what, os_errno)
+
+
+def verification_failure(sslp: SSLPointer, what: str) -> SSLVerificationFailure:
+    rec = sslp._record
+    code = int(lib.SSL_get_verify_result(sslp.cdata))
+    if rec.fail_count and (code == lib.X509_V_OK or code == lib.X509_V_ERR_APPLICATION_VERIFICATION):
+        code = rec.fail_error
+    depth = rec.fail_depth if rec.fail_count else None
+    message = x509_verify_cert_error_string(code)
+    ssl_code: Any = ("verification", code)
+    if code == lib.X509_V_ERR_APPLICATION_VERIFICATION:
+        ssl_code = "verify-callback"
+    at = f" at depth {depth}" if depth is not None else ""
+    return SSLVerificationFailure(f"{what}: certificate verify failed{at}: {message}",
+                                  ssl_code, code, message, depth)
+
+
+def check_after_handshake(sslp: SSLPointer, due: Optional[float] = None,
+                          clock: Callable[[], float] = time.monotonic) -> None:
+    """After a handshake that OpenSSL completed: re-raise a callback's exception
+    (a ``"never"`` client still calls callbacks: a raising callback never passes),
+    and enforce the deadline ``due``, time spent in callbacks included."""
+    exc = sslp.take_exception()
+    if exc is not None:
+        raise exc
+    if due is not None and clock() > due:
+        raise SSLHandshakeTimeout("handshake: timed out (the handshake_timeout passed during the handshake)")
+
+
+def in_callback_error(what: str) -> ValueError:
+    return ValueError(f"{what} is not allowed inside the connection's own verify callback (its handshake is "
+                      "running); return False from the callback to reject the peer")
+
+
+# -- the connection -----------------------------------------------------------------
+
+
+class TLSConnection:
+    """The state, the ``SSL`` and the transport of one stream (see the module docstring).
+
+    ``release_transport`` is called once, by whoever ends last after ``close()``;
+    the stream passes what frees its transport (a socket's ``close``).
+    """
+
+    __slots__ = ("name", "state", "sslp", "side", "_lock", "_users", "_owns_ssl", "_own_ctx",
+                 "_release_transport", "_released", "closed_locally", "pending_error", "conn")
+
+    def __init__(self, name: str, release_transport: Callable[[], None]) -> None:
+        self.name = name  # for messages: "SocketStream", "AsyncSSLStream"
+        self.state = PLAIN
+        self.sslp: Optional[SSLPointer] = None
+        self.side: Optional[str] = None
+        self._lock = threading.Lock()
+        self._users = 0
+        self._owns_ssl = False
+        self._own_ctx: Optional[SSLCtxPointer] = None
+        self._release_transport = release_transport
+        self._released = False
+        self.closed_locally = False  # close() came while operations were in flight
+        self.pending_error: Optional[BaseException] = None  # met after data: the next read's
+        self.conn: Any = None  # the stream (weakly referenced by the SSLPointer)
+
+    def __repr__(self) -> str:
+        return f"<TLSConnection {self.name} {STATE_NAMES[self.state]} users={self._users}>"
+
+    # -- operations -------------------------------------------------------------------
+
+    def _refuse(self, what: str) -> NoReturn:
+        state = self.state
+        if state in (CLOSING, CLOSED):
+            raise ValueError(f"{what} on a closed {self.name}")
+        if state == FAILED:
+            raise ValueError(f"{what} on a {self.name} whose SSL handshake failed (close it)")
+        if state == DETACHING:
+            raise ValueError(f"{what} on a {self.name} whose SSL is being detached by another thread")
+        raise in_callback_error(what)
+
+    def begin(self, what: str, closing: bool = False) -> Any:
+        """Start an operation: the pinned ``SSL*`` (``None`` while plain), or
+        ``ValueError`` when the connection is closed, failed, being detached, or
+        inside its own verify callback. ``closing``: a step of the close itself,
+        allowed while CLOSING. Pair every successful call with ``end()``."""
+        with self._lock:
+            state = self.state
+            if state == PLAIN:
+                self._users += 1
+                return None
+            sslp = self.sslp
+            if (state > OPEN and not (closing and state == CLOSING)) or (
+                    sslp is not None and sslp.verifying is not None):
+                self._refuse(what)
+            self._users += 1
+        try:
+            return sslp._pin()  # type: ignore[union-attr]
+        except BaseException:
+            self._end(False)
+            raise
+
+    def end(self) -> None:
+        """End an operation begun with a non-``None`` ``SSL*``."""
+        self._end(True)
+
+    def end_plain(self) -> None:
+        """End an operation begun while plain."""
+        self._end(False)
+
+    def _end(self, pinned: bool) -> None:
+        if pinned:
+            self.sslp._unpin()  # type: ignore[union-attr]
+        with self._lock:
+            self._users -= 1
+            last = self._users == 0 and self.state == CLOSED and not self._released
+            if last:
+                self._released = True
+        if last:
+            self._release_all()
+
+    # -- attaching, detaching, closing ------------------------------------------------
+
+    def attach(self, sslp: SSLPointer, owns: bool, own_ctx: Optional[SSLCtxPointer], side: str,
+               conn: Any) -> Any:
+        """Take a new SSL (PLAIN -> HANDSHAKING) and begin the handshake operation:
+        returns the pinned ``SSL*``; ``end()`` it. On refusal the SSL is not taken."""
+        with self._lock:
+            if self.state != PLAIN:
+                if self.state in (HANDSHAKING, OPEN):
+                    raise ValueError(f"this {self.name} already has SSL attached")
+                self._refuse("attach_ssl")
+            if self._users:
+                raise ValueError(f"attach_ssl: another thread is reading or writing the {self.name}")
+            self.sslp, self._owns_ssl, self._own_ctx, self.side = sslp, owns, own_ctx, side
+            self.state = HANDSHAKING
+            self._users = 1
+        self.conn = conn
+        sslp.connection = conn  # x509_store_ctx_get_connection, verify_callback(conn)
+        return sslp._pin()
+
+    def handshake_done(self) -> None:
+        with self._lock:
+            if self.state == HANDSHAKING:
+                self.state = OPEN
+
+    def fail(self) -> None:
+        """The handshake failed: the connection never carries data again; its SSL
+        is freed by the last operation (or close)."""
+        with self._lock:
+            if self.state in (HANDSHAKING, OPEN):
+                self.state = FAILED
+
+    def start_closing(self) -> bool:
+        """HANDSHAKING/OPEN -> CLOSING (user operations refused, the close's own
+        steps go on); False when the connection is already closing or closed."""
+        with self._lock:
+            state = self.state
+            if state in (CLOSING, CLOSED):
+                return False
+            sslp = self.sslp
+            if sslp is not None and sslp.verifying is not None:
+                raise in_callback_error("close()")
+            if state in (HANDSHAKING, OPEN):
+                self.state = CLOSING
+            return True
+
+    def begin_detach(self, what: str) -> Any:
+        """Take the connection for a detach (OPEN/HANDSHAKING -> DETACHING): the
+        pinned ``SSL*``, ``None`` when no SSL is attached, or ``ValueError`` when
+        another operation is in flight (or this is its own verify callback)."""
+        with self._lock:
+            state = self.state
+            if state == PLAIN:
+                return None
+            sslp = self.sslp
+            if state > OPEN or (sslp is not None and sslp.verifying is not None):
+                self._refuse(what)
+            if self._users:
+                raise ValueError(f"{what}: another thread is reading or writing the {self.name}")
+            self.state = DETACHING
+            self._users = 1
+        return sslp._pin()  # type: ignore[union-attr]
+
+    def end_detach(self) -> None:
+        """End a detach: the SSL is freed and the connection is plain again (or, if
+        ``close()`` came meanwhile, closed and released)."""
+        self.sslp._unpin()  # type: ignore[union-attr]
+        with self._lock:
+            self._users -= 1
+            if self.state == DETACHING:
+                self.state = PLAIN
+                sslp, self.sslp, self.side = self.sslp, None, None
+                self._release_ssl(sslp)
+                return
+            last = self._users == 0 and not self._released
+            if last:
+                self._released = True
+        if last:
+            self._release_all()
+
+    def begin_close(self) -> Tuple[Any, bool]:
+        """Mark the connection closed. Returns ``(ssl, busy)``: ``ssl`` is the
+        pinned ``SSL*`` when the caller should shut TLS down itself (nothing else
+        in flight, handshake complete) and then ``end()``; ``busy`` is True when
+        operations are in flight (wake them: the last one releases everything).
+        A close from inside the connection's own verify callback is ``ValueError``."""
+        with self._lock:
+            state = self.state
+            if state == CLOSED:
+                return None, False
+            sslp = self.sslp
+            if sslp is not None and sslp.verifying is not None:
+                raise in_callback_error("close()")
+            self.state = CLOSED
+            if self._users:
+                self.closed_locally = True
+                return None, True
+            if state not in (HANDSHAKING, OPEN):
+                self._released = True
+                shutdown = False
+            else:
+                self._users = 1
+                shutdown = True
+        if not shutdown:
+            self._release_all()
+            return None, False
+        try:
+            return sslp._pin(), False  # type: ignore[union-attr]
+        except ValueError:  # the collector freed the SSL first (a reference cycle)
+            self._end(False)
+            return None, False
+
+    def _release_ssl(self, sslp: Optional[SSLPointer]) -> None:
+        if sslp is None:
+            return
+        sslp.connection = None
+        if self._owns_ssl:
+            sslp._kill()
+        if self._own_ctx is not None:
+            self._own_ctx._kill()
+        self._owns_ssl, self._own_ctx = False, None
+
+    def _release_all(self) -> None:
+        sslp, self.sslp = self.sslp, None
+        try:
+            self._release_ssl(sslp)
+        finally:
+            self._release_transport()
+
+    # -- errors -------------------------------------------------------------------------
+
+    def failure(self, err: int, what: str, timeout_exc: Type[Exception] = SSLHandshakeTimeout) -> NoReturn:
+        """Raise what a failed operation means (its SSL still pinned): when a local
+        ``close()`` ended it, say so rather than blaming the peer."""
+        if self.closed_locally and self.sslp is not None and self.sslp.exception is None:
+            drain()
+            raise SSLCondition(f"{what}: the {self.name} was closed locally (close() from another thread)",
+                               "closed-locally")
+        raise_failure(self.sslp, err, what, timeout_exc)  # type: ignore[arg-type]
+
+    def take_pending(self) -> None:
+        """Raise the error met after data that an earlier read returned, if any."""
+        exc = self.pending_error
+        if exc is not None:
+            self.pending_error = None
+            raise exc
