@@ -20,6 +20,8 @@ myst_heading_anchors = 3  # links to headings: page.md#a-heading
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
+# io.BufferedIOBase's docstrings describe non-blocking raw streams: not what SocketStream does
+autodoc_inherit_docstrings = False
 
 html_theme = "furo"
 html_title = f"commssl {release}"
