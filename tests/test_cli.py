@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -28,7 +29,7 @@ from peers import OPENSSL, PKI, openssl_server, plaintext_server, reset_server, 
 
 ANSI = re.compile(r"\x1b\[")
 
-# The JSON schema (cli.py's docstring): a change here is a change of schema number.
+# The JSON schema (src/commssl/cli_schema.json): a change here is a change of schema number.
 TOP_KEYS = {"schema", "mode", "target", "ok", "exit_status", "error", "protocol", "cipher",
             "client_certificate", "peer", "server_side", "exchange", "outstanding_certificates"}
 TARGET_KEYS = {"host", "port", "servername"}
@@ -79,7 +80,57 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SCHEMA_DOC = json.loads((Path(cli.__file__).parent / "cli_schema.json").read_text())
+_JSON_TYPES = {"object": dict, "array": list, "string": str, "integer": int, "boolean": bool,
+               "null": type(None)}
+
+
+def validate(value: Any, schema: Dict[str, Any], where: str = "$") -> None:
+    """Check ``value`` against the subset of JSON Schema cli_schema.json uses."""
+    if "$ref" in schema:
+        validate(value, SCHEMA_DOC["$defs"][schema["$ref"].rsplit("/", 1)[1]], where)
+    if "anyOf" in schema:
+        errors = []
+        for option in schema["anyOf"]:
+            try:
+                validate(value, option, where)
+                break
+            except AssertionError as exc:
+                errors.append(str(exc))
+        else:
+            raise AssertionError(f"{where}: no anyOf option matches: {errors}")
+    if "const" in schema:
+        assert value == schema["const"] and type(value) is type(schema["const"]), f"{where}: {value!r}"
+    if "enum" in schema:
+        assert value in schema["enum"], f"{where}: {value!r} not in {schema['enum']}"
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        assert any(type(value) is _JSON_TYPES[t] for t in types), f"{where}: {value!r} is not {types}"
+    if isinstance(value, dict):
+        assert set(schema.get("required", ())) <= set(value), f"{where}: missing keys"
+        if schema.get("additionalProperties") is False:
+            assert set(value) <= set(schema.get("properties", {})), f"{where}: extra keys"
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                validate(value[key], sub, f"{where}.{key}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            validate(item, schema["items"], f"{where}[{i}]")
+
+
+def test_schema_file_matches_the_key_sets() -> None:
+    assert SCHEMA_DOC["properties"]["schema"]["const"] == cli.SCHEMA
+    assert set(SCHEMA_DOC["required"]) == set(SCHEMA_DOC["properties"]) == TOP_KEYS
+    defs = SCHEMA_DOC["$defs"]
+    assert set(defs["view"]["required"]) == VIEW_KEYS
+    assert set(defs["view"]["properties"]["verify"]["required"]) == VERIFY_KEYS
+    assert set(defs["step"]["required"]) == STEP_KEYS
+    assert set(defs["cert"]["required"]) == CERT_KEYS
+    assert set(SCHEMA_DOC["properties"]["target"]["required"]) == TARGET_KEYS
+
+
 def check_schema(doc: Dict[str, Any]) -> None:
+    validate(doc, SCHEMA_DOC)
     assert set(doc) == TOP_KEYS
     assert doc["schema"] == 1
     assert set(doc["target"]) == TARGET_KEYS

@@ -1,4 +1,10 @@
-"""The README's Python examples run as written, against a local commssl server."""
+"""The README's and the documentation's Python examples run as written, against local servers.
+
+Every ```python block of README.md and of each docs/**/*.md page runs, in order, in one
+namespace per page, in a temporary directory holding the test PKI under the names the examples
+use (root.pem, server-chain.pem, server.key, server.pem, client-chain.pem, client.key). Port 8443
+in an example is a local commssl server that answers each line with the line in upper case.
+"""
 
 from __future__ import annotations
 
@@ -6,45 +12,145 @@ import contextlib
 import io
 import re
 import shutil
+import socket
+import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
 import commssl
 from peers import PKI
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")) if DOCS.is_dir() else []
+
+#: What each page's examples print (besides running without an exception and releasing
+#: every certificate they copy): a page with examples must be listed here.
+EXPECTED: Dict[str, List[str]] = {
+    "getting-started.md": ["tls-v1-3", "(True, 0)", "b'HELLO\\n'",
+                           "[('DNS', 'localhost'), ('IP Address', '127.0.0.1')]"],
+    "guide/verification.md": ["2 True commssl test root", "0 True localhost", "(True, 0)",
+                              "(False, 20)", "verify code 20 at depth 1", "['verify-peer']",
+                              "client: commssl client", "['verify-peer', 'fail-if-no-peer-cert']",
+                              "rejected: certificate verify failed at depth 0"],
+    "guide/certificates.md": ["localhost 387165715252267757836693082728079159041",
+                              "commssl test intermediate 1001", "kept: localhost True",
+                              "was already released", "outstanding: 0",
+                              "('serial-number', 387165715252267757836693082728079159041)",
+                              "is borrowed; only owned pointers can be released", "kept: localhost\n",
+                              "bytes; a SEQUENCE: True"],
+    "guide/contexts.md": ["b'HELLO\\n'", "(False, 20)", "['verify-peer']", "pinned: True"],
+    "guide/errors.md": ["SSLVerificationFailure 20 1", "SSLCondition: True OSError: True",
+                        "timed out: SSLHandshakeTimeout"],
+    "guide/threads.md": ["4 threads, 4 x (True, 0)", "outstanding: 0"],
+}
 
 
-def _blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+def _blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
 
 
-def test_readme_has_the_tour() -> None:
-    assert len(_blocks()) >= 5
+class EchoServer:
+    """A commssl server on 127.0.0.1 until ``stop()``: each connection in its own thread,
+    answering one line with the line in upper case."""
+
+    def __init__(self, ssl_ctx: commssl.SSLCtxPointer) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.ctx = ssl_ctx
+        self.errors: List[BaseException] = []
+        self.handlers: List[threading.Thread] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:  # timeout: look at the stop flag again
+                continue
+            t = threading.Thread(target=self._serve, args=(sock,), daemon=True)
+            t.start()
+            self.handlers.append(t)
+
+    def _serve(self, sock: socket.socket) -> None:
+        try:
+            with commssl.create_ssl_socket_stream(sock, self.ctx, handshake_timeout=10) as stream:
+                stream.write(stream.readline().upper())
+        except BaseException as exc:  # a client that rejected us, or was rejected: shown by the page
+            self.errors.append(exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(10)
+        self.listener.close()
+        for t in self.handlers:
+            t.join(10)
+        assert not any(t.is_alive() for t in [self.thread, *self.handlers]), "echo server did not stop"
 
 
-def test_readme_examples_run(pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                             server_ctx: Callable[..., Any], commssl_server: Callable[..., Any]) -> None:
+@contextlib.contextmanager
+def _example_dir(pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                 server_ctx: Callable[..., Any]) -> Iterator[EchoServer]:
     for name, source in (("root.pem", pki.root_cert), ("server-chain.pem", pki.server_chain),
-                         ("server.key", pki.server_key), ("server.pem", pki.server_cert)):
+                         ("server.key", pki.server_key), ("server.pem", pki.server_cert),
+                         ("client-chain.pem", pki.client_chain), ("client.key", pki.client_key)):
         shutil.copy(source, tmp_path / name)
     monkeypatch.chdir(tmp_path)
-    blocks = _blocks()
-    uses_server = [b for b in blocks if "8443" in b]
-    server = commssl_server(server_ctx(), lambda s: s.write(s.readline().upper()), count=len(uses_server))
-    namespace: dict[str, Any] = {}
+    server = EchoServer(server_ctx())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _run(blocks: list[str], port: int, filename: str) -> tuple[str, dict[str, Any]]:
+    namespace: dict[str, Any] = {"__name__": "__example__"}
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         for block in blocks:
-            exec(compile(block.replace("8443", str(server.port)), "README.md", "exec"), namespace)
-    server.join()
+            exec(compile(block.replace("8443", str(port)), filename, "exec"), namespace)
+    return out.getvalue(), namespace
+
+
+def test_readme_has_the_tour() -> None:
+    assert len(_blocks(README)) >= 1
+
+
+def test_readme_examples_run(pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             server_ctx: Callable[..., Any]) -> None:
+    with _example_dir(pki, tmp_path, monkeypatch, server_ctx) as server:
+        printed, _ = _run(_blocks(README), server.port, "README.md")
     assert server.errors == []
-    printed = out.getvalue()
-    assert "tls-v1-3" in printed and "(True, 0)" in printed          # the client example
-    assert "b'HELLO\\n'" in printed                                      # echo, blocking and asyncio
-    assert "('subject-common-name', 'localhost')" in printed            # the copy/release example
-    assert "was already released" in printed
-    assert "(False, 20)" in printed                                      # the pinning example
-    assert commssl.get_verification_mode(namespace["server"]) == ["verify-peer", "fail-if-no-peer-cert"]
+    assert "(True, 0)" in printed and "['localhost', 'commssl test intermediate']" in printed
+    assert "b'HELLO\\n'" in printed
+
+
+def test_every_page_with_examples_is_checked() -> None:
+    with_examples = {page for page in PAGES if _blocks(DOCS / page)}
+    assert with_examples == set(EXPECTED)
+
+
+@pytest.mark.parametrize("page", sorted(EXPECTED))
+def test_docs_examples_run(page: str, pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                           server_ctx: Callable[..., Any]) -> None:
+    with _example_dir(pki, tmp_path, monkeypatch, server_ctx) as server:
+        printed, _ = _run(_blocks(DOCS / page), server.port, f"docs/{page}")
+    for text in EXPECTED[page]:
+        assert text in printed, f"{page}: {text!r} not printed; it printed:\n{printed}"
+
+
+def test_porting_names_exist() -> None:
+    """Every ``commssl.NAME`` and ``commssl.lib.NAME`` the porting page gives exists."""
+    text = (DOCS / "porting.md").read_text()
+    for name in re.findall(r"`commssl\.lib\.(\w+)", text):
+        assert hasattr(commssl.lib, name), f"porting.md: commssl.lib.{name} does not exist"
+    names = re.findall(r"`commssl\.(?!lib\.)(\w+)", text)
+    assert len(names) > 50
+    for name in names:
+        assert name in commssl.__all__, f"porting.md: commssl.{name} is not public"

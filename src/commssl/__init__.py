@@ -2,8 +2,8 @@
 
 Verification modes with Python or C verify callbacks, and the peer's
 certificates as real ``X509*`` pointers that are copied (reference count +1)
-and released explicitly. See the README for a tour and the differences from
-LispWorks.
+and released explicitly. The documentation (docs/ in the source) has a tour, the
+API reference and the differences from LispWorks.
 """
 
 from importlib.metadata import PackageNotFoundError as _NotFound

@@ -36,41 +36,10 @@ terminal, without ``--no-color`` and with ``NO_COLOR`` unset or empty.
 
 JSON (``--json``, schema 1)
 ---------------------------
-One document on stdout, for every exit status except 2, with exactly these keys
-(values may be null; new keys come only with a new ``schema`` number)::
-
-    {"schema": 1,
-     "mode": "inspect" | "demo",
-     "target": {"host": str, "port": int, "servername": str | null},   # servername: SNI sent
-     "ok": bool,                       # exit_status == 0
-     "exit_status": int,
-     "error": null | {"kind": str, "message": str},
-         # kind: "verification", "resolve", "refused", "timeout", "connect", "tls", "rejected"
-     "protocol": str | null,           # ssl_connection_protocol_version, e.g. "tls-v1-3"
-     "cipher": str | null,
-     "client_certificate": bool,       # whether a client certificate was configured
-     "peer": VIEW,                     # the server, as this client saw it
-     "server_side": null | VIEW,       # demo only: the client, as the server saw it
-     "exchange": null | {"sent": str, "received": str},   # demo only
-     "outstanding_certificates": int}  # commssl.outstanding_certificates() at the end
-
-    VIEW = {"chain": [CERT, ...],      # leaf first, as the peer sent them
-            "trace": [STEP, ...],      # verify-callback calls in OpenSSL's order
-            "verify": {"mode": str, "ok": bool, "code": int | null,
-                       "message": str | null, "depth": int | null}}
-        # mode: "always"/"never" (client), "verify-peer,fail-if-no-peer-cert" (demo server);
-        # code/message: X509_V_ERR_* and its text (null: verification never ran);
-        # depth: the first failing depth (null when it verified)
-    STEP = {"depth": int, "preverify_ok": bool, "error": int, "error_text": str,
-            "subject_cn": str | null}  # error is 0 ("ok") when preverify_ok is true
-    CERT = {"subject": str, "issuer": str, "subject_common_name": str | null,
-            "issuer_common_name": str | null,
-            "serial_number": int, "serial_hex": str,       # serial_hex: "0x..." (exact in JS)
-            "not_before": str, "not_after": str,           # ISO 8601, UTC ("...+00:00")
-            "days_left": int,                              # floor; negative once expired
-            "subject_alt_names": [{"type": str, "value": str}, ...],
-                # type: "DNS", "IP Address", "email", "URI"
-            "emails": [str, ...], "sha256_fingerprint": str}   # "AB:CD:..."
+One document on stdout, for every exit status except 2. Its schema is the JSON
+Schema ``cli_schema.json`` beside this module (shipped with the package); the
+documentation's command-line page explains each key. New keys come only with a
+new ``schema`` number.
 """
 
 from __future__ import annotations
@@ -276,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "commssl server and client with an in-memory certificate chain.",
         epilog="exit status: 0 verified; 1 verification failed; 2 usage or unreadable file; "
                "3 connection or TLS error (unknown host, refused, timeout, not TLS). "
-               "--json prints one document (schema in commssl/cli.py).",
+               "--json prints one document (schema: commssl/cli_schema.json).",
     )
     parser.add_argument("target", nargs="?", metavar="HOST[:PORT]",
                         help=f"server to inspect (port {DEFAULT_PORT} by default; IPv6 as [::1]:443)")
