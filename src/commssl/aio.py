@@ -59,6 +59,7 @@ _WANT_READ = lib.SSL_ERROR_WANT_READ
 _ZERO_RETURN = lib.SSL_ERROR_ZERO_RETURN
 _NULL = ffi.NULL
 _FINE = (_WANT_READ, _ZERO_RETURN, lib.COMMSSL_SHUTDOWN_SENT)
+_RUNNING = (HANDSHAKING, OPEN, CLOSING)  # states whose incoming records OpenSSL still reads
 
 _tls = threading.local()
 
@@ -324,11 +325,12 @@ class AsyncSSLStream(Connection):
     def _read(self, data: bytes, eof: int) -> None:
         """Decrypt what has arrived into the read buffer."""
         buf = _scratch()
+        closing = self._tls.state == CLOSING  # close() waits for the peer's close_notify: data is dropped
         try:
             while True:
-                err = self._step(data, eof, _OP_READ, buf, _SCRATCH, "read")
+                err = self._step(data, eof, _OP_READ, buf, _SCRATCH, "read", closing)
                 n = self._done[0]
-                if n:
+                if n and not closing:
                     self._rbuf += ffi.buffer(buf, n)
                 if err:
                     break
@@ -337,7 +339,7 @@ class AsyncSSLStream(Connection):
                 self._eof = True
         except BaseException as exc:  # what arrived before it stays readable
             n = self._done[0]
-            if n:
+            if n and not closing:
                 self._rbuf += ffi.buffer(buf, n)
             if self._exc is None:
                 self._exc = exc
@@ -349,7 +351,7 @@ class AsyncSSLStream(Connection):
             self._transport.pause_reading()
 
     def _data_received(self, data: bytes) -> None:
-        if self._tls.state not in (HANDSHAKING, OPEN) or self._exc is not None:
+        if self._tls.state not in _RUNNING or self._exc is not None:
             return
         if type(data) is not bytes:  # other event loops may pass a bytearray or memoryview
             data = bytes(data)
@@ -359,7 +361,7 @@ class AsyncSSLStream(Connection):
             self._read(data, 0)
 
     def _eof_received(self) -> None:
-        if self._tls.state not in (HANDSHAKING, OPEN) or self._exc is not None or self._eof:
+        if self._tls.state not in _RUNNING or self._exc is not None or self._eof:
             return
         # OpenSSL decides: after close_notify this is a clean end, else a truncation (SSLError).
         if self._handshaking:

@@ -1,0 +1,493 @@
+"""Lifetimes of connections: close, detach and release racing I/O from other threads,
+collection in any order, asyncio cancellation, and the regressions of the connection
+core. Races run in their own interpreter (``racing.py``): a crash fails the test."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import gc
+import logging
+import math
+import pickle
+import socket
+import threading
+import time
+from typing import Any, Callable, List
+
+import pytest
+from helpers import connect
+from racing import run_scenario
+
+import commssl
+
+HS = 10.0
+
+# The prelude of the stream scenarios: a test PKI, a commssl echo server that
+# serves any number of connections, and a relay that records what crosses it.
+PRELUDE = """
+import os, socket, threading, tempfile, pathlib, time
+import commssl, peers, racing
+SCALE = float(os.environ.get("COMMSSL_RACE_SCALE", "1"))
+pki = peers.make_pki(pathlib.Path(tempfile.mkdtemp()))
+sctx = commssl.make_ssl_ctx(True, "server")
+commssl.ssl_ctx_use_certificate_chain_file(sctx, pki.server_chain)
+commssl.ssl_ctx_use_privatekey_file(sctx, pki.server_key)
+cctx = commssl.make_ssl_ctx(True, "client")
+commssl.ssl_ctx_load_verify_locations(cctx, pki.root_cert)
+
+def serve(handler, n=10**6):
+    lsock = socket.socket(); lsock.bind(("127.0.0.1", 0)); lsock.listen(64)
+    def one(sock):
+        try:
+            with commssl.create_ssl_socket_stream(sock, sctx, handshake_timeout=10, timeout=10) as s:
+                handler(s)
+        except Exception:
+            pass
+    def run():
+        while True:
+            try:
+                sock, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=one, args=(sock,), daemon=True).start()
+    threading.Thread(target=run, daemon=True).start()
+    return lsock.getsockname()[1]
+
+def drain(s):
+    while s.read1(65536):
+        pass
+
+wire = []  # what crossed the relay from the client, per connection
+
+def relay(port):
+    lsock = socket.socket(); lsock.bind(("127.0.0.1", 0)); lsock.listen(64)
+    def pump(a, b, record):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                if record is not None:
+                    record.append(data)
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for x in (a, b):
+                try: x.shutdown(socket.SHUT_RDWR)
+                except OSError: pass
+    def run():
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            s = socket.create_connection(("127.0.0.1", port))
+            rec = []
+            wire.append(rec)
+            threading.Thread(target=pump, args=(c, s, rec), daemon=True).start()
+            threading.Thread(target=pump, args=(s, c, None), daemon=True).start()
+    threading.Thread(target=run, daemon=True).start()
+    return lsock.getsockname()[1]
+
+def client(port, **kw):
+    return commssl.open_tcp_stream("127.0.0.1", port, ssl_ctx=cctx, tlsext_host_name="localhost",
+                                   handshake_timeout=10, timeout=10, **kw)
+"""
+
+
+def scenario(body: str, **kw: Any) -> Any:
+    return run_scenario(PRELUDE + body, **kw)
+
+
+# -- races in their own interpreter ------------------------------------------------------
+
+
+def test_no_cleartext_when_close_races_writes() -> None:
+    """A relay records every byte the client sends while close() races a writer:
+    the marker never crosses in clear, whatever the interleaving."""
+    facts = scenario("""
+port = relay(serve(drain))
+MARK = b"PLAINTEXT-MARKER-" * 64
+counts = {}
+for i in range(int(60 * SCALE)):
+    s = client(port)
+    go = threading.Event()
+    def writer():
+        go.wait()
+        for _ in range(50):
+            try:
+                s.write(MARK)
+            except Exception as exc:
+                counts[type(exc).__name__] = counts.get(type(exc).__name__, 0) + 1
+                return
+        counts["ok"] = counts.get("ok", 0) + 1
+    t = threading.Thread(target=writer); t.start()
+    go.set(); time.sleep(0.0005 * (i % 7)); s.close(); t.join(10)
+time.sleep(0.5)
+clear = sum(b"PLAINTEXT-MARKER" in b"".join(rec) for rec in wire)
+racing.report(clear=clear, connections=len(wire), counts=counts)
+""")
+    assert facts["connections"] >= 60 and facts["clear"] == 0, facts
+    assert set(facts["counts"]) <= {"ok", "ValueError", "SSLCondition", "SSLError", "SSLClosed"}, facts
+
+
+def test_no_cleartext_when_close_races_reads_and_writes_then_plain_use() -> None:
+    """After close(), every operation is ValueError: nothing goes out plain."""
+    facts = scenario("""
+port = relay(serve(lambda s: s.write(s.readline())))
+MARK = b"PLAINTEXT-MARKER\\n"
+seen = {}
+for i in range(int(40 * SCALE)):
+    s = client(port)
+    def reader():
+        try:
+            s.readline()
+        except Exception as exc:
+            seen[type(exc).__name__] = seen.get(type(exc).__name__, 0) + 1
+    t = threading.Thread(target=reader); t.start()
+    time.sleep(0.001 * (i % 5)); s.close(); t.join(10)
+    for op in (lambda: s.write(MARK), lambda: s.read(1), lambda: s.readline()):
+        try:
+            op()
+            seen["after-close-ok"] = seen.get("after-close-ok", 0) + 1
+        except ValueError:
+            pass
+time.sleep(0.3)
+racing.report(clear=sum(b"PLAINTEXT-MARKER" in b"".join(rec) for rec in wire), seen=seen)
+""")
+    assert facts["clear"] == 0 and "after-close-ok" not in facts["seen"], facts
+
+
+def test_copy_peer_certificates_racing_close() -> None:
+    facts = scenario("""
+port = serve(drain)
+leaf = commssl.pem_read("X509", pki.server_cert)
+want = commssl.get_certificate_serial_number(leaf)
+commssl.release_certificate(leaf)
+wrong = 0
+def op(s):
+    global wrong
+    for _ in range(20):
+        with commssl.peer_certificates(s) as certs:
+            if commssl.get_certificate_serial_number(certs[0]) != want:
+                wrong += 1
+counts = racing.race(op, lambda s: s.close(), int(150 * SCALE), setup=lambda: client(port))
+racing.report(op=dict(counts["op"]), rival=dict(counts["rival"]), wrong=wrong,
+              outstanding=commssl.outstanding_certificates())
+""")
+    assert facts["wrong"] == 0 and facts["outstanding"] == 0, facts
+    assert set(facts["op"]) <= {"ok", "ValueError"} and facts["rival"] == {"ok": 150}, facts
+
+
+@pytest.mark.parametrize("rival", ["close", "detach"])
+def test_reads_and_accessors_racing_close_or_detach(rival: str) -> None:
+    facts = scenario(f"""
+port = serve(lambda s: (s.write(b"x" * 100000), drain(s)))
+RIVAL = {rival!r}
+def op(s):
+    s.read(1000)
+    commssl.ssl_connection_verify(s)
+    commssl.ssl_connection_protocol_version(s)
+    s.write(b"y")
+def rival(s):
+    if RIVAL == "close":
+        s.close()
+    else:
+        try:
+            commssl.detach_ssl(s, retry_count=None)
+        finally:
+            s.close()
+counts = racing.race(op, rival, int(150 * SCALE), setup=lambda: client(port))
+racing.report(op=dict(counts["op"]), rival=dict(counts["rival"]),
+              outstanding=commssl.outstanding_certificates())
+""")
+    assert set(facts["op"]) <= {"ok", "ValueError", "SSLCondition", "SSLError", "SSLClosed"}, facts
+    assert set(facts["rival"]) <= {"ok", "ValueError"}, facts
+
+
+def test_close_racing_a_handshake_and_attach() -> None:
+    facts = scenario("""
+port = serve(drain)
+def setup():
+    return commssl.SocketStream(socket.create_connection(("127.0.0.1", port)), timeout=10)
+def op(s):
+    commssl.attach_ssl(s, ssl_ctx=cctx, ssl_side="client", tlsext_host_name="localhost", handshake_timeout=10)
+    s.write(b"hello")
+def rival(s):
+    s.close()
+counts = racing.race(op, rival, int(150 * SCALE), setup=setup, jitter=0.01)
+racing.report(op=dict(counts["op"]), rival=dict(counts["rival"]))
+""")
+    assert set(facts["op"]) <= {"ok", "ValueError", "SSLCondition", "SSLError", "SSLClosed", "SSLFailure"}, facts
+    assert facts["rival"] == {"ok": 150}, facts
+
+
+def test_unclosed_stream_in_a_reference_cycle_is_collected_safely() -> None:
+    """stream -> SSL -> context -> verify callback -> dict -> stream, never closed:
+    the collector may finalise the SSL first; the stream's close must not use it."""
+    facts = scenario("""
+import gc, warnings
+warnings.simplefilter("always")
+port = serve(drain)
+caught = []
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    for i in range(int(50 * SCALE)):
+        ctx = commssl.make_ssl_ctx(True, "client")
+        commssl.ssl_ctx_load_verify_locations(ctx, pki.root_cert)
+        box = {}
+        commssl.set_verification_mode(ctx, "client", "always", lambda ok, store, box=box: ok)
+        box["ctx"] = ctx
+        s = client(port)
+        box["stream"] = s
+        s.box = box  # the cycle
+        del s, ctx, box
+        gc.collect()
+    caught = [str(x.message) for x in w if issubclass(x.category, ResourceWarning)]
+racing.report(warnings=len(caught), sample=caught[:1])
+""")
+    assert facts["warnings"] >= 50, facts
+
+
+def test_asyncio_cancellations_leave_nothing_behind() -> None:
+    """1,000 random cancellations of open_tcp_stream_async mid-handshake: no
+    "exception was never retrieved" log, nothing outstanding, the server goes on."""
+    facts = scenario("""
+import asyncio, gc, logging, random
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append(record.getMessage())
+logging.getLogger("asyncio").addHandler(Keep())
+async def main():
+    async def handler(stream):
+        await stream.read()
+    server = await commssl.start_ssl_server(handler, "127.0.0.1", 0, ssl_ctx=sctx, handshake_timeout=10)
+    port = server.sockets[0].getsockname()[1]
+    rng = random.Random(1)
+    outcomes = {}
+    for i in range(int(1000 * SCALE)):
+        task = asyncio.ensure_future(commssl.open_tcp_stream_async(
+            "127.0.0.1", port, ssl_ctx=cctx, tlsext_host_name="localhost", handshake_timeout=10))
+        await asyncio.sleep(rng.random() * 0.002)
+        task.cancel()
+        try:
+            stream = await task
+            await stream.close()
+            outcomes["completed"] = outcomes.get("completed", 0) + 1
+        except asyncio.CancelledError:
+            outcomes["cancelled"] = outcomes.get("cancelled", 0) + 1
+    server.close()
+    await server.wait_closed()
+    return outcomes
+outcomes = asyncio.run(main())
+gc.collect()
+racing.report(outcomes=outcomes, logs=[r for r in records if "never retrieved" in r][:3],
+              outstanding=commssl.outstanding_certificates())
+""", timeout=300)
+    assert facts["logs"] == [] and facts["outstanding"] == 0, facts
+    assert facts["outcomes"].get("cancelled", 0) >= 100, facts
+
+
+# -- regressions, in this process --------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -1, 2**31 / 1000, 1e12])
+def test_timeouts_refuse_what_the_c_loops_cannot_take(bad: float, commssl_server: Callable[..., Any]) -> None:
+    with pytest.raises(ValueError, match="handshake_timeout"):
+        commssl.open_tcp_stream("127.0.0.1", 1, ssl_ctx=True, handshake_timeout=bad)
+    with pytest.raises(ValueError, match="^timeout"):
+        commssl.open_tcp_stream("127.0.0.1", 1, timeout=bad)
+    server = commssl_server(None)
+    with commssl.open_tcp_stream("127.0.0.1", server.port, timeout=5) as stream:
+        with pytest.raises(ValueError, match="retry_timeout"):
+            commssl.detach_ssl(stream, retry_timeout=bad)
+        with pytest.raises(ValueError, match="timeout"):
+            stream.timeout = bad
+        stream.write(b"x\n")
+        assert stream.readline() == b"x\n"
+    assert commssl.connection.new_ssl  # the timeouts were refused before any SSL was made
+
+
+def test_handshake_timeout_counts_time_spent_in_callbacks(server_ctx: Callable[..., Any],
+                                                         client_ctx: Callable[..., Any],
+                                                         commssl_server: Callable[..., Any]) -> None:
+    server = commssl_server(server_ctx(), lambda s: s.read())
+    ctx = client_ctx()
+
+    def slow(ok: bool, store: Any) -> bool:
+        time.sleep(0.4)
+        return ok
+
+    commssl.set_verification_mode(ctx, "client", "always", slow)
+    with pytest.raises(commssl.SSLHandshakeTimeout):
+        connect(server.port, ctx, handshake_timeout=0.3)
+    server.join()
+
+
+def test_async_handshake_timeout_counts_time_spent_in_callbacks(server_ctx: Callable[..., Any],
+                                                               client_ctx: Callable[..., Any]) -> None:
+    ctx = client_ctx()
+
+    def slow(ok: bool, store: Any) -> bool:
+        time.sleep(0.3)  # blocks the loop: the timer cannot fire, the deadline still holds
+        return ok
+
+    commssl.set_verification_mode(ctx, "client", "always", slow)
+
+    async def main() -> None:
+        async def handler(stream: Any) -> None:
+            await stream.read()
+
+        server = await commssl.start_ssl_server(handler, "127.0.0.1", 0, ssl_ctx=server_ctx())
+        try:
+            with pytest.raises(commssl.SSLHandshakeTimeout):
+                await commssl.open_tcp_stream_async("127.0.0.1", server.sockets[0].getsockname()[1], ssl_ctx=ctx,
+                                                    tlsext_host_name="localhost", handshake_timeout=0.5)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_local_close_is_reported_as_local(server_ctx: Callable[..., Any], client_ctx: Callable[..., Any],
+                                          commssl_server: Callable[..., Any]) -> None:
+    release = threading.Event()
+    server = commssl_server(server_ctx(), lambda s: release.wait(HS))
+    stream = connect(server.port, client_ctx())
+    out: List[BaseException] = []
+
+    def reader() -> None:
+        try:
+            stream.read(10)
+        except BaseException as exc:  # handed to the test
+            out.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    time.sleep(0.3)
+    stream.close()
+    thread.join(HS)
+    release.set()
+    server.join()
+    assert len(out) == 1 and isinstance(out[0], commssl.SSLCondition), out
+    assert "closed locally" in str(out[0]) and out[0].ssl_code == "closed-locally"
+
+
+def test_read_to_eof_keeps_data_before_an_error(server_ctx: Callable[..., Any], client_ctx: Callable[..., Any],
+                                                commssl_server: Callable[..., Any]) -> None:
+    release = threading.Event()
+
+    def handler(s: commssl.SocketStream) -> None:
+        s.write(b"kept data")
+        release.wait(HS)
+
+    server = commssl_server(server_ctx(), handler)
+    with connect(server.port, client_ctx(), timeout=0.5) as stream:
+        with pytest.raises(TimeoutError):
+            stream.read()  # to the end of stream: the peer goes silent instead
+        assert stream.read1(100) == b"kept data"
+    release.set()
+    server.join()
+
+
+def test_write_after_the_peers_close_is_sslclosed(server_ctx: Callable[..., Any],
+                                                   client_ctx: Callable[..., Any],
+                                                   commssl_server: Callable[..., Any]) -> None:
+    server = commssl_server(server_ctx(), lambda s: s.write(b"bye\n"))  # then close_notify
+    with connect(server.port, client_ctx()) as stream:
+        assert stream.readline() == b"bye\n"
+        assert stream.read() == b""
+        time.sleep(0.2)
+        with pytest.raises(commssl.SSLClosed):
+            for _ in range(20):
+                stream.write(b"x" * 65536)
+    server.join()
+
+
+def test_half_built_stream_is_collected_quietly() -> None:
+    with pytest.raises(TypeError, match="sock"):
+        commssl.SocketStream("not a socket")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout"):
+        commssl.SocketStream(socket.socket(), timeout=math.nan)
+    gc.collect()  # no AttributeError from __del__ (pytest fails on unraisable exceptions)
+
+
+def test_streams_refuse_copy_and_pickle(commssl_server: Callable[..., Any]) -> None:
+    server = commssl_server(None)
+    with commssl.open_tcp_stream("127.0.0.1", server.port, timeout=5) as stream:
+        for fn in (copy.copy, copy.deepcopy, pickle.dumps):
+            with pytest.raises(TypeError, match="SocketStream"):
+                fn(stream)
+        stream.write(b"x\n")
+        assert stream.readline() == b"x\n"
+
+
+def test_argument_messages_name_the_argument(commssl_server: Callable[..., Any],
+                                             client_ctx: Callable[..., Any]) -> None:
+    server = commssl_server(None, count=1)
+    with commssl.open_tcp_stream("127.0.0.1", server.port, timeout=5) as stream:
+        with pytest.raises(TypeError, match="data must be a bytes-like object, not str"):
+            stream.write("text")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="n must be an int"):
+            stream.read("5")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="ssl_configure_callback"):
+            commssl.attach_ssl(stream, ssl_ctx=client_ctx(), ssl_side="client", ssl_configure_callback=5)
+        with pytest.raises(ValueError, match="ctx_configure_callback"):
+            commssl.attach_ssl(stream, ssl_ctx=client_ctx(), ssl_side="client",
+                               ctx_configure_callback=lambda ctx: None)
+        with pytest.raises(ValueError, match="tlsext_host_name 'a..b'"):
+            commssl.attach_ssl(stream, ssl_ctx=client_ctx(), ssl_side="client", tlsext_host_name="a..b")
+        stream.write(b"still plain\n")  # none of that attached anything
+        assert stream.readline() == b"still plain\n"
+
+
+def test_io_inside_its_own_callback_is_refused_on_asyncio(server_ctx: Callable[..., Any],
+                                                          client_ctx: Callable[..., Any]) -> None:
+    ctx = client_ctx()
+    attempts: List[str] = []
+
+    def callback(ok: bool, store: Any) -> bool:
+        conn = commssl.x509_store_ctx_get_connection(store)
+        assert isinstance(conn, commssl.AsyncSSLStream)
+        try:
+            conn.write(b"in the middle of the handshake")
+        except ValueError as exc:
+            attempts.append(str(exc))
+            raise
+        return ok
+
+    commssl.set_verification_mode(ctx, "client", "always", callback)
+
+    async def main() -> None:
+        async def handler(stream: Any) -> None:
+            await stream.read()
+
+        server = await commssl.start_ssl_server(handler, "127.0.0.1", 0, ssl_ctx=server_ctx())
+        try:
+            with pytest.raises(ValueError, match="inside the connection's own verify callback"):
+                await commssl.open_tcp_stream_async("127.0.0.1", server.sockets[0].getsockname()[1], ssl_ctx=ctx,
+                                                    tlsext_host_name="localhost", handshake_timeout=HS)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    with _no_asyncio_errors():
+        asyncio.run(main())
+    assert len(attempts) == 1
+
+
+class _no_asyncio_errors:
+    def __enter__(self) -> "_no_asyncio_errors":
+        self.records: List[logging.LogRecord] = []
+        self.handler = logging.Handler()
+        self.handler.emit = self.records.append  # type: ignore[method-assign]
+        logging.getLogger("asyncio").addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        logging.getLogger("asyncio").removeHandler(self.handler)
+        assert [r.getMessage() for r in self.records if r.levelno >= logging.ERROR] == []
