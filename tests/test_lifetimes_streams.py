@@ -16,10 +16,10 @@ import time
 from typing import Any, Callable, List
 
 import pytest
-from helpers import connect
-from racing import run_scenario
 
 import commssl
+from helpers import connect
+from racing import run_scenario
 
 HS = 10.0
 
@@ -220,7 +220,8 @@ def rival(s):
 counts = racing.race(op, rival, int(150 * SCALE), setup=setup, jitter=0.01)
 racing.report(op=dict(counts["op"]), rival=dict(counts["rival"]))
 """)
-    assert set(facts["op"]) <= {"ok", "ValueError", "SSLCondition", "SSLError", "SSLClosed", "SSLFailure"}, facts
+    assert set(facts["op"]) <= {"ok", "ValueError", "SSLCondition", "SSLError", "SSLClosed",
+                                "SSLFailure"}, facts
     assert facts["rival"] == {"ok": 150}, facts
 
 
@@ -344,8 +345,9 @@ def test_async_handshake_timeout_counts_time_spent_in_callbacks(server_ctx: Call
         server = await commssl.start_ssl_server(handler, "127.0.0.1", 0, ssl_ctx=server_ctx())
         try:
             with pytest.raises(commssl.SSLHandshakeTimeout):
-                await commssl.open_tcp_stream_async("127.0.0.1", server.sockets[0].getsockname()[1], ssl_ctx=ctx,
-                                                    tlsext_host_name="localhost", handshake_timeout=0.5)
+                await commssl.open_tcp_stream_async("127.0.0.1", server.sockets[0].getsockname()[1],
+                                                    ssl_ctx=ctx, tlsext_host_name="localhost",
+                                                    handshake_timeout=0.5)
         finally:
             server.close()
             await server.wait_closed()
@@ -377,7 +379,8 @@ def test_local_close_is_reported_as_local(server_ctx: Callable[..., Any], client
     assert "closed locally" in str(out[0]) and out[0].ssl_code == "closed-locally"
 
 
-def test_read_to_eof_keeps_data_before_an_error(server_ctx: Callable[..., Any], client_ctx: Callable[..., Any],
+def test_read_to_eof_keeps_data_before_an_error(server_ctx: Callable[..., Any],
+                                                client_ctx: Callable[..., Any],
                                                 commssl_server: Callable[..., Any]) -> None:
     release = threading.Event()
 
@@ -469,8 +472,9 @@ def test_io_inside_its_own_callback_is_refused_on_asyncio(server_ctx: Callable[.
         server = await commssl.start_ssl_server(handler, "127.0.0.1", 0, ssl_ctx=server_ctx())
         try:
             with pytest.raises(ValueError, match="inside the connection's own verify callback"):
-                await commssl.open_tcp_stream_async("127.0.0.1", server.sockets[0].getsockname()[1], ssl_ctx=ctx,
-                                                    tlsext_host_name="localhost", handshake_timeout=HS)
+                await commssl.open_tcp_stream_async("127.0.0.1", server.sockets[0].getsockname()[1],
+                                                    ssl_ctx=ctx, tlsext_host_name="localhost",
+                                                    handshake_timeout=HS)
         finally:
             server.close()
             await server.wait_closed()
