@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from typing import Any, Awaitable, Callable, List, Optional
 
-from ._binding import ffi, lib
+from ._binding import ffi
 from ._tls import (
     CLOSING,
     DETACHING,
@@ -47,7 +46,9 @@ from .contexts import SSLAbstractContext, wants_new_ctx
 from .errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
 from .pointers import SSLCtxPointer, SSLPointer
 
-__all__ = ["AsyncSSLStream", "attach_ssl_async", "detach_ssl_async", "open_tcp_stream_async", "start_ssl_server"]
+__all__ = [
+    "AsyncSSLStream", "attach_ssl_async", "detach_ssl_async", "open_tcp_stream_async", "start_ssl_server",
+]
 
 _log = logging.getLogger("commssl.aio")
 
@@ -232,7 +233,7 @@ class AsyncSSLStream(Connection):
     # -- the protocol's side ----------------------------------------------------
 
     def _step(self, data: Any, eof: int, op: int, buf: Any, n: int, what: str, closing: bool = False) -> int:
-        return self._tls.mem_step(data, eof, op, buf, n, what, closing)
+        return int(self._tls.mem_step(data, eof, op, buf, n, what, closing))
 
     def _connection_made(self, transport: asyncio.Transport) -> None:
         self._transport = transport
@@ -527,8 +528,8 @@ class AsyncSSLStream(Connection):
         if self._rbuf:
             raise ValueError(
                 f"attach_ssl_async: {len(self._rbuf)} bytes the peer sent in clear are buffered and unread: "
-                "read them first (bytes that follow a STARTTLS exchange in the same packet are refused rather "
-                "than taken as part of the TLS connection)")
+                "read them first (bytes that follow a STARTTLS exchange in the same packet are refused "
+                "rather than taken as part of the TLS connection)")
         if self._eof or self._lost or self._exc is not None:
             raise SSLError("attach_ssl_async: the connection is closed", None)
         self._attach(sslp, owns, own_ctx)  # frees what new_ssl made when it fails
@@ -707,8 +708,8 @@ async def open_tcp_stream_async(
     seconds = timeout_arg(handshake_timeout, "handshake_timeout")
     limit = _limit_arg(limit)
     if ssl_ctx is False:
-        raise TypeError("ssl_ctx must be None (plain), True, 'default', 'v23', an SSLCtxPointer, an SSLPointer "
-                        f"or a client abstract context, not {ssl_ctx!r}")
+        raise TypeError("ssl_ctx must be None (plain), True, 'default', 'v23', an SSLCtxPointer, an "
+                        f"SSLPointer or a client abstract context, not {ssl_ctx!r}")
     if ssl_ctx is None and (tlsext_host_name is not None or ctx_configure_callback is not None
                             or ssl_configure_callback is not None or handshake_timeout is not None):
         raise ValueError("tlsext_host_name, handshake_timeout and the configure callbacks need SSL: with "

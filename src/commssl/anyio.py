@@ -262,9 +262,7 @@ async def wrap(
         try:
             with anyio.fail_after(seconds):
                 await stream._handshake(due)
-        except TimeoutError:
-            if stream._tls.sslp is not None and stream._tls.sslp.exception is not None:
-                raise stream._tls.sslp.take_exception() from None  # type: ignore[misc]
+        except TimeoutError:  # anyio's deadline (callbacks run synchronously: none was cut short)
             raise SSLHandshakeTimeout("handshake: timed out") from None
     except BaseException:
         stream._tls.fail()
