@@ -248,11 +248,11 @@ class AsyncSSLStream(Connection):
             return  # the server side's protocol factory could not make the SSL, or it was cancelled
         self._start_handshake()
 
-    def _start_handshake(self) -> None:
+    def _start_handshake(self, first: bytes = b"") -> None:
         if self._handshake_timeout is not None:
             self._due = self._loop.time() + self._handshake_timeout
             self._timer = self._loop.call_at(self._due, self._handshake_timed_out)
-        self._handshake(b"", 0)
+        self._handshake(first, 0)
 
     def _handshake(self, data: bytes, eof: int) -> None:
         tls = self._tls
@@ -521,17 +521,22 @@ class AsyncSSLStream(Connection):
 
     # -- STARTTLS: attaching and detaching SSL --------------------------------------
 
+    def _check_attachable(self, buffered: str) -> None:
+        if self._rbuf and buffered != "tls":
+            raise ValueError(
+                f"attach_ssl_async: {len(self._rbuf)} bytes the peer sent in clear are buffered and unread: "
+                "read them first (bytes that follow a STARTTLS exchange in the same packet are refused "
+                "rather than taken as part of the TLS connection; buffered='tls' when the peer starts TLS "
+                "at once)")
+        if self._eof or self._lost or self._exc is not None:
+            raise SSLError("attach_ssl_async: the connection is closed", None)
+
     async def _attach_async(self, sslp: SSLPointer, owns: bool, own_ctx: Optional[SSLCtxPointer],
                             seconds: Optional[float]) -> None:
         """Attach and run the handshake; its failure (or a cancellation) leaves the
         stream failed and its socket closed: nothing more goes out in clear."""
-        if self._rbuf:
-            raise ValueError(
-                f"attach_ssl_async: {len(self._rbuf)} bytes the peer sent in clear are buffered and unread: "
-                "read them first (bytes that follow a STARTTLS exchange in the same packet are refused "
-                "rather than taken as part of the TLS connection)")
-        if self._eof or self._lost or self._exc is not None:
-            raise SSLError("attach_ssl_async: the connection is closed", None)
+        first = bytes(self._rbuf)  # buffered="tls": the start of the peer's handshake
+        self._rbuf.clear()
         self._attach(sslp, owns, own_ctx)  # frees what new_ssl made when it fails
         done: "asyncio.Future[None]" = self._loop.create_future()
 
@@ -542,7 +547,7 @@ class AsyncSSLStream(Connection):
         self._on_handshake = on_handshake
         self._handshake_timeout = seconds
         try:
-            self._start_handshake()
+            self._start_handshake(first)
             self._maybe_resume_reading(force=True)
             await done
         except BaseException as exc:
@@ -861,6 +866,7 @@ async def attach_ssl_async(
     handshake_timeout: Optional[float] = None,
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
+    buffered: str = "refuse",
 ) -> SSLPointer:
     """Attach SSL to a plain ``AsyncSSLStream`` (STARTTLS) and run the handshake
     as ``ssl_side`` (``"server"`` or ``"client"``); returns the ``SSLPointer``.
@@ -870,19 +876,30 @@ async def attach_ssl_async(
     the host the stream connected to. A verify callback's exception, a failure,
     ``handshake_timeout`` (``SSLHandshakeTimeout``) or a cancellation raise here
     and leave the stream failed, its socket closed (``close()`` it): nothing is
-    sent in clear after an attach. Unread clear data buffered in the stream is
-    a ``ValueError`` (read it first): bytes the peer sent in clear after a
-    STARTTLS exchange are never taken into the TLS connection.
+    sent in clear after an attach.
+
+    Clear data buffered in the stream and not yet read (bytes that came with
+    the peer's STARTTLS reply or command, in one packet) is, with ``buffered``
+    ``"refuse"`` (the default), a ``ValueError`` before anything is attached:
+    read it first. Such bytes are an injection (CVE-2011-0411) or a peer that
+    did not wait; they are never silently taken as TLS. ``"tls"`` hands them to
+    OpenSSL as the start of the handshake, for protocols whose peer starts TLS
+    at once after its reply. What arrives after the last read (the plain stream
+    reads only when asked) waits in the socket and goes to OpenSSL.
     """
     stream = _async_stream(stream, "attach_ssl_async")
     seconds = timeout_arg(handshake_timeout, "handshake_timeout")
     if ssl_side not in ("server", "client"):
         raise (ValueError if isinstance(ssl_side, str) else TypeError)(
             f"ssl_side must be 'server' or 'client', not {ssl_side!r}")
+    if buffered not in ("refuse", "tls"):
+        raise (ValueError if isinstance(buffered, str) else TypeError)(
+            f"buffered must be 'refuse' or 'tls', not {buffered!r}")
     stream._check_open("attach_ssl_async")
     tls = stream._tls
     if tls.state in (HANDSHAKING, OPEN):
         raise ValueError("attach_ssl_async: this AsyncSSLStream already has SSL attached")
+    stream._check_attachable(buffered)
     host = stream._host if ssl_side == "client" else None
     sslp, owns, own_ctx = new_ssl(ssl_ctx, ssl_side, host=host, tlsext_host_name=tlsext_host_name,
                                   ctx_configure_callback=ctx_configure_callback,
