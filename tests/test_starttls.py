@@ -16,7 +16,13 @@ import pytest
 
 import commssl
 import peers
-from commssl import AsyncSSLStream, attach_ssl_async, detach_ssl_async, open_tcp_stream_async, start_ssl_server
+from commssl import (
+    AsyncSSLStream,
+    attach_ssl_async,
+    detach_ssl_async,
+    open_tcp_stream_async,
+    start_ssl_server,
+)
 from peers import PKI
 
 HOST = "127.0.0.1"
@@ -162,8 +168,8 @@ def test_failures_and_cancellation_leave_nothing_behind(server_ctx: Any, client_
                 stream = await open_tcp_stream_async(HOST, port, ssl_ctx=None)
                 if handler is quiet:  # a silent peer: cancelled, then a timeout
                     with pytest.raises(asyncio.TimeoutError):
-                        await asyncio.wait_for(attach_ssl_async(stream, ssl_ctx=client_ctx(), ssl_side="client"),
-                                               0.2)
+                        attach = attach_ssl_async(stream, ssl_ctx=client_ctx(), ssl_side="client")
+                        await asyncio.wait_for(attach, 0.2)
                     other = await open_tcp_stream_async(HOST, port, ssl_ctx=None)
                     with pytest.raises(commssl.SSLHandshakeTimeout):
                         await attach_ssl_async(other, ssl_ctx=client_ctx(), ssl_side="client",
@@ -173,7 +179,8 @@ def test_failures_and_cancellation_leave_nothing_behind(server_ctx: Any, client_
                     ctx = client_ctx()
                     commssl.set_verification_mode(ctx, "client", "always", reject)
                     with pytest.raises(RuntimeError, match="pinning says no"):
-                        await attach_ssl_async(stream, ssl_ctx=ctx, ssl_side="client", tlsext_host_name="localhost")
+                        await attach_ssl_async(stream, ssl_ctx=ctx, ssl_side="client",
+                                               tlsext_host_name="localhost")
                 with pytest.raises(ValueError):
                     stream.write(b"never in clear")  # a failed attach leaves no plaintext path
                 await stream.close()
@@ -201,7 +208,8 @@ def test_openssl_s_client_starttls_smtp(pki: PKI, server_ctx: Any) -> None:
         await attach_ssl_async(stream, ssl_ctx=sctx, ssl_side="server", handshake_timeout=10)
         line = await readline(stream)
         got.append(line)
-        stream.write(b"250 commssl over " + commssl.ssl_connection_protocol_version(stream).encode() + b"\r\n")
+        version = commssl.ssl_connection_protocol_version(stream).encode()
+        stream.write(b"250 commssl over " + version + b"\r\n")
         await stream.drain()
         got.append(await readline(stream))
         stream.write(b"221 bye\r\n")
@@ -271,8 +279,8 @@ def test_commssl_client_starttls_to_openssl_s_server(pki: PKI, client_ctx: Any) 
             assert await readline(stream) == b"220 relay ready\r\n"
             stream.write(b"STARTTLS\r\n")
             assert await readline(stream) == b"220 go ahead\r\n"
-            await attach_ssl_async(stream, ssl_ctx=client_ctx(), ssl_side="client", tlsext_host_name="localhost",
-                                   handshake_timeout=10)
+            await attach_ssl_async(stream, ssl_ctx=client_ctx(), ssl_side="client",
+                                   tlsext_host_name="localhost", handshake_timeout=10)
             assert commssl.ssl_connection_verify(stream) == (True, 0)
             stream.write(b"abc\n")
             assert await readline(stream) == b"cba\n"  # s_server -rev
