@@ -204,18 +204,6 @@ class AsyncSSLStream(Connection):
     # -- accessors ------------------------------------------------------------
 
     @property
-    def ssl(self) -> Optional[SSLPointer]:
-        """The connection's ``SSLPointer`` (``None`` once closed)."""
-        tls = self._tls
-        return tls.sslp if tls.state in (HANDSHAKING, OPEN) else None
-
-    @property
-    def ssl_ctx(self) -> Optional[SSLCtxPointer]:
-        """The ``SSLCtxPointer`` the SSL was made from (``None`` once closed)."""
-        sslp = self.ssl
-        return None if sslp is None else sslp.ctx
-
-    @property
     def ssl_side(self) -> str:
         """``"client"`` or ``"server"``."""
         return self._side

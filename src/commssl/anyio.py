@@ -31,7 +31,6 @@ import anyio.abc
 from commssl._binding import ffi
 from commssl._tls import (
     CLOSED,
-    HANDSHAKING,
     OP_HANDSHAKE,
     OP_SHUTDOWN,
     OP_WRITE,
@@ -48,7 +47,6 @@ from commssl._tls import (
 from commssl.aio import _take
 from commssl.connection import Connection, CtxCallback, SSLCallback, new_ssl
 from commssl.errors import SSLClosed, SSLError, SSLHandshakeTimeout
-from commssl.pointers import SSLCtxPointer, SSLPointer
 
 __all__ = ["TLSStream", "connect", "wrap"]
 
@@ -86,18 +84,8 @@ class TLSStream(Connection, anyio.abc.ByteStream):
     # -- accessors ------------------------------------------------------------------
 
     @property
-    def ssl(self) -> Optional[SSLPointer]:
-        """The connection's ``SSLPointer`` (``None`` once closed)."""
-        tls = self._tls
-        return tls.sslp if tls.state in (HANDSHAKING, OPEN) else None
-
-    @property
-    def ssl_ctx(self) -> Optional[SSLCtxPointer]:
-        sslp = self.ssl
-        return None if sslp is None else sslp.ctx
-
-    @property
     def ssl_side(self) -> str:
+        """``"client"`` or ``"server"``."""
         return self._side
 
     @property

@@ -156,7 +156,7 @@ class NetworkStream(httpcore.NetworkStream):
     def get_extra_info(self, info: str) -> Any:
         stream = self.stream
         if info == "ssl_object":
-            return SSLObjectInfo(stream) if stream._tls.sslp is not None else None
+            return SSLObjectInfo(stream) if stream.ssl is not None else None
         if info == "commssl":
             return stream
         if info == "is_readable":
