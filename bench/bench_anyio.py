@@ -20,7 +20,6 @@ Usage: python bench/bench_anyio.py [--smoke] [--runs 5] [--concurrency 100]
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ssl
 import statistics
@@ -46,21 +45,11 @@ HOST = "127.0.0.1"
 BLOCK = 64 * 1024
 
 
-class Contender:
-    """One TLS stack on one backend: a server (an async context giving its port), a
-    connect-and-close, and an echo client."""
+class Contender(bench_aio.Contender):
+    """bench_aio's contender, run on one anyio backend; ``serve`` is an async context
+    giving the server's port."""
 
-    name = ""
     backend = ""
-
-    def serve(self, echo: bool) -> Any:
-        raise NotImplementedError
-
-    async def connect_close(self, port: int) -> None:
-        raise NotImplementedError
-
-    async def echo(self, port: int, size: int) -> None:
-        raise NotImplementedError
 
 
 async def _echo_client(send: Callable[[bytes], Awaitable[None]], receive: Callable[[], Awaitable[bytes]],
@@ -91,7 +80,7 @@ class CommsslAnyio(Contender):
         self.client_ctx = commssl.make_ssl_ctx(True, "client")  # system defaults + the root
         commssl.ssl_ctx_load_verify_locations(self.client_ctx, chain.root)
 
-    @contextlib.asynccontextmanager
+    @contextlib.asynccontextmanager  # type: ignore[override]
     async def serve(self, echo: bool) -> AsyncIterator[int]:
         async def handler(tcp: anyio.abc.SocketStream) -> None:
             try:
@@ -135,7 +124,7 @@ class TrioSSL(Contender):
         self.server_ctx.load_cert_chain(chain.server_chain, chain.server_key)
         self.client_ctx = ssl.create_default_context(cafile=str(chain.root))
 
-    @contextlib.asynccontextmanager
+    @contextlib.asynccontextmanager  # type: ignore[override]
     async def serve(self, echo: bool) -> AsyncIterator[int]:
         async def handler(stream: trio.SSLStream[Any]) -> None:
             try:
@@ -218,16 +207,7 @@ def echo_mb_per_second(c: Contender, concurrency: int, size: int) -> float:
 
 
 def main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny counts: check that it runs")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--connections", type=int, default=500)
-    parser.add_argument("--echo-bytes", type=int, default=1 << 20)
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.runs, args.concurrency, args.connections, args.echo_bytes = 1, 4, 8, 2 * BLOCK
-    size = max(BLOCK, args.echo_bytes // BLOCK * BLOCK)
+    args, size = bench_aio.arguments(argv, __doc__.splitlines()[0])
 
     with tempfile.TemporaryDirectory(prefix="commssl-bench-anyio-") as tmp:
         chain = make_chain(Path(tmp), "ecdsa")
