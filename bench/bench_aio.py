@@ -192,8 +192,10 @@ async def echo_mb_per_second(c: Contender, concurrency: int, size: int) -> float
     return concurrency * size / seconds / 1e6
 
 
-def main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(argv: List[str], description: str) -> Tuple[argparse.Namespace, int]:
+    """The command line of this benchmark and bench_anyio.py: the arguments, and the echo
+    size rounded to whole blocks."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--smoke", action="store_true", help="tiny counts: check that it runs")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=100)
@@ -202,7 +204,11 @@ def main(argv: List[str]) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.runs, args.concurrency, args.connections, args.echo_bytes = 1, 4, 8, 2 * BLOCK
-    size = max(BLOCK, args.echo_bytes // BLOCK * BLOCK)
+    return args, max(BLOCK, args.echo_bytes // BLOCK * BLOCK)
+
+
+def main(argv: List[str]) -> int:
+    args, size = arguments(argv, __doc__.splitlines()[0])
 
     with tempfile.TemporaryDirectory(prefix="commssl-bench-aio-") as tmp:
         chain = make_chain(Path(tmp), "ecdsa")

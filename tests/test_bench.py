@@ -123,3 +123,17 @@ def test_run_py_is_an_entry_point_too() -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "--smoke" in done.stdout and "--json" in done.stdout
+
+
+def test_anyio_benchmark_smoke() -> None:
+    """bench/bench_anyio.py: commssl.anyio on trio and asyncio next to trio.SSLStream and asyncio ssl."""
+    pytest.importorskip("trio")
+    done = subprocess.run([sys.executable, "bench/bench_anyio.py", "--smoke"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in done.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| stack")}
+    for name in ("commssl.anyio on trio", "trio.SSLStream", "commssl.anyio on asyncio", "asyncio ssl",
+                 "commssl.anyio on trio / trio.SSLStream", "commssl.anyio on asyncio / asyncio ssl"):
+        hs, echo = (float(cell.strip().rstrip("x")) for cell in rows[name])
+        assert hs > 0 and echo > 0 and math.isfinite(hs) and math.isfinite(echo), (name, rows[name])

@@ -3,7 +3,8 @@
 Every ```python block of README.md and of each docs/**/*.md page runs, in order, in one
 namespace per page, in a temporary directory holding the test PKI under the names the examples
 use (root.pem, server-chain.pem, server.key, server.pem, client-chain.pem, client.key). Port 8443
-in an example is a local commssl server that answers each line with the line in upper case.
+in an example is a local commssl server that answers each line with the line in upper case, and
+an HTTP GET (keep-alive) with ``200`` and ``hello <path>`` (for the httpx examples).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ EXPECTED: Dict[str, List[str]] = {
     "guide/errors.md": ["SSLVerificationFailure 20 1", "SSLCondition: True OSError: True",
                         "timed out: SSLHandshakeTimeout"],
     "guide/threads.md": ["4 threads, 4 x (True, 0)", "outstanding: 0"],
+    "guide/async.md": ["b'220 ready\\r\\n' None", "tls-v1-3 (True, 0)", "b'secret hello\\r\\n'",
+                       "b'bye, in clear\\r\\n' None", "b'HELLO FROM ANYIO\\n'",
+                       "200 HTTP/1.1 hello /pinned", "refused: SSLVerificationFailure",
+                       "async: 200 hello /async"],
 }
 
 
@@ -81,7 +86,17 @@ class EchoServer:
     def _serve(self, sock: socket.socket) -> None:
         try:
             with commssl.create_ssl_socket_stream(sock, self.ctx, handshake_timeout=10) as stream:
-                stream.write(stream.readline().upper())
+                line = stream.readline()
+                while line.startswith(b"GET "):  # HTTP/1.1, keep-alive: for the httpx examples
+                    path = line.split()[1]
+                    while line not in (b"\r\n", b""):
+                        line = stream.readline()
+                    stream.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nhello %s"
+                                 % (len(path) + 6, path))
+                    stream.flush()
+                    line = stream.readline()
+                if line:
+                    stream.write(line.upper())
         except BaseException as exc:  # a client that rejected us, or was rejected: shown by the page
             self.errors.append(exc)
 

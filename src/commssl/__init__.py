@@ -11,7 +11,7 @@ from importlib.metadata import version as _dist_version
 from typing import Dict, Union
 
 from ._binding import ffi, lib
-from .aio import AsyncSSLStream, open_tcp_stream_async, start_ssl_server
+from .aio import AsyncSSLStream, attach_ssl_async, detach_ssl_async, open_tcp_stream_async, start_ssl_server
 from .certificates import (
     copy_certificate,
     get_certificate_common_name,
@@ -100,7 +100,7 @@ def openssl_version() -> Dict[str, Union[str, int]]:
 
 
 __all__ = [
-    "AsyncSSLStream", "open_tcp_stream_async", "start_ssl_server",
+    "AsyncSSLStream", "attach_ssl_async", "detach_ssl_async", "open_tcp_stream_async", "start_ssl_server",
     "CertificateReleasedError", "SSLAbstractContext", "SSLClosed", "SSLCondition", "SSLCtxPointer",
     "SSLError", "SSLFailure", "SSLHandshakeTimeout", "SSLPointer", "SSLVerificationFailure",
     "SSLVersionOrCipherMismatch", "SocketStream", "X509Pointer", "X509StoreCtxPointer",

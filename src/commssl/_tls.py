@@ -44,6 +44,31 @@ STATE_NAMES = ("plain", "handshaking", "open", "closing", "detaching", "failed",
 #: The largest timeout the C loops take (an int of milliseconds).
 MAX_TIMEOUT_MS = 2**31 - 1
 
+# -- memory-BIO mode (the asyncio and anyio adapters) --------------------------------
+
+_alloc = ffi.new_allocator(should_clear_after_alloc=False)
+_NULL = ffi.NULL
+#: Decryption scratch, one per thread (data is copied out at once).
+SCRATCH = 256 * 1024
+_FLUSH_CHUNK = 1 << 24  # largest single BIO_read (an int in C)
+OP_HANDSHAKE = lib.COMMSSL_OP_HANDSHAKE
+OP_READ = lib.COMMSSL_OP_READ
+OP_WRITE = lib.COMMSSL_OP_WRITE
+OP_SHUTDOWN = lib.COMMSSL_OP_SHUTDOWN
+WANT_READ = lib.SSL_ERROR_WANT_READ
+ZERO_RETURN = lib.SSL_ERROR_ZERO_RETURN
+SHUTDOWN_SENT = lib.COMMSSL_SHUTDOWN_SENT
+_FINE = (WANT_READ, ZERO_RETURN, SHUTDOWN_SENT)
+_per_thread = threading.local()
+
+
+def scratch() -> Any:
+    """This thread's decryption buffer (``SCRATCH`` bytes)."""
+    buf = getattr(_per_thread, "buf", None)
+    if buf is None:
+        buf = _per_thread.buf = _alloc("char[]", SCRATCH)
+    return buf
+
 
 # -- timeouts ---------------------------------------------------------------------
 
@@ -151,7 +176,8 @@ class TLSConnection:
     """
 
     __slots__ = ("name", "state", "sslp", "side", "_lock", "_users", "_owns_ssl", "_own_ctx",
-                 "_release_transport", "_released", "closed_locally", "pending_error", "conn")
+                 "_release_transport", "_released", "closed_locally", "pending_error", "conn",
+                 "mem_done", "_rbio", "_wbio", "_send")
 
     def __init__(self, name: str, release_transport: Callable[[], None]) -> None:
         self.name = name  # for messages: "SocketStream", "AsyncSSLStream"
@@ -167,6 +193,11 @@ class TLSConnection:
         self.closed_locally = False  # close() came while operations were in flight
         self.pending_error: Optional[BaseException] = None  # met after data: the next read's
         self.conn: Any = None  # the stream (weakly referenced by the SSLPointer)
+        # memory-BIO mode: [0] bytes done by the last step, [1] bytes it left in the write BIO
+        self.mem_done: Any = None
+        self._rbio: Any = _NULL
+        self._wbio: Any = _NULL
+        self._send: Optional[Callable[[memoryview], None]] = None
 
     def __repr__(self) -> str:
         return f"<TLSConnection {self.name} {STATE_NAMES[self.state]} users={self._users}>"
@@ -242,6 +273,101 @@ class TLSConnection:
         self.conn = conn
         sslp.connection = conn  # x509_store_ctx_get_connection, verify_callback(conn)
         return sslp._pin()
+
+    def attach_mem(self, sslp: SSLPointer, owns: bool, own_ctx: Optional[SSLCtxPointer], side: str,
+                   conn: Any, send: Callable[[memoryview], None]) -> None:
+        """``attach`` in memory-BIO mode: the SSL gets a pair of memory BIOs, and
+        what OpenSSL writes to the outgoing one is handed to ``send`` (a view that
+        keeps its buffer alive) by ``mem_step``. What ``new_ssl`` made is freed
+        when the attach is refused or fails."""
+        try:
+            ssl = self.attach(sslp, owns, own_ctx, side, conn)
+        except BaseException:
+            if owns:
+                sslp._kill()
+            if own_ctx is not None:
+                own_ctx._kill()
+            raise
+        try:
+            rbio = lib.BIO_new(lib.BIO_s_mem())
+            wbio = lib.BIO_new(lib.BIO_s_mem())
+            if rbio == _NULL or wbio == _NULL:
+                for bio in (rbio, wbio):
+                    if bio != _NULL:
+                        lib.BIO_free(bio)
+                self.fail()
+                raise MemoryError("BIO_new failed")
+            lib.SSL_set_bio(ssl, rbio, wbio)  # the SSL owns both from now on
+            self._rbio, self._wbio, self._send = rbio, wbio, send
+            if self.mem_done is None:
+                self.mem_done = ffi.new("size_t[2]")
+        finally:
+            self.end()
+
+    def mem_step(self, data: Any, eof: int, op: int, buf: Any, n: int, what: str,
+                 closing: bool = False, held: Any = None) -> int:
+        """One ``commssl_mem_step`` (feed ``data``, ``eof``, then run ``op``) as an
+        operation of its own, or within the operation that pinned ``held`` (a
+        detach); hands what OpenSSL wrote to ``send``. Returns 0, WANT_READ,
+        ZERO_RETURN or SHUTDOWN_SENT (``mem_done[0]``: bytes read or written);
+        raises what any other result means."""
+        done = self.mem_done
+        done[0] = 0
+        ssl = held if held is not None else self.begin(what, closing)
+        try:
+            err = lib.commssl_mem_step(ssl, data, len(data), eof, op, buf, n, done, done + 1)
+            if done[1]:
+                self._flush_out(done[1])
+            if err and err not in _FINE:
+                self.failure(err, what)
+            return int(err)
+        finally:
+            if held is None:
+                self.end()
+
+    def _flush_out(self, pending: int) -> None:
+        send = self._send
+        while pending > 0:
+            k = min(pending, _FLUSH_CHUNK)
+            buf = _alloc("char[]", k)
+            got = lib.BIO_read(self._wbio, buf, k)
+            if got <= 0:
+                return
+            if send is not None:
+                send(memoryview(ffi.buffer(buf, got)))
+            pending -= got
+
+    def mem_decrypt(self, data: Any, eof: int, rbuf: bytearray) -> int:
+        """Feed ``data`` (and ``eof``) and decrypt all that can be into ``rbuf``
+        (while CLOSING the data is dropped). Returns WANT_READ (all consumed) or
+        ZERO_RETURN (the peer's close_notify); an error is raised with what was
+        decrypted before it kept in ``rbuf``."""
+        buf = scratch()
+        keep = self.state != CLOSING
+        done = self.mem_done
+        try:
+            while True:
+                err = self.mem_step(data, eof, OP_READ, buf, SCRATCH, "read", not keep)
+                if done[0] and keep:
+                    rbuf += ffi.buffer(buf, done[0])
+                if err:
+                    return err
+                data, eof = b"", 0
+        except BaseException:
+            if done[0] and keep:
+                rbuf += ffi.buffer(buf, done[0])
+            raise
+
+    def mem_unread(self) -> bytes:
+        """What waits in the incoming memory BIO, taken out: after a detach, the
+        bytes the peer sent in clear after its close_notify. The caller holds the
+        SSL (the detach)."""
+        pending = lib.BIO_ctrl_pending(self._rbio)
+        if not pending:
+            return b""
+        buf = _alloc("char[]", pending)
+        got = lib.BIO_read(self._rbio, buf, pending)
+        return ffi.buffer(buf, got)[:] if got > 0 else b""
 
     def handshake_done(self) -> None:
         with self._lock:
@@ -336,6 +462,7 @@ class TLSConnection:
             return None, False
 
     def _release_ssl(self, sslp: Optional[SSLPointer]) -> None:
+        self._rbio = self._wbio = _NULL  # the SSL owned them
         if sslp is None:
             return
         sslp.connection = None

@@ -20,55 +20,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from typing import Any, Awaitable, Callable, List, Optional
 
-from ._binding import ffi, lib
+from ._binding import ffi
 from ._tls import (
     CLOSING,
+    DETACHING,
     HANDSHAKING,
+    OP_HANDSHAKE,
+    OP_SHUTDOWN,
+    OP_WRITE,
     OPEN,
+    PLAIN,
+    SHUTDOWN_SENT,
     STATE_NAMES,
+    WANT_READ,
+    ZERO_RETURN,
     TLSConnection,
     check_after_handshake,
     in_callback_error,
     timeout_arg,
 )
-from .connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
+from .connection import Connection, CtxCallback, SSLCallback, new_ssl
 from .contexts import SSLAbstractContext, wants_new_ctx
-from .errors import SSLClosed, SSLError, SSLHandshakeTimeout
+from .errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
 from .pointers import SSLCtxPointer, SSLPointer
 
-__all__ = ["AsyncSSLStream", "open_tcp_stream_async", "start_ssl_server"]
+__all__ = [
+    "AsyncSSLStream", "attach_ssl_async", "detach_ssl_async", "open_tcp_stream_async", "start_ssl_server",
+]
 
 _log = logging.getLogger("commssl.aio")
-_alloc = ffi.new_allocator(should_clear_after_alloc=False)
 
 #: Decrypted bytes a stream buffers before it stops reading from the socket.
 DEFAULT_LIMIT = 256 * 1024
 #: How long ``close()`` waits for the peer's close_notify and for the socket to close.
 DEFAULT_CLOSE_TIMEOUT = 5.0
-_SCRATCH = 256 * 1024  # decryption scratch, one per thread (data is copied out at once)
-_FLUSH_CHUNK = 1 << 24  # largest single BIO_read (an int in C)
 
-_OP_HANDSHAKE = lib.COMMSSL_OP_HANDSHAKE
-_OP_READ = lib.COMMSSL_OP_READ
-_OP_WRITE = lib.COMMSSL_OP_WRITE
-_OP_SHUTDOWN = lib.COMMSSL_OP_SHUTDOWN
-_WANT_READ = lib.SSL_ERROR_WANT_READ
-_ZERO_RETURN = lib.SSL_ERROR_ZERO_RETURN
 _NULL = ffi.NULL
-_FINE = (_WANT_READ, _ZERO_RETURN, lib.COMMSSL_SHUTDOWN_SENT)
 _RUNNING = (HANDSHAKING, OPEN, CLOSING)  # states whose incoming records OpenSSL still reads
-
-_tls = threading.local()
-
-
-def _scratch() -> Any:
-    buf = getattr(_tls, "buf", None)
-    if buf is None:
-        buf = _tls.buf = _alloc("char[]", _SCRATCH)
-    return buf
 
 
 def _take(buf: bytearray, n: int) -> bytes:
@@ -153,6 +143,13 @@ class AsyncSSLStream(Connection):
 
     At a clean end of stream (the peer's close_notify) ``read`` returns
     ``b""``; a peer that closes without close_notify raises ``SSLError``.
+
+    Made with ``ssl_ctx=None``, the stream is plain TCP (``.ssl`` is
+    ``None``) until ``attach_ssl_async`` (STARTTLS), and again after
+    ``detach_ssl_async``. While plain it reads from the socket only when a
+    read needs more, so what the peer sends once the application stops
+    reading (a TLS ClientHello after a STARTTLS reply) waits in the socket for
+    OpenSSL.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ssl_side: str, *, limit: int = DEFAULT_LIMIT,
@@ -167,7 +164,9 @@ class AsyncSSLStream(Connection):
         self._due: Optional[float] = None  # the handshake's deadline, on the loop's clock
         self._on_handshake = on_handshake
         self._tls = TLSConnection("AsyncSSLStream", self._abort_transport)
-        self._wbio: Any = _NULL
+        self._host: Optional[str] = None  # the host a client connected to (attach's default name)
+        self._detach_hold: Any = None  # the SSL a detach has pinned while it waits for the peer
+        self._tcp_eof = False  # the peer's FIN (the end of a plain stream, also after a detach)
         self._transport: Optional[asyncio.Transport] = None
         self._done = ffi.new("size_t[2]")  # [0]: bytes done, [1]: bytes pending in the write BIO
         self._rbuf = bytearray()
@@ -181,26 +180,13 @@ class AsyncSSLStream(Connection):
         self._drainers: List["asyncio.Future[None]"] = []
 
     def _attach(self, sslp: SSLPointer, owns: bool, own_ctx: Optional[SSLCtxPointer]) -> None:
-        """Take the SSL (the core's attach) and give it memory BIOs."""
-        tls = self._tls
-        try:
-            ssl = tls.attach(sslp, owns, own_ctx, self._side, self)
-        except BaseException:
-            release_new_ssl(sslp, owns, own_ctx)
-            raise
-        try:
-            rbio = lib.BIO_new(lib.BIO_s_mem())
-            wbio = lib.BIO_new(lib.BIO_s_mem())
-            if rbio == _NULL or wbio == _NULL:
-                for bio in (rbio, wbio):
-                    if bio != _NULL:
-                        lib.BIO_free(bio)
-                tls.fail()
-                raise MemoryError("BIO_new failed")
-            lib.SSL_set_bio(ssl, rbio, wbio)  # the SSL owns both from now on
-            self._wbio = wbio
-        finally:
-            tls.end()
+        """Take the SSL (the core's attach, with memory BIOs)."""
+        self._tls.attach_mem(sslp, owns, own_ctx, self._side, self, self._send)
+
+    def _send(self, view: memoryview) -> None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(view)  # the view keeps its buffer alive while queued
 
     @property
     def _handshaking(self) -> bool:
@@ -216,18 +202,6 @@ class AsyncSSLStream(Connection):
         return f"<AsyncSSLStream {self._side} {state}{f' peer={peer}' if peer else ''}>"
 
     # -- accessors ------------------------------------------------------------
-
-    @property
-    def ssl(self) -> Optional[SSLPointer]:
-        """The connection's ``SSLPointer`` (``None`` once closed)."""
-        tls = self._tls
-        return tls.sslp if tls.state in (HANDSHAKING, OPEN) else None
-
-    @property
-    def ssl_ctx(self) -> Optional[SSLCtxPointer]:
-        """The ``SSLCtxPointer`` the SSL was made from (``None`` once closed)."""
-        sslp = self.ssl
-        return None if sslp is None else sslp.ctx
 
     @property
     def ssl_side(self) -> str:
@@ -247,48 +221,32 @@ class AsyncSSLStream(Connection):
     # -- the protocol's side ----------------------------------------------------
 
     def _step(self, data: Any, eof: int, op: int, buf: Any, n: int, what: str, closing: bool = False) -> int:
-        """One ``commssl_mem_step`` as an operation of the core (the SSL pinned);
-        sends what OpenSSL wrote to the write BIO. Returns 0, WANT_READ,
-        ZERO_RETURN or SHUTDOWN_SENT; raises what any other result means."""
-        tls = self._tls
-        ssl = tls.begin(what, closing)
-        try:
-            done = self._done
-            err = lib.commssl_mem_step(ssl, data, len(data), eof, op, buf, n, done, done + 1)
-            if done[1]:
-                self._flush(done[1])
-            if err and err not in _FINE:
-                tls.failure(err, what)
-            return int(err)
-        finally:
-            tls.end()
-
-    def _flush(self, pending: int) -> None:
-        transport = self._transport
-        while pending > 0:
-            k = min(pending, _FLUSH_CHUNK)
-            buf = _alloc("char[]", k)
-            got = lib.BIO_read(self._wbio, buf, k)
-            if got <= 0:
-                return
-            if transport is not None and not transport.is_closing():
-                transport.write(memoryview(ffi.buffer(buf, got)))  # keeps buf alive while queued
-            pending -= got
+        return int(self._tls.mem_step(data, eof, op, buf, n, what, closing))
 
     def _connection_made(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        if self._tls.state != HANDSHAKING:
+        state = self._tls.state
+        if state == PLAIN:  # no SSL yet: ready at once; read only when asked (see the class docstring)
+            self._read_paused = True
+            transport.pause_reading()
+            if self._on_handshake is not None:
+                self._on_handshake(self, None)
+            return
+        if state != HANDSHAKING:
             return  # the server side's protocol factory could not make the SSL, or it was cancelled
+        self._start_handshake()
+
+    def _start_handshake(self, first: bytes = b"") -> None:
         if self._handshake_timeout is not None:
             self._due = self._loop.time() + self._handshake_timeout
             self._timer = self._loop.call_at(self._due, self._handshake_timed_out)
-        self._handshake(b"", 0)
+        self._handshake(first, 0)
 
     def _handshake(self, data: bytes, eof: int) -> None:
         tls = self._tls
         try:
-            err = self._step(data, eof, _OP_HANDSHAKE, _NULL, 0, "handshake")
-            if err == _WANT_READ:
+            err = self._step(data, eof, OP_HANDSHAKE, _NULL, 0, "handshake")
+            if err == WANT_READ:
                 return
             if err:  # the peer's close_notify during the handshake
                 raise SSLClosed("handshake: the peer closed the TLS connection", "closed")
@@ -324,23 +282,10 @@ class AsyncSSLStream(Connection):
 
     def _read(self, data: bytes, eof: int) -> None:
         """Decrypt what has arrived into the read buffer."""
-        buf = _scratch()
-        closing = self._tls.state == CLOSING  # close() waits for the peer's close_notify: data is dropped
         try:
-            while True:
-                err = self._step(data, eof, _OP_READ, buf, _SCRATCH, "read", closing)
-                n = self._done[0]
-                if n and not closing:
-                    self._rbuf += ffi.buffer(buf, n)
-                if err:
-                    break
-                data, eof = b"", 0
-            if err == _ZERO_RETURN:
+            if self._tls.mem_decrypt(data, eof, self._rbuf) == ZERO_RETURN:
                 self._eof = True
         except BaseException as exc:  # what arrived before it stays readable
-            n = self._done[0]
-            if n and not closing:
-                self._rbuf += ffi.buffer(buf, n)
             if self._exc is None:
                 self._exc = exc
             if self._transport is not None:
@@ -351,7 +296,18 @@ class AsyncSSLStream(Connection):
             self._transport.pause_reading()
 
     def _data_received(self, data: bytes) -> None:
-        if self._tls.state not in _RUNNING or self._exc is not None:
+        state = self._tls.state
+        if state == PLAIN:
+            self._rbuf += data
+            if not self._read_paused and self._transport is not None:
+                self._read_paused = True  # until a read wants more
+                self._transport.pause_reading()
+            self._wake()
+            return
+        if state == DETACHING:
+            self._detach_step(data, 0)
+            return
+        if state not in _RUNNING or self._exc is not None:
             return
         if type(data) is not bytes:  # other event loops may pass a bytearray or memoryview
             data = bytes(data)
@@ -361,7 +317,16 @@ class AsyncSSLStream(Connection):
             self._read(data, 0)
 
     def _eof_received(self) -> None:
-        if self._tls.state not in _RUNNING or self._exc is not None or self._eof:
+        self._tcp_eof = True
+        state = self._tls.state
+        if state == PLAIN:
+            self._eof = True
+            self._wake()
+            return
+        if state == DETACHING:
+            self._detach_step(b"", 1)
+            return
+        if state not in _RUNNING or self._exc is not None or self._eof:
             return
         # OpenSSL decides: after close_notify this is a clean end, else a truncation (SSLError).
         if self._handshaking:
@@ -372,7 +337,9 @@ class AsyncSSLStream(Connection):
     def _connection_lost(self, exc: Optional[Exception]) -> None:
         self._lost = True
         self._write_paused = False
-        if self._handshaking:
+        if self._tls.state == PLAIN and self._eof and exc is None:
+            pass  # the peer's FIN came first: a clean end of a plain stream
+        elif self._handshaking:
             self._handshake_failed(self._lost_error("handshake", exc))
         elif self._exc is None and not self._eof:
             self._exc = self._lost_error("read", exc)
@@ -410,8 +377,10 @@ class AsyncSSLStream(Connection):
 
     def _maybe_resume_reading(self, force: bool = False) -> None:
         """Resume reading once the buffer is half drained, or at once when a
-        reader needs more than the buffer holds (``readexactly`` beyond the limit)."""
-        if self._read_paused and (force or len(self._rbuf) <= self._limit // 2):
+        reader needs more than the buffer holds (``readexactly`` beyond the
+        limit, or any read of a plain stream: it reads only when asked)."""
+        if self._read_paused and (force or (len(self._rbuf) <= self._limit // 2
+                                            and self._tls.state != PLAIN)):
             self._read_paused = False
             if self._transport is not None:
                 self._transport.resume_reading()
@@ -451,6 +420,7 @@ class AsyncSSLStream(Connection):
             self._maybe_resume_reading()
             return data
         while not rbuf and not self._ended():
+            self._maybe_resume_reading(force=True)
             await self._wait()
         if rbuf:
             if len(rbuf) <= n:
@@ -498,14 +468,32 @@ class AsyncSSLStream(Connection):
             if self._exc is not None:
                 raise self._exc
             raise SSLClosed("write: the connection is closed", "closed")
+        if self._tls.state == PLAIN:
+            self._write_plain(data)
+            return
         buf = ffi.from_buffer(data)  # TypeError for what is not bytes-like
         try:
             if len(buf):
-                self._step(b"", 0, _OP_WRITE, buf, len(buf), "write")
+                self._step(b"", 0, OP_WRITE, buf, len(buf), "write")
         finally:
             # Let go of the caller's buffer now: an exception kept in a reference
             # cycle would otherwise hold it exported until the GC, which crashes.
             ffi.release(buf)
+
+    def _write_plain(self, data: Any) -> None:
+        tls = self._tls
+        ssl = tls.begin("write")
+        try:
+            if ssl is not None:  # cannot happen on the loop's thread: attach needs the connection
+                raise ValueError("write: SSL was attached to the AsyncSSLStream meanwhile")
+            payload = bytes(memoryview(data))  # TypeError for what is not bytes-like
+            if payload and self._transport is not None:
+                self._transport.write(payload)
+        finally:
+            if ssl is None:
+                tls.end_plain()
+            else:
+                tls.end()
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
@@ -518,6 +506,102 @@ class AsyncSSLStream(Connection):
             fut = self._loop.create_future()
             self._drainers.append(fut)
             await fut
+
+    # -- STARTTLS: attaching and detaching SSL --------------------------------------
+
+    def _check_attachable(self, buffered: str) -> None:
+        if self._rbuf and buffered != "tls":
+            raise ValueError(
+                f"attach_ssl_async: {len(self._rbuf)} bytes the peer sent in clear are buffered and unread: "
+                "read them first (bytes that follow a STARTTLS exchange in the same packet are refused "
+                "rather than taken as part of the TLS connection; buffered='tls' when the peer starts TLS "
+                "at once)")
+        if self._eof or self._lost or self._exc is not None:
+            raise SSLError("attach_ssl_async: the connection is closed", None)
+
+    async def _attach_async(self, sslp: SSLPointer, owns: bool, own_ctx: Optional[SSLCtxPointer],
+                            seconds: Optional[float]) -> None:
+        """Attach and run the handshake; its failure (or a cancellation) leaves the
+        stream failed and its socket closed: nothing more goes out in clear."""
+        first = bytes(self._rbuf)  # buffered="tls": the start of the peer's handshake
+        self._rbuf.clear()
+        self._attach(sslp, owns, own_ctx)  # frees what new_ssl made when it fails
+        done: "asyncio.Future[None]" = self._loop.create_future()
+
+        def on_handshake(_: AsyncSSLStream, exc: Optional[BaseException]) -> None:
+            if not done.done():
+                done.set_exception(exc) if exc is not None else done.set_result(None)
+
+        self._on_handshake = on_handshake
+        self._handshake_timeout = seconds
+        try:
+            self._start_handshake(first)
+            self._maybe_resume_reading(force=True)
+            await done
+        except BaseException as exc:
+            self._on_handshake = None
+            if not done.done():
+                done.cancel()
+            elif not done.cancelled():
+                done.exception()
+            if self._handshaking:  # cancelled: fail the handshake (no plaintext path is left)
+                self._handshake_failed(SSLCondition(f"handshake: {type(exc).__name__}", "cancelled"))
+            raise
+        finally:
+            self._on_handshake = None
+
+    async def _detach_async(self, seconds: float) -> None:
+        tls = self._tls
+        if self._exc is not None and tls.state == OPEN:
+            raise self._exc
+        ssl = tls.begin_detach("detach_ssl_async")
+        if ssl is None:
+            return
+        self._detach_hold = ssl
+        deadline = self._loop.time() + seconds
+        try:
+            self._maybe_resume_reading(force=True)
+            self._detach_step(b"", 0)
+            await self._wait_until(lambda: self._detach_hold is None or self._exc is not None or self._lost,
+                                   deadline)
+            if self._exc is not None:
+                raise self._exc
+            if self._detach_hold is not None:
+                raise SSLClosed("detach_ssl_async: the peer did not answer close_notify"
+                                + (" (the connection was lost)" if self._lost else f" within {seconds} s"),
+                                "closed")
+        finally:
+            self._detach_hold = None
+            tls.end_detach()
+            self._eof = self._tcp_eof  # the TLS end (close_notify) is not the end of the plain stream
+            if self._rbuf and not self._read_paused and self._transport is not None and not self._lost:
+                self._read_paused = True  # plain again: read when asked
+                self._transport.pause_reading()
+
+    def _detach_step(self, data: bytes, eof: int) -> None:
+        """During a detach: feed what arrived to OpenSSL's shutdown; once both
+        close_notify have passed, what follows the peer's is clear data."""
+        ssl = self._detach_hold
+        if ssl is None:  # the shutdown is complete: the peer speaks in clear now
+            if data:
+                self._rbuf += data
+            if eof:
+                self._eof = True
+            self._wake()
+            return
+        try:
+            err = self._tls.mem_step(data, eof, OP_SHUTDOWN, _NULL, 0, "detach_ssl_async", held=ssl)
+            if err == SHUTDOWN_SENT:  # ours went out: the peer's may be waiting in the BIO already
+                err = self._tls.mem_step(b"", 0, OP_SHUTDOWN, _NULL, 0, "detach_ssl_async", held=ssl)
+            if err == 0:
+                self._rbuf += self._tls.mem_unread()
+                self._detach_hold = None
+                if eof:
+                    self._eof = True
+        except BaseException as exc:
+            if self._exc is None:
+                self._exc = exc
+        self._wake()
 
     # -- closing ------------------------------------------------------------------
 
@@ -541,8 +625,8 @@ class AsyncSSLStream(Connection):
                 if self._read_paused:
                     self._read_paused = False
                     transport.resume_reading()
-                err = self._step(b"", 0, _OP_SHUTDOWN, _NULL, 0, "close", closing=True)
-                if err == lib.COMMSSL_SHUTDOWN_SENT:
+                err = self._step(b"", 0, OP_SHUTDOWN, _NULL, 0, "close", closing=True)
+                if err == SHUTDOWN_SENT:
                     await self._wait_until(lambda: self._eof or self._exc is not None or self._lost, deadline)
             if transport is not None and not self._lost:
                 transport.close()  # sends what is queued first; half a second more for that at least
@@ -574,7 +658,6 @@ class AsyncSSLStream(Connection):
         ssl, _ = self._tls.begin_close()
         if ssl is not None:
             self._tls.end()
-        self._wbio = _NULL
 
     def _abort(self) -> None:
         """Drop the connection at once (a failed or cancelled open); a transport
@@ -602,7 +685,8 @@ async def open_tcp_stream_async(
     ssl_configure_callback: SSLCallback = None,
     limit: int = DEFAULT_LIMIT,
 ) -> AsyncSSLStream:
-    """Connect to ``host:port`` and complete the TLS handshake as the client.
+    """Connect to ``host:port`` and complete the TLS handshake as the client
+    (``ssl_ctx=None``: a plain stream, for ``attach_ssl_async`` later).
 
     ``ssl_ctx`` as for ``open_tcp_stream``: ``True``/``"default"`` (a context
     made for this stream, verifying the server and its name against the
@@ -616,13 +700,18 @@ async def open_tcp_stream_async(
     _address_args(host, port, server=False)
     seconds = timeout_arg(handshake_timeout, "handshake_timeout")
     limit = _limit_arg(limit)
-    if ssl_ctx is None or ssl_ctx is False:
-        raise TypeError("ssl_ctx must be True, 'default', 'v23', an SSLCtxPointer, an SSLPointer or a client "
-                        f"abstract context, not {ssl_ctx!r} (an AsyncSSLStream always has SSL)")
+    if ssl_ctx is False:
+        raise TypeError("ssl_ctx must be None (plain), True, 'default', 'v23', an SSLCtxPointer, an "
+                        f"SSLPointer or a client abstract context, not {ssl_ctx!r}")
+    if ssl_ctx is None and (tlsext_host_name is not None or ctx_configure_callback is not None
+                            or ssl_configure_callback is not None or handshake_timeout is not None):
+        raise ValueError("tlsext_host_name, handshake_timeout and the configure callbacks need SSL: with "
+                         "ssl_ctx=None pass them to attach_ssl_async")
     loop = asyncio.get_running_loop()
-    sslp, owns, own_ctx = new_ssl(ssl_ctx, "client", host=host, tlsext_host_name=tlsext_host_name,
-                                  ctx_configure_callback=ctx_configure_callback,
-                                  ssl_configure_callback=ssl_configure_callback)
+    if ssl_ctx is not None:
+        sslp, owns, own_ctx = new_ssl(ssl_ctx, "client", host=host, tlsext_host_name=tlsext_host_name,
+                                      ctx_configure_callback=ctx_configure_callback,
+                                      ssl_configure_callback=ssl_configure_callback)
     done: "asyncio.Future[None]" = loop.create_future()
 
     def on_handshake(_: AsyncSSLStream, exc: Optional[BaseException]) -> None:
@@ -630,11 +719,13 @@ async def open_tcp_stream_async(
             done.set_exception(exc) if exc is not None else done.set_result(None)
 
     stream = AsyncSSLStream(loop, "client", limit=limit, handshake_timeout=seconds, on_handshake=on_handshake)
-    try:
-        stream._attach(sslp, owns, own_ctx)  # frees what new_ssl made when it fails
-    except BaseException:
-        stream._release()
-        raise
+    stream._host = host
+    if ssl_ctx is not None:
+        try:
+            stream._attach(sslp, owns, own_ctx)  # frees what new_ssl made when it fails
+        except BaseException:
+            stream._release()
+            raise
     try:
         await loop.create_connection(lambda: _Protocol(stream), host, port)
         await done
@@ -668,7 +759,9 @@ async def start_ssl_server(
     **server_kwargs: Any,
 ) -> asyncio.Server:
     """Listen on ``host:port`` (``port=0``: any; see ``server.sockets``) and run
-    ``await handler(stream)`` for each connection whose handshake completed.
+    ``await handler(stream)`` for each connection whose handshake completed
+    (``ssl_ctx=None``: for each connection, a plain stream, for STARTTLS with
+    ``attach_ssl_async``).
 
     ``ssl_ctx``: an ``SSLCtxPointer``, a server abstract context, or
     ``True``/``"default"`` (a context per connection: configure its
@@ -681,7 +774,8 @@ async def start_ssl_server(
     if not callable(handler):
         raise TypeError(f"handler must be a coroutine function, not {type(handler).__name__}")
     _address_args(host, port, server=True)
-    _check_server_ctx(ssl_ctx)
+    if ssl_ctx is not None:
+        _check_server_ctx(ssl_ctx)
     seconds = timeout_arg(handshake_timeout, "handshake_timeout")
     limit = _limit_arg(limit)
     loop = asyncio.get_running_loop()
@@ -709,6 +803,8 @@ async def start_ssl_server(
     def factory() -> _Protocol:
         stream = AsyncSSLStream(loop, "server", limit=limit, handshake_timeout=seconds,
                                 on_handshake=on_handshake)
+        if ssl_ctx is None:
+            return _Protocol(stream)
         try:
             sslp, owns, own_ctx = new_ssl(ssl_ctx, "server", ctx_configure_callback=ctx_configure_callback,
                                           ssl_configure_callback=ssl_configure_callback)
@@ -738,3 +834,77 @@ class _Refuse(_Protocol):
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         pass
+
+
+# -- STARTTLS (LispWorks async-io-state-attach-ssl / -detach-ssl) ---------------------
+
+
+def _async_stream(stream: object, what: str) -> AsyncSSLStream:
+    if not isinstance(stream, AsyncSSLStream):
+        raise TypeError(f"{what}: stream must be an AsyncSSLStream, not {type(stream).__name__}")
+    return stream
+
+
+async def attach_ssl_async(
+    stream: AsyncSSLStream,
+    *,
+    ssl_ctx: Any = True,
+    ssl_side: str = "server",
+    tlsext_host_name: Any = None,
+    handshake_timeout: Optional[float] = None,
+    ctx_configure_callback: CtxCallback = None,
+    ssl_configure_callback: SSLCallback = None,
+    buffered: str = "refuse",
+) -> SSLPointer:
+    """Attach SSL to a plain ``AsyncSSLStream`` (STARTTLS) and run the handshake
+    as ``ssl_side`` (``"server"`` or ``"client"``); returns the ``SSLPointer``.
+
+    ``ssl_ctx``, ``tlsext_host_name`` and the configure callbacks as for
+    ``open_tcp_stream_async``; on the client side the name checked defaults to
+    the host the stream connected to. A verify callback's exception, a failure,
+    ``handshake_timeout`` (``SSLHandshakeTimeout``) or a cancellation raise here
+    and leave the stream failed, its socket closed (``close()`` it): nothing is
+    sent in clear after an attach.
+
+    Clear data buffered in the stream and not yet read (bytes that came with
+    the peer's STARTTLS reply or command, in one packet) is, with ``buffered``
+    ``"refuse"`` (the default), a ``ValueError`` before anything is attached:
+    read it first. Such bytes are an injection (CVE-2011-0411) or a peer that
+    did not wait; they are never silently taken as TLS. ``"tls"`` hands them to
+    OpenSSL as the start of the handshake, for protocols whose peer starts TLS
+    at once after its reply. What arrives after the last read (the plain stream
+    reads only when asked) waits in the socket and goes to OpenSSL.
+    """
+    stream = _async_stream(stream, "attach_ssl_async")
+    seconds = timeout_arg(handshake_timeout, "handshake_timeout")
+    if ssl_side not in ("server", "client"):
+        raise (ValueError if isinstance(ssl_side, str) else TypeError)(
+            f"ssl_side must be 'server' or 'client', not {ssl_side!r}")
+    if buffered not in ("refuse", "tls"):
+        raise (ValueError if isinstance(buffered, str) else TypeError)(
+            f"buffered must be 'refuse' or 'tls', not {buffered!r}")
+    stream._check_open("attach_ssl_async")
+    tls = stream._tls
+    if tls.state in (HANDSHAKING, OPEN):
+        raise ValueError("attach_ssl_async: this AsyncSSLStream already has SSL attached")
+    stream._check_attachable(buffered)
+    host = stream._host if ssl_side == "client" else None
+    sslp, owns, own_ctx = new_ssl(ssl_ctx, ssl_side, host=host, tlsext_host_name=tlsext_host_name,
+                                  ctx_configure_callback=ctx_configure_callback,
+                                  ssl_configure_callback=ssl_configure_callback)
+    stream._side = ssl_side
+    await stream._attach_async(sslp, owns, own_ctx, seconds)
+    return sslp
+
+
+async def detach_ssl_async(stream: AsyncSSLStream, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
+    """Shut SSL down (close_notify both ways, waiting at most ``timeout``
+    seconds for the peer's) and free it; the stream goes on as plain TCP, as
+    in LispWorks. Decrypted data not yet read stays readable, followed by what
+    the peer sends in clear after its close_notify. Does nothing on a plain
+    stream. ``SSLClosed`` when the peer does not answer in time (the stream is
+    then plain but the peer may still speak TLS: close it)."""
+    stream = _async_stream(stream, "detach_ssl_async")
+    seconds = timeout_arg(timeout, "timeout") or 0.0
+    stream._check_open("detach_ssl_async")
+    await stream._detach_async(seconds)

@@ -10,7 +10,7 @@ import ipaddress
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from ._binding import drain, ffi, lib
-from ._tls import CLOSED
+from ._tls import CLOSED, HANDSHAKING, OPEN, TLSConnection
 from .certificates import (
     CertificateData,
     certificates_released,
@@ -37,7 +37,19 @@ class Connection:
     ``_tls`` is the connection core (``_tls.TLSConnection``) that owns the state."""
 
     __slots__ = ()
-    _tls: Any
+    _tls: TLSConnection
+
+    @property
+    def ssl(self) -> Optional[SSLPointer]:
+        """The connection's ``SSLPointer`` (``None`` while plain, and once closed)."""
+        tls = self._tls
+        return tls.sslp if tls.state in (HANDSHAKING, OPEN) else None
+
+    @property
+    def ssl_ctx(self) -> Optional[SSLCtxPointer]:
+        """The ``SSLCtxPointer`` the SSL was made from (``None`` when ``ssl`` is)."""
+        sslp = self.ssl
+        return None if sslp is None else sslp.ctx
 
     def __copy__(self) -> Any:
         raise TypeError(f"a {type(self).__name__} cannot be copied: it owns its connection")
@@ -54,7 +66,8 @@ def ssl_of(conn: object) -> SSLPointer:
     if isinstance(conn, SSLPointer):
         return conn
     if not isinstance(conn, Connection):
-        raise TypeError(f"conn must be a SocketStream or AsyncSSLStream, not {type(conn).__name__}")
+        raise TypeError("conn must be a SocketStream, an AsyncSSLStream or a commssl.anyio.TLSStream, "
+                        f"not {type(conn).__name__}")
     tls = conn._tls
     sslp = tls.sslp
     if sslp is None:

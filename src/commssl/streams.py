@@ -84,7 +84,7 @@ class SocketStream(Connection, io.BufferedIOBase):
         raise TypeError("a SocketStream cannot be copied or pickled: it owns a socket and an SSL")
 
     @property
-    def closed(self) -> bool:  # type: ignore[override]
+    def closed(self) -> bool:
         tls = getattr(self, "_tls", None)
         return tls is None or tls.state == CLOSED
 

@@ -1,0 +1,173 @@
+"""commssl.httpx: HTTPTransport (httpx.Client) and AsyncHTTPTransport (httpx.AsyncClient on
+asyncio and trio) against a commssl HTTPS server speaking minimal HTTP/1.1 and ``openssl
+s_server -www``: GET, keep-alive reuse (accepts counted), pinning callbacks that reject, client
+certificates."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any, Callable, List, Optional
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+anyio = pytest.importorskip("anyio")
+pytest.importorskip("trio")
+
+import commssl  # noqa: E402
+import commssl.httpx as chttpx  # noqa: E402
+import peers  # noqa: E402
+from peers import PKI  # noqa: E402
+
+MODES = ["sync", "asyncio", "trio"]
+
+
+class HTTPSServer:
+    """A commssl blocking HTTPS server on 127.0.0.1 answering every request of a keep-alive
+    connection with 200 and a body naming the client certificate's CN; ``accepts`` counts
+    TCP connections."""
+
+    def __init__(self, ssl_ctx: commssl.SSLCtxPointer) -> None:
+        self.ctx = ssl_ctx
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.accepts = 0
+        self.errors: List[BaseException] = []
+        self._stop = threading.Event()
+        self.threads: List[threading.Thread] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                continue
+            self.accepts += 1
+            t = threading.Thread(target=self._serve, args=(sock,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, sock: socket.socket) -> None:
+        try:
+            with commssl.create_ssl_socket_stream(sock, self.ctx, handshake_timeout=10, timeout=10) as s:
+                with commssl.peer_certificates(s) as certs:
+                    cn = commssl.get_certificate_common_name(certs[0]) if certs else None
+                while True:
+                    request = b""
+                    while not request.endswith(b"\r\n\r\n"):
+                        line = s.readline()
+                        if not line:
+                            return
+                        request += line
+                    body = f"hello {request.split()[1].decode()} client={cn}".encode()
+                    s.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n\r\n%s"
+                            % (len(body), body))
+                    s.flush()
+        except BaseException as exc:  # a client the server rejected, say: for the test to look at
+            self.errors.append(exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(10)
+        self.listener.close()
+        for t in self.threads:
+            t.join(10)
+
+
+@pytest.fixture
+def https_server(server_ctx: Any) -> Any:
+    servers: List[HTTPSServer] = []
+
+    def start(ctx: Optional[commssl.SSLCtxPointer] = None) -> HTTPSServer:
+        servers.append(HTTPSServer(ctx or server_ctx()))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def get_all(mode: str, urls: List[str], ssl_ctx: Any, **kw: Any) -> List[Any]:
+    """GET each URL in turn with one client (sync or async on a backend)."""
+    if mode == "sync":
+        with httpx.Client(transport=chttpx.HTTPTransport(ssl_ctx=ssl_ctx, **kw)) as client:
+            return [client.get(url) for url in urls]
+
+    async def main() -> List[Any]:
+        async with httpx.AsyncClient(transport=chttpx.AsyncHTTPTransport(ssl_ctx=ssl_ctx, **kw)) as client:
+            return [await client.get(url) for url in urls]
+
+    return anyio.run(main, backend=mode)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_get_and_keep_alive(mode: str, https_server: Callable[..., HTTPSServer], client_ctx: Any) -> None:
+    server = https_server()
+    url = f"https://localhost:{server.port}"
+    first, second = get_all(mode, [url + "/one", url + "/two"], client_ctx())
+    assert (first.status_code, first.text) == (200, "hello /one client=None")
+    assert (second.status_code, second.text) == (200, "hello /two client=None")
+    assert first.http_version == "HTTP/1.1"
+    assert server.accepts == 1  # two requests, one TLS connection
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_openssl_s_server_www(mode: str, pki: PKI, client_ctx: Any) -> None:
+    with peers.openssl_server(pki.server_chain, pki.server_key, www=True) as s_server:
+        (response,) = get_all(mode, [f"https://localhost:{s_server.port}/"], client_ctx())
+    assert response.status_code == 200 and "Ciphers supported in s_server binary" in response.text
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pinning_callback_that_rejects_is_connect_error_with_commssl_cause(
+        mode: str, https_server: Callable[..., HTTPSServer], client_ctx: Any) -> None:
+    server = https_server()
+    url = f"https://localhost:{server.port}/"
+    ctx = client_ctx()
+    commssl.set_verification_mode(ctx, "client", "always", lambda ok, store: False)
+    with pytest.raises(httpx.ConnectError) as info:
+        get_all(mode, [url], ctx)
+    assert isinstance(info.value.__cause__, commssl.SSLVerificationFailure)
+
+    class NotPinned(Exception):
+        pass
+
+    def pin(ok: bool, store: Any) -> bool:
+        if commssl.x509_store_ctx_get_error_depth(store) == 0:
+            raise NotPinned("leaf is not the pinned one")
+        return ok
+
+    commssl.set_verification_mode(ctx, "client", "always", pin)
+    with pytest.raises(httpx.ConnectError) as info:
+        get_all(mode, [url], ctx)
+    assert isinstance(info.value.__cause__, NotPinned)
+    assert commssl.outstanding_certificates() == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_client_certificate_required_by_the_server(mode: str, pki: PKI,
+                                                   https_server: Callable[..., HTTPSServer],
+                                                   server_ctx: Any, client_ctx: Any) -> None:
+    sctx = server_ctx(cafile=pki.root_cert)
+    commssl.set_verification_mode(sctx, "server", ["verify-peer", "fail-if-no-peer-cert"])
+    server = https_server(sctx)
+    url = f"https://localhost:{server.port}/"
+    (response,) = get_all(mode, [url], client_ctx(chain=pki.client_chain, key=pki.client_key))
+    assert response.text == "hello / client=commssl client"
+    with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
+        get_all(mode, [url], client_ctx())  # TLS 1.3: the server's refusal may come with the first read
+
+
+def test_transport_arguments() -> None:
+    with pytest.raises(ValueError, match="ALPN"):
+        chttpx.HTTPTransport(http2=True)
+    with pytest.raises(TypeError, match="verify"):
+        chttpx.AsyncHTTPTransport(verify=False)
+    with pytest.raises(TypeError, match="ssl_ctx"):
+        chttpx.HTTPTransport(ssl_ctx=None)
+    transport = chttpx.HTTPTransport(limits=httpx.Limits(max_connections=3), retries=1)
+    transport.close()
