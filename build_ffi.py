@@ -350,12 +350,10 @@ SSL *commssl_store_ssl(X509_STORE_CTX *store)
    callback": records the first failure (for SSLVerificationFailure.depth),
    and calls Python only when the connection has a Python callable. An SSL
    that commssl does not know fails closed when Python was asked for. */
-static void commssl_rv_note(SSL *, int, int, int, X509 *, X509_STORE_CTX *);  /* revocation block */
+static void commssl_rv_note_store(X509_STORE_CTX *, int);  /* revocation block */
 
 static void commssl_note_failure(commssl_state *st, X509_STORE_CTX *store)
 {
-    commssl_rv_note(commssl_store_ssl(store), st->fail_count == 0, X509_STORE_CTX_get_error_depth(store),
-                    X509_STORE_CTX_get_error(store), X509_STORE_CTX_get_current_cert(store), store);
     if (st->fail_count++ == 0) {
         st->fail_depth = X509_STORE_CTX_get_error_depth(store);
         st->fail_error = X509_STORE_CTX_get_error(store);
@@ -367,6 +365,8 @@ int commssl_verify_cb(int ok, X509_STORE_CTX *store)
     commssl_state *st = commssl_get_state(commssl_store_ssl(store));
     if (st == NULL)
         return ok;
+    if (!ok)
+        commssl_rv_note_store(store, 0);  /* what OpenSSL reports, whatever the callback decides */
     if (st->py_verify) {
         int before = X509_STORE_CTX_get_error(store);
         int accepted = st->py != NULL && _commssl_verify_py(st->py, ok, store);
@@ -374,6 +374,8 @@ int commssl_verify_cb(int ok, X509_STORE_CTX *store)
            callback set its own code with x509_store_ctx_set_error: keep that. */
         if (ok && !accepted && X509_STORE_CTX_get_error(store) == before)
             X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+        if (ok && !accepted)
+            commssl_rv_note_store(store, 0);
         ok = accepted;
     }
     if (!ok)
@@ -394,9 +396,8 @@ int commssl_cert_verify_cb(X509_STORE_CTX *store, void *arg)
         return 1;
     if (ok > 0)
         X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
-    if (st != NULL && (ok > 0 || st->fail_count == 0))  /* else the per-certificate calls noted it */
-        commssl_rv_note(commssl_store_ssl(store), st->fail_count == 0, 0, X509_STORE_CTX_get_error(store),
-                        X509_STORE_CTX_get0_cert(store), store);
+    if (ok > 0)  /* the application's rejection (OpenSSL's were noted per certificate) */
+        commssl_rv_note_store(store, 1);
     if (st != NULL && st->fail_count++ == 0) {
         st->fail_depth = 0;
         st->fail_error = X509_STORE_CTX_get_error(store);
@@ -965,6 +966,7 @@ typedef struct {
     int n_errors;
     commssl_verr errors[COMMSSL_MAX_ERRORS];
     STACK_OF(X509) *sent;        /* what the peer sent, kept at the first failure */
+    X509_STORE_CTX *store;       /* the verification the errors belong to */
 } commssl_rv;
 
 typedef struct {
@@ -1082,16 +1084,18 @@ static char *commssl_name_text(X509 *x)
     return copy;
 }
 
-/* Called by the verify callbacks for each failure (reset: the first of a
-   handshake, as commssl_state's fail_count says), and by the OCSP check. */
-static void commssl_rv_note(SSL *ssl, int reset, int depth, int code, X509 *cert, X509_STORE_CTX *store)
+/* Note a verification error: from a verify callback (store: the verification
+   running; a new one starts a new list) or from the OCSP check (store NULL). */
+static void commssl_rv_note(SSL *ssl, int depth, int code, X509 *cert, X509_STORE_CTX *store)
 {
     commssl_rv *rv = commssl_rv_get(ssl, 1);
     commssl_verr *e;
     if (rv == NULL)
         return;
-    if (reset)
+    if (store != NULL && store != rv->store) {
         commssl_rv_clear(rv);
+        rv->store = store;  /* compared, never dereferenced */
+    }
     if (rv->sent == NULL && store != NULL) {
         STACK_OF(X509) *sk = X509_STORE_CTX_get0_untrusted(store);
         if (sk != NULL && sk_X509_num(sk) > 0) {
@@ -1108,6 +1112,15 @@ static void commssl_rv_note(SSL *ssl, int reset, int depth, int code, X509 *cert
     e->depth = depth;
     e->code = code;
     e->subject = commssl_name_text(cert);
+}
+
+/* The current error of a verification (leaf: at depth 0, for whole-chain
+   callbacks), noted for the SSL being verified. */
+static void commssl_rv_note_store(X509_STORE_CTX *store, int leaf)
+{
+    commssl_rv_note(commssl_store_ssl(store), leaf ? 0 : X509_STORE_CTX_get_error_depth(store),
+                    X509_STORE_CTX_get_error(store),
+                    leaf ? X509_STORE_CTX_get0_cert(store) : X509_STORE_CTX_get_current_cert(store), store);
 }
 
 int commssl_verify_errors(SSL *ssl, int i, int *depth, int *code, char **subject)
@@ -1373,7 +1386,7 @@ static int commssl_status_cb(SSL *ssl, void *arg)
         return 1;
     st = commssl_get_state(ssl);
     chain = SSL_get0_verified_chain(ssl);
-    commssl_rv_note(ssl, st != NULL ? st->fail_count == 0 : 0, 0, r.code,
+    commssl_rv_note(ssl, 0, r.code,
                     chain != NULL && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0)
                                                             : SSL_get0_peer_certificate(ssl), NULL);
     if ((rv = commssl_rv_get(ssl, 0)) != NULL)

@@ -183,7 +183,7 @@ def ocsp_response(sslp: SSLPointer) -> Optional[bytes]:
     ssl = sslp._pin()
     try:
         n = lib.SSL_get_tlsext_status_ocsp_resp(ssl, out)
-        return None if out[0] == ffi.NULL or n < 0 else ffi.unpack(out[0], n)
+        return None if out[0] == ffi.NULL or n < 0 else ffi.buffer(out[0], n)[:]
     finally:
         sslp._unpin()
 
@@ -220,16 +220,20 @@ def set_ocsp_staple(ctx: Any, response: Union[None, bytes, StapleCallback]) -> N
 
     ``response``: ``bytes`` (a DER OCSP response, sent as it is to every client
     that asks), a callable ``response(conn) -> bytes | None`` called per
-    handshake (``None``: no staple this time), or ``None`` (stop stapling). An
-    exception in the callable, or a result that is not bytes (a ``str``, say:
-    ``TypeError``), aborts the handshake and propagates from the call that drove
-    the server's side of it, as verify callbacks' exceptions do.
+    handshake (``None``: no staple this time), or ``None`` (stop stapling). The
+    bytes are not checked (that is the client's job) but must not be empty
+    (``ValueError``). An exception in the callable, or a result that is not
+    bytes (a ``str``, say: ``TypeError``) or is empty (``ValueError``), aborts the
+    handshake and propagates from the call that drove the server's side of it,
+    as verify callbacks' exceptions do.
     """
     pointer = _ctx_pointer(ctx)
     if response is None:
         mode, data = 0, b""
     elif isinstance(response, (bytes, bytearray, memoryview)):
         mode, data = 1, bytes(response)
+        if not data:
+            raise ValueError("response must be a DER OCSP response, not empty bytes (None stops stapling)")
     elif callable(response):
         mode, data = 2, b""
     else:
@@ -281,6 +285,8 @@ def _commssl_staple_py(py: Any, ssl: Any) -> int:
             raise TypeError("the OCSP staple callable must return bytes (a DER OCSP response) or None, "
                             f"not {type(value).__name__}")
         data = bytes(value)
+        if not data:
+            raise ValueError("the OCSP staple callable returned empty bytes; return None for no staple")
         if not lib.commssl_staple_ssl(ssl, data, len(data)):
             raise MemoryError("set_ocsp_staple: out of memory")
         return int(lib.SSL_TLSEXT_ERR_OK)
