@@ -1146,7 +1146,8 @@ int commssl_ocsp_failed(SSL *ssl)
    verification runs, else the SSL's (set even when verification failed). */
 int commssl_copy_verified_chain(SSL *ssl, X509_STORE_CTX *verifying, X509 **out, int max)
 {
-    STACK_OF(X509) *sk = verifying != NULL ? X509_STORE_CTX_get0_chain(verifying) : SSL_get0_verified_chain(ssl);
+    STACK_OF(X509) *sk = verifying != NULL ? X509_STORE_CTX_get0_chain(verifying)
+                                           : SSL_get0_verified_chain(ssl);
     return commssl_copy_stack(NULL, sk, out, max);
 }
 

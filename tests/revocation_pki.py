@@ -69,7 +69,7 @@ def ocsp_response(pki: PKI, status: str = "good", *, cert: Optional[Path] = None
                   issuer: Optional[Path] = None, signer: Optional[Path] = None,
                   signer_key: Optional[Path] = None, this_update: Optional[datetime.datetime] = None,
                   next_update: Optional[datetime.datetime] = None,
-                  algorithm: hashes.HashAlgorithm = hashes.SHA1()) -> bytes:
+                  algorithm: Optional[hashes.HashAlgorithm] = None) -> bytes:
     """DER of a successful OCSP response about ``cert`` (default: the server's leaf)
     issued by ``issuer`` (default: the intermediate), signed by ``signer`` with
     ``signer_key`` (default: the issuer itself). ``status``: good, revoked, unknown."""
@@ -82,7 +82,7 @@ def ocsp_response(pki: PKI, status: str = "good", *, cert: Optional[Path] = None
                    "unknown": ocsp.OCSPCertStatus.UNKNOWN}[status]
     revoked = status == "revoked"
     builder = ocsp.OCSPResponseBuilder().add_response(
-        cert=cert_obj, issuer=issuer_obj, algorithm=algorithm, cert_status=cert_status,
+        cert=cert_obj, issuer=issuer_obj, algorithm=algorithm or hashes.SHA1(), cert_status=cert_status,
         this_update=this_update or now - datetime.timedelta(hours=1),
         next_update=next_update or now + datetime.timedelta(days=7),
         revocation_time=now - datetime.timedelta(days=1) if revoked else None,

@@ -248,7 +248,8 @@ def test_crl_bad_input(pki: PKI, rv: Any) -> None:
     try:
         for bad in (pki.server_cert, rv.file("truncated.der", der[:-7]), rv.file("junk", os.urandom(300)),
                     der[: len(der) // 2], der + b"x", b"not a crl", PKI.der(pki.server_cert),
-                    rv.crl_none.read_bytes()[:-40], b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"):
+                    rv.crl_none.read_bytes()[:-40],
+                    b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"):
             with pytest.raises(commssl.SSLFailure, match="ssl_ctx_load_crl: crl") as info:
                 commssl.ssl_ctx_load_crl(ctx, bad)
             assert "not a PEM or DER certificate revocation list" in str(info.value)
@@ -272,7 +273,7 @@ def test_crl_bad_input(pki: PKI, rv: Any) -> None:
 def test_crl_on_the_server_side(pki: PKI, rv: Any, commssl_server: Callable[..., Any]) -> None:
     server = commssl.create_ssl_server_context(cert_file=pki.server_chain, key_file=pki.server_key,
                                                openssl_trusted_file=pki.root_cert,
-                                               verify_callback=lambda conn: commssl.ssl_connection_verify(conn)[0],
+                                               verify_callback=lambda c: commssl.ssl_connection_verify(c)[0],
                                                crl_file=rv.crl_client)
     srv = commssl_server(server)
     r = openssl_client(srv.port, cafile=pki.root_cert, cert=pki.client_chain, key=pki.client_key,
@@ -297,10 +298,15 @@ def test_good_staple(pki: PKI, stapling_server: Callable[..., Any], tls12: bool)
             assert commssl.ssl_connection_protocol_version(s) == ("tls-v1-2" if tls12 else "tls-v1-3")
             assert commssl.ssl_connection_ocsp_response(s) == der
             st = commssl.ssl_connection_ocsp_status(s)
-            assert st is not None and (st.status, st.verified, st.error, st.verify_code) == ("good", True, None, 0)
+            assert st is not None
+            assert (st.status, st.verified, st.error, st.verify_code) == ("good", True, None, 0)
             assert st.this_update < NOW < st.next_update  # type: ignore[operator]
             assert st.this_update.tzinfo is datetime.timezone.utc  # type: ignore[union-attr]
             assert st.revocation_time is None and st.revocation_reason is None
+    # a response naming the certificate by SHA-256 hashes (not SHA-1) is found as well
+    srv = stapling_server(ocsp_response(pki, "good", algorithm=hashes.SHA256()), tls12)
+    with connect(srv.port, client(pki, ocsp_stapling="require")) as s:
+        assert commssl.ssl_connection_ocsp_status(s).verified  # type: ignore[union-attr]
     # not asked: nothing stapled
     with connect(srv.port, client(pki)) as s:
         assert commssl.ssl_connection_ocsp_response(s) is None
@@ -360,7 +366,7 @@ def test_require_without_a_staple(pki: PKI, stapling_server: Callable[..., Any])
 def test_per_connection_mode_and_off(pki: PKI, stapling_server: Callable[..., Any]) -> None:
     srv = stapling_server(ocsp_response(pki, "revoked"))
     ctx = client(pki, ocsp_stapling="require")
-    with connect(srv.port, ctx, ssl_configure_callback=lambda ssl: commssl.set_ocsp_stapling(ssl, False)) as s:
+    with connect(srv.port, ctx, ssl_configure_callback=lambda p: commssl.set_ocsp_stapling(p, False)) as s:
         assert commssl.ssl_connection_ocsp_response(s) is None
     commssl.set_ocsp_stapling(ctx, False)
     with connect(srv.port, ctx) as s:
@@ -399,8 +405,8 @@ def test_asyncio_client_fails_inside_the_handshake(pki: PKI, stapling_server: Ca
         with pytest.raises(commssl.SSLVerificationFailure) as info:
             await commssl.open_tcp_stream_async("127.0.0.1", srv.port, ssl_ctx=ctx, handshake_timeout=WAIT)
         assert (info.value.verify_code, info.value.depth) == (REVOKED, 0)
-        stream = await commssl.open_tcp_stream_async("127.0.0.1", srv.port, ssl_ctx=client(pki, ocsp_stapling=True),
-                                                     handshake_timeout=WAIT)
+        stream = await commssl.open_tcp_stream_async(
+            "127.0.0.1", srv.port, ssl_ctx=client(pki, ocsp_stapling=True), handshake_timeout=WAIT)
         assert commssl.ssl_connection_ocsp_status(stream).status == "revoked"  # type: ignore[union-attr]
         await stream.close()
 
@@ -616,8 +622,9 @@ def test_nginx_ssl_stapling_file(pki: PKI, status: str) -> None:
                     break
                 except OSError:
                     if proc.poll() is not None or time.monotonic() > deadline:
-                        raise AssertionError(f"nginx did not start: {proc.stdout.read()!r}"  # type: ignore[union-attr]
-                                             f"{(d / 'error.log').read_text() if (d / 'error.log').exists() else ''}")
+                        log = (d / "error.log").read_text() if (d / "error.log").exists() else ""
+                        out = proc.stdout.read() if proc.poll() is not None else b""  # type: ignore[union-attr]
+                        raise AssertionError(f"nginx did not start: {out!r} {log}") from None
                     time.sleep(0.05)
             if status == "good":
                 with connect(port, client(pki, ocsp_stapling="require"), tlsext_host_name="localhost") as s:

@@ -101,7 +101,10 @@ def set_crl_checking(ctx: Any, mode: Optional[str]) -> None:
         raise ValueError(f"mode must be None, 'leaf' or 'chain', not {mode!r}")
     cdata = target._pin()
     try:
-        param = lib.SSL_CTX_get0_param(cdata) if isinstance(target, SSLCtxPointer) else lib.SSL_get0_param(cdata)
+        if isinstance(target, SSLCtxPointer):
+            param = lib.SSL_CTX_get0_param(cdata)
+        else:
+            param = lib.SSL_get0_param(cdata)
         lib.X509_VERIFY_PARAM_clear_flags(param, _CRL_MODES["chain"])
         if mode is not None:
             lib.X509_VERIFY_PARAM_set_flags(param, _CRL_MODES[mode])
