@@ -490,10 +490,11 @@ def test_staple_callable_errors_propagate_from_the_server_handshake(
     commssl.destroy_ssl_ctx(ctx)
 
 
-def test_staple_callable_error_in_an_asyncio_server(pki: PKI) -> None:
+def test_staple_callable_error_in_an_asyncio_server(pki: PKI, caplog: pytest.LogCaptureFixture) -> None:
     ctx = _server_ctx(pki)
     commssl.set_ocsp_staple(ctx, lambda conn: "not bytes")
     errors: list[BaseException] = []
+    caplog.set_level("INFO", logger="commssl.aio")
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -516,6 +517,9 @@ def test_staple_callable_error_in_an_asyncio_server(pki: PKI) -> None:
 
     asyncio.run(main())
     commssl.destroy_ssl_ctx(ctx)
+    # start_ssl_server's handshake failures (the callable's TypeError) go to its logger
+    assert "TypeError: the OCSP staple callable must return bytes" in caplog.text
+    assert errors == []
 
 
 @pytest.mark.parametrize("tls12", [False, True], ids=["tls1.3", "tls1.2"])
