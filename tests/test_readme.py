@@ -114,8 +114,8 @@ def _example_dir(pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (tmp_path / "crl.pem").write_bytes(
         make_crl(crls, pki.intermediate_cert, pki.intermediate_key, name="inter").read_bytes()
         + make_crl(crls, pki.root_cert, pki.root_key, name="root").read_bytes())
-    shutil.copy(make_crl(crls, pki.intermediate_cert, pki.intermediate_key, [pki.server_cert], name="revoked"),
-                tmp_path / "revoked-crl.pem")
+    revoked = make_crl(crls, pki.intermediate_cert, pki.intermediate_key, [pki.server_cert], name="revoked")
+    shutil.copy(revoked, tmp_path / "revoked-crl.pem")
     staple = ocsp_response(pki, "good")
     (tmp_path / "staple.der").write_bytes(staple)
     monkeypatch.chdir(tmp_path)
