@@ -444,7 +444,7 @@ def test_certificate_data_of_server_leaf(pki: PKI, server_ctx: Callable[..., Any
     data = everything[0]
     assert [k for k, _ in data] == [
         "subject-common-name", "serial-number", "subject", "issuer", "issuer-common-name",
-        "not-before", "not-after", "subject-alt-names", "sha256-fingerprint"]  # no "emails"
+        "not-before", "not-after", "subject-alt-names", "sha256-fingerprint", "spki-sha256"]  # no "emails"
     d = dict(data)
     assert d["subject-common-name"] == "localhost"
     assert d["serial-number"] == pki.server_serial

@@ -33,12 +33,14 @@ ANSI = re.compile(r"\x1b\[")
 TOP_KEYS = {"schema", "mode", "target", "ok", "exit_status", "error", "protocol", "cipher",
             "client_certificate", "peer", "server_side", "exchange", "outstanding_certificates"}
 TARGET_KEYS = {"host", "port", "servername"}
-VIEW_KEYS = {"chain", "trace", "verify"}
+VIEW_KEYS = {"chain", "verified_chain", "trace", "verify", "ocsp"}
+OCSP_KEYS = {"stapled", "bytes", "status", "verified", "verify_code", "error", "this_update", "next_update",
+             "revocation_time", "revocation_reason"}
 VERIFY_KEYS = {"mode", "ok", "code", "message", "depth"}
 STEP_KEYS = {"depth", "preverify_ok", "error", "error_text", "subject_cn"}
 CERT_KEYS = {"subject", "issuer", "subject_common_name", "issuer_common_name", "serial_number",
              "serial_hex", "not_before", "not_after", "days_left", "subject_alt_names", "emails",
-             "sha256_fingerprint"}
+             "sha256_fingerprint", "spki_sha256"}
 
 
 def run(*args: Any, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -126,13 +128,14 @@ def test_schema_file_matches_the_key_sets() -> None:
     assert set(defs["view"]["properties"]["verify"]["required"]) == VERIFY_KEYS
     assert set(defs["step"]["required"]) == STEP_KEYS
     assert set(defs["cert"]["required"]) == CERT_KEYS
+    assert set(defs["ocsp"]["required"]) == OCSP_KEYS
     assert set(SCHEMA_DOC["properties"]["target"]["required"]) == TARGET_KEYS
 
 
 def check_schema(doc: Dict[str, Any]) -> None:
     validate(doc, SCHEMA_DOC)
     assert set(doc) == TOP_KEYS
-    assert doc["schema"] == 1
+    assert doc["schema"] == 2
     assert set(doc["target"]) == TARGET_KEYS
     views = [doc["peer"]] + ([doc["server_side"]] if doc["server_side"] is not None else [])
     for view in views:
@@ -140,7 +143,7 @@ def check_schema(doc: Dict[str, Any]) -> None:
         assert set(view["verify"]) == VERIFY_KEYS
         for step in view["trace"]:
             assert set(step) == STEP_KEYS
-        for cert in view["chain"]:
+        for cert in view["chain"] + view["verified_chain"]:
             assert set(cert) == CERT_KEYS
             for san in cert["subject_alt_names"]:
                 assert set(san) == {"type", "value"}
@@ -505,3 +508,72 @@ def test_main_is_the_console_script_entry(capsys: pytest.CaptureFixture[str]) ->
     assert doc["mode"] == "demo" and doc["ok"]
     assert main(["localhost:0"]) == 2
     assert "bad port" in capsys.readouterr().err
+
+
+# -- the verified chain, SPKI pins and OCSP (schema 2) ------------------------------------------
+
+
+def test_verified_chain_and_pins(pki: PKI) -> None:
+    with openssl_server(pki.server_chain, pki.server_key) as server:
+        r, doc = run_json(f"127.0.0.1:{server.port}", "--cafile", pki.root_cert, "--servername", "localhost")
+        text_run = run(f"127.0.0.1:{server.port}", "--cafile", pki.root_cert, "--servername", "localhost")
+    assert r.returncode == 0, r.stderr
+    check_schema(doc)
+    assert [c["subject_common_name"] for c in doc["peer"]["verified_chain"]] == [
+        pki.server_cn, pki.intermediate_cn, pki.root_cn]
+    assert doc["peer"]["ocsp"] is None
+    leaf = doc["peer"]["chain"][0]
+    cert = commssl.pem_read("X509", pki.server_cert)
+    try:
+        assert leaf["spki_sha256"] == dict(commssl.get_certificate_data(cert))["spki-sha256"]
+    finally:
+        commssl.release_certificate(cert)
+    assert f"SPKI pin  sha256//{leaf['spki_sha256']}" in text_run.stdout
+    built = f"chain OpenSSL built: {pki.server_cn} -> {pki.intermediate_cn} -> {pki.root_cn}"
+    assert built in text_run.stdout
+
+
+def test_untrusted_chain_shows_the_partial_chain_built(pki: PKI) -> None:
+    with openssl_server(pki.server_chain, pki.server_key) as server:
+        r, doc = run_json(f"127.0.0.1:{server.port}", "--servername", "localhost")
+    assert r.returncode == 1
+    check_schema(doc)
+    assert [c["subject_common_name"] for c in doc["peer"]["verified_chain"]][:2] == [
+        pki.server_cn, pki.intermediate_cn]
+
+
+@pytest.mark.parametrize("status", ["good", "revoked"])
+def test_ocsp_staple_is_shown_and_judged(pki: PKI, tmp_path: Any, status: str) -> None:
+    from revocation_pki import ocsp_response
+
+    staple = tmp_path / "staple.der"
+    staple.write_bytes(ocsp_response(pki, status))
+    with openssl_server(pki.server_chain, pki.server_key, extra_args=["-status_file", str(staple)]) as server:
+        target = (f"127.0.0.1:{server.port}", "--cafile", pki.root_cert, "--servername", "localhost",
+                  "--ocsp")
+        r, doc = run_json(*target)
+        text_run = run(*target, "--no-color")
+    check_schema(doc)
+    ocsp = doc["peer"]["ocsp"]
+    assert ocsp["stapled"] and ocsp["bytes"] == len(staple.read_bytes())
+    assert (ocsp["status"], ocsp["verified"]) == (status, True)
+    assert datetime.datetime.fromisoformat(ocsp["next_update"]) > datetime.datetime.now(datetime.timezone.utc)
+    if status == "good":
+        assert r.returncode == 0 and ocsp["verify_code"] == 0 and ocsp["revocation_time"] is None
+        assert "OCSP staple: good, verified (this update" in text_run.stdout
+    else:
+        assert r.returncode == 1 and doc["error"]["kind"] == "ocsp"
+        assert ocsp["verify_code"] == 23 and ocsp["revocation_reason"] == "keyCompromise"
+        assert "OCSP staple: revoked, verified" in text_run.stdout
+        assert one_line(text_run.stderr) == "commssl: the stapled OCSP response: revoked (X509_V_ERR 23)"
+
+
+def test_ocsp_without_a_staple_and_without_host(pki: PKI) -> None:
+    with openssl_server(pki.server_chain, pki.server_key) as server:
+        r, doc = run_json(f"127.0.0.1:{server.port}", "--cafile", pki.root_cert, "--servername", "localhost",
+                          "--ocsp")
+    assert r.returncode == 0
+    check_schema(doc)
+    assert doc["peer"]["ocsp"]["stapled"] is False and doc["peer"]["ocsp"]["status"] is None
+    r = run("--ocsp")
+    assert r.returncode == 2 and "need HOST" in one_line(r.stderr)

@@ -2,8 +2,11 @@
 
 Every ```python block of README.md and of each docs/**/*.md page runs, in order, in one
 namespace per page, in a temporary directory holding the test PKI under the names the examples
-use (root.pem, server-chain.pem, server.key, server.pem, client-chain.pem, client.key). Port 8443
-in an example is a local commssl server that answers each line with the line in upper case, and
+use (root.pem, server-chain.pem, server.key, server.pem, client-chain.pem, client.key), and the
+revocation material of the revocation guide: crl.pem (the root's and the intermediate's CRLs,
+nothing revoked), revoked-crl.pem (the server's certificate revoked) and staple.der (a good OCSP
+response for the server's certificate). Port 8443 in an example is a local commssl server that
+answers each line with the line in upper case, stapling staple.der for the clients that ask, and
 an HTTP GET (keep-alive) with ``200`` and ``hello <path>`` (for the httpx examples).
 """
 
@@ -22,6 +25,7 @@ import pytest
 
 import commssl
 from peers import PKI
+from revocation_pki import make_crl, ocsp_response
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -51,6 +55,11 @@ EXPECTED: Dict[str, List[str]] = {
                        "b'bye, in clear\\r\\n' None", "b'HELLO FROM ANYIO\\n'",
                        "200 HTTP/1.1 hello /pinned", "refused: SSLVerificationFailure",
                        "async: 200 hello /async"],
+    "guide/revocation.md": ["not revoked: (True, 0)", "revoked: 23 at depth 0 certificate revoked",
+                            "good True", "b'PINNED\\n'", "errors: [(1, 20, 'CN=commssl test intermediate')]",
+                            "sent: ['localhost', 'commssl test intermediate']",
+                            "built: ['localhost', 'commssl test intermediate', 'commssl test root']",
+                            "byte response", "pin: sha256//"],
 }
 
 
@@ -116,8 +125,18 @@ def _example_dir(pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                          ("server.key", pki.server_key), ("server.pem", pki.server_cert),
                          ("client-chain.pem", pki.client_chain), ("client.key", pki.client_key)):
         shutil.copy(source, tmp_path / name)
+    crls = tmp_path / "crls"
+    (tmp_path / "crl.pem").write_bytes(
+        make_crl(crls, pki.intermediate_cert, pki.intermediate_key, name="inter").read_bytes()
+        + make_crl(crls, pki.root_cert, pki.root_key, name="root").read_bytes())
+    revoked = make_crl(crls, pki.intermediate_cert, pki.intermediate_key, [pki.server_cert], name="revoked")
+    shutil.copy(revoked, tmp_path / "revoked-crl.pem")
+    staple = ocsp_response(pki, "good")
+    (tmp_path / "staple.der").write_bytes(staple)
     monkeypatch.chdir(tmp_path)
-    server = EchoServer(server_ctx())
+    ctx = server_ctx()
+    commssl.set_ocsp_staple(ctx, staple)
+    server = EchoServer(ctx)
     try:
         yield server
     finally:
@@ -144,6 +163,7 @@ def test_readme_examples_run(pki: PKI, tmp_path: Path, monkeypatch: pytest.Monke
     assert server.errors == []
     assert "(True, 0)" in printed and "['localhost', 'commssl test intermediate']" in printed
     assert "b'HELLO\\n'" in printed
+    assert "good\n" in printed  # the pinned client that requires a staple
 
 
 def test_every_page_with_examples_is_checked() -> None:

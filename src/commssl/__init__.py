@@ -23,7 +23,10 @@ from .certificates import (
 from .connection import (
     peer_certificates,
     ssl_connection_copy_peer_certificates,
+    ssl_connection_copy_verified_certificates,
     ssl_connection_get_peer_certificates_data,
+    ssl_connection_ocsp_response,
+    ssl_connection_ocsp_status,
     ssl_connection_protocol_version,
     ssl_connection_ssl_ref,
     ssl_connection_verify,
@@ -56,6 +59,13 @@ from .pointers import (
     X509StoreCtxPointer,
     outstanding_certificates,
     release_certificate,
+)
+from .revocation import (
+    OCSPStatus,
+    set_crl_checking,
+    set_ocsp_staple,
+    set_ocsp_stapling,
+    ssl_ctx_load_crl,
 )
 from .streams import (
     SocketStream,
@@ -101,6 +111,9 @@ def openssl_version() -> Dict[str, Union[str, int]]:
 
 __all__ = [
     "AsyncSSLStream", "attach_ssl_async", "detach_ssl_async", "open_tcp_stream_async", "start_ssl_server",
+    "OCSPStatus", "set_crl_checking", "set_ocsp_staple", "set_ocsp_stapling", "ssl_ctx_load_crl",
+    "ssl_connection_copy_verified_certificates", "ssl_connection_ocsp_response",
+    "ssl_connection_ocsp_status",
     "CertificateReleasedError", "SSLAbstractContext", "SSLClosed", "SSLCondition", "SSLCtxPointer",
     "SSLError", "SSLFailure", "SSLHandshakeTimeout", "SSLPointer", "SSLVerificationFailure",
     "SSLVersionOrCipherMismatch", "SocketStream", "X509Pointer", "X509StoreCtxPointer",

@@ -34,6 +34,7 @@ import time
 from typing import Any, Callable, NoReturn, Optional, Tuple, Type
 
 from ._binding import drain, ffi, lib, raise_io_error
+from .certificates import failure_chain_data, verification_errors
 from .errors import SSLClosed, SSLCondition, SSLHandshakeTimeout, SSLVerificationFailure
 from .pointers import SSLCtxPointer, SSLPointer
 from .verification import x509_verify_cert_error_string
@@ -116,7 +117,8 @@ def raise_failure(sslp: SSLPointer, err: int, what: str,
     last = lib.ERR_peek_last_error()
     if last and lib.ERR_GET_LIB(last) == lib.ERR_LIB_SSL:
         reason = lib.ERR_GET_REASON(last)
-        if reason == lib.SSL_R_CERTIFICATE_VERIFY_FAILED:
+        if reason == lib.SSL_R_CERTIFICATE_VERIFY_FAILED or (
+                reason == lib.SSL_R_INVALID_STATUS_RESPONSE and lib.commssl_ocsp_failed(sslp.cdata)):
             drain()
             raise verification_failure(sslp, what)
         if reason == lib.SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
@@ -144,8 +146,10 @@ def verification_failure(sslp: SSLPointer, what: str) -> SSLVerificationFailure:
     if code == lib.X509_V_ERR_APPLICATION_VERIFICATION:
         ssl_code = "verify-callback"
     at = f" at depth {depth}" if depth is not None else ""
+    # the diagnostics, read while the SSL is still pinned (revocation block of build_ffi.py)
     return SSLVerificationFailure(f"{what}: certificate verify failed{at}: {message}",
-                                  ssl_code, code, message, depth)
+                                  ssl_code, code, message, depth, verification_errors(sslp),
+                                  failure_chain_data(sslp))
 
 
 def check_after_handshake(sslp: SSLPointer, due: Optional[float] = None,

@@ -6,6 +6,7 @@ the connection's ``SSLPointer``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import ipaddress
@@ -51,6 +52,60 @@ def copy_peer_certificates(sslp: SSLPointer) -> List[X509Pointer]:
         buf = ffi.new("X509 *[]", n)
         n = _copy_peer_chain(ssl, verifying, buf, n)
     return own_certificates(buf[0:n])
+
+
+def copy_verified_certificates(sslp: SSLPointer) -> List[X509Pointer]:
+    """The chain OpenSSL built for the peer, leaf first, ending at the trust
+    anchor when it verified, each an owned pointer; ``[]`` when none was built.
+    While a verify callback runs: the chain of the verification that just ran."""
+    ssl = sslp._pin()
+    try:
+        verifying = sslp.verifying if sslp.verifying is not None else ffi.NULL
+        n = lib.commssl_copy_verified_chain(ssl, verifying, ffi.NULL, 0)
+        while True:
+            buf = ffi.new("X509 *[]", max(n, 1))
+            got = lib.commssl_copy_verified_chain(ssl, verifying, buf, n)
+            if got <= n:
+                return own_certificates(buf[0:got])
+            n = got
+    finally:
+        sslp._unpin()
+
+
+def verification_errors(sslp: SSLPointer) -> List[Tuple[int, int, Optional[str]]]:
+    """Every ``(depth, X509_V_ERR code, subject)`` the verify callbacks (and the
+    OCSP check) reported during ``sslp``'s last handshake, in order."""
+    depth, code, subject = ffi.new("int *"), ffi.new("int *"), ffi.new("char **")
+    ssl = sslp._pin()
+    try:
+        out = []
+        n = lib.commssl_verify_errors(ssl, -1, depth, code, subject)
+        for i in range(n):
+            lib.commssl_verify_errors(ssl, i, depth, code, subject)
+            name = None if subject[0] == ffi.NULL else ffi.string(subject[0]).decode("utf-8", "replace")
+            out.append((int(depth[0]), int(code[0]), name))
+        return out
+    finally:
+        sslp._unpin()
+
+
+def failure_chain_data(sslp: SSLPointer) -> List[CertificateData]:
+    """``get_certificate_data`` of each certificate the peer sent, leaf first, as
+    kept at the handshake's first verification failure (else as the SSL has them)."""
+    ssl = sslp._pin()
+    try:
+        n = lib.commssl_failure_chain(ssl, ffi.NULL, 0)
+        buf = ffi.new("X509 *[]", max(n, 1))
+        n = lib.commssl_failure_chain(ssl, buf, n)
+        certs = own_certificates(buf[0:n])
+    finally:
+        sslp._unpin()
+    if not certs:
+        certs = copy_peer_certificates(sslp)
+    try:
+        return [get_certificate_data(c) for c in certs]
+    finally:
+        release_in_order(certs)
 
 
 def release_certificates_vector(vec: Sequence[Optional[X509Pointer]]) -> None:
@@ -202,7 +257,9 @@ def get_certificate_data(cert: X509Pointer) -> CertificateData:
     datetimes; None for year 0000, which no datetime holds),
     ``"subject-alt-names"`` (list of ``(type, value)`` with types ``"DNS"``,
     ``"IP Address"``, ``"email"``, ``"URI"``) and
-    ``"sha256-fingerprint"`` (colon-separated upper-case hex).
+    ``"sha256-fingerprint"`` (colon-separated upper-case hex) and
+    ``"spki-sha256"`` (base64 of the SHA-256 of the DER SubjectPublicKeyInfo:
+    the pin curl's ``--pinnedpubkey sha256//...`` takes, without the prefix).
     """
     cn: Optional[str] = None
     issuer_cn: Optional[str] = None
@@ -233,6 +290,8 @@ def get_certificate_data(cert: X509Pointer) -> CertificateData:
             sans.append(("URI", raw.decode("utf-8", "replace")))
         elif tag == "F":
             fields[tag] = raw.hex(":").upper()
+        elif tag == "P":
+            fields[tag] = base64.b64encode(raw).decode("ascii")
     data: CertificateData = [("subject-common-name", cn), ("serial-number", serial)]
     if emails:
         data.append(("emails", emails))
@@ -244,6 +303,7 @@ def get_certificate_data(cert: X509Pointer) -> CertificateData:
         ("not-after", fields.get("a")),
         ("subject-alt-names", sans),
         ("sha256-fingerprint", fields.get("F", "")),
+        ("spki-sha256", fields.get("P", "")),
     ]
     return data
 

@@ -6,6 +6,12 @@ Usage::
     python -m commssl HOST[:PORT]          # inspect a server (port 443 by default)
     python -m commssl [::1]:8443 --cafile root.pem --servername localhost --json
 
+Every view also shows the chain OpenSSL built (``ssl_connection_copy_verified_certificates``,
+ending at the trust anchor) and each certificate's SPKI pin (``spki-sha256``, curl's
+``--pinnedpubkey sha256//`` form). ``--ocsp`` asks the server for a stapled OCSP response
+(``set_ocsp_stapling(ctx, True)``) and shows what ``ssl_connection_ocsp_status`` makes of
+it; a staple that says revoked or does not verify makes the exit status 1 (kind "ocsp").
+
 With a HOST it connects with ``make_ssl_ctx(True, "client")`` (the system's trusted
 certificates, plus ``--cafile``/``--capath``), a Python verify callback recording
 every call OpenSSL makes (``set_verification_mode``), and prints, leaf first, every
@@ -26,7 +32,8 @@ the inspector waits up to half a second (within ``--timeout``) for such a reject
 Exit status
 -----------
 0  the peer's chain verified (demo: both sides verified and the exchange worked)
-1  the peer's chain did not verify (handshake aborted, or ``--verify never``)
+1  the peer's chain did not verify (handshake aborted, or ``--verify never``), or with
+   ``--ocsp`` the stapled response says revoked or does not verify
 2  usage: bad arguments or ``HOST[:PORT]``, unreadable ``--cafile``/``--capath``/``--cert``/``--key``
 3  connection or TLS error: unknown host, refused, timed out, not TLS, handshake
    failure, the server rejecting the client certificate
@@ -34,7 +41,7 @@ Exit status
 Errors print one line on stderr (``commssl: ...``). Colour is used only on a
 terminal, without ``--no-color`` and with ``NO_COLOR`` unset or empty.
 
-JSON (``--json``, schema 1)
+JSON (``--json``, schema 2)
 ---------------------------
 One document on stdout, for every exit status except 2. Its schema is the JSON
 Schema ``cli_schema.json`` beside this module (shipped with the package); the
@@ -61,7 +68,10 @@ from ._binding import lib, text
 from .certificates import CertificateData, get_certificate_common_name, get_certificate_data
 from .connection import (
     peer_certificates,
+    ssl_connection_copy_verified_certificates,
     ssl_connection_get_peer_certificates_data,
+    ssl_connection_ocsp_response,
+    ssl_connection_ocsp_status,
     ssl_connection_protocol_version,
     ssl_connection_ssl_ref,
     ssl_connection_verify,
@@ -75,7 +85,8 @@ from .contexts import (
     ssl_ctx_use_privatekey_file,
 )
 from .errors import SSLCondition, SSLHandshakeTimeout, SSLVerificationFailure
-from .pointers import SSLCtxPointer, X509StoreCtxPointer, outstanding_certificates
+from .pointers import SSLCtxPointer, X509StoreCtxPointer, outstanding_certificates, release_certificate
+from .revocation import set_ocsp_stapling
 from .streams import SocketStream, attach_ssl, open_tcp_stream
 from .verification import (
     set_verification_mode,
@@ -86,7 +97,7 @@ from .verification import (
     x509_verify_cert_error_string,
 )
 
-SCHEMA = 1
+SCHEMA = 2
 EXIT_OK, EXIT_UNVERIFIED, EXIT_USAGE, EXIT_CONNECTION = 0, 1, 2, 3
 DEFAULT_PORT = 443
 DEFAULT_TIMEOUT = 10.0
@@ -115,6 +126,7 @@ class Recorder:
         self.accept_all = accept_all
         self.trace: List[Json] = []
         self.chain: Optional[List[Json]] = None
+        self.verified_chain: List[Json] = []
         self.sni: Optional[str] = None
 
     def __call__(self, preverify_ok: bool, store: X509StoreCtxPointer) -> bool:
@@ -129,8 +141,15 @@ class Recorder:
             "error_text": x509_verify_cert_error_string(code),
             "subject_cn": None if cert is None else get_certificate_common_name(cert),
         })
+        conn = x509_store_ctx_get_connection(store)
+        # the chain being built; complete at the last call (the leaf's)
+        built = ssl_connection_copy_verified_certificates(conn)
+        try:
+            self.verified_chain = [certificate_json(get_certificate_data(c)) for c in built]
+        finally:
+            for c in built:
+                release_certificate(c)
         if self.chain is None:
-            conn = x509_store_ctx_get_connection(store)
             with peer_certificates(conn) as certs:
                 self.chain = [certificate_json(get_certificate_data(c)) for c in certs if c is not None]
             self.sni = text(lib.SSL_get_servername(ssl_connection_ssl_ref(conn).cdata,
@@ -161,6 +180,7 @@ def certificate_json(data: CertificateData, now: Optional[datetime.datetime] = N
         "subject_alt_names": [{"type": t, "value": v} for t, v in d.get("subject-alt-names", [])],
         "emails": list(d.get("emails", [])),
         "sha256_fingerprint": d.get("sha256-fingerprint", ""),
+        "spki_sha256": d.get("spki-sha256", ""),
     }
 
 
@@ -186,13 +206,32 @@ def chain_json(data: List[CertificateData]) -> List[Json]:
     return [certificate_json(d) for d in data]
 
 
+def new_view() -> Json:
+    return {"chain": [], "verified_chain": [], "trace": [], "verify": None, "ocsp": None}
+
+
+def ocsp_json(conn: Any) -> Json:
+    """The VIEW's ``ocsp`` object for a connection that asked for a staple."""
+    status = ssl_connection_ocsp_status(conn)
+    response = ssl_connection_ocsp_response(conn)
+    doc: Json = {"stapled": response is not None, "bytes": len(response) if response is not None else 0,
+                 "status": None, "verified": False, "verify_code": None, "error": None,
+                 "this_update": None, "next_update": None, "revocation_time": None, "revocation_reason": None}
+    if status is not None:
+        doc.update(status=status.status, verified=status.verified, verify_code=status.verify_code,
+                   error=status.error, revocation_reason=status.revocation_reason,
+                   **{key: (getattr(status, key).isoformat() if getattr(status, key) else None)
+                      for key in ("this_update", "next_update", "revocation_time")})
+    return doc
+
+
 def new_document(mode: str, host: str, port: int, servername: Optional[str]) -> Json:
     return {
         "schema": SCHEMA, "mode": mode,
         "target": {"host": host, "port": port, "servername": servername},
         "ok": False, "exit_status": EXIT_CONNECTION, "error": None,
         "protocol": None, "cipher": None, "client_certificate": False,
-        "peer": {"chain": [], "trace": [], "verify": None},
+        "peer": new_view(),
         "server_side": None, "exchange": None, "outstanding_certificates": 0,
     }
 
@@ -257,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verify", choices=("always", "never"), default="always",
                         help="always: abort the handshake when verification fails (default); "
                              "never: go on and report")
+    parser.add_argument("--ocsp", action="store_true",
+                        help="ask for a stapled OCSP response and check it (exit 1 when it says revoked "
+                             "or does not verify)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help=f"seconds for connect + handshake (default {DEFAULT_TIMEOUT:g})")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
@@ -336,6 +378,8 @@ def client_context(args: argparse.Namespace, recorder: Recorder) -> SSLCtxPointe
             except SSLCondition as exc:
                 raise UsageError(f"cannot use --cert/--key: {str(exc).split(': ', 1)[-1]}") from None
         set_verification_mode(ctx, "client", args.verify, recorder)
+        if getattr(args, "ocsp", False):
+            set_ocsp_stapling(ctx, True)  # ask and record; the verdict is ours, below
     except BaseException:
         destroy_ssl_ctx(ctx)
         raise
@@ -407,6 +451,8 @@ def inspect_server(args: argparse.Namespace, host: str, port: int) -> Json:
                         lib.SSL_get_servername(ssl, lib.TLSEXT_NAMETYPE_host_name)) or None
                     verify = ssl_connection_verify(stream)
                     doc["peer"]["chain"] = chain_json(ssl_connection_get_peer_certificates_data(stream))
+                    if args.ocsp:
+                        doc["peer"]["ocsp"] = ocsp_json(stream)
                     if doc["protocol"] == "tls-v1-3":
                         window = min(REJECTION_WINDOW, max(0.0, deadline - time.monotonic()))
                         failure = await_rejection(stream, window)
@@ -416,7 +462,9 @@ def inspect_server(args: argparse.Namespace, host: str, port: int) -> Json:
         doc["peer"]["chain"] = recorder.chain
         doc["target"]["servername"] = recorder.sni
     doc["peer"]["trace"] = recorder.trace
+    doc["peer"]["verified_chain"] = recorder.verified_chain
     doc["peer"]["verify"] = verify_json(args.verify, verify, recorder, failure)
+    ocsp = doc["peer"]["ocsp"]
     if failure is not None:
         kind, message, status = describe_error(failure, host, port, args.timeout)
         if verify is not None and kind == "tls":
@@ -429,6 +477,12 @@ def inspect_server(args: argparse.Namespace, host: str, port: int) -> Json:
         doc["error"] = {"kind": "verification",
                         "message": f"certificate not verified (depth {v['depth']}): {v['message']} "
                                    f"(X509_V_ERR {v['code']})"}
+        doc["exit_status"] = EXIT_UNVERIFIED
+    elif ocsp is not None and ocsp["stapled"] and ocsp["verify_code"] != 0:
+        problem = "revoked" if ocsp["status"] == "revoked" and ocsp["verified"] else \
+            f"{ocsp['status']}, {ocsp['error'] or 'not verified'}"
+        doc["error"] = {"kind": "ocsp", "message": f"the stapled OCSP response: {problem} "
+                                                   f"(X509_V_ERR {ocsp['verify_code']})"}
         doc["exit_status"] = EXIT_UNVERIFIED
     else:
         doc["exit_status"] = EXIT_OK
@@ -449,9 +503,10 @@ def demo(timeout: float) -> Json:
     for view, side, recorder, mode in ((doc["peer"], result.client, client, "always"),
                                        (None, result.server, server, "verify-peer,fail-if-no-peer-cert")):
         if view is None:
-            view = doc["server_side"] = {"chain": [], "trace": [], "verify": None}
+            view = doc["server_side"] = new_view()
         view["chain"] = chain_json(side.chain) if side.chain else (recorder.chain or [])
         view["trace"] = recorder.trace
+        view["verified_chain"] = recorder.verified_chain
         view["verify"] = verify_json(mode, side.verify, recorder, side.error)
     if result.sent is not None and result.received is not None:
         doc["exchange"] = {"sent": result.sent.decode(errors="replace").rstrip("\n"),
@@ -532,6 +587,7 @@ def render_certificate(out: List[str], i: int, cert: Json, st: Style) -> None:
     row("SHA-256", fp[:half].rstrip(":"))
     if fp[half:]:
         row("", fp[half:])
+    row("SPKI pin", f"sha256//{cert['spki_sha256']}")
 
 
 def render_view(out: List[str], title: str, view: Json, st: Style) -> None:
@@ -548,6 +604,13 @@ def render_view(out: List[str], title: str, view: Json, st: Style) -> None:
         if not step["preverify_ok"]:
             line += f"  {st.bad(step['error_text'])} ({step['error']})"
         out.append(line)
+    built = view["verified_chain"]
+    if built:
+        names = [c["subject_common_name"] or c["subject"] or "(no subject)" for c in built]
+        out.append(st.bold("  chain OpenSSL built: ") + " -> ".join(names))
+    ocsp = view["ocsp"]
+    if ocsp is not None:
+        out.append("  " + st.bold("OCSP staple: ") + render_ocsp(ocsp, st))
     v = view["verify"]
     if v is None or v["code"] is None:
         out.append(f"  result: {st.warn('not verified: the handshake stopped before verification')}")
@@ -556,6 +619,24 @@ def render_view(out: List[str], title: str, view: Json, st: Style) -> None:
     else:
         out.append(f"  result: {st.bad('NOT verified')} at depth {v['depth']}: {v['message']} "
                    f"(X509_V_ERR {v['code']}; mode {v['mode']})")
+
+
+def render_ocsp(ocsp: Json, st: Style) -> str:
+    if not ocsp["stapled"]:
+        return st.warn("none (the server stapled no response)")
+    status = ocsp["status"]
+    if ocsp["verified"]:
+        word = st.good(status) if status == "good" else st.bad(status)
+        text_ = f"{word}, verified"
+    else:
+        text_ = st.bad(f"{status}, NOT verified") + f": {ocsp['error']}"
+    if ocsp["this_update"]:
+        text_ += f" (this update {_when(ocsp['this_update'])}, next update {_when(ocsp['next_update'])})"
+    if ocsp["revocation_time"]:
+        text_ += f"; revoked {_when(ocsp['revocation_time'])}"
+        if ocsp["revocation_reason"]:
+            text_ += f" ({ocsp['revocation_reason']})"
+    return text_
 
 
 def render_text(doc: Json, st: Style) -> str:
@@ -616,8 +697,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not (args.timeout > 0 and math.isfinite(args.timeout)):
             raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
         if args.target is None:
-            if args.cafile or args.capath or args.cert or args.key or args.servername:
-                raise UsageError("--cafile, --capath, --cert, --key and --servername need HOST")
+            if args.cafile or args.capath or args.cert or args.key or args.servername or args.ocsp:
+                raise UsageError("--cafile, --capath, --cert, --key, --servername and --ocsp need HOST")
             doc = demo(min(args.timeout, 5.0))
         else:
             host, port = parse_target(args.target)

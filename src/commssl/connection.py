@@ -15,10 +15,12 @@ from .certificates import (
     CertificateData,
     certificates_released,
     copy_peer_certificates,
+    copy_verified_certificates,
     get_certificate_data,
 )
 from .contexts import SSLAbstractContext, make_ssl_ctx, wants_new_ctx
 from .pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
+from .revocation import OCSPStatus, ocsp_response, ocsp_status
 
 CtxCallback = Optional[Callable[[SSLCtxPointer], Any]]
 SSLCallback = Optional[Callable[[SSLPointer], Any]]
@@ -291,3 +293,27 @@ def peer_certificates(conn: Any) -> Iterator[List[Optional[X509Pointer]]]:
     with certificates_released(certs) as held:
         yield held
 
+
+# -- revocation and the verified chain (revocation.py, certificates.py) ---------------
+
+
+def ssl_connection_copy_verified_certificates(conn: Any) -> List[X509Pointer]:
+    """The chain OpenSSL built for the peer, leaf first, ending at the trust anchor
+    (when it verified), as owned pointers (release them); ``[]`` when no chain was
+    built. Inside ``verify_callback(conn)``: the chain of the attempt that just ran,
+    whether or not it verified. (``ssl_connection_copy_peer_certificates``: what
+    the peer *sent*.)"""
+    return copy_verified_certificates(ssl_of(conn))
+
+
+def ssl_connection_ocsp_response(conn: Any) -> Optional[bytes]:
+    """The DER OCSP response the server stapled (``set_ocsp_stapling`` asks for
+    one), or ``None``. Also inside ``verify_callback(conn)`` on TLS 1.3; on TLS 1.2
+    the staple comes after the certificate, so it is not there yet."""
+    return ocsp_response(ssl_of(conn))
+
+
+def ssl_connection_ocsp_status(conn: Any) -> Optional[OCSPStatus]:
+    """The stapled response checked against the verified chain and the context's
+    trust store (an ``OCSPStatus``), or ``None`` when nothing was stapled."""
+    return ocsp_status(ssl_of(conn))

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from ._binding import check, drain, ffi, lib, text
 from .pointers import SSLCtxPointer, SSLPointer
+from .revocation import set_crl_checking, set_ocsp_stapling, ssl_ctx_load_crl
 from .verification import set_verification_mode
 
 PathArg = Union[str, "os.PathLike[str]"]
@@ -239,7 +240,9 @@ def _abstract(side: str, *, cert_file: Optional[PathArg], key_file: Optional[Pat
               verify_callback: Optional[Callable[[Any], Any]],
               openssl_ctx_configure_callback: Optional[Callable[[SSLCtxPointer], Any]],
               openssl_ssl_configure_callback: Optional[Callable[[SSLPointer], Any]],
-              tlsext_host_name: Optional[str], name: Optional[str]) -> SSLAbstractContext:
+              tlsext_host_name: Optional[str], name: Optional[str],
+              crl_file: Any = None, crl_checking: Any = "default",
+              ocsp_stapling: Any = False) -> SSLAbstractContext:
     if verify_callback is not None and not callable(verify_callback):
         raise TypeError(f"verify_callback must be callable or None, not {type(verify_callback).__name__}")
     if tlsext_host_name is not None and not isinstance(tlsext_host_name, str):
@@ -257,6 +260,13 @@ def _abstract(side: str, *, cert_file: Optional[PathArg], key_file: Optional[Pat
         default_trust(ctx.cdata)
     elif openssl_trusted_file is not None or openssl_trusted_directory is not None:
         ssl_ctx_load_verify_locations(ctx, openssl_trusted_file, openssl_trusted_directory)
+    if crl_file is not None:
+        ssl_ctx_load_crl(ctx, crl_file)
+    if crl_checking == "default":  # checking follows from giving CRLs
+        crl_checking = "leaf" if crl_file is not None else None
+    set_crl_checking(ctx, crl_checking)
+    if ocsp_stapling is not False:
+        set_ocsp_stapling(ctx, ocsp_stapling)
     if verify_callback is not None:
         # The callback decides after OpenSSL's own check; servers then ask for a certificate.
         set_verification_mode(ctx, side, "always")
@@ -280,20 +290,28 @@ def create_ssl_client_context(
     openssl_ctx_configure_callback: Optional[Callable[[SSLCtxPointer], Any]] = None,
     openssl_ssl_configure_callback: Optional[Callable[[SSLPointer], Any]] = None,
     name: Optional[str] = None,
+    crl_file: Optional[Union[PathArg, bytes]] = None,
+    crl_checking: Optional[str] = "default",
+    ocsp_stapling: Union[bool, str] = False,
 ) -> SSLAbstractContext:
     """A client context (LispWorks 8 ``create-ssl-client-context``).
 
     Without ``verify_callback`` it verifies the server's chain against
     ``openssl_trusted_file``/``_directory`` (default: the system's) and its host
     name. With ``verify_callback(conn) -> bool`` OpenSSL checks first and the
-    callback's answer decides.
+    callback's answer decides. ``crl_file`` (a path or bytes: ``ssl_ctx_load_crl``)
+    and ``crl_checking`` (``None``, ``"leaf"``, ``"chain"``; default ``"leaf"`` when
+    ``crl_file`` is given, else ``None``: ``set_crl_checking``) check revocation;
+    ``ocsp_stapling`` (``False``, ``True``, ``"if-present"``, ``"require"``) is
+    ``set_ocsp_stapling``'s mode.
     """
     return _abstract("client", cert_file=cert_file, key_file=key_file, password=password,
                      password_callback=password_callback, openssl_trusted_file=openssl_trusted_file,
                      openssl_trusted_directory=openssl_trusted_directory, verify_callback=verify_callback,
                      openssl_ctx_configure_callback=openssl_ctx_configure_callback,
                      openssl_ssl_configure_callback=openssl_ssl_configure_callback,
-                     tlsext_host_name=tlsext_host_name, name=name)
+                     tlsext_host_name=tlsext_host_name, name=name, crl_file=crl_file,
+                     crl_checking=crl_checking, ocsp_stapling=ocsp_stapling)
 
 
 def create_ssl_server_context(
@@ -308,16 +326,20 @@ def create_ssl_server_context(
     openssl_ctx_configure_callback: Optional[Callable[[SSLCtxPointer], Any]] = None,
     openssl_ssl_configure_callback: Optional[Callable[[SSLPointer], Any]] = None,
     name: Optional[str] = None,
+    crl_file: Optional[Union[PathArg, bytes]] = None,
+    crl_checking: Optional[str] = "default",
 ) -> SSLAbstractContext:
     """A server context (LispWorks 8 ``create-ssl-server-context``).
 
     ``cert_file`` holds the certificate and its chain; ``key_file`` (default:
     ``cert_file``) the key. With ``verify_callback(conn) -> bool`` the server asks
     for a client certificate and the callback decides; without, it asks for none.
+    ``crl_file`` and ``crl_checking`` check client certificates' revocation, as for
+    ``create_ssl_client_context``.
     """
     return _abstract("server", cert_file=cert_file, key_file=key_file, password=password,
                      password_callback=password_callback, openssl_trusted_file=openssl_trusted_file,
                      openssl_trusted_directory=openssl_trusted_directory, verify_callback=verify_callback,
                      openssl_ctx_configure_callback=openssl_ctx_configure_callback,
                      openssl_ssl_configure_callback=openssl_ssl_configure_callback,
-                     tlsext_host_name=None, name=name)
+                     tlsext_host_name=None, name=name, crl_file=crl_file, crl_checking=crl_checking)

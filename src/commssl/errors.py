@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 #: What ``ssl_code`` holds: ``None`` (not recorded), an ``ERR_get_error()`` value,
 #: a keyword such as ``"verify-callback"`` or ``"closed"``, or
@@ -46,7 +46,11 @@ class SSLVerificationFailure(SSLCondition):
 
     ``verify_code`` is the ``X509_V_ERR_*`` value, ``verify_message`` its text and
     ``depth`` the chain position that failed first (0 is the peer's own
-    certificate; ``None`` when unknown).
+    certificate; ``None`` when unknown). ``errors`` lists every
+    ``(depth, verify_code, subject)`` OpenSSL reported during the handshake, in
+    order (subject: RFC 2253 text, or None), and ``chain`` holds the data lists
+    (as from ``get_certificate_data``) of the certificates the peer sent, leaf
+    first (``[]`` when it sent none or they were not seen).
     """
 
     def __init__(
@@ -56,11 +60,15 @@ class SSLVerificationFailure(SSLCondition):
         verify_code: int = 0,
         verify_message: str = "",
         depth: Optional[int] = None,
+        errors: Optional[List[Tuple[int, int, Optional[str]]]] = None,
+        chain: Optional[List[List[Tuple[str, Any]]]] = None,
     ) -> None:
         super().__init__(message, ssl_code)
         self.verify_code = verify_code
         self.verify_message = verify_message
         self.depth = depth
+        self.errors = list(errors) if errors is not None else []
+        self.chain = list(chain) if chain is not None else []
 
 
 class CertificateReleasedError(ValueError):
