@@ -304,6 +304,7 @@ int commssl_common_name(X509 *, unsigned char **);
 
 /* fast paths measured by bench/ */
 int commssl_serial_into(X509 *, unsigned char *, int);
+int commssl_serial20(X509 *, unsigned char *);
 commssl_state *commssl_attach(SSL *, void *, int, int, long);
 void commssl_release_ssl(SSL *);
 int commssl_client_names(SSL *, const char *, const char *, int);
@@ -720,6 +721,21 @@ int commssl_serial_into(X509 *x, unsigned char *buf, int size)
         return -len;
     memcpy(buf, ASN1_STRING_get0_data(s), len);
     return 2 * len + (ASN1_STRING_type(s) == V_ASN1_NEG_INTEGER);
+}
+
+/* The common case in two arguments and no slicing on the Python side: a
+   serial of at most 20 bytes (RFC 5280's limit) right-aligned in buf[0..20),
+   zeros before it (they do not change the value); returns 1 when negative,
+   else 0, or -length when it is longer (then use commssl_serial_into). */
+int commssl_serial20(X509 *x, unsigned char *buf)
+{
+    const ASN1_INTEGER *s = X509_get0_serialNumber(x);
+    int len = ASN1_STRING_length(s);
+    if (len > 20)
+        return -len;
+    memset(buf, 0, (size_t)(20 - len));
+    memcpy(buf + (20 - len), ASN1_STRING_get0_data(s), (size_t)len);
+    return ASN1_STRING_type(s) == V_ASN1_NEG_INTEGER;
 }
 
 /* SSLPointer's record (made on first use: it lives as long as the SSL) filled

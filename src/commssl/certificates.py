@@ -28,7 +28,7 @@ from .pointers import (
     own_certificates,
     pin_certificate,
     release_certificate,
-    release_in_order,
+    release_vector,
 )
 
 CertificateData = List[Tuple[str, Any]]
@@ -101,22 +101,12 @@ def copy_peer_certificates(sslp: SSLPointer) -> List[X509Pointer]:
 def release_certificates_vector(vec: Sequence[Optional[X509Pointer]]) -> None:
     """``release_certificate`` on every element that is not ``None``.
 
-    Every element is checked first, so a bad element releases nothing.
+    All or nothing, even against other threads: a bad element (not an
+    X509Pointer, borrowed, released, or listed twice) releases nothing.
     """
     if not isinstance(vec, (list, tuple)):
         raise TypeError(f"vec must be a list of X509Pointer or None, not {type(vec).__name__}")
-    seen = set()
-    for i, cert in enumerate(vec):
-        if cert is None:
-            continue
-        if type(cert) is not X509Pointer or cert._state & _LIFE != _OWNED:
-            live_certificate(cert, f"vec[{i}]")  # raises for wrong types and released pointers
-            raise CertificateReleasedError(
-                f"vec[{i}] {cert!r} is borrowed; only owned pointers can be released")
-        if id(cert) in seen:
-            raise CertificateReleasedError(f"vec[{i}] {cert!r} is in vec twice")
-        seen.add(id(cert))
-    release_in_order(vec)
+    release_vector(vec)
 
 
 def copy_certificate(cert: X509Pointer) -> X509Pointer:
@@ -176,13 +166,15 @@ def pem_read(thing: str, filename: "os.PathLike[str] | str", *, errorp: bool = T
 
 # -- reading certificates -------------------------------------------------------
 
-_SERIAL_BUF = 64
-# One buffer for every thread, used only under the pointers' lock, which pins
-# the certificate for the short C call (a memcpy of at most 64 bytes: no
-# callback, no Python). That one lock round trip is the pin and the buffer's
-# guard at once: cheaper than a pin, an unpin and a per-thread buffer.
-_serial_data = bytearray(_SERIAL_BUF)
+# One 20-byte buffer for every thread, used only under the pointers' lock,
+# which pins the certificate for the short C call (a memcpy of at most 20
+# bytes: no callback, no Python, nothing the garbage collector tracks). That
+# one lock round trip is the pin and the buffer's guard at once: cheaper than
+# a pin, an unpin and a per-thread buffer.
+_serial_data = bytearray(20)
 _serial_buf = ffi.from_buffer("unsigned char[]", _serial_data)
+_serial20 = lib.commssl_serial20
+_from_bytes = int.from_bytes
 
 
 def get_certificate_serial_number(cert: X509Pointer) -> int:
@@ -192,20 +184,21 @@ def get_certificate_serial_number(cert: X509Pointer) -> int:
     try:
         if type(cert) is not X509Pointer or (cert._state & _LIFE) >= _RELEASED:
             live_certificate(cert)  # raises the documented exception
-        r = _serial_into(cert.cdata, _serial_buf, _SERIAL_BUF)
+        r = _serial20(cert.cdata, _serial_buf)
         if r >= 0:
-            value = int.from_bytes(_serial_data[: r >> 1], "big")
+            value = _from_bytes(_serial_data, "big")
     finally:
         _release()
-    if r < 0:  # longer than any certificate should have: pinned, into a buffer of its size
+    if r < 0:  # longer than RFC 5280 allows (a peer may send it): pinned, into a buffer of its size
         cdata = pin_certificate(cert)
         try:
             data = bytearray(-r)
             r = _serial_into(cdata, ffi.from_buffer("unsigned char[]", data), -r)
         finally:
             cert._unpin()
-        value = int.from_bytes(data[: r >> 1], "big")
-    return -value if r & 1 else value
+        value = _from_bytes(data[: r >> 1], "big")
+        r &= 1
+    return -value if r else value
 
 
 def get_certificate_common_name(cert: X509Pointer) -> Optional[str]:

@@ -333,35 +333,65 @@ def _not_releasable(cert: X509Pointer, state: int) -> NoReturn:
     raise CertificateReleasedError(f"{cert!r} was already released")
 
 
-def release_in_order(certs: Iterable[Optional[X509Pointer]]) -> None:
-    """``release_certificate`` on each pointer that is not ``None``, in order,
-    stopping with its exception at the first that cannot be released: the same
-    outcome as one call per pointer, with one lock round trip for all. A pointer
-    that an operation is reading is freed by that operation's end."""
+def release_vector(vec: Iterable[Optional[X509Pointer]]) -> None:
+    """``release_certificate`` on each pointer of ``vec`` that is not ``None``, all
+    or nothing: in one pass under the lock (one round trip for all), each is
+    checked and marked released; at the first that cannot be released (not an
+    X509Pointer, not owned, or listed twice) the marks are undone and the
+    exception names it. A pointer that an operation is reading is freed by that
+    operation's end."""
     global _outstanding
-    freed = []
-    bad: Optional[X509Pointer] = None
-    bad_state = 0
+    marked: List[X509Pointer] = []
+    free_now: List[Any] = []
+    ok = True
     _acquire()
     try:
-        for cert in certs:
+        for cert in vec:
             if cert is None:
                 continue
+            if type(cert) is not X509Pointer:
+                ok = False
+                break
             s = cert._state
-            if s & _LIFE != _OWNED:
-                bad, bad_state = cert, s
+            if s & _LIFE != _OWNED:  # borrowed, released, or listed twice (marked just now)
+                ok = False
                 break
             cert._state = s + _RELEASED
+            marked.append(cert)
             if s < _USER:
-                freed.append(cert.cdata)
-            _outstanding -= 1
+                free_now.append(cert.cdata)
+        if ok:
+            _outstanding -= len(marked)
+        else:
+            for cert in marked:
+                cert._state -= _RELEASED
     finally:
         _release()
+    if not ok:
+        _refuse_vector(vec)
     free = lib.X509_free
-    for cdata in freed:
+    for cdata in free_now:
         free(cdata)
-    if bad is not None:
-        _not_releasable(bad, bad_state)
+
+
+def _refuse_vector(vec: Iterable[Optional[X509Pointer]]) -> NoReturn:
+    seen = set()
+    for i, cert in enumerate(vec):
+        if cert is None:
+            continue
+        argument = f"vec[{i}]"
+        if type(cert) is not X509Pointer:
+            raise TypeError(f"{argument} must be an X509Pointer, not {type(cert).__name__}")
+        if id(cert) in seen:
+            raise CertificateReleasedError(f"{argument} {cert!r} is in vec twice")
+        seen.add(id(cert))
+        life = cert._state & _LIFE
+        if life == _BORROWED or life == _LOANED:
+            raise CertificateReleasedError(
+                f"{argument} {cert!r} is borrowed; only owned pointers can be released")
+        if life != _OWNED:
+            raise CertificateReleasedError(f"{argument} {cert!r} was released")
+    raise CertificateReleasedError("vec changed while it was being released; nothing was released")
 
 
 def release_certificate(cert: X509Pointer) -> None:
