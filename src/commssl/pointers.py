@@ -576,7 +576,9 @@ class SSLPointer(_Pointer):
         rec = lib.commssl_get_state(cdata)
         if rec != _NULL and rec.py != _NULL:
             existing: Optional[SSLPointer] = ffi.from_handle(rec.py)()
-            if existing is not None and not existing._dead:
+            if existing is not None:
+                if existing._dead:  # its free is under way: no new reference to take
+                    raise ValueError(f"cdata: the SSL of {existing!r} was freed")
                 return existing
         lib.SSL_up_ref(cdata)
         self = _new(cls)
