@@ -449,8 +449,14 @@ class X509StoreCtxPointer(_Pointer):
 
     def _end(self) -> None:
         """The callback returned: refuse new operations, wait for those inside,
-        then end the loans of the certificates it lent."""
-        self._kill()
+        then end the loans of the certificates it lent (``_kill``, inlined: this
+        runs per certificate per handshake)."""
+        _acquire()
+        s = self._state
+        self._state = s + (_EXPIRED - _LOANED)
+        _release()
+        if s >= _USER:
+            self._drain()
         loans = self._loans
         if loans is not None:
             self._loans = None

@@ -13,6 +13,7 @@ from typing import Any, Callable, List, Optional, Sequence, Union
 
 from ._binding import ffi, lib, text
 from .pointers import (
+    _LOANED,
     SSLCtxPointer,
     SSLPointer,
     X509Pointer,
@@ -195,6 +196,7 @@ def _onerror(exc_type: Any, exc: BaseException, tb: Any) -> int:
 
 _from_handle = ffi.from_handle  # bound once: the trampoline runs per certificate per handshake
 _NULL = ffi.NULL
+_new = object.__new__
 
 
 def _wrapper(st: Any) -> Optional[SSLPointer]:
@@ -239,10 +241,29 @@ def _run_conn_verify(sslp: SSLPointer, decide: Any, ok: int, store: Any) -> int:
 
 @ffi.def_extern(onerror=_onerror)
 def _commssl_verify_py(st: Any, ok: int, store: Any) -> int:
-    sslp = _wrapper(st)
-    if sslp is None or sslp.verify is None:  # the wrapper, or the callable, is gone: closed
+    # _run_verify inlined: this runs per certificate per handshake
+    py = st.py  # read under the GIL, as the wrapper's end clears it
+    if py == _NULL:
+        return 0  # the wrapper is gone: fail closed
+    sslp: Optional[SSLPointer] = _from_handle(py)()
+    if sslp is None:
         return 0
-    return _run_verify(sslp, sslp.verify, ok, store)
+    decide = sslp.verify
+    if decide is None:  # the record says Python decides, but no callable is known: closed
+        return 0
+    sp = _new(X509StoreCtxPointer)
+    sp.cdata, sp._state, sp._ssl, sp._loans = store, _LOANED, sslp, None
+    outer, outer_sp = sslp.verifying, sslp._store
+    sslp.verifying, sslp._store = store, sp
+    try:
+        return 1 if decide(ok != 0, sp) else 0
+    except BaseException as exc:
+        _park(sslp, exc)
+        lib.X509_STORE_CTX_set_error(store, _APPLICATION_VERIFICATION)
+        return 0
+    finally:
+        sp._end()  # waits for other threads' reads of it, then ends its certificates' loans
+        sslp.verifying, sslp._store = outer, outer_sp
 
 
 @ffi.def_extern(onerror=_onerror)
