@@ -457,6 +457,10 @@ class X509StoreCtxPointer(_Pointer):
         _release()
         if s >= _USER:
             self._drain()
+        if self._loans is not None:
+            self._end_loans()
+
+    def _end_loans(self) -> None:
         loans = self._loans
         if loans is not None:
             self._loans = None

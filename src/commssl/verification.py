@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Sequence, Union
 
+from . import pointers as _pointers
 from ._binding import ffi, lib, text
 from .pointers import (
+    _EXPIRED,
     _LOANED,
+    _USER,
     SSLCtxPointer,
     SSLPointer,
     X509Pointer,
@@ -197,6 +200,9 @@ def _onerror(exc_type: Any, exc: BaseException, tb: Any) -> int:
 _from_handle = ffi.from_handle  # bound once: the trampoline runs per certificate per handshake
 _NULL = ffi.NULL
 _new = object.__new__
+_acquire = _pointers._acquire
+_release = _pointers._release
+_END = _EXPIRED - _LOANED
 
 
 def _wrapper(st: Any) -> Optional[SSLPointer]:
@@ -242,10 +248,11 @@ def _run_conn_verify(sslp: SSLPointer, decide: Any, ok: int, store: Any) -> int:
 @ffi.def_extern(onerror=_onerror)
 def _commssl_verify_py(st: Any, ok: int, store: Any) -> int:
     # _run_verify inlined: this runs per certificate per handshake
-    py = st.py  # read under the GIL, as the wrapper's end clears it
-    if py == _NULL:
+    try:
+        # st.py is read under the GIL, as the wrapper's end clears it; NULL raises
+        sslp: Optional[SSLPointer] = _from_handle(st.py)()
+    except RuntimeError:
         return 0  # the wrapper is gone: fail closed
-    sslp: Optional[SSLPointer] = _from_handle(py)()
     if sslp is None:
         return 0
     decide = sslp.verify
@@ -262,7 +269,16 @@ def _commssl_verify_py(st: Any, ok: int, store: Any) -> int:
         lib.X509_STORE_CTX_set_error(store, _APPLICATION_VERIFICATION)
         return 0
     finally:
-        sp._end()  # waits for other threads' reads of it, then ends its certificates' loans
+        # sp._end() inlined: refuse new reads, wait for other threads' reads of
+        # the store (OpenSSL frees it when we return), end its certificates' loans
+        _acquire()
+        s = sp._state
+        sp._state = s + _END
+        _release()
+        if s >= _USER:
+            sp._drain()
+        if sp._loans is not None:
+            sp._end_loans()
         sslp.verifying, sslp._store = outer, outer_sp
 
 
