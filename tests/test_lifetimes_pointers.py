@@ -134,10 +134,12 @@ racing.report(results=results, wrong=wrong, outstanding=commssl.outstanding_cert
     assert "ResourceWarning" not in facts["stderr"]
 
 
-def test_context_operations_race_destroy(pki: PKI) -> None:
+@pytest.mark.parametrize("part", ["simple", "callbacks"])
+def test_context_operations_race_destroy(pki: PKI, part: str) -> None:
     """Every SSL_CTX operation against destroy_ssl_ctx: done on the live context,
     or ValueError naming the destroyed context; never a crash or a hang on a
-    lock inside a freed store."""
+    lock inside a freed store. (Two interpreters: together these scenarios made
+    gcc 12's LeakSanitizer crash in its own exit-time scan of dynamic TLS.)"""
     facts = scenario(pki, """
 def checked(fn):
     def op(ctx):
@@ -161,6 +163,8 @@ ops = {
 }
 results = {}
 for name, fn in ops.items():
+    if PART != "simple":
+        break
     results[name] = counts(racing.race(checked(fn), commssl.destroy_ssl_ctx, rounds(80),
                                        setup=lambda: commssl.make_ssl_ctx(True, "server"), jitter=0.0005))
 
@@ -172,18 +176,18 @@ def with_password():
     commssl.set_ssl_ctx_password_callback(ctx, lambda n, w: P["encrypted_key_password"])
     return ctx
 
-results["encrypted_key"] = counts(racing.race(checked(encrypted), commssl.destroy_ssl_ctx, rounds(60),
-                                              setup=with_password, jitter=0.0005))
-
 def abstract():
     return commssl.create_ssl_server_context(cert_file=P["server_chain"], key_file=P["server_key"])
 
-results["abstract_depth"] = counts(racing.race(
-    checked(lambda a: commssl.set_verification_depth(a, 3)),
-    lambda a: commssl.destroy_ssl_ctx(a.ssl_ctx_pointer), rounds(60), setup=abstract, jitter=0.0005))
+if PART == "callbacks":
+    results["encrypted_key"] = counts(racing.race(checked(encrypted), commssl.destroy_ssl_ctx, rounds(60),
+                                                  setup=with_password, jitter=0.0005))
+    results["abstract_depth"] = counts(racing.race(
+        checked(lambda a: commssl.set_verification_depth(a, 3)),
+        lambda a: commssl.destroy_ssl_ctx(a.ssl_ctx_pointer), rounds(60), setup=abstract, jitter=0.0005))
 gc.collect()
 racing.report(results=results)
-""")
+""".replace("PART", repr(part)))
     for name, result in facts["results"].items():
         only(result["op"], ("ok", "ValueError"))
         assert result["rival"] == {"ok": sum(result["op"].values())}, name
