@@ -250,8 +250,12 @@ const char *SSL_get_cipher_name(const SSL *);
 """
 
 # Per-SSL record reached through ex_data: the Python wrapper's handle, what the
-# trampolines should call, and the first verification failure seen. Both the cdef
-# and the C source declare it.
+# trampolines should call, and the first verification failure seen; and the
+# per-SSL_CTX record: the context wrapper's handle and whether the context has a
+# Python verify callback / verify_callback(conn). Both records are allocated in C
+# and freed by OpenSSL with their SSL or SSL_CTX (ex_data free callbacks), so
+# none can dangle; a wrapper clears its handle ("py") when it dies. Both the
+# cdef and the C source declare them.
 STATE = """
 typedef struct {
     void *py;
@@ -261,6 +265,11 @@ typedef struct {
     int fail_error;
     int fail_count;
 } commssl_state;
+typedef struct {
+    void *py;
+    int py_verify;
+    int conn_verify;
+} commssl_ctx_state;
 """
 
 HELPERS = STATE + """
@@ -273,14 +282,16 @@ static const int COMMSSL_EINTR;
 static const int COMMSSL_SHUTDOWN_SENT;
 
 int commssl_init(void);
-int commssl_set_state(SSL *, commssl_state *);
 commssl_state *commssl_get_state(const SSL *);
+commssl_ctx_state *commssl_ctx_attach(SSL_CTX *, void *);
+commssl_ctx_state *commssl_get_ctx_state(const SSL_CTX *);
 SSL *commssl_store_ssl(X509_STORE_CTX *);
 
 int commssl_verify_cb(int, X509_STORE_CTX *);
 int commssl_cert_verify_cb(X509_STORE_CTX *, void *);
-extern "Python" int _commssl_verify_py(void *, int, X509_STORE_CTX *);
-extern "Python" int _commssl_conn_verify_py(void *, int, X509_STORE_CTX *);
+extern "Python" int _commssl_verify_py(commssl_state *, int, X509_STORE_CTX *);
+extern "Python" int _commssl_conn_verify_py(commssl_state *, int, X509_STORE_CTX *);
+extern "Python" int _commssl_foreign_verify_py(commssl_ctx_state *, SSL *, int, int, X509_STORE_CTX *);
 extern "Python" int _commssl_password_py(char *, int, int, void *);
 
 int commssl_copy_peer_chain(SSL *, X509_STORE_CTX *, X509 **, int);
@@ -293,7 +304,8 @@ int commssl_common_name(X509 *, unsigned char **);
 
 /* fast paths measured by bench/ */
 int commssl_serial_into(X509 *, unsigned char *, int);
-int commssl_attach(SSL *, commssl_state *, void *, int, int, long);
+int commssl_serial20(X509 *, unsigned char *);
+commssl_state *commssl_attach(SSL *, void *, int, int, long);
 void commssl_release_ssl(SSL *);
 int commssl_client_names(SSL *, const char *, const char *, int);
 int commssl_read_more(SSL *, char *, size_t, size_t *, int, int *);
@@ -310,8 +322,9 @@ int commssl_no_password(char *, int, int, void *);
 """
 
 CUSTOMIZATIONS = STATE + r"""
-static int _commssl_verify_py(void *, int, X509_STORE_CTX *);
-static int _commssl_conn_verify_py(void *, int, X509_STORE_CTX *);
+static int _commssl_verify_py(commssl_state *, int, X509_STORE_CTX *);
+static int _commssl_conn_verify_py(commssl_state *, int, X509_STORE_CTX *);
+static int _commssl_foreign_verify_py(commssl_ctx_state *, SSL *, int, int, X509_STORE_CTX *);
 static int _commssl_password_py(char *, int, int, void *);
 
 static const int COMMSSL_OP_HANDSHAKE = 0;
@@ -323,22 +336,63 @@ static const int COMMSSL_EINTR = -2;
 static const int COMMSSL_SHUTDOWN_SENT = -3;
 
 static int commssl_ssl_idx = -1;
+static int commssl_ctx_idx = -1;
+
+/* The records live exactly as long as their SSL or SSL_CTX: OpenSSL calls this
+   when it frees one (and for every index, with ptr NULL when none was set). */
+static void commssl_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+    OPENSSL_free(ptr);
+}
+
+/* SSL_dup: the copy gets no record (sharing one would free it twice); it then
+   counts as an SSL made outside commssl (its context's record governs it). */
+static int commssl_ex_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx,
+                          long argl, void *argp)
+{
+    (void)to; (void)from; (void)idx; (void)argl; (void)argp;
+    *from_d = NULL;
+    return 1;
+}
 
 int commssl_init(void)
 {
     if (commssl_ssl_idx < 0)
-        commssl_ssl_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    return commssl_ssl_idx;
-}
-
-int commssl_set_state(SSL *ssl, commssl_state *st)
-{
-    return SSL_set_ex_data(ssl, commssl_ssl_idx, st);
+        commssl_ssl_idx = SSL_get_ex_new_index(0, NULL, NULL, commssl_ex_dup, commssl_ex_free);
+    if (commssl_ctx_idx < 0)
+        commssl_ctx_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, commssl_ex_free);
+    return commssl_ssl_idx >= 0 && commssl_ctx_idx >= 0;
 }
 
 commssl_state *commssl_get_state(const SSL *ssl)
 {
     return ssl ? (commssl_state *)SSL_get_ex_data(ssl, commssl_ssl_idx) : NULL;
+}
+
+commssl_ctx_state *commssl_get_ctx_state(const SSL_CTX *ctx)
+{
+    return ctx ? (commssl_ctx_state *)SSL_CTX_get_ex_data(ctx, commssl_ctx_idx) : NULL;
+}
+
+/* The context's record, made on first use; py is set only when none is there
+   (a second wrapper of the same SSL_CTX leaves the first one's). NULL: out of
+   memory. */
+commssl_ctx_state *commssl_ctx_attach(SSL_CTX *ctx, void *py)
+{
+    commssl_ctx_state *cs = commssl_get_ctx_state(ctx);
+    if (cs == NULL) {
+        cs = OPENSSL_zalloc(sizeof *cs);
+        if (cs == NULL)
+            return NULL;
+        if (!SSL_CTX_set_ex_data(ctx, commssl_ctx_idx, cs)) {
+            OPENSSL_free(cs);
+            return NULL;
+        }
+    }
+    if (cs->py == NULL)
+        cs->py = py;
+    return cs;
 }
 
 SSL *commssl_store_ssl(X509_STORE_CTX *store)
@@ -348,8 +402,11 @@ SSL *commssl_store_ssl(X509_STORE_CTX *store)
 
 /* The verify callback commssl installs for Python callables and for "no
    callback": records the first failure (for SSLVerificationFailure.depth),
-   and calls Python only when the connection has a Python callable. An SSL
-   that commssl does not know fails closed when Python was asked for. */
+   and calls Python only when the connection has a Python callable. Fail
+   closed: an SSL without a commssl record made from a context with a Python
+   callback (lib.SSL_new(ctx.cdata)) is verified by the context's callback
+   through the context's record, and fails when that cannot be reached; the
+   Python side fails when the wrapper is gone. */
 static void commssl_rv_note_store(X509_STORE_CTX *, int);  /* revocation block */
 
 static void commssl_note_failure(commssl_state *st, X509_STORE_CTX *store)
@@ -360,16 +417,36 @@ static void commssl_note_failure(commssl_state *st, X509_STORE_CTX *store)
     }
 }
 
+/* An SSL without a record: 1 when its context asks for no Python (OpenSSL's
+   verdict stands), else what the context's Python callable says (0 when it
+   cannot be reached). kind 0: per-certificate callback, 1: verify_callback(conn). */
+static int commssl_foreign(SSL *ssl, int kind, int ok, X509_STORE_CTX *store, int *decided)
+{
+    commssl_ctx_state *cs = ssl != NULL ? commssl_get_ctx_state(SSL_get_SSL_CTX(ssl)) : NULL;
+    int wanted = cs != NULL && (kind == 0 ? cs->py_verify : cs->conn_verify);
+    *decided = wanted;
+    if (!wanted)
+        return ok;
+    return _commssl_foreign_verify_py(cs, ssl, kind, ok, store);
+}
+
 int commssl_verify_cb(int ok, X509_STORE_CTX *store)
 {
-    commssl_state *st = commssl_get_state(commssl_store_ssl(store));
-    if (st == NULL)
-        return ok;
+    SSL *ssl = commssl_store_ssl(store);
+    commssl_state *st = commssl_get_state(ssl);
+    int before = X509_STORE_CTX_get_error(store);
+    int accepted;
+    if (st == NULL) {
+        int decided;
+        accepted = commssl_foreign(ssl, 0, ok, store, &decided);
+        if (decided && ok && !accepted && X509_STORE_CTX_get_error(store) == before)
+            X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+        return decided ? accepted : ok;
+    }
     if (!ok)
         commssl_rv_note_store(store, 0);  /* what OpenSSL reports, whatever the callback decides */
     if (st->py_verify) {
-        int before = X509_STORE_CTX_get_error(store);
-        int accepted = st->py != NULL && _commssl_verify_py(st->py, ok, store);
+        accepted = _commssl_verify_py(st, ok, store);
         /* A rejection of a good certificate is the application's, unless the
            callback set its own code with x509_store_ctx_set_error: keep that. */
         if (ok && !accepted && X509_STORE_CTX_get_error(store) == before)
@@ -384,14 +461,18 @@ int commssl_verify_cb(int ok, X509_STORE_CTX *store)
 }
 
 /* Whole-chain callback for abstract contexts' verify_callback(conn): OpenSSL
-   checks the chain first, then Python decides. */
+   checks the chain first, then Python decides (closed when it cannot). */
 int commssl_cert_verify_cb(X509_STORE_CTX *store, void *arg)
 {
     int ok = X509_verify_cert(store);
-    commssl_state *st = commssl_get_state(commssl_store_ssl(store));
-    int accepted = st != NULL && st->py != NULL && st->conn_verify
-                   && _commssl_conn_verify_py(st->py, ok > 0, store);
+    SSL *ssl = commssl_store_ssl(store);
+    commssl_state *st = commssl_get_state(ssl);
+    int accepted, decided = 1;
     (void)arg;
+    if (st != NULL)
+        accepted = st->conn_verify && _commssl_conn_verify_py(st, ok > 0, store);
+    else
+        accepted = commssl_foreign(ssl, 1, ok > 0, store, &decided) && decided;
     if (accepted)
         return 1;
     if (ok > 0)
@@ -681,29 +762,59 @@ int commssl_serial_into(X509 *x, unsigned char *buf, int size)
     return 2 * len + neg;
 }
 
-/* SSLPointer's record filled and attached in one call, with the SSL's mode
+/* The common case in two arguments and no slicing on the Python side: a
+   serial of at most 20 bytes (RFC 5280's limit) right-aligned in buf[0..20),
+   zeros before it (they do not change the value); returns 1 when negative,
+   else 0, or -length when it is longer (then use commssl_serial_into). */
+int commssl_serial20(X509 *x, unsigned char *buf)
+{
+    const ASN1_INTEGER *s = X509_get0_serialNumber(x);
+    int len = ASN1_STRING_length(s);
+    if (len > 20)
+        return -len;
+    memset(buf, 0, (size_t)(20 - len));
+    memcpy(buf + (20 - len), ASN1_STRING_get0_data(s), (size_t)len);
+    return ASN1_STRING_type(s) == V_ASN1_NEG_INTEGER;
+}
+
+/* SSLPointer's record (made on first use: it lives as long as the SSL) filled
+   in one call and returned (NULL: out of memory), with the SSL's mode
    bits when mode is not 0 (Python field stores and cffi calls cost more than
    their work between OpenSSL's long handshake steps: cold caches); its
-   detachment with SSL_free; and the client side of new_ssl: connect state,
+   release (its handle cleared) with SSL_free; and the client side of new_ssl: connect state,
    SNI (sni NULL: none) and the name the peer's certificate must match (host
    NULL: none; an IP literal when is_ip), returning 0 when OpenSSL refused
    that name. */
-int commssl_attach(SSL *ssl, commssl_state *st, void *py, int py_verify, int conn_verify, long mode)
+commssl_state *commssl_attach(SSL *ssl, void *py, int py_verify, int conn_verify, long mode)
 {
+    commssl_state *st = commssl_get_state(ssl);
     if (mode != 0)
         SSL_set_mode(ssl, mode);
+    if (st == NULL) {
+        st = OPENSSL_zalloc(sizeof *st);
+        if (st == NULL)
+            return NULL;
+        if (!SSL_set_ex_data(ssl, commssl_ssl_idx, st)) {
+            OPENSSL_free(st);
+            return NULL;
+        }
+    }
     st->py = py;
     st->py_verify = py_verify;
     st->conn_verify = conn_verify;
     st->fail_depth = -1;
     st->fail_error = 0;
     st->fail_count = 0;
-    return SSL_set_ex_data(ssl, commssl_ssl_idx, st);
+    return st;
 }
 
+/* The wrapper's end: its handle leaves the record (which OpenSSL frees with
+   the SSL), then its reference goes. */
 void commssl_release_ssl(SSL *ssl)
 {
-    SSL_set_ex_data(ssl, commssl_ssl_idx, NULL);
+    commssl_state *st = commssl_get_state(ssl);
+    if (st != NULL)
+        st->py = NULL;
     SSL_free(ssl);
 }
 

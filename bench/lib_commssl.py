@@ -76,8 +76,8 @@ class Handshakes:
 
     def once(self) -> None:
         client, server = self.connect()
-        client._free()
-        server._free()
+        client._kill()
+        server._kill()
 
     def close(self) -> None:
         commssl.destroy_ssl_ctx(self.client_ctx)
@@ -109,8 +109,8 @@ class PeerCalls:
 
     def close(self) -> None:
         commssl.release_certificate(self.leaf)
-        self.client._free()
-        self.server._free()
+        self.client._kill()
+        self.server._kill()
         self._hs.close()
 
 

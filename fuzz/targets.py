@@ -164,7 +164,7 @@ def tls_server(data: bytes) -> None:
         except commssl.SSLCondition:
             pass
     finally:
-        sslp._free()
+        sslp._kill()
     assert commssl.outstanding_certificates() == start
     assert drain() == []
 

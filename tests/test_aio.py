@@ -895,7 +895,7 @@ def test_bad_arguments(server_ctx: Any, client_ctx: Any) -> None:
             with pytest.raises(TypeError, match="SSLPointer"):
                 await start_ssl_server(echo, HOST, 0, ssl_ctx=sslp)
         finally:
-            sslp._free()
+            sslp._kill()
         with pytest.raises(TypeError, match="handler"):
             await start_ssl_server("not callable", HOST, 0, ssl_ctx=sctx)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="host"):

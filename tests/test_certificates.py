@@ -188,7 +188,7 @@ def test_copies_outlive_stream_and_context(pki: PKI, server_ctx: Callable[..., A
     sslp = commssl.ssl_connection_ssl_ref(stream)
     stream.close()
     commssl.destroy_ssl_ctx(ctx)
-    assert sslp._freed
+    assert sslp._dead
     del stream, sslp, ctx
     gc.collect()
     server.join()

@@ -66,7 +66,7 @@ def test_ctx_pointer_stays_the_callers(pki: PKI, server_ctx: Callable[..., Any],
             assert commssl.socket_stream_ssl_side(stream) == "client"
             stream.write(b"again\n")
             assert stream.readline() == b"again\n"
-    assert not ctx._freed
+    assert not ctx._dead
     commssl.destroy_ssl_ctx(ctx)
     server.join()
     assert server.errors == []
@@ -151,7 +151,7 @@ def test_starttls_attach_then_detach(pki: PKI, server_ctx: Callable[..., Any],
         commssl.detach_ssl(stream)
         assert commssl.socket_stream_ssl(stream) is None
         assert commssl.socket_stream_ssl_side(stream) is None
-        assert sslp._freed  # attaching made it, detaching freed it
+        assert sslp._dead  # attaching made it, detaching freed it
         stream.write(b"plain again, client\n")
         assert stream.readline() == b"plain again, server\n"
         with pytest.raises(ValueError, match="no SSL"):

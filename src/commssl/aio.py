@@ -97,7 +97,8 @@ def _check_server_ctx(ssl_ctx: object) -> None:
         if ssl_ctx.side != "server":
             raise ValueError(f"ssl_ctx is a {ssl_ctx.side} context, used on the server side")
     elif isinstance(ssl_ctx, SSLCtxPointer):
-        ssl_ctx._live()
+        ssl_ctx._pin()
+        ssl_ctx._unpin()
     elif not wants_new_ctx(ssl_ctx):
         raise (ValueError if isinstance(ssl_ctx, str) else TypeError)(
             "ssl_ctx must be True, 'default', 'v23', an SSLCtxPointer or a server abstract context, "

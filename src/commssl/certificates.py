@@ -11,20 +11,25 @@ import contextlib
 import datetime
 import ipaddress
 import os
+import struct
 import threading
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
+from . import pointers as _p
 from ._binding import drain, ffi, lib, raise_last
 from .errors import CertificateReleasedError, SSLFailure
 from .pointers import (
+    _LIFE,
     _OWNED,
     _RELEASED,
+    _USER,
     SSLPointer,
     X509Pointer,
     live_certificate,
     own_certificates,
+    pin_certificate,
     release_certificate,
-    release_in_order,
+    release_vector,
 )
 
 CertificateData = List[Tuple[str, Any]]
@@ -36,22 +41,62 @@ _per_thread = threading.local()
 # bound once: lib.NAME is an attribute lookup per call on these per-call paths
 _copy_peer_chain = lib.commssl_copy_peer_chain
 _serial_into = lib.commssl_serial_into
+_acquire = _p._acquire
+_release = _p._release
+_new = object.__new__
 
 
 def copy_peer_certificates(sslp: SSLPointer) -> List[X509Pointer]:
     """The certificates the peer sent, leaf first, each an owned pointer. While
-    a verify callback runs, these are the certificates being verified."""
-    ssl = sslp._live()
-    verifying = sslp.verifying if sslp.verifying is not None else ffi.NULL
-    try:  # a buffer per thread: the C call runs without the GIL
-        buf = _per_thread.chain
-    except AttributeError:
-        buf = _per_thread.chain = ffi.new("X509 *[]", _CHAIN_GUESS)
-    n = _copy_peer_chain(ssl, verifying, buf, _CHAIN_GUESS)
-    if n > _CHAIN_GUESS:
-        buf = ffi.new("X509 *[]", n)
-        n = _copy_peer_chain(ssl, verifying, buf, n)
-    return own_certificates(buf[0:n])
+    a verify callback runs, these are the certificates being verified.
+
+    The SSL is pinned for the copy (and the store context of a callback that
+    runs meanwhile, whose chain is read); the unpin and the count of the new
+    owned pointers share one lock round trip."""
+    _acquire()
+    s = sslp._state
+    if (s & _LIFE) >= _RELEASED:
+        _release()
+        sslp._refuse()
+    sslp._state = s + _USER
+    _release()
+    n = 0
+    try:
+        sp = sslp._store
+        verifying = ffi.NULL
+        if sp is not None:
+            try:
+                verifying = sp._pin()
+            except ValueError:  # the callback just returned: the session holds the chain
+                sp = None
+        try:
+            try:  # a buffer per thread: the C call runs without the GIL
+                buf = _per_thread.chain
+            except AttributeError:
+                buf = _per_thread.chain = ffi.new("X509 *[]", _CHAIN_GUESS)
+            n = _copy_peer_chain(sslp.cdata, verifying, buf, _CHAIN_GUESS)
+            if n > _CHAIN_GUESS:
+                buf = ffi.new("X509 *[]", n)
+                n = _copy_peer_chain(sslp.cdata, verifying, buf, n)
+        finally:
+            if sp is not None:
+                sp._unpin()
+        out = []
+        for c in buf[0:n]:
+            p = _new(X509Pointer)
+            p.cdata = c
+            p._state = _OWNED
+            out.append(p)
+    except BaseException:
+        sslp._unpin()
+        raise
+    _acquire()
+    s = sslp._state = sslp._state - _USER
+    _p._outstanding += n
+    _release()
+    if _RELEASED <= s < _USER:  # freed meanwhile: this was its last user
+        sslp._dispose()
+    return out
 
 
 def copy_verified_certificates(sslp: SSLPointer) -> List[X509Pointer]:
@@ -111,28 +156,21 @@ def failure_chain_data(sslp: SSLPointer) -> List[CertificateData]:
 def release_certificates_vector(vec: Sequence[Optional[X509Pointer]]) -> None:
     """``release_certificate`` on every element that is not ``None``.
 
-    Every element is checked first, so a bad element releases nothing.
+    All or nothing, even against other threads: a bad element (not an
+    X509Pointer, borrowed, released, or listed twice) releases nothing.
     """
     if not isinstance(vec, (list, tuple)):
         raise TypeError(f"vec must be a list of X509Pointer or None, not {type(vec).__name__}")
-    seen = set()
-    for i, cert in enumerate(vec):
-        if cert is None:
-            continue
-        if type(cert) is not X509Pointer or cert._state != _OWNED:
-            live_certificate(cert, f"vec[{i}]")  # raises for wrong types and released pointers
-            raise CertificateReleasedError(
-                f"vec[{i}] {cert!r} is borrowed; only owned pointers can be released")
-        if id(cert) in seen:
-            raise CertificateReleasedError(f"vec[{i}] {cert!r} is in vec twice")
-        seen.add(id(cert))
-    release_in_order(vec)
+    release_vector(vec)
 
 
 def copy_certificate(cert: X509Pointer) -> X509Pointer:
     """A new owned reference (``X509_up_ref``) to a live pointer, owned or borrowed."""
-    cdata = live_certificate(cert)
-    lib.X509_up_ref(cdata)
+    cdata = pin_certificate(cert)
+    try:
+        lib.X509_up_ref(cdata)
+    finally:
+        cert._unpin()
     return own_certificates((cdata,))[0]
 
 
@@ -144,7 +182,10 @@ def certificates_released(certs: List[Optional[X509Pointer]]) -> Iterator[List[O
     finally:
         for cert in certs:
             if cert is not None and cert.owned:
-                release_certificate(cert)
+                try:
+                    release_certificate(cert)
+                except CertificateReleasedError:  # another thread released it meanwhile
+                    pass
 
 
 def pem_read(thing: str, filename: "os.PathLike[str] | str", *, errorp: bool = True) -> Optional[X509Pointer]:
@@ -180,32 +221,49 @@ def pem_read(thing: str, filename: "os.PathLike[str] | str", *, errorp: bool = T
 
 # -- reading certificates -------------------------------------------------------
 
-_SERIAL_BUF = 64
+# One 20-byte buffer for every thread, used only under the pointers' lock,
+# which pins the certificate for the short C call (a memcpy of at most 20
+# bytes: no callback, no Python, nothing the garbage collector tracks). That
+# one lock round trip is the pin and the buffer's guard at once: cheaper than
+# a pin, an unpin and a per-thread buffer.
+_serial_data = bytearray(20)
+_serial_buf = ffi.from_buffer("unsigned char[]", _serial_data)
+_serial20 = lib.commssl_serial20
+_from_bytes = int.from_bytes
 
 
 def get_certificate_serial_number(cert: X509Pointer) -> int:
     """The serial number, of any size (negative ones as OpenSSL parsed them)."""
-    if type(cert) is not X509Pointer or cert._state >= _RELEASED:
-        live_certificate(cert)  # raises the documented exception
-    try:  # a buffer per thread (the C call runs without the GIL), seen as bytes and as C
-        data, buf = _per_thread.serial
-    except AttributeError:
-        data = bytearray(_SERIAL_BUF)
-        buf = ffi.from_buffer("unsigned char[]", data)
-        _per_thread.serial = data, buf
-    r = _serial_into(cert.cdata, buf, _SERIAL_BUF)
-    if r < 0:  # longer than any certificate should have: a buffer of its size
-        data = bytearray(-r)
-        r = _serial_into(cert.cdata, ffi.from_buffer("unsigned char[]", data), -r)
-    value = int.from_bytes(data[: r >> 1], "big")
-    return -value if r & 1 else value
+    value = 0
+    _acquire()
+    try:
+        if type(cert) is not X509Pointer or (cert._state & _LIFE) >= _RELEASED:
+            live_certificate(cert)  # raises the documented exception
+        r = _serial20(cert.cdata, _serial_buf)
+        if r >= 0:
+            value = _from_bytes(_serial_data, "big")
+    finally:
+        _release()
+    if r < 0:  # longer than RFC 5280 allows (a peer may send it): pinned, into a buffer of its size
+        cdata = pin_certificate(cert)
+        try:
+            data = bytearray(-r)
+            r = _serial_into(cdata, ffi.from_buffer("unsigned char[]", data), -r)
+        finally:
+            cert._unpin()
+        value = _from_bytes(data[: r >> 1], "big")
+        r &= 1
+    return -value if r else value
 
 
 def get_certificate_common_name(cert: X509Pointer) -> Optional[str]:
     """The subject's common name, or ``None`` when it has none."""
-    cdata = live_certificate(cert)
     out = ffi.new("unsigned char **")
-    n = lib.commssl_common_name(cdata, out)
+    cdata = pin_certificate(cert)
+    try:
+        n = lib.commssl_common_name(cdata, out)
+    finally:
+        cert._unpin()
     if n < 0:
         return None
     try:
@@ -223,13 +281,21 @@ def _utc(stamp: bytes) -> Optional[datetime.datetime]:
         return None
 
 
-def _records(cdata: Any) -> List[Tuple[str, bytes]]:
+_record_header = struct.Struct("<BI").unpack_from
+
+
+def _records(cert: X509Pointer) -> List[Tuple[str, bytes]]:
     """The tagged records ``commssl_cert_info`` writes, as (tag, bytes) pairs."""
     bio = lib.BIO_new(lib.BIO_s_mem())
     if bio == ffi.NULL:
         raise MemoryError("BIO_new failed")
     try:
-        if not lib.commssl_cert_info(cdata, bio):
+        cdata = pin_certificate(cert)
+        try:
+            ok = lib.commssl_cert_info(cdata, bio)
+        finally:
+            cert._unpin()
+        if not ok:
             raise_last("get_certificate_data")
         # An undecodable optional extension (a malformed subjectAltName, say) is
         # left out, not a failure; its errors must not linger in the queue.
@@ -239,11 +305,13 @@ def _records(cdata: Any) -> List[Tuple[str, bytes]]:
         data = ffi.unpack(p[0], size)
     finally:
         lib.BIO_free(bio)
-    out, i = [], 0
-    while i < len(data):
-        n = int.from_bytes(data[i + 1 : i + 5], "little")
-        out.append((chr(data[i]), data[i + 5 : i + 5 + n]))
-        i += 5 + n
+    out, i, end = [], 0, len(data)
+    header = _record_header
+    while i < end:
+        tag, n = header(data, i)
+        i += 5
+        out.append((chr(tag), data[i : i + n]))
+        i += n
     return out
 
 
@@ -267,7 +335,7 @@ def get_certificate_data(cert: X509Pointer) -> CertificateData:
     emails: List[str] = []
     sans: List[Tuple[str, str]] = []
     fields: dict[str, Any] = {}  # text, or datetime for "b"/"a"
-    for tag, raw in _records(live_certificate(cert)):
+    for tag, raw in _records(cert):
         if tag == "C":
             cn = raw.decode("utf-8", "replace")
         elif tag in "SN":

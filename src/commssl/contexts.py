@@ -9,7 +9,7 @@ certificates; the stream then also checks the host name.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, Union
 
 from ._binding import check, drain, ffi, lib, text
 from .pointers import SSLCtxPointer, SSLPointer
@@ -115,19 +115,21 @@ def make_ssl_ctx(ssl_ctx: Any = True, ssl_side: str = "server") -> SSLCtxPointer
 
 
 def destroy_ssl_ctx(ctx: SSLCtxPointer) -> None:
-    """Free a context made by ``make_ssl_ctx``. Connections still using it keep it
-    alive in OpenSSL until they are closed."""
+    """Free a context made by ``make_ssl_ctx``: at once, or when the operations
+    on it that other threads are running end. Connections still using it keep
+    it alive in OpenSSL until they are closed. Later uses raise ``ValueError``."""
     if not isinstance(ctx, SSLCtxPointer):
         raise TypeError(f"ctx must be an SSLCtxPointer, not {type(ctx).__name__}")
-    ctx._free()
+    ctx._kill()
 
 
-def _ctx(ctx: object) -> Any:
+def _ctx(ctx: object) -> SSLCtxPointer:
+    """The ``SSLCtxPointer`` of a context argument (abstract contexts stand for theirs)."""
     if isinstance(ctx, SSLCtxPointer):
-        return ctx._live()
+        return ctx
     pointer = getattr(ctx, "ssl_ctx_pointer", None)
     if isinstance(pointer, SSLCtxPointer):
-        return pointer._live()
+        return pointer
     raise TypeError(f"ctx must be an SSLCtxPointer, not {type(ctx).__name__}")
 
 
@@ -139,19 +141,28 @@ def _path(path: object, argument: str) -> bytes:
 
 def ssl_ctx_use_certificate_chain_file(ctx: SSLCtxPointer, path: PathArg) -> None:
     """Load the certificate, then its chain, from a PEM file."""
-    check(lib.SSL_CTX_use_certificate_chain_file(_ctx(ctx), _path(path, "path")),
-          f"ssl_ctx_use_certificate_chain_file({os.fspath(path)!r})")
+    pointer = _ctx(ctx)
+    raw = _path(path, "path")
+    cdata = pointer._pin()
+    try:
+        ok = lib.SSL_CTX_use_certificate_chain_file(cdata, raw)
+    finally:
+        pointer._unpin()
+    check(ok, f"ssl_ctx_use_certificate_chain_file({os.fspath(path)!r})")
 
 
 def ssl_ctx_use_privatekey_file(ctx: SSLCtxPointer, path: PathArg) -> None:
     """Load the private key (PEM); an encrypted one asks the password callback."""
-    cdata = _ctx(ctx)
+    pointer = _ctx(ctx)
     raw = _path(path, "path")
-    pointer = ctx if isinstance(ctx, SSLCtxPointer) else ctx.ssl_ctx_pointer
-    pointer._password_error = None
-    ok = lib.SSL_CTX_use_PrivateKey_file(cdata, raw, lib.SSL_FILETYPE_PEM)
-    exc = pointer._password_error
-    pointer._password_error = None
+    cdata = pointer._pin()
+    try:
+        pointer._password_error = None
+        ok = lib.SSL_CTX_use_PrivateKey_file(cdata, raw, lib.SSL_FILETYPE_PEM)
+        exc = pointer._password_error
+        pointer._password_error = None
+    finally:
+        pointer._unpin()
     if exc is not None:
         drain()
         raise exc
@@ -164,10 +175,15 @@ def ssl_ctx_load_verify_locations(
     """Trust the certificates in ``cafile`` and/or the hashed directory ``capath``."""
     if cafile is None and capath is None:
         raise ValueError("ssl_ctx_load_verify_locations needs cafile or capath")
+    pointer = _ctx(ctx)
     cf = ffi.NULL if cafile is None else _path(cafile, "cafile")
     cp = ffi.NULL if capath is None else _path(capath, "capath")
-    check(lib.SSL_CTX_load_verify_locations(_ctx(ctx), cf, cp),
-          f"ssl_ctx_load_verify_locations(cafile={cafile!r}, capath={capath!r})")
+    cdata = pointer._pin()
+    try:
+        ok = lib.SSL_CTX_load_verify_locations(cdata, cf, cp)
+    finally:
+        pointer._unpin()
+    check(ok, f"ssl_ctx_load_verify_locations(cafile={cafile!r}, capath={capath!r})")
 
 
 def set_ssl_ctx_password_callback(
@@ -177,8 +193,7 @@ def set_ssl_ctx_password_callback(
 ) -> None:
     """Supply the pass phrase of encrypted keys: ``callback(max_length, rwflag)``
     returning str or bytes, or a fixed ``password``. Give exactly one."""
-    cdata = _ctx(ctx)
-    pointer = ctx if isinstance(ctx, SSLCtxPointer) else ctx.ssl_ctx_pointer
+    pointer = _ctx(ctx)
     if (callback is None) == (password is None):
         raise ValueError("set_ssl_ctx_password_callback needs exactly one of callback or password")
     if password is not None:
@@ -188,15 +203,23 @@ def set_ssl_ctx_password_callback(
         callback = lambda max_length, rwflag: fixed  # noqa: E731
     elif not callable(callback):
         raise TypeError(f"callback must be callable, not {type(callback).__name__}")
-    pointer.password = callback
-    pointer._password_handle = ffi.new_handle(pointer)
-    lib.SSL_CTX_set_default_passwd_cb(cdata, lib._commssl_password_py)
-    lib.SSL_CTX_set_default_passwd_cb_userdata(cdata, pointer._password_handle)
+    cdata = pointer._pin()
+    try:
+        pointer.password = callback
+        # userdata: the context's record, which lives as long as the SSL_CTX (and so
+        # as the SSLs that copied it); the callback finds the wrapper through it
+        lib.SSL_CTX_set_default_passwd_cb_userdata(cdata, pointer._record)
+        lib.SSL_CTX_set_default_passwd_cb(cdata, lib._commssl_password_py)
+    finally:
+        pointer._unpin()
 
 
 @ffi.def_extern(error=-1)
 def _commssl_password_py(buf: Any, size: int, rwflag: int, userdata: Any) -> int:
-    pointer: SSLCtxPointer = ffi.from_handle(userdata)
+    py = ffi.cast("commssl_ctx_state *", userdata).py  # read under the GIL, as it is cleared
+    pointer: Optional[SSLCtxPointer] = ffi.from_handle(py)() if py != ffi.NULL else None
+    if pointer is None:  # no wrapper, no pass phrase
+        return -1
     try:
         value = pointer.password(size, bool(rwflag))  # type: ignore[misc]
         if isinstance(value, str):
@@ -233,6 +256,16 @@ class SSLAbstractContext:
     def __repr__(self) -> str:
         return f"<SSLAbstractContext {self.side} {self.name or ''}>".replace(" >", ">")
 
+    def __copy__(self) -> NoReturn:
+        raise TypeError("SSLAbstractContext cannot be copied (it stands for one SSL_CTX); "
+                        "create another with create_ssl_client_context/create_ssl_server_context")
+
+    def __deepcopy__(self, memo: Any) -> NoReturn:
+        self.__copy__()
+
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        raise TypeError("SSLAbstractContext cannot be pickled (it stands for an SSL_CTX in this process)")
+
 
 def _abstract(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg],
               password: Union[None, str, bytes], password_callback: Optional[PasswordCallback],
@@ -247,6 +280,11 @@ def _abstract(side: str, *, cert_file: Optional[PathArg], key_file: Optional[Pat
         raise TypeError(f"verify_callback must be callable or None, not {type(verify_callback).__name__}")
     if tlsext_host_name is not None and not isinstance(tlsext_host_name, str):
         raise TypeError(f"tlsext_host_name must be a str or None, not {type(tlsext_host_name).__name__}")
+    for argument, value in (("cert_file", cert_file), ("key_file", key_file),
+                            ("openssl_trusted_file", openssl_trusted_file),
+                            ("openssl_trusted_directory", openssl_trusted_directory)):
+        if value is not None:
+            _path(value, argument)  # checked before anything is made, named as the caller knows it
     ctx = make_ssl_ctx(True, side)
     if password is not None or password_callback is not None:
         set_ssl_ctx_password_callback(ctx, password_callback, password)
@@ -271,6 +309,8 @@ def _abstract(side: str, *, cert_file: Optional[PathArg], key_file: Optional[Pat
         # The callback decides after OpenSSL's own check; servers then ask for a certificate.
         set_verification_mode(ctx, side, "always")
         ctx.conn_verify = verify_callback
+        # every SSL made from the context, in commssl or not, asks Python (fail closed)
+        ctx._record.conn_verify = 1
         lib.SSL_CTX_set_cert_verify_callback(ctx.cdata, lib.commssl_cert_verify_cb, ffi.NULL)
     if openssl_ctx_configure_callback is not None:
         openssl_ctx_configure_callback(ctx)

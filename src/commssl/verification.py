@@ -11,14 +11,19 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Sequence, Union
 
+from . import pointers as _pointers
 from ._binding import ffi, lib, text
 from .pointers import (
+    _EXPIRED,
+    _LOANED,
+    _USER,
     SSLCtxPointer,
     SSLPointer,
     X509Pointer,
     X509StoreCtxPointer,
     borrow_certificate,
-    expire,
+    lend_store_ctx,
+    loan_certificate,
 )
 
 VerifyCallback = Callable[[bool, X509StoreCtxPointer], Any]
@@ -125,23 +130,33 @@ def set_verification_mode(
             "callback must be None, a callable or a cffi function pointer, "
             f"not {type(callback).__name__}"
         )
-    if isinstance(target, SSLCtxPointer):
-        lib.SSL_CTX_set_verify(target._live(), flags, c_callback)
-        target.verify = py_callback
-    else:
-        lib.SSL_set_verify(target._live(), flags, c_callback)
-        target.verify = py_callback
-        target._record.py_verify = py_callback is not None
+    cdata = target._pin()
+    try:
+        if isinstance(target, SSLCtxPointer):
+            lib.SSL_CTX_set_verify(cdata, flags, c_callback)
+            target.verify = py_callback
+            # every SSL made from the context, in commssl or not, asks Python (fail closed)
+            target._record.py_verify = py_callback is not None
+        else:
+            lib.SSL_set_verify(cdata, flags, c_callback)
+            target.verify = py_callback
+            target._record.py_verify = py_callback is not None
+    finally:
+        target._unpin()
 
 
 def get_verification_mode(ssl_or_ssl_ctx: Any) -> List[str]:
     """The verify flags as keywords, in the order ``"verify-peer"``,
     ``"fail-if-no-peer-cert"``, ``"verify-client-once"``; ``[]`` for none."""
     target = ctx_or_ssl(ssl_or_ssl_ctx, "ssl_or_ssl_ctx")
-    if isinstance(target, SSLCtxPointer):
-        flags = lib.SSL_CTX_get_verify_mode(target._live())
-    else:
-        flags = lib.SSL_get_verify_mode(target._live())
+    cdata = target._pin()
+    try:
+        if isinstance(target, SSLCtxPointer):
+            flags = lib.SSL_CTX_get_verify_mode(cdata)
+        else:
+            flags = lib.SSL_get_verify_mode(cdata)
+    finally:
+        target._unpin()
     return [keyword for keyword, bit in _FLAG_KEYWORDS if flags & bit]
 
 
@@ -152,10 +167,14 @@ def set_verification_depth(ctx_or_ssl_: Any, depth: int) -> None:
         raise TypeError(f"depth must be an int, not {type(depth).__name__}")
     if not 0 <= depth <= 0x7FFFFFFF:
         raise ValueError(f"depth must be a non-negative C int, not {depth}")
-    if isinstance(target, SSLCtxPointer):
-        lib.SSL_CTX_set_verify_depth(target._live(), depth)
-    else:
-        lib.SSL_set_verify_depth(target._live(), depth)
+    cdata = target._pin()
+    try:
+        if isinstance(target, SSLCtxPointer):
+            lib.SSL_CTX_set_verify_depth(cdata, depth)
+        else:
+            lib.SSL_set_verify_depth(cdata, depth)
+    finally:
+        target._unpin()
 
 
 # -- the trampolines' Python side -------------------------------------------
@@ -170,108 +189,219 @@ def _onerror(exc_type: Any, exc: BaseException, tb: Any) -> int:
     # Reached only when an exception hits before the callback's own try (a
     # signal, say): park it on the connection named in the frame, fail closed.
     while tb is not None:
-        py = tb.tb_frame.f_locals.get("py")
-        if py is not None:
-            try:
-                _park(ffi.from_handle(py), exc)
-            except Exception:
-                pass
+        sslp = tb.tb_frame.f_locals.get("sslp")
+        if isinstance(sslp, SSLPointer):
+            _park(sslp, exc)
             break
         tb = tb.tb_next
     return 0
 
 
 _from_handle = ffi.from_handle  # bound once: the trampoline runs per certificate per handshake
+_NULL = ffi.NULL
 _new = object.__new__
+_acquire = _pointers._acquire
+_release = _pointers._release
+_END = _EXPIRED - _LOANED
 
 
-@ffi.def_extern(onerror=_onerror)
-def _commssl_verify_py(py: Any, ok: int, store: Any) -> int:
-    sslp: SSLPointer = _from_handle(py)
-    sp = _new(X509StoreCtxPointer)
-    sp.cdata, sp._valid, sp._ssl = store, True, sslp
-    outer, sslp.verifying = sslp.verifying, store
+def _wrapper(st: Any) -> Optional[SSLPointer]:
+    """The wrapper a record names, read under the GIL (None: gone, fail closed)."""
+    py = st.py
+    if py == _NULL:
+        return None
+    sslp: Optional[SSLPointer] = _from_handle(py)()
+    return sslp
+
+
+def _run_verify(sslp: SSLPointer, decide: Any, ok: int, store: Any) -> int:
+    sp = lend_store_ctx(store, sslp)
+    outer, outer_sp = sslp.verifying, sslp._store
+    sslp.verifying, sslp._store = store, sp
     try:
-        return 1 if sslp.verify(ok != 0, sp) else 0  # type: ignore[misc]
+        return 1 if decide(ok != 0, sp) else 0
     except BaseException as exc:
         _park(sslp, exc)
         lib.X509_STORE_CTX_set_error(store, _APPLICATION_VERIFICATION)
         return 0
     finally:
-        sp._valid = False
-        sslp.verifying = outer
-        if sslp.borrowed:
-            expire(sslp.borrowed)
-            sslp.borrowed.clear()
+        sp._end()  # waits for other threads' reads of it, then ends its certificates' loans
+        sslp.verifying, sslp._store = outer, outer_sp
 
 
-@ffi.def_extern(onerror=_onerror)
-def _commssl_conn_verify_py(py: Any, ok: int, store: Any) -> int:
-    sslp: SSLPointer = ffi.from_handle(py)
-    outer, sslp.verifying = sslp.verifying, store
+def _run_conn_verify(sslp: SSLPointer, decide: Any, ok: int, store: Any) -> int:
+    sp = lend_store_ctx(store, sslp)
+    outer, outer_sp = sslp.verifying, sslp._store
+    sslp.verifying, sslp._store = store, sp
     try:
         conn = sslp.connection
-        decide = sslp.ctx.conn_verify
-        return 1 if decide(conn if conn is not None else sslp) else 0  # type: ignore[misc]
+        return 1 if decide(conn if conn is not None else sslp) else 0
     except BaseException as exc:
         _park(sslp, exc)
         lib.X509_STORE_CTX_set_error(store, _APPLICATION_VERIFICATION)
         return 0
     finally:
-        sslp.verifying = outer
+        sp._end()
+        sslp.verifying, sslp._store = outer, outer_sp
+
+
+@ffi.def_extern(onerror=_onerror)
+def _commssl_verify_py(st: Any, ok: int, store: Any) -> int:
+    # _run_verify inlined: this runs per certificate per handshake
+    try:
+        # st.py is read under the GIL, as the wrapper's end clears it; NULL raises
+        sslp: Optional[SSLPointer] = _from_handle(st.py)()
+    except RuntimeError:
+        return 0  # the wrapper is gone: fail closed
+    if sslp is None:
+        return 0
+    decide = sslp.verify
+    if decide is None:  # the record says Python decides, but no callable is known: closed
+        return 0
+    sp = _new(X509StoreCtxPointer)
+    sp.cdata, sp._state, sp._ssl, sp._loans = store, _LOANED, sslp, None
+    outer, outer_sp = sslp.verifying, sslp._store
+    sslp.verifying, sslp._store = store, sp
+    try:
+        return 1 if decide(ok != 0, sp) else 0
+    except BaseException as exc:
+        _park(sslp, exc)
+        lib.X509_STORE_CTX_set_error(store, _APPLICATION_VERIFICATION)
+        return 0
+    finally:
+        # sp._end() inlined: refuse new reads, wait for other threads' reads of
+        # the store (OpenSSL frees it when we return), end its certificates' loans
+        _acquire()
+        s = sp._state
+        sp._state = s + _END
+        _release()
+        if s >= _USER:
+            sp._drain()
+        if sp._loans is not None:
+            sp._end_loans()
+        sslp.verifying, sslp._store = outer, outer_sp
+
+
+@ffi.def_extern(onerror=_onerror)
+def _commssl_conn_verify_py(st: Any, ok: int, store: Any) -> int:
+    sslp = _wrapper(st)
+    if sslp is None:
+        return 0
+    decide = sslp.ctx.conn_verify
+    if decide is None:
+        return 0
+    return _run_conn_verify(sslp, decide, ok, store)
+
+
+@ffi.def_extern(error=0)
+def _commssl_foreign_verify_py(cs: Any, ssl: Any, kind: int, ok: int, store: Any) -> int:
+    """An SSL made outside commssl (``lib.SSL_new(ctx.cdata)``) from a context with a
+    Python callback: the context's callback decides, with the SSL lent for the call.
+    Nobody in commssl drove this handshake, so an exception the callback raises
+    fails it and is reported (cffi prints it), not re-raised."""
+    py = cs.py
+    ctx: Optional[SSLCtxPointer] = _from_handle(py)() if py != _NULL else None
+    if ctx is None or ctx._dead:
+        return 0
+    decide = ctx.verify if kind == 0 else ctx.conn_verify
+    if decide is None:
+        return 0
+    sslp = SSLPointer._lend(ssl, ctx)
+    try:
+        if kind == 0:
+            accepted = _run_verify(sslp, decide, ok, store)
+        else:
+            accepted = _run_conn_verify(sslp, decide, ok, store)
+    finally:
+        sslp._kill()
+    exc = sslp.take_exception()
+    if exc is not None:
+        raise exc
+    return accepted
 
 
 # -- X509_STORE_CTX helpers ---------------------------------------------------
 
 
-def _store(store_ctx: object) -> Any:
+def _pin_store(store_ctx: object) -> Any:
     if type(store_ctx) is not X509StoreCtxPointer:
         raise TypeError(f"store_ctx must be an X509StoreCtxPointer, not {type(store_ctx).__name__}")
-    return store_ctx._check()
+    return store_ctx._pin()
 
 
 def x509_store_ctx_get_current_cert(store_ctx: X509StoreCtxPointer) -> Optional[X509Pointer]:
     """The certificate being checked, borrowed: valid until the callback returns
-    (keep it with ``copy_certificate``)."""
-    cdata = lib.X509_STORE_CTX_get_current_cert(_store(store_ctx))
-    if cdata == ffi.NULL:
-        return None
-    cert = borrow_certificate(cdata)
-    store_ctx._ssl.borrowed.append(cert)
-    return cert
+    (keep it with ``copy_certificate``). It holds a reference of its own while
+    lent, so another thread reading it then finishes on a live certificate."""
+    store = _pin_store(store_ctx)
+    try:
+        cdata = lib.X509_STORE_CTX_get_current_cert(store)
+        if cdata == _NULL:
+            return None
+        if store_ctx._ssl is None:  # a store ctx the caller wrapped: the caller vouches
+            return borrow_certificate(cdata)
+        lib.X509_up_ref(cdata)
+        cert = loan_certificate(cdata)
+        # while the store ctx is pinned: its end (which waits for us) ends this loan
+        loans = store_ctx._loans
+        if loans is None:
+            store_ctx._loans = [cert]
+        else:
+            loans.append(cert)
+        return cert
+    finally:
+        store_ctx._unpin()
 
 
 def x509_store_ctx_get_error(store_ctx: X509StoreCtxPointer) -> int:
     """The ``X509_V_ERR_*`` code of the certificate being checked (0 is OK)."""
-    return int(lib.X509_STORE_CTX_get_error(_store(store_ctx)))
+    store = _pin_store(store_ctx)
+    try:
+        return int(lib.X509_STORE_CTX_get_error(store))
+    finally:
+        store_ctx._unpin()
 
 
 def x509_store_ctx_get_error_depth(store_ctx: X509StoreCtxPointer) -> int:
     """The depth of the certificate being checked (0 is the peer's own)."""
-    return int(lib.X509_STORE_CTX_get_error_depth(_store(store_ctx)))
+    store = _pin_store(store_ctx)
+    try:
+        return int(lib.X509_STORE_CTX_get_error_depth(store))
+    finally:
+        store_ctx._unpin()
 
 
 def x509_store_ctx_set_error(store_ctx: X509StoreCtxPointer, code: int) -> None:
     """Set the verification error that OpenSSL records for this check."""
-    store = _store(store_ctx)
+    if type(store_ctx) is not X509StoreCtxPointer:
+        raise TypeError(f"store_ctx must be an X509StoreCtxPointer, not {type(store_ctx).__name__}")
     if isinstance(code, bool) or not isinstance(code, int):
         raise TypeError(f"code must be an int, not {type(code).__name__}")
     if not 0 <= code <= 0x7FFFFFFF:
         raise ValueError(f"code must be an X509_V_ERR_* value (a non-negative int), not {code}")
-    lib.X509_STORE_CTX_set_error(store, code)
+    store = store_ctx._pin()
+    try:
+        lib.X509_STORE_CTX_set_error(store, code)
+    finally:
+        store_ctx._unpin()
 
 
 def x509_verify_cert_error_string(code: int) -> str:
     """OpenSSL's text for an ``X509_V_ERR_*`` code."""
     if isinstance(code, bool) or not isinstance(code, int):
         raise TypeError(f"code must be an int, not {type(code).__name__}")
+    if not 0 <= code <= 0x7FFFFFFF:  # OpenSSL's codes are C ints; a wider one would be truncated
+        raise ValueError(f"code must be an X509_V_ERR_* value (a non-negative C int), not {code}")
     return text(lib.X509_verify_cert_error_string(code))
 
 
 def x509_store_ctx_get_connection(store_ctx: X509StoreCtxPointer) -> Any:
     """The commssl connection being verified (a stream), or its ``SSLPointer``
     when no stream owns it yet."""
-    _store(store_ctx)
+    _pin_store(store_ctx)
+    store_ctx._unpin()
     sslp = store_ctx._ssl
+    if sslp is None:
+        return None
     conn = sslp.connection
     return conn if conn is not None else sslp
