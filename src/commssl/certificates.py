@@ -150,7 +150,7 @@ def failure_chain_data(sslp: SSLPointer) -> List[CertificateData]:
     try:
         return [get_certificate_data(c) for c in certs]
     finally:
-        release_in_order(certs)
+        release_vector(certs)
 
 
 def release_certificates_vector(vec: Sequence[Optional[X509Pointer]]) -> None:

@@ -265,7 +265,9 @@ def _onerror(exc_type: Any, exc: BaseException, tb: Any) -> int:
         py = tb.tb_frame.f_locals.get("py")
         if py is not None:
             try:
-                _park(ffi.from_handle(py), exc)
+                sslp = ffi.from_handle(py)()  # the record holds a weak reference's handle
+                if sslp is not None:
+                    _park(sslp, exc)
             except Exception:
                 pass
             break
@@ -275,7 +277,9 @@ def _onerror(exc_type: Any, exc: BaseException, tb: Any) -> int:
 
 @ffi.def_extern(onerror=_onerror)
 def _commssl_staple_py(py: Any, ssl: Any) -> int:
-    sslp: SSLPointer = ffi.from_handle(py)
+    sslp: Optional[SSLPointer] = ffi.from_handle(py)()  # the record holds a weak reference's handle
+    if sslp is None:  # the wrapper is gone: fail closed
+        return int(lib.SSL_TLSEXT_ERR_ALERT_FATAL)
     try:
         fn = _staplers.get(sslp.ctx)
         if fn is None:  # the context's callable is gone (set_ocsp_staple(ctx, None) raced us)
