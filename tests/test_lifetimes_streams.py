@@ -178,7 +178,7 @@ racing.report(op=dict(counts["op"]), rival=dict(counts["rival"]), wrong=wrong,
               outstanding=commssl.outstanding_certificates())
 """)
     assert facts["wrong"] == 0 and facts["outstanding"] == 0, facts
-    assert set(facts["op"]) <= {"ok", "ValueError"} and facts["rival"] == {"ok": 150}, facts
+    assert set(facts["op"]) <= {"ok", "ValueError"} and set(facts["rival"]) == {"ok"}, facts
 
 
 @pytest.mark.parametrize("rival", ["close", "detach"])
@@ -222,7 +222,7 @@ racing.report(op=dict(counts["op"]), rival=dict(counts["rival"]))
 """)
     assert set(facts["op"]) <= {"ok", "ValueError", "SSLCondition", "SSLError", "SSLClosed",
                                 "SSLFailure"}, facts
-    assert facts["rival"] == {"ok": 150}, facts
+    assert set(facts["rival"]) == {"ok"}, facts
 
 
 def test_unclosed_stream_in_a_reference_cycle_is_collected_safely() -> None:
