@@ -49,6 +49,12 @@ from .errors import (
     SSLVerificationFailure,
     SSLVersionOrCipherMismatch,
 )
+from .features import (
+    set_groups,
+    ssl_connection_cipher,
+    ssl_connection_group,
+    ssl_connection_server_name,
+)
 from .pointers import (
     SSLCtxPointer,
     SSLPointer,
@@ -117,4 +123,6 @@ __all__ = [
     "ssl_ctx_use_certificate_chain_file", "ssl_ctx_use_privatekey_file",
     "x509_store_ctx_get_connection", "x509_store_ctx_get_current_cert", "x509_store_ctx_get_error",
     "x509_store_ctx_get_error_depth", "x509_store_ctx_set_error", "x509_verify_cert_error_string",
+    # TLS features the peers have (features.py)
+    "set_groups", "ssl_connection_cipher", "ssl_connection_group", "ssl_connection_server_name",
 ]

@@ -1,0 +1,138 @@
+"""TLS features the peers have: cipher, SNI and group accessors, groups (against
+openssl s_server / s_client and CPython ssl; peers nobody here wrote)."""
+
+from __future__ import annotations
+
+import re
+import ssl
+
+import pytest
+
+import commssl
+from peers import PKI, in_thread, openssl_client, openssl_server
+
+HS = 10.0
+
+
+def has_mlkem() -> bool:
+    return int(commssl.openssl_version()["loaded_number"]) >= 0x30500000
+
+
+def client(port: int, ctx: commssl.SSLCtxPointer, **kw: object) -> commssl.SocketStream:
+    return commssl.open_tcp_stream("127.0.0.1", port, ssl_ctx=ctx, tlsext_host_name="localhost",
+                                   handshake_timeout=HS, timeout=HS, **kw)  # type: ignore[arg-type]
+
+
+# -- accessors -----------------------------------------------------------------------------
+
+
+def test_accessors_against_openssl_s_server(pki: PKI, client_ctx) -> None:
+    with openssl_server(pki.server_chain, pki.server_key,
+                        extra_args=("-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256")) as server:
+        with client(server.port, client_ctx()) as stream:
+            assert commssl.ssl_connection_cipher(stream) == "TLS_CHACHA20_POLY1305_SHA256"
+            assert commssl.ssl_connection_server_name(stream) == "localhost"
+            assert commssl.ssl_connection_group(stream) in ("x25519", "X25519", "X25519MLKEM768")
+            stream.write(b"abc\n")
+            assert stream.readline() == b"cba\n"
+
+
+def test_accessors_tls12_cipher_and_ip_without_sni(pki: PKI, client_ctx) -> None:
+    with openssl_server(pki.server_chain, pki.server_key, extra_args=("-tls1_2",)) as server:
+        ctx = client_ctx()
+        stream = commssl.open_tcp_stream("127.0.0.1", server.port, ssl_ctx=ctx, handshake_timeout=HS,
+                                         tlsext_host_name=False,
+                                         ssl_configure_callback=lambda s: commssl.set_verification_mode(
+                                             s, "client", "never"))
+        with stream:
+            assert re.fullmatch(r"ECDHE-(RSA|ECDSA)-[A-Z0-9-]+", commssl.ssl_connection_cipher(stream))
+            assert commssl.ssl_connection_server_name(stream) is None
+            assert commssl.ssl_connection_protocol_version(stream) == "tls-v1-2"
+
+
+def test_server_sees_sni_and_group_from_openssl_s_client(pki: PKI, server_ctx, commssl_server) -> None:
+    ctx = server_ctx()
+
+    def handler(stream: commssl.SocketStream) -> tuple:
+        return (commssl.ssl_connection_server_name(stream), commssl.ssl_connection_group(stream),
+                commssl.ssl_connection_cipher(stream), stream.readline())
+
+    server = commssl_server(ctx, handler)
+    out = openssl_client(server.port, cafile=pki.root_cert, servername="sni.example",
+                         extra_args=("-groups", "P-256", "-verify_hostname", "localhost"), input=b"hi\n")
+    server.join()
+    assert server.errors == []
+    assert server.results[0][:2] == ("sni.example", "secp256r1"), (server.results, out.stdout)
+    assert server.results[0][2].startswith("TLS_")
+
+
+def test_accessors_on_an_sslpointer_and_errors(pki: PKI, client_ctx) -> None:
+    ctx = client_ctx()
+    with openssl_server(pki.server_chain, pki.server_key) as server:
+        with client(server.port, ctx) as stream:
+            sslp = commssl.ssl_connection_ssl_ref(stream)
+            assert commssl.ssl_connection_cipher(sslp) == commssl.ssl_connection_cipher(stream)
+    with pytest.raises(ValueError, match="closed"):
+        commssl.ssl_connection_cipher(stream)
+    with pytest.raises(TypeError, match="conn"):
+        commssl.ssl_connection_group(object())
+
+
+# -- groups ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("group,name", [("X25519", "x25519"), ("P-256", "secp256r1")])
+def test_set_groups_with_openssl_s_server(pki: PKI, client_ctx, group: str, name: str) -> None:
+    ctx = client_ctx()
+    commssl.set_groups(ctx, [group])
+    with openssl_server(pki.server_chain, pki.server_key) as server:
+        with client(server.port, ctx) as stream:
+            assert commssl.ssl_connection_group(stream).lower() == name
+            stream.write(b"CLOSE\n")
+
+
+def test_set_groups_on_an_ssl_with_cpython_ssl(pki: PKI, server_ctx, commssl_server) -> None:
+    server = commssl_server(server_ctx(), lambda s: commssl.ssl_connection_group(s),
+                            ssl_configure_callback=lambda s: commssl.set_groups(s, ["P-384"]))
+    cctx = ssl.create_default_context(cafile=str(pki.root_cert))
+
+    def run() -> str:
+        import socket
+        with socket.create_connection(("127.0.0.1", server.port), timeout=HS) as sock:
+            with cctx.wrap_socket(sock, server_hostname="localhost") as tls:
+                return tls.cipher()[0]
+
+    in_thread(run).result(HS)
+    server.join()
+    assert server.errors == [] and server.results == ["secp384r1"]
+
+
+def test_mlkem_group_or_value_error(pki: PKI, client_ctx) -> None:
+    """X25519MLKEM768 works with OpenSSL >= 3.5 and is a ValueError before: this test
+    does something on every version."""
+    ctx = client_ctx()
+    if not has_mlkem():
+        with pytest.raises(ValueError, match="groups"):
+            commssl.set_groups(ctx, ["X25519MLKEM768"])
+        return
+    commssl.set_groups(ctx, ["X25519MLKEM768"])
+    with openssl_server(pki.server_chain, pki.server_key) as server:
+        with client(server.port, ctx) as stream:
+            assert commssl.ssl_connection_group(stream) == "X25519MLKEM768"
+
+
+@pytest.mark.parametrize("groups,exc", [
+    (["no-such-group"], ValueError), ([], ValueError), ("X25519", TypeError), ([b"X25519"], TypeError),
+    (["X25519:P-256"], ValueError), (["X25519\x00"], ValueError),
+])
+def test_set_groups_refuses(client_ctx, groups: object, exc: type) -> None:
+    with pytest.raises(exc, match="groups"):
+        commssl.set_groups(client_ctx(), groups)  # type: ignore[arg-type]
+
+
+def test_group_mismatch_is_a_mismatch_error(pki: PKI, client_ctx) -> None:
+    ctx = client_ctx()
+    commssl.set_groups(ctx, ["P-521"])
+    with openssl_server(pki.server_chain, pki.server_key, extra_args=("-groups", "X25519")) as server:
+        with pytest.raises(commssl.SSLCondition):
+            client(server.port, ctx)
