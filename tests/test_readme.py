@@ -45,7 +45,8 @@ EXPECTED: Dict[str, List[str]] = {
     "guide/contexts.md": ["b'HELLO\\n'", "(False, 20)", "['verify-peer']", "pinned: True"],
     "guide/errors.md": ["SSLVerificationFailure 20 1", "SSLCondition: True OSError: True",
                         "timed out: SSLHandshakeTimeout"],
-    "guide/tls-features.md": ["True\nlocalhost\nx25519\nb'HELLO\\n'"],
+    "guide/tls-features.md": ["True\nlocalhost\nx25519\nb'HELLO\\n'", "refused: SSLFailure",
+                              "(True, 0)\nb'FROM MEMORY\\n'"],
     "guide/threads.md": ["4 threads, 4 x (True, 0)", "outstanding: 0"],
 }
 

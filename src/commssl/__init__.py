@@ -39,6 +39,7 @@ from .contexts import (
     ssl_ctx_use_certificate_chain_file,
     ssl_ctx_use_privatekey_file,
 )
+from .credentials import ssl_ctx_use_certificate_chain, ssl_ctx_use_privatekey
 from .errors import (
     CertificateReleasedError,
     SSLClosed,
@@ -125,4 +126,5 @@ __all__ = [
     "x509_store_ctx_get_error_depth", "x509_store_ctx_set_error", "x509_verify_cert_error_string",
     # TLS features the peers have (features.py)
     "set_groups", "ssl_connection_cipher", "ssl_connection_group", "ssl_connection_server_name",
+    "ssl_ctx_use_certificate_chain", "ssl_ctx_use_privatekey",
 ]

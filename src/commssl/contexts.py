@@ -12,6 +12,7 @@ import os
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from ._binding import check, drain, ffi, lib, text
+from .credentials import load_cadata
 from .pointers import SSLCtxPointer, SSLPointer
 from .verification import set_verification_mode
 
@@ -158,11 +159,18 @@ def ssl_ctx_use_privatekey_file(ctx: SSLCtxPointer, path: PathArg) -> None:
 
 
 def ssl_ctx_load_verify_locations(
-    ctx: SSLCtxPointer, cafile: Optional[PathArg] = None, capath: Optional[PathArg] = None
+    ctx: SSLCtxPointer, cafile: Optional[PathArg] = None, capath: Optional[PathArg] = None,
+    *, cadata: Optional[bytes] = None,
 ) -> None:
-    """Trust the certificates in ``cafile`` and/or the hashed directory ``capath``."""
+    """Trust the certificates in ``cafile`` and/or the hashed directory ``capath``,
+    and/or in ``cadata``: bytes of PEM certificates (one or more) or of one DER
+    certificate (bad bytes: ``SSLFailure`` with OpenSSL's reason)."""
+    if cadata is not None:
+        load_cadata(ctx, cadata)
+        if cafile is None and capath is None:
+            return
     if cafile is None and capath is None:
-        raise ValueError("ssl_ctx_load_verify_locations needs cafile or capath")
+        raise ValueError("ssl_ctx_load_verify_locations needs cafile or capath (or cadata=)")
     cf = ffi.NULL if cafile is None else _path(cafile, "cafile")
     cp = ffi.NULL if capath is None else _path(capath, "capath")
     check(lib.SSL_CTX_load_verify_locations(_ctx(ctx), cf, cp),
