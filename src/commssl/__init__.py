@@ -51,7 +51,11 @@ from .errors import (
     SSLVersionOrCipherMismatch,
 )
 from .features import (
+    set_alpn_protocols,
+    set_alpn_select_callback,
     set_groups,
+    set_keylog,
+    ssl_connection_alpn_protocol,
     ssl_connection_cipher,
     ssl_connection_group,
     ssl_connection_server_name,
@@ -127,4 +131,5 @@ __all__ = [
     # TLS features the peers have (features.py)
     "set_groups", "ssl_connection_cipher", "ssl_connection_group", "ssl_connection_server_name",
     "ssl_ctx_use_certificate_chain", "ssl_ctx_use_privatekey",
+    "set_alpn_protocols", "set_alpn_select_callback", "ssl_connection_alpn_protocol", "set_keylog",
 ]

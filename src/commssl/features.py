@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
-from ._binding import drain, lib, text
+from ._binding import drain, ffi, lib, raise_last, text
 from .connection import ssl_of
-from .pointers import SSLCtxPointer
-from .verification import ctx_or_ssl
+from .pointers import SSLCtxPointer, SSLPointer
+from .verification import _park, ctx_or_ssl
 
 lib.commssl_features_init()
 
@@ -30,12 +30,12 @@ KeylogTarget = Union[None, str, "os.PathLike[str]", Callable[[str], Any]]
 class _CtxFeatures:
     """The Python side of one context's features (kept per ``SSLCtxPointer``)."""
 
-    __slots__ = ("alpn_select", "keylog", "keylog_lock")
+    __slots__ = ("alpn_select", "alpn_list", "keylog")
 
     def __init__(self) -> None:
         self.alpn_select: Optional[AlpnSelect] = None
+        self.alpn_list = b""  # the server preference list, wire format
         self.keylog: Optional[Callable[[str], Any]] = None
-        self.keylog_lock = threading.Lock()
 
 
 _features: "weakref.WeakKeyDictionary[SSLCtxPointer, _CtxFeatures]" = weakref.WeakKeyDictionary()
@@ -135,3 +135,214 @@ def set_groups(ctx_or_ssl_: Any, groups: Sequence[str]) -> None:
 
 def commssl_openssl_text() -> str:
     return text(lib.OpenSSL_version(lib.OPENSSL_VERSION))
+
+
+# -- ALPN --------------------------------------------------------------------------------------
+
+
+def _alpn_wire(protocols: object) -> bytes:
+    names = _names(protocols, "protocols")
+    wire = bytearray()
+    for name in names:
+        raw = name.encode("utf-8")
+        if not 0 < len(raw) < 256:
+            raise ValueError(f"protocols: {name!r} must be 1 to 255 bytes long")
+        wire.append(len(raw))
+        wire += raw
+    return bytes(wire)
+
+
+def set_alpn_protocols(ctx_or_ssl_: Any, protocols: Sequence[str]) -> None:
+    """The ALPN protocols, most preferred first (``["h2", "http/1.1"]``).
+
+    On a client: the protocols offered (``SSL_CTX_set_alpn_protos`` /
+    ``SSL_set_alpn_protos``). On a server context: the server's preference order;
+    the first of them that the client offered is selected, and when none was
+    offered the handshake goes on without ALPN (as OpenSSL's and CPython's servers
+    do). An ``SSLPointer`` takes the client offer only (OpenSSL selects per
+    context). ``[]`` clears. A set ALPN select callback takes precedence over the
+    server preference list.
+    """
+    target = ctx_or_ssl(ctx_or_ssl_, "ctx_or_ssl")
+    wire = _alpn_wire(protocols)
+    buf = wire if wire else ffi.NULL
+    if isinstance(target, SSLCtxPointer):
+        cdata = target._live()
+        if lib.SSL_CTX_set_alpn_protos(cdata, buf, len(wire)) != 0:  # 0 is success here
+            raise_last("set_alpn_protocols")
+        f = _features_of(target)
+        f.alpn_list = wire
+        if not lib.commssl_ctx_set_alpn_select(cdata, buf, len(wire), f.alpn_select is not None):
+            raise_last("set_alpn_protocols")
+    else:
+        ssl = target._pin()
+        try:
+            if lib.SSL_set_alpn_protos(ssl, buf, len(wire)) != 0:
+                raise_last("set_alpn_protocols")
+        finally:
+            target._unpin()
+
+
+def set_alpn_select_callback(ctx: Any, callback: Optional[AlpnSelect]) -> None:
+    """A server's ALPN choice in Python: ``callback(conn, offered) -> str | None``
+    per handshake, with the protocols the client offered (``list[str]``, in its
+    order). Return one of them to select it, or ``None`` to go on without ALPN.
+    An exception, a str the client did not offer or anything else aborts the
+    handshake with a ``no_application_protocol`` alert, and the exception (a
+    ``ValueError`` or ``TypeError`` for bad returns) propagates from the call that
+    drove the handshake. ``None`` removes the callback (a server preference list
+    set with ``set_alpn_protocols`` applies again)."""
+    pointer = _ctx_pointer(ctx, "ctx")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, not {type(callback).__name__}")
+    cdata = pointer._live()
+    f = _features_of(pointer)
+    f.alpn_select = callback
+    if callback is not None:
+        ok = lib.commssl_ctx_set_alpn_select(cdata, ffi.NULL, 0, 1)
+    else:
+        ok = lib.commssl_ctx_set_alpn_select(cdata, f.alpn_list or ffi.NULL, len(f.alpn_list), 0)
+    if not ok:
+        raise_last("set_alpn_select_callback")
+
+
+def ssl_connection_alpn_protocol(conn: Any) -> Optional[str]:
+    """The protocol ALPN selected, or ``None`` when none was."""
+    sslp = ssl_of(conn)
+    ssl = sslp._pin()
+    try:
+        data = ffi.new("const unsigned char **")
+        length = ffi.new("unsigned int *")
+        lib.SSL_get0_alpn_selected(ssl, data, length)
+        if data[0] == ffi.NULL or length[0] == 0:
+            return None
+        return bytes(ffi.buffer(data[0], length[0])).decode("utf-8", "replace")
+    finally:
+        sslp._unpin()
+
+
+def _parse_alpn(raw: bytes) -> Tuple[List[str], List[int]]:
+    names: List[str] = []
+    offsets: List[int] = []
+    i = 0
+    while i < len(raw):
+        n = raw[i]
+        if n == 0 or i + 1 + n > len(raw):
+            break
+        names.append(raw[i + 1:i + 1 + n].decode("utf-8", "replace"))
+        offsets.append(i)
+        i += 1 + n
+    return names, offsets
+
+
+def _sslp_onerror(exc_type: Any, exc: BaseException, tb: Any) -> None:
+    # An exception before the trampoline's own try (a signal, say): park it on the
+    # connection named in the frame; the C side then fails closed.
+    while tb is not None:
+        py = tb.tb_frame.f_locals.get("py")
+        if py is not None:
+            try:
+                _park(ffi.from_handle(py), exc)
+            except Exception:
+                pass
+            break
+        tb = tb.tb_next
+
+
+@ffi.def_extern(error=-2, onerror=_sslp_onerror)
+def _commssl_alpn_py(py: Any, data: Any, length: int) -> int:
+    sslp: SSLPointer = ffi.from_handle(py)
+    try:
+        f = _features.get(sslp.ctx)
+        select = f.alpn_select if f is not None else None
+        if select is None:
+            raise RuntimeError("ALPN: the select callback of this connection's context cannot be reached")
+        offered, offsets = _parse_alpn(bytes(ffi.buffer(data, length)))
+        conn = sslp.connection
+        choice = select(conn if conn is not None else sslp, list(offered))
+        if choice is None:
+            return -1
+        if not isinstance(choice, str):
+            raise TypeError("the ALPN select callback must return a str or None, "
+                            f"not {type(choice).__name__}")
+        if choice not in offered:
+            raise ValueError(f"the ALPN select callback returned {choice!r}, which the client did not offer "
+                             f"(it offered {offered!r})")
+        return offsets[offered.index(choice)]
+    except BaseException as exc:
+        _park(sslp, exc)
+        return -2
+
+
+# -- key logging ---------------------------------------------------------------------------
+
+
+def set_keylog(ctx: Any, target: KeylogTarget) -> None:
+    """Log the TLS secrets of every handshake on ``ctx`` in the NSS key log format
+    (``CLIENT_RANDOM ...``, ``CLIENT_HANDSHAKE_TRAFFIC_SECRET ...``), which
+    Wireshark reads to decrypt captures. Anyone holding these lines can decrypt
+    the connections: log only when debugging.
+
+    ``target``: a path (lines are appended; a new file is made readable by its
+    owner only), a callable given each line as ``str`` (without newline), ``"env"``
+    (the file named by the ``SSLKEYLOGFILE`` environment variable, read now; when
+    it is unset or empty nothing is logged), or ``None`` (stop logging).
+    ``SSLKEYLOGFILE`` is never honoured otherwise. An exception from the callable
+    (or an error writing the file) aborts the handshake at its end at the latest and
+    propagates from the call that drove it.
+    """
+    pointer = _ctx_pointer(ctx, "ctx")
+    cdata = pointer._live()
+    if isinstance(target, str) and target == "env":
+        env = os.environ.get("SSLKEYLOGFILE")
+        target = env if env else None
+    writer: Optional[Callable[[str], Any]]
+    if target is None:
+        writer = None
+    elif isinstance(target, (str, os.PathLike)):
+        writer = _FileLog(os.fspath(target))
+    elif callable(target):
+        writer = target
+    else:
+        raise TypeError(f"target must be a path, a callable, 'env' or None, not {type(target).__name__}")
+    f = _features_of(pointer)
+    old, f.keylog = f.keylog, writer
+    lib.commssl_ctx_set_keylog(cdata, writer is not None)
+    if isinstance(old, _FileLog):
+        old.close()
+
+
+class _FileLog:
+    """Appends key log lines to a file (opened once, 0600 when made)."""
+
+    def __init__(self, path: str) -> None:
+        if "\x00" in path:
+            raise ValueError("target must not contain NUL characters")
+        self.path = path
+        self._lock = threading.Lock()
+        self._fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._finalizer = weakref.finalize(self, os.close, self._fd)
+
+    def __call__(self, line: str) -> None:
+        data = (line + "\n").encode("ascii", "replace")
+        with self._lock:
+            if self._fd is None:
+                return
+            os.write(self._fd, data)
+
+    def close(self) -> None:
+        with self._lock:
+            self._fd = None
+            self._finalizer()
+
+
+@ffi.def_extern(onerror=_sslp_onerror)
+def _commssl_keylog_py(py: Any, line: Any) -> None:
+    sslp: SSLPointer = ffi.from_handle(py)
+    try:
+        f = _features.get(sslp.ctx)
+        log = f.keylog if f is not None else None
+        if log is not None:
+            log(ffi.string(line).decode("ascii", "replace"))
+    except BaseException as exc:
+        _park(sslp, exc)
