@@ -4,7 +4,6 @@ CPython ssl and GnuTLS (gnutls-serv/gnutls-cli, when installed)."""
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import socket
 import ssl
@@ -16,7 +15,7 @@ from typing import Any, List
 import pytest
 
 import commssl
-from peers import PKI, in_thread, openssl_client, openssl_client_async, openssl_server
+from peers import PKI, in_thread, openssl_client, openssl_server
 
 HS = 10.0
 gnutls = pytest.mark.skipif(shutil.which("gnutls-serv") is None, reason="gnutls-bin not installed")
@@ -208,3 +207,107 @@ def test_set_alpn_select_callback_refuses(client_ctx) -> None:
             commssl.set_alpn_select_callback(sslp, lambda c, o: None)
     finally:
         commssl.lib.SSL_free(sslp.cdata)
+
+
+# -- key logging -------------------------------------------------------------------------------
+
+
+def _lines(text: str) -> set:
+    return {line for line in text.splitlines() if line and not line.startswith("#")}
+
+
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+def test_keylog_file_matches_openssl_s_server(pki: PKI, client_ctx, tmp_path: Path, version: str) -> None:
+    ours, theirs = tmp_path / "ours.log", tmp_path / "theirs.log"
+    ctx = client_ctx()
+    commssl.set_keylog(ctx, ours)
+    with openssl_server(pki.server_chain, pki.server_key,
+                        extra_args=(version, "-keylogfile", str(theirs))) as server:
+        with client(server.port, ctx) as stream:
+            stream.write(b"abc\n")
+            assert stream.readline() == b"cba\n"
+            stream.write(b"CLOSE\n")
+        server.wait_for("CONNECTION CLOSED|DONE")
+    mine, other = _lines(ours.read_text()), _lines(theirs.read_text())
+    labels = {line.split()[0] for line in mine}
+    if version == "-tls1_3":
+        assert {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+                "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"} <= labels
+    else:
+        assert labels == {"CLIENT_RANDOM"}
+    assert mine and mine <= other, (mine, other)
+    assert (ours.stat().st_mode & 0o777) == 0o600
+
+
+def test_keylog_callable_matches_openssl_s_client(pki: PKI, server_ctx, commssl_server,
+                                                  tmp_path: Path) -> None:
+    got: List[str] = []
+    theirs = tmp_path / "client.log"
+    ctx = server_ctx()
+    commssl.set_keylog(ctx, got.append)
+    server = commssl_server(ctx, lambda s: s.readline())
+    openssl_client(server.port, cafile=pki.root_cert, extra_args=("-keylogfile", str(theirs)), input=b"k\n")
+    server.join()
+    assert server.errors == []
+    assert got and all(isinstance(line, str) and "\n" not in line for line in got)
+    assert set(got) <= _lines(theirs.read_text())
+    # None stops
+    commssl.set_keylog(ctx, None)
+    n = len(got)
+    server = commssl_server(ctx, lambda s: s.readline())
+    openssl_client(server.port, cafile=pki.root_cert, input=b"k\n")
+    server.join()
+    assert len(got) == n
+
+
+def test_keylog_env_only_when_asked(pki: PKI, client_ctx, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / "env.log"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(env_file))
+    plain = client_ctx()
+    with openssl_server(pki.server_chain, pki.server_key) as server:
+        with client(server.port, plain) as stream:
+            stream.write(b"CLOSE\n")
+        assert not env_file.exists()  # never honoured unless asked
+        asked = client_ctx()
+        commssl.set_keylog(asked, "env")
+        with client(server.port, asked) as stream:
+            stream.write(b"CLOSE\n")
+    assert "CLIENT_TRAFFIC_SECRET_0" in env_file.read_text()
+    monkeypatch.delenv("SSLKEYLOGFILE")
+    commssl.set_keylog(asked, "env")  # unset: nothing logged
+
+
+def test_keylog_asyncio_client(pki: PKI, tmp_path: Path) -> None:
+    got: List[str] = []
+    ctx = commssl.make_ssl_ctx(True, "client")
+    commssl.ssl_ctx_load_verify_locations(ctx, pki.root_cert)
+    commssl.set_keylog(ctx, got.append)
+
+    async def main(port: int) -> None:
+        stream = await commssl.open_tcp_stream_async("127.0.0.1", port, ssl_ctx=ctx,
+                                                     tlsext_host_name="localhost", handshake_timeout=HS)
+        try:
+            stream.write(b"CLOSE\n")
+            await stream.drain()
+        finally:
+            await stream.close()
+
+    try:
+        with openssl_server(pki.server_chain, pki.server_key,
+                            extra_args=("-keylogfile", str(tmp_path / "s.log"))) as server:
+            asyncio.run(main(server.port))
+            server.wait_for("CONNECTION CLOSED|DONE")
+        assert got and set(got) <= _lines((tmp_path / "s.log").read_text())
+    finally:
+        commssl.destroy_ssl_ctx(ctx)
+
+
+def test_set_keylog_refuses(client_ctx, tmp_path: Path) -> None:
+    ctx = client_ctx()
+    with pytest.raises(TypeError, match="target"):
+        commssl.set_keylog(ctx, 42)  # type: ignore[arg-type]
+    with pytest.raises(OSError):
+        commssl.set_keylog(ctx, tmp_path / "missing-dir" / "x.log")
+    with pytest.raises(TypeError, match="ctx"):
+        commssl.set_keylog("ctx", None)  # type: ignore[arg-type]
