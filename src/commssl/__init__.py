@@ -59,6 +59,8 @@ from .features import (
     ssl_connection_cipher,
     ssl_connection_group,
     ssl_connection_server_name,
+    ssl_connection_session,
+    ssl_connection_session_reused,
 )
 from .pointers import (
     SSLCtxPointer,
@@ -68,6 +70,7 @@ from .pointers import (
     outstanding_certificates,
     release_certificate,
 )
+from .sessions import Session, release_session
 from .streams import (
     SocketStream,
     attach_ssl,
@@ -132,4 +135,5 @@ __all__ = [
     "set_groups", "ssl_connection_cipher", "ssl_connection_group", "ssl_connection_server_name",
     "ssl_ctx_use_certificate_chain", "ssl_ctx_use_privatekey",
     "set_alpn_protocols", "set_alpn_select_callback", "ssl_connection_alpn_protocol", "set_keylog",
+    "Session", "release_session", "ssl_connection_session", "ssl_connection_session_reused",
 ]

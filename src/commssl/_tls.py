@@ -36,6 +36,7 @@ from typing import Any, Callable, NoReturn, Optional, Tuple, Type
 from ._binding import drain, ffi, lib, raise_io_error
 from .errors import SSLClosed, SSLCondition, SSLHandshakeTimeout, SSLVerificationFailure
 from .pointers import SSLCtxPointer, SSLPointer
+from .sessions import reverify_resumed
 from .verification import x509_verify_cert_error_string
 
 PLAIN, HANDSHAKING, OPEN, CLOSING, DETACHING, FAILED, CLOSED = range(7)
@@ -131,6 +132,14 @@ def check_after_handshake(sslp: SSLPointer, due: Optional[float] = None,
     exc = sslp.take_exception()
     if exc is not None:
         raise exc
+    if lib.SSL_session_reused(sslp.cdata):  # OpenSSL verified nothing: commssl does (sessions.py)
+        verified = reverify_resumed(sslp)
+        exc = sslp.take_exception()
+        if exc is not None:
+            drain()
+            raise exc
+        if verified is False:
+            raise verification_failure(sslp, "handshake (resumed session)")
     if due is not None and clock() > due:
         raise SSLHandshakeTimeout("handshake: timed out (the handshake_timeout passed during the handshake)")
 

@@ -601,6 +601,7 @@ async def open_tcp_stream_async(
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
     limit: int = DEFAULT_LIMIT,
+    session: Any = None,
 ) -> AsyncSSLStream:
     """Connect to ``host:port`` and complete the TLS handshake as the client.
 
@@ -611,7 +612,8 @@ async def open_tcp_stream_async(
     the name checked follow ``tlsext_host_name`` as there. A verify callback's
     exception propagates from this await; ``handshake_timeout`` (seconds, from
     the TCP connection) raises ``SSLHandshakeTimeout``. ``limit``: decrypted
-    bytes buffered before reading from the socket pauses.
+    bytes buffered before reading from the socket pauses. ``session``: a
+    ``Session`` to resume (``ssl_connection_session``).
     """
     _address_args(host, port, server=False)
     seconds = timeout_arg(handshake_timeout, "handshake_timeout")
@@ -622,7 +624,7 @@ async def open_tcp_stream_async(
     loop = asyncio.get_running_loop()
     sslp, owns, own_ctx = new_ssl(ssl_ctx, "client", host=host, tlsext_host_name=tlsext_host_name,
                                   ctx_configure_callback=ctx_configure_callback,
-                                  ssl_configure_callback=ssl_configure_callback)
+                                  ssl_configure_callback=ssl_configure_callback, session=session)
     done: "asyncio.Future[None]" = loop.create_future()
 
     def on_handshake(_: AsyncSSLStream, exc: Optional[BaseException]) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 from ._binding import drain, ffi, lib, raise_last, text
 from .connection import ssl_of
 from .pointers import SSLCtxPointer, SSLPointer
+from .sessions import Session, session_of
 from .verification import _park, ctx_or_ssl
 
 lib.commssl_features_init()
@@ -346,3 +347,23 @@ def _commssl_keylog_py(py: Any, line: Any) -> None:
             log(ffi.string(line).decode("ascii", "replace"))
     except BaseException as exc:
         _park(sslp, exc)
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+
+def ssl_connection_session(conn: Any) -> Session:
+    """The connection's TLS session as an owned ``Session`` (release it), to resume
+    with ``session=`` on a later connection. A TLS 1.3 server sends its tickets after
+    the handshake: take the session after the first read (``Session.resumable``)."""
+    return session_of(ssl_of(conn))
+
+
+def ssl_connection_session_reused(conn: Any) -> bool:
+    """Whether the handshake resumed a session."""
+    sslp = ssl_of(conn)
+    ssl = sslp._pin()
+    try:
+        return bool(lib.SSL_session_reused(ssl))
+    finally:
+        sslp._unpin()

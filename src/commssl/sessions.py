@@ -1,0 +1,177 @@
+"""TLS sessions for resumption: ``Session`` owns one ``SSL_SESSION*`` reference.
+
+Safety rules (see ``docs/guide/tls-features.md``):
+
+- A session is offered (``SSL_set_session``) only to an SSL of the same context
+  wrapper that made it, while that context is alive and the SSL has the same
+  verification mode and the same Python verify callbacks as the connection that
+  made it. Otherwise ``session=`` is skipped and a full handshake runs: a context
+  with another trust store or verification never resumes a session it did not make.
+- OpenSSL does not verify certificates on a resumed handshake. commssl does: after
+  every resumed handshake the session's stored chain is verified again against the
+  context's trust store as it is now, with the SSL's parameters (host name) and its
+  verify callbacks (``verify_callback(conn)`` included, with
+  ``ssl_connection_copy_peer_certificates`` returning the session's chain). A
+  failure fails the handshake as on a full one.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import Any, Optional, Tuple
+
+from ._binding import drain, ffi, lib, raise_last
+from .pointers import SSLCtxPointer, SSLPointer
+
+_lock = threading.Lock()
+
+
+def _identity(sslp: SSLPointer, ssl: Any) -> Tuple[Any, ...]:
+    """What a session is bound to: the context wrapper, the verify mode, and the
+    Python verify callbacks (compared by identity)."""
+    ctx = sslp.ctx
+    return (ctx, int(lib.SSL_get_verify_mode(ssl)), sslp.verify, ctx.conn_verify)
+
+
+class Session:
+    """An owned ``SSL_SESSION*`` (``ssl_connection_session``): pass it as
+    ``session=`` to ``open_tcp_stream``, ``attach_ssl`` or ``open_tcp_stream_async``
+    to resume. Release it with ``release()`` (or ``release_session``); one the
+    collector finds unreleased is freed with a ``ResourceWarning``. Copying and
+    pickling are refused."""
+
+    __slots__ = ("_cdata", "_released", "_identity", "__weakref__")
+    _cdata: Any
+    _released: bool
+    _identity: Tuple[Any, ...]
+
+    def __init__(self) -> None:
+        raise TypeError("Session objects come from ssl_connection_session(conn)")
+
+    @classmethod
+    def _own(cls, cdata: Any, identity: Tuple[Any, ...]) -> "Session":
+        self = object.__new__(cls)
+        self._cdata = cdata
+        self._released = False
+        self._identity = identity
+        return self
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    @property
+    def resumable(self) -> bool:
+        """Whether OpenSSL could resume it (a TLS 1.3 client gets its ticket after
+        the handshake, with the first data read: before, this is False)."""
+        cdata = self._live()
+        return bool(lib.SSL_SESSION_is_resumable(cdata))
+
+    @property
+    def cdata(self) -> Any:
+        """The ``SSL_SESSION*`` (valid until released)."""
+        return self._live()
+
+    def _live(self) -> Any:
+        if self._released:
+            raise ValueError(f"{self!r} was released")
+        return self._cdata
+
+    def release(self) -> None:
+        """Drop the reference (``SSL_SESSION_free``); a second release is a ``ValueError``."""
+        with _lock:
+            if self._released:
+                raise ValueError(f"{self!r} was already released")
+            self._released = True
+        self._identity = ()
+        lib.SSL_SESSION_free(self._cdata)
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else "owned"
+        return f"<Session 0x{int(ffi.cast('uintptr_t', self._cdata)):x} {state}>"
+
+    def __copy__(self) -> Any:
+        raise TypeError("a Session cannot be copied: it owns its SSL_SESSION (pass the same object)")
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise TypeError("a Session cannot be copied: it owns its SSL_SESSION (pass the same object)")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError("a Session cannot be pickled: it owns its SSL_SESSION")
+
+    def __del__(self) -> None:
+        try:
+            if self._released:
+                return
+        except AttributeError:
+            return
+        try:
+            self.release()
+            warnings.warn(f"unreleased {self!r} garbage-collected; call release_session()",
+                          ResourceWarning, stacklevel=2)
+        except Exception:  # interpreter shutdown
+            pass
+
+
+def release_session(session: Session) -> None:
+    """``session.release()``."""
+    if not isinstance(session, Session):
+        raise TypeError(f"session must be a Session, not {type(session).__name__}")
+    session.release()
+
+
+def session_of(sslp: SSLPointer) -> Session:
+    """An owned ``Session`` of the SSL's current session."""
+    ssl = sslp._pin()
+    try:
+        cdata = lib.SSL_get1_session(ssl)
+        if cdata == ffi.NULL:
+            raise ValueError("the connection has no session (no handshake yet)")
+        return Session._own(cdata, _identity(sslp, ssl))
+    finally:
+        sslp._unpin()
+
+
+def apply_session(sslp: SSLPointer, session: Optional[Session], ssl_side: str) -> bool:
+    """``SSL_set_session`` when the rules allow (see the module docstring); False
+    when the session was skipped (a full handshake will run)."""
+    if session is None:
+        return False
+    if not isinstance(session, Session):
+        raise TypeError(f"session must be a Session or None, not {type(session).__name__}")
+    if ssl_side != "client":
+        raise ValueError("session= resumes a client's session; servers resume through their own cache")
+    cdata = session._live()
+    ssl = sslp._pin()
+    try:
+        mine = _identity(sslp, ssl)
+        theirs = session._identity
+        ctx = theirs[0] if theirs else None
+        same = (len(theirs) == len(mine) and isinstance(ctx, SSLCtxPointer) and not ctx._freed
+                and all(a is b for a, b in zip(theirs[::2], mine[::2])) and theirs[1] == mine[1]
+                and theirs[3] is mine[3])
+        if not same:
+            return False
+        if not lib.SSL_set_session(ssl, cdata):
+            raise_last("session")
+        return True
+    finally:
+        sslp._unpin()
+
+
+def reverify_resumed(sslp: SSLPointer) -> Optional[bool]:
+    """Verify a resumed session's chain again (see the module docstring): None when
+    the handshake did not resume, True when verification passed or is not
+    enforced, False when it failed and the verification mode enforces it. A
+    callback's exception is left parked on ``sslp``."""
+    ssl = sslp.cdata
+    if not lib.SSL_session_reused(ssl):
+        return None
+    ok = lib.commssl_reverify(ssl)
+    if ok < 0:
+        raise_last("handshake: verifying the resumed session's certificates")
+    if ok == 0 and lib.SSL_get_verify_mode(ssl) & lib.SSL_VERIFY_PEER:
+        drain()
+        return False
+    return True
