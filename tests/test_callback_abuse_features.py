@@ -78,23 +78,31 @@ def test_alpn_select_junk_truthiness_raises(server_ctx, client_ctx, commssl_serv
     assert len(server.errors) == 1 and isinstance(server.errors[0], Boom)
 
 
-def test_alpn_select_closes_the_connection_from_inside(server_ctx, client_ctx, commssl_server) -> None:
+@pytest.mark.parametrize("action", ["close", "write", "read", "detach"])
+def test_alpn_select_uses_its_own_connection(server_ctx, client_ctx, commssl_server, action: str) -> None:
+    """Close, I/O or detach from inside: refused with ValueError (the handshake is
+    running in this thread), which aborts the handshake and propagates."""
     ctx = server_ctx()
 
     def select(conn: Any, offered: List[str]) -> str:
-        conn.close()
+        if action == "close":
+            conn.close()
+        elif action == "write":
+            conn.write(b"in the middle of a handshake")
+        elif action == "read":
+            conn.read(1)
+        else:
+            commssl.detach_ssl(conn)
         return offered[0]
 
     commssl.set_alpn_select_callback(ctx, select)
     server = commssl_server(ctx, lambda s: s.read(1))
-    with pytest.raises((commssl.SSLCondition, OSError)):
-        stream = alpn_client(server.port, client_ctx)
-        with stream:
-            stream.read(1)  # the server's close: an error or EOF
-            raise commssl.SSLCondition("closed")
+    with pytest.raises(commssl.SSLCondition):
+        alpn_client(server.port, client_ctx)
     server.join()
     assert server.results == [] and len(server.errors) == 1
-    assert isinstance(server.errors[0], (commssl.SSLCondition, ValueError)), server.errors
+    assert isinstance(server.errors[0], ValueError), server.errors
+    assert "inside the connection's own ALPN select callback" in str(server.errors[0])
 
 
 def test_alpn_select_takes_long(server_ctx, client_ctx, commssl_server) -> None:
@@ -230,23 +238,31 @@ def test_keylog_returns_junk_is_ignored(pki: PKI, client_ctx) -> None:
             stream.write(b"CLOSE\n")
 
 
-def test_keylog_closes_the_connection_from_inside(pki: PKI, client_ctx) -> None:
+@pytest.mark.parametrize("action", ["close", "write", "read"])
+def test_keylog_uses_its_own_connection(pki: PKI, client_ctx, action: str) -> None:
     holder: List[Any] = []
 
     def log(line: str) -> None:
-        holder[0].close()
+        stream = holder[0]
+        if action == "close":
+            stream.close()
+        elif action == "write":
+            stream.write(b"in clear?\n")
+        else:
+            stream.read(1)
 
     ctx = keylog_ctx(client_ctx, log)
     with openssl_server(pki.server_chain, pki.server_key) as server:
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=HS)
         stream = commssl.SocketStream(sock)
         holder.append(stream)
-        with pytest.raises((commssl.SSLCondition, ValueError)):
+        with pytest.raises(ValueError, match="inside the connection's own key log callback"):
             commssl.attach_ssl(stream, ssl_ctx=ctx, ssl_side="client", tlsext_host_name="localhost",
                                handshake_timeout=HS)
         with pytest.raises(ValueError):
             stream.write(b"in clear?\n")
         stream.close()
+    assert "in clear" not in server.output()
 
 
 def test_keylog_takes_long(pki: PKI, client_ctx) -> None:

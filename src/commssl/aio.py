@@ -31,6 +31,7 @@ from ._tls import (
     STATE_NAMES,
     TLSConnection,
     check_after_handshake,
+    in_callback,
     in_callback_error,
     timeout_arg,
 )
@@ -425,8 +426,8 @@ class AsyncSSLStream(Connection):
         if tls.state >= CLOSING:
             raise ValueError(f"{what} on a closed AsyncSSLStream")
         sslp = tls.sslp
-        if sslp is not None and sslp.verifying is not None:
-            raise in_callback_error(what)
+        if sslp is not None and in_callback(sslp):
+            raise in_callback_error(what, sslp)
 
     # -- reading ----------------------------------------------------------------
 

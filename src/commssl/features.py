@@ -17,6 +17,7 @@ import weakref
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from ._binding import drain, ffi, lib, raise_last, text
+from ._tls import enter_feature_callback, exit_feature_callback
 from .connection import ssl_of
 from .pointers import SSLCtxPointer, SSLPointer
 from .sessions import Session, session_of
@@ -260,7 +261,11 @@ def _commssl_alpn_py(py: Any, data: Any, length: int) -> int:
             raise RuntimeError("ALPN: the select callback of this connection's context cannot be reached")
         offered, offsets = _parse_alpn(bytes(ffi.buffer(data, length)))
         conn = sslp.connection
-        choice = select(conn if conn is not None else sslp, list(offered))
+        enter_feature_callback(sslp, "ALPN select")
+        try:
+            choice = select(conn if conn is not None else sslp, list(offered))
+        finally:
+            exit_feature_callback()
         if choice is None:
             return -1
         if not isinstance(choice, str):
@@ -344,7 +349,11 @@ def _commssl_keylog_py(py: Any, line: Any) -> None:
         f = _features.get(sslp.ctx)
         log = f.keylog if f is not None else None
         if log is not None:
-            log(ffi.string(line).decode("ascii", "replace"))
+            enter_feature_callback(sslp, "key log")
+            try:
+                log(ffi.string(line).decode("ascii", "replace"))
+            finally:
+                exit_feature_callback()
     except BaseException as exc:
         _park(sslp, exc)
 

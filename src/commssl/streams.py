@@ -28,6 +28,7 @@ from ._tls import (
     TLSConnection,
     check_after_handshake,
     deadline,
+    in_callback,
     in_callback_error,
     ms_left,
     timeout_arg,
@@ -116,8 +117,8 @@ class SocketStream(Connection, io.BufferedIOBase):
         """I/O from inside this stream's own verify callback: refused before taking
         the locks (the handshake running the callback holds them)."""
         sslp = self._tls.sslp
-        if sslp is not None and sslp.verifying is not None:
-            raise in_callback_error(what)
+        if sslp is not None and in_callback(sslp):
+            raise in_callback_error(what, sslp)
 
     def _handshake(self, ssl: Any, due: Optional[float]) -> None:
         """Run the handshake inside an operation already begun (``ssl`` pinned)."""
