@@ -863,6 +863,8 @@ int SSL_session_reused(const SSL *);
 int SSL_SESSION_is_resumable(const SSL_SESSION *);
 int SSL_SESSION_get_protocol_version(const SSL_SESSION *);
 int SSL_CTX_set_session_id_context(SSL_CTX *, const unsigned char *, unsigned int);
+int SSL_set_session_id_context(SSL *, const unsigned char *, unsigned int);
+static const long SSL_OP_NO_TICKET;
 
 int commssl_features_init(void);
 int commssl_ctx_set_alpn_select(SSL_CTX *, const unsigned char *, unsigned int, int);

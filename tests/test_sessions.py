@@ -220,3 +220,41 @@ def test_resumption_against_a_commssl_server(pki: PKI, client_ctx, server_ctx, c
         session.release()
     server.join()
     assert server.errors == [] and server.results == [False, True]
+
+
+def test_resumption_with_client_certificates_on_a_commssl_server(pki: PKI, client_ctx, server_ctx,
+                                                                 commssl_server) -> None:
+    """A server that verifies client certificates resumes (its sessions are bound to its
+    context and verification mode); one whose mode changed since does not."""
+    sctx = server_ctx(cafile=pki.root_cert)
+    commssl.set_verification_mode(sctx, "server", ["verify-peer", "fail-if-no-peer-cert"])
+    cctx = client_ctx(chain=pki.client_chain, key=pki.client_key)
+
+    def handler(s: commssl.SocketStream) -> Any:
+        s.write(s.readline())
+        return commssl.ssl_connection_session_reused(s), commssl.ssl_connection_verify(s)
+
+    for version in (commssl.lib.TLS1_3_VERSION, commssl.lib.TLS1_2_VERSION):
+        server = commssl_server(sctx, handler, count=3)
+        commssl.lib.SSL_CTX_set_max_proto_version(cctx.cdata, version)
+        with connect(server.port, cctx) as stream:
+            stream.write(b"a\n")
+            assert stream.readline() == b"a\n"
+            session = commssl.ssl_connection_session(stream)
+        try:
+            with connect(server.port, cctx, session=session) as stream:
+                stream.write(b"b\n")
+                assert stream.readline() == b"b\n"
+                assert commssl.ssl_connection_session_reused(stream)
+            commssl.set_verification_mode(sctx, "server", "always")  # another mode: not resumed
+            with connect(server.port, cctx, session=session) as stream:
+                stream.write(b"c\n")
+                assert stream.readline() == b"c\n"
+                assert not commssl.ssl_connection_session_reused(stream)
+        finally:
+            session.release()
+            commssl.set_verification_mode(sctx, "server", ["verify-peer", "fail-if-no-peer-cert"])
+        server.join()
+        assert server.errors == [], server.errors
+        assert [r[0] for r in server.results] == [False, True, False]
+        assert all(r[1] == (True, 0) for r in server.results)

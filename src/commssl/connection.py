@@ -19,7 +19,7 @@ from .certificates import (
 )
 from .contexts import SSLAbstractContext, make_ssl_ctx, wants_new_ctx
 from .pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
-from .sessions import apply_session
+from .sessions import apply_session, bind_server_sessions
 
 CtxCallback = Optional[Callable[[SSLCtxPointer], Any]]
 SSLCallback = Optional[Callable[[SSLPointer], Any]]
@@ -193,6 +193,8 @@ def new_ssl(
             sslp._unpin()
         if session is not None:
             apply_session(sslp, session, ssl_side)
+        elif ssl_side != "client":
+            bind_server_sessions(sslp)
     except BaseException:
         release_new_ssl(sslp, owns_ssl, own_ctx)
         raise

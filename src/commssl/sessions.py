@@ -13,12 +13,23 @@ Safety rules (see ``docs/guide/tls-features.md``):
   verify callbacks (``verify_callback(conn)`` included, with
   ``ssl_connection_copy_peer_certificates`` returning the session's chain). A
   failure fails the handshake as on a full one.
+- A server binds the sessions of each connection to its context and its
+  verification (``SSL_set_session_id_context`` with a digest of a random value
+  per context wrapper, the verify mode and the verify callbacks): OpenSSL then
+  resumes only sessions made under the same ones (and a server that verifies
+  client certificates can resume at all: OpenSSL refuses resumption without a
+  session id context there). Such a server keeps its sessions in its cache
+  instead of tickets (``SSL_OP_NO_TICKET``): a ticket holds the client's
+  certificate but not its chain, which the resumed handshake verifies again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 import warnings
+import weakref
 from typing import Any, Optional, Tuple
 
 from ._binding import drain, ffi, lib, raise_last
@@ -156,6 +167,31 @@ def apply_session(sslp: SSLPointer, session: Optional[Session], ssl_side: str) -
         if not lib.SSL_set_session(ssl, cdata):
             raise_last("session")
         return True
+    finally:
+        sslp._unpin()
+
+
+_nonces: "weakref.WeakKeyDictionary[SSLCtxPointer, bytes]" = weakref.WeakKeyDictionary()
+
+
+def bind_server_sessions(sslp: SSLPointer) -> None:
+    """Set the session id context of a new server-side SSL (see the module docstring)."""
+    ctx = sslp.ctx
+    nonce = _nonces.get(ctx)
+    if nonce is None:
+        with _lock:
+            nonce = _nonces.setdefault(ctx, os.urandom(16))
+    ssl = sslp._pin()
+    try:
+        mode = int(lib.SSL_get_verify_mode(ssl))
+        digest = hashlib.blake2s(b"%s:%d:%d:%d" % (nonce, mode, id(sslp.verify), id(ctx.conn_verify)),
+                                 digest_size=32).digest()
+        if not lib.SSL_set_session_id_context(ssl, digest, len(digest)):
+            raise_last("setting the session id context")
+        if mode & lib.SSL_VERIFY_PEER:
+            # Tickets carry the client's leaf but not its chain, which a resumed
+            # handshake must verify again: keep such sessions in the server's cache.
+            lib.SSL_set_options(ssl, lib.SSL_OP_NO_TICKET)
     finally:
         sslp._unpin()
 
