@@ -47,8 +47,9 @@ EXPECTED: Dict[str, List[str]] = {
                         "timed out: SSLHandshakeTimeout"],
     "guide/tls-features.md": ["True\nlocalhost\nx25519\nb'HELLO\\n'", "refused: SSLFailure",
                               "(True, 0)\nb'FROM MEMORY\\n'", "client: http/1.1 server: b'http/1.1\\n'",
-                              "['CLIENT_HANDSHAKE_TRAFFIC_SECRET', 'CLIENT_TRAFFIC_SECRET_0', 'EXPORTER_SECRET', "
-                              "'SERVER_HANDSHAKE_TRAFFIC_SECRET', 'SERVER_TRAFFIC_SECRET_0']",
+                              "['CLIENT_HANDSHAKE_TRAFFIC_SECRET', 'CLIENT_TRAFFIC_SECRET_0', "
+                              "'EXPORTER_SECRET', 'SERVER_HANDSHAKE_TRAFFIC_SECRET', "
+                              "'SERVER_TRAFFIC_SECRET_0']",
                               "resumed: True (True, 0)"],
     "guide/threads.md": ["4 threads, 4 x (True, 0)", "outstanding: 0"],
 }
