@@ -865,6 +865,7 @@ int SSL_SESSION_get_protocol_version(const SSL_SESSION *);
 int SSL_CTX_set_session_id_context(SSL_CTX *, const unsigned char *, unsigned int);
 int SSL_set_session_id_context(SSL *, const unsigned char *, unsigned int);
 static const long SSL_OP_NO_TICKET;
+int commssl_ctx_keep_chains(SSL_CTX *);
 
 int commssl_features_init(void);
 int commssl_ctx_set_alpn_select(SSL_CTX *, const unsigned char *, unsigned int, int);
@@ -906,11 +907,124 @@ static void commssl_features_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, i
     }
 }
 
+/* SSL ex_data: the client's chain (STACK_OF(X509), leaf excluded) that a server
+   read back from a session ticket's app data, for commssl_reverify. */
+static int commssl_chain_idx = -1;
+
+static void commssl_chain_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+                               long argl, void *argp)
+{
+    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+    if (ptr != NULL)
+        sk_X509_pop_free((STACK_OF(X509) *)ptr, X509_free);
+}
+
 int commssl_features_init(void)
 {
     if (commssl_feat_idx < 0)
         commssl_feat_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, commssl_features_free);
-    return commssl_feat_idx;
+    if (commssl_chain_idx < 0)
+        commssl_chain_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, commssl_chain_free);
+    return commssl_feat_idx >= 0 && commssl_chain_idx >= 0;
+}
+
+/* Session tickets of a server that verifies client certificates. A ticket holds
+   the client's leaf but not its chain, which commssl verifies again when the
+   session is resumed: the chain rides in the ticket's app data (each certificate
+   as a 3-byte length and its DER), and a ticket without it is not resumed (a full
+   handshake runs). */
+static int commssl_ticket_gen(SSL *s, void *arg)
+{
+    STACK_OF(X509) *chain = SSL_get_ex_data(s, commssl_chain_idx);
+    SSL_SESSION *sess = SSL_get_session(s);
+    unsigned char *buf, *p;
+    int i, len;
+    size_t total = 0;
+    (void)arg;
+    if (sess == NULL || SSL_get0_peer_certificate(s) == NULL)
+        return 1;
+    if (chain == NULL)
+        chain = SSL_get_peer_cert_chain(s);
+    for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
+        len = i2d_X509(sk_X509_value(chain, i), NULL);
+        if (len <= 0 || len > 0xffffff)
+            return 1;
+        total += 3 + (size_t)len;
+    }
+    if (total == 0 || total > 32768)
+        return 1;  /* nothing to keep, or too much for a ticket: no resumption */
+    buf = p = OPENSSL_malloc(total);
+    if (buf == NULL)
+        return 1;
+    for (i = 0; i < sk_X509_num(chain); i++) {
+        X509 *x = sk_X509_value(chain, i);
+        len = i2d_X509(x, NULL);
+        p[0] = (unsigned char)(len >> 16);
+        p[1] = (unsigned char)(len >> 8);
+        p[2] = (unsigned char)len;
+        p += 3;
+        i2d_X509(x, &p);
+    }
+    SSL_SESSION_set1_ticket_appdata(sess, buf, total);
+    OPENSSL_free(buf);
+    return 1;
+}
+
+static SSL_TICKET_RETURN commssl_ticket_dec(SSL *s, SSL_SESSION *ss, const unsigned char *keyname,
+                                            size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
+{
+    void *data = NULL;
+    size_t len = 0;
+    const unsigned char *p, *end;
+    STACK_OF(X509) *chain;
+    (void)keyname; (void)keyname_len; (void)arg;
+    switch (status) {
+    case SSL_TICKET_SUCCESS:
+    case SSL_TICKET_SUCCESS_RENEW:
+        break;
+    case SSL_TICKET_EMPTY:
+    case SSL_TICKET_NO_DECRYPT:
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    default:
+        return SSL_TICKET_RETURN_ABORT;
+    }
+    if (SSL_SESSION_get0_peer(ss) == NULL)
+        return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
+    if (!SSL_SESSION_get0_ticket_appdata(ss, &data, &len) || data == NULL || len == 0)
+        return SSL_TICKET_RETURN_IGNORE_RENEW;  /* no chain to verify again: full handshake */
+    chain = sk_X509_new_null();
+    if (chain == NULL)
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    p = data;
+    end = p + len;
+    while (p < end) {
+        long n;
+        X509 *x;
+        if (end - p < 3)
+            break;
+        n = ((long)p[0] << 16) | ((long)p[1] << 8) | p[2];
+        p += 3;
+        if (n <= 0 || n > end - p)
+            break;
+        x = d2i_X509(NULL, &p, n);
+        if (x == NULL || !sk_X509_push(chain, x)) {
+            X509_free(x);
+            break;
+        }
+    }
+    if (p != end) {
+        sk_X509_pop_free(chain, X509_free);
+        ERR_clear_error();
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    }
+    commssl_chain_free(NULL, SSL_get_ex_data(s, commssl_chain_idx), NULL, 0, 0, NULL);
+    SSL_set_ex_data(s, commssl_chain_idx, chain);
+    return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
+}
+
+int commssl_ctx_keep_chains(SSL_CTX *ctx)
+{
+    return SSL_CTX_set_session_ticket_cb(ctx, commssl_ticket_gen, commssl_ticket_dec, NULL);
 }
 
 static commssl_features *commssl_features_of(SSL_CTX *ctx, int create)
@@ -1101,6 +1215,8 @@ int commssl_reverify(SSL *ssl)
 
     if (leaf == NULL)
         return 1;
+    if (SSL_is_server(ssl) && SSL_get_ex_data(ssl, commssl_chain_idx) != NULL)
+        chain = SSL_get_ex_data(ssl, commssl_chain_idx);  /* from the ticket */
     store = X509_STORE_CTX_new();
     if (store == NULL)
         return -1;

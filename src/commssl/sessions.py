@@ -18,9 +18,10 @@ Safety rules (see ``docs/guide/tls-features.md``):
   per context wrapper, the verify mode and the verify callbacks): OpenSSL then
   resumes only sessions made under the same ones (and a server that verifies
   client certificates can resume at all: OpenSSL refuses resumption without a
-  session id context there). Such a server keeps its sessions in its cache
-  instead of tickets (``SSL_OP_NO_TICKET``): a ticket holds the client's
-  certificate but not its chain, which the resumed handshake verifies again.
+  session id context there). A ticket holds the client's certificate but not its
+  chain, which the resumed handshake verifies again: commssl's server contexts
+  carry the chain in the ticket's app data (``SSL_CTX_set_session_ticket_cb``),
+  and a ticket without it is not resumed (a full handshake runs).
 """
 
 from __future__ import annotations
@@ -180,7 +181,11 @@ def bind_server_sessions(sslp: SSLPointer) -> None:
     nonce = _nonces.get(ctx)
     if nonce is None:
         with _lock:
-            nonce = _nonces.setdefault(ctx, os.urandom(16))
+            nonce = _nonces.get(ctx)
+            if nonce is None:
+                # the client's chain rides in the tickets, to be verified again on resumption
+                lib.commssl_ctx_keep_chains(ctx._live())
+                nonce = _nonces[ctx] = os.urandom(16)
     ssl = sslp._pin()
     try:
         mode = int(lib.SSL_get_verify_mode(ssl))
@@ -188,10 +193,7 @@ def bind_server_sessions(sslp: SSLPointer) -> None:
                                  digest_size=32).digest()
         if not lib.SSL_set_session_id_context(ssl, digest, len(digest)):
             raise_last("setting the session id context")
-        if mode & lib.SSL_VERIFY_PEER:
-            # Tickets carry the client's leaf but not its chain, which a resumed
-            # handshake must verify again: keep such sessions in the server's cache.
-            lib.SSL_set_options(ssl, lib.SSL_OP_NO_TICKET)
+
     finally:
         sslp._unpin()
 
