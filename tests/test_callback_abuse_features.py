@@ -271,3 +271,56 @@ def test_keylog_takes_long(pki: PKI, client_ctx) -> None:
         with pytest.raises(commssl.SSLHandshakeTimeout):
             commssl.open_tcp_stream("127.0.0.1", server.port, ssl_ctx=ctx, tlsext_host_name="localhost",
                                     handshake_timeout=0.3)
+
+
+def test_alpn_select_io_inside_an_asyncio_server(pki: PKI, client_ctx,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    ctx = commssl.make_ssl_ctx(True, "server")
+    commssl.ssl_ctx_use_certificate_chain_file(ctx, pki.server_chain)
+    commssl.ssl_ctx_use_privatekey_file(ctx, pki.server_key)
+
+    def select(conn: Any, offered: List[str]) -> str:
+        conn.write(b"too early")
+        return offered[0]
+
+    commssl.set_alpn_select_callback(ctx, select)
+
+    async def main() -> None:
+        async def handler(stream: Any) -> None:
+            raise AssertionError("no handshake should complete")
+
+        server = await commssl.start_ssl_server(handler, "127.0.0.1", 0, ssl_ctx=ctx, handshake_timeout=HS)
+        try:
+            fut = in_thread(alpn_client, server.sockets[0].getsockname()[1], client_ctx)
+            while not fut.done():
+                await asyncio.sleep(0.02)
+            with pytest.raises(commssl.SSLCondition):
+                fut.result()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    with caplog.at_level(logging.DEBUG, logger="commssl.aio"):
+        try:
+            asyncio.run(main())
+        finally:
+            commssl.destroy_ssl_ctx(ctx)
+    assert any("inside the connection's own ALPN select callback" in r.getMessage() for r in caplog.records)
+
+
+def test_keylog_of_an_ssl_made_outside_commssl_logs_nothing(pki: PKI, client_ctx) -> None:
+    got: List[str] = []
+    ctx = keylog_ctx(client_ctx, got.append)
+    with openssl_server(pki.server_chain, pki.server_key) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=HS)
+        sock.setblocking(True)
+        ssl = commssl.lib.SSL_new(ctx.cdata)
+        try:
+            commssl.lib.SSL_set_fd(ssl, sock.fileno())
+            commssl.lib.SSL_set_connect_state(ssl)
+            commssl.lib.SSL_set_verify(ssl, commssl.lib.SSL_VERIFY_NONE, commssl.ffi.NULL)
+            assert commssl.lib.SSL_do_handshake(ssl) == 1
+        finally:
+            commssl.lib.SSL_free(ssl)
+            sock.close()
+    assert got == []
