@@ -48,6 +48,7 @@ def test_accessors_tls12_cipher_and_ip_without_sni(pki: PKI, client_ctx) -> None
             assert re.fullmatch(r"ECDHE-(RSA|ECDSA)-[A-Z0-9-]+", commssl.ssl_connection_cipher(stream))
             assert commssl.ssl_connection_server_name(stream) is None
             assert commssl.ssl_connection_protocol_version(stream) == "tls-v1-2"
+            assert commssl.ssl_connection_group(stream) == "x25519"  # ECDHE's group
 
 
 def test_server_sees_sni_and_group_from_openssl_s_client(pki: PKI, server_ctx, commssl_server) -> None:
