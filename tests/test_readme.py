@@ -50,6 +50,12 @@ EXPECTED: Dict[str, List[str]] = {
     "guide/contexts.md": ["b'HELLO\\n'", "(False, 20)", "['verify-peer']", "pinned: True"],
     "guide/errors.md": ["SSLVerificationFailure 20 1", "SSLCondition: True OSError: True",
                         "timed out: SSLHandshakeTimeout"],
+    "guide/tls-features.md": ["True\nlocalhost\nx25519\nb'HELLO\\n'", "refused: SSLFailure",
+                              "(True, 0)\nb'FROM MEMORY\\n'", "client: http/1.1 server: b'http/1.1\\n'",
+                              "['CLIENT_HANDSHAKE_TRAFFIC_SECRET', 'CLIENT_TRAFFIC_SECRET_0', "
+                              "'EXPORTER_SECRET', 'SERVER_HANDSHAKE_TRAFFIC_SECRET', "
+                              "'SERVER_TRAFFIC_SECRET_0']",
+                              "resumed: True (True, 0)"],
     "guide/threads.md": ["4 threads, 4 x (True, 0)", "outstanding: 0"],
     "guide/async.md": ["b'220 ready\\r\\n' None", "tls-v1-3 (True, 0)", "b'secret hello\\r\\n'",
                        "b'bye, in clear\\r\\n' None", "b'HELLO FROM ANYIO\\n'",

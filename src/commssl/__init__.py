@@ -42,6 +42,7 @@ from .contexts import (
     ssl_ctx_use_certificate_chain_file,
     ssl_ctx_use_privatekey_file,
 )
+from .credentials import ssl_ctx_use_certificate_chain, ssl_ctx_use_privatekey
 from .errors import (
     CertificateReleasedError,
     SSLClosed,
@@ -51,6 +52,18 @@ from .errors import (
     SSLHandshakeTimeout,
     SSLVerificationFailure,
     SSLVersionOrCipherMismatch,
+)
+from .features import (
+    set_alpn_protocols,
+    set_alpn_select_callback,
+    set_groups,
+    set_keylog,
+    ssl_connection_alpn_protocol,
+    ssl_connection_cipher,
+    ssl_connection_group,
+    ssl_connection_server_name,
+    ssl_connection_session,
+    ssl_connection_session_reused,
 )
 from .pointers import (
     SSLCtxPointer,
@@ -67,6 +80,7 @@ from .revocation import (
     set_ocsp_stapling,
     ssl_ctx_load_crl,
 )
+from .sessions import Session, release_session
 from .streams import (
     SocketStream,
     attach_ssl,
@@ -130,4 +144,9 @@ __all__ = [
     "ssl_ctx_use_certificate_chain_file", "ssl_ctx_use_privatekey_file",
     "x509_store_ctx_get_connection", "x509_store_ctx_get_current_cert", "x509_store_ctx_get_error",
     "x509_store_ctx_get_error_depth", "x509_store_ctx_set_error", "x509_verify_cert_error_string",
+    # TLS features the peers have (features.py)
+    "set_groups", "ssl_connection_cipher", "ssl_connection_group", "ssl_connection_server_name",
+    "ssl_ctx_use_certificate_chain", "ssl_ctx_use_privatekey",
+    "set_alpn_protocols", "set_alpn_select_callback", "ssl_connection_alpn_protocol", "set_keylog",
+    "Session", "release_session", "ssl_connection_session", "ssl_connection_session_reused",
 ]

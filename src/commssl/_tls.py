@@ -37,6 +37,7 @@ from ._binding import drain, ffi, lib, raise_io_error
 from .certificates import failure_chain_data, verification_errors
 from .errors import SSLClosed, SSLCondition, SSLHandshakeTimeout, SSLVerificationFailure
 from .pointers import SSLCtxPointer, SSLPointer
+from .sessions import reverify_resumed
 from .verification import x509_verify_cert_error_string
 
 PLAIN, HANDSHAKING, OPEN, CLOSING, DETACHING, FAILED, CLOSED = range(7)
@@ -160,13 +161,69 @@ def check_after_handshake(sslp: SSLPointer, due: Optional[float] = None,
     exc = sslp.take_exception()
     if exc is not None:
         raise exc
+    if lib.SSL_session_reused(sslp.cdata):  # OpenSSL verified nothing: commssl does (sessions.py)
+        verified = reverify_resumed(sslp)
+        exc = sslp.take_exception()
+        if exc is not None:
+            drain()
+            raise exc
+        if verified is False:
+            raise verification_failure(sslp, "handshake (resumed session)")
     if due is not None and clock() > due:
         raise SSLHandshakeTimeout("handshake: timed out (the handshake_timeout passed during the handshake)")
 
 
-def in_callback_error(what: str) -> ValueError:
+def in_callback_error(what: str, sslp: Optional[SSLPointer] = None) -> ValueError:
+    if sslp is not None and sslp.verifying is None and in_feature_callback(sslp):
+        return ValueError(f"{what} is not allowed inside the connection's own {_feature_kind(sslp)} callback "
+                          "(its handshake is running); raise from the callback to abort the handshake")
     return ValueError(f"{what} is not allowed inside the connection's own verify callback (its handshake is "
                       "running); return False from the callback to reject the peer")
+
+
+# -- the other callbacks (ALPN select, key log: features.py) ----------------------------
+# While one runs, the thread running it is inside the connection's handshake: I/O,
+# detach and close on that connection from inside it are refused as from a verify
+# callback (they would wait for the handshake that waits for them). A thread-local
+# stack says which connections this thread is in a callback of; _feature_active
+# counts the callbacks running process-wide, so the common case costs one read.
+
+_feature_local = threading.local()
+_feature_active = 0
+_feature_lock = threading.Lock()
+
+
+def enter_feature_callback(sslp: SSLPointer, kind: str) -> None:
+    global _feature_active
+    stack = getattr(_feature_local, "stack", None)
+    if stack is None:
+        stack = _feature_local.stack = []
+    stack.append((sslp, kind))
+    with _feature_lock:
+        _feature_active += 1
+
+
+def exit_feature_callback() -> None:
+    global _feature_active
+    _feature_local.stack.pop()
+    with _feature_lock:
+        _feature_active -= 1
+
+
+def in_feature_callback(sslp: SSLPointer) -> bool:
+    return bool(_feature_active) and any(s is sslp for s, _ in getattr(_feature_local, "stack", ()))
+
+
+def _feature_kind(sslp: SSLPointer) -> str:
+    for s, kind in reversed(getattr(_feature_local, "stack", ())):
+        if s is sslp:
+            return str(kind)
+    return "TLS"
+
+
+def in_callback(sslp: SSLPointer) -> bool:
+    """True inside one of the connection's own callbacks, in this thread."""
+    return sslp.verifying is not None or (bool(_feature_active) and in_feature_callback(sslp))
 
 
 # -- the connection -----------------------------------------------------------------
@@ -216,7 +273,7 @@ class TLSConnection:
             raise ValueError(f"{what} on a {self.name} whose SSL handshake failed (close it)")
         if state == DETACHING:
             raise ValueError(f"{what} on a {self.name} whose SSL is being detached by another thread")
-        raise in_callback_error(what)
+        raise in_callback_error(what, self.sslp)
 
     def begin(self, what: str, closing: bool = False) -> Any:
         """Start an operation: the pinned ``SSL*`` (``None`` while plain), or
@@ -230,7 +287,7 @@ class TLSConnection:
                 return None
             sslp = self.sslp
             if (state > OPEN and not (closing and state == CLOSING)) or (
-                    sslp is not None and sslp.verifying is not None):
+                    sslp is not None and in_callback(sslp)):
                 self._refuse(what)
             self._users += 1
         try:
@@ -393,8 +450,8 @@ class TLSConnection:
             if state in (CLOSING, CLOSED):
                 return False
             sslp = self.sslp
-            if sslp is not None and sslp.verifying is not None:
-                raise in_callback_error("close()")
+            if sslp is not None and in_callback(sslp):
+                raise in_callback_error("close()", sslp)
             if state in (HANDSHAKING, OPEN):
                 self.state = CLOSING
             return True
@@ -408,7 +465,7 @@ class TLSConnection:
             if state == PLAIN:
                 return None
             sslp = self.sslp
-            if state > OPEN or (sslp is not None and sslp.verifying is not None):
+            if state > OPEN or (sslp is not None and in_callback(sslp)):
                 self._refuse(what)
             if self._users:
                 raise ValueError(f"{what}: another thread is reading or writing the {self.name}")
@@ -444,8 +501,8 @@ class TLSConnection:
             if state == CLOSED:
                 return None, False
             sslp = self.sslp
-            if sslp is not None and sslp.verifying is not None:
-                raise in_callback_error("close()")
+            if sslp is not None and in_callback(sslp):
+                raise in_callback_error("close()", sslp)
             self.state = CLOSED
             if self._users:
                 self.closed_locally = True

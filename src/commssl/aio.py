@@ -38,6 +38,7 @@ from ._tls import (
     ZERO_RETURN,
     TLSConnection,
     check_after_handshake,
+    in_callback,
     in_callback_error,
     timeout_arg,
 )
@@ -395,8 +396,8 @@ class AsyncSSLStream(Connection):
         if tls.state >= CLOSING:
             raise ValueError(f"{what} on a closed AsyncSSLStream")
         sslp = tls.sslp
-        if sslp is not None and sslp.verifying is not None:
-            raise in_callback_error(what)
+        if sslp is not None and in_callback(sslp):
+            raise in_callback_error(what, sslp)
 
     # -- reading ----------------------------------------------------------------
 
@@ -685,6 +686,7 @@ async def open_tcp_stream_async(
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
     limit: int = DEFAULT_LIMIT,
+    session: Any = None,
 ) -> AsyncSSLStream:
     """Connect to ``host:port`` and complete the TLS handshake as the client
     (``ssl_ctx=None``: a plain stream, for ``attach_ssl_async`` later).
@@ -696,7 +698,8 @@ async def open_tcp_stream_async(
     the name checked follow ``tlsext_host_name`` as there. A verify callback's
     exception propagates from this await; ``handshake_timeout`` (seconds, from
     the TCP connection) raises ``SSLHandshakeTimeout``. ``limit``: decrypted
-    bytes buffered before reading from the socket pauses.
+    bytes buffered before reading from the socket pauses. ``session``: a
+    ``Session`` to resume (``ssl_connection_session``).
     """
     _address_args(host, port, server=False)
     seconds = timeout_arg(handshake_timeout, "handshake_timeout")
@@ -712,7 +715,7 @@ async def open_tcp_stream_async(
     if ssl_ctx is not None:
         sslp, owns, own_ctx = new_ssl(ssl_ctx, "client", host=host, tlsext_host_name=tlsext_host_name,
                                       ctx_configure_callback=ctx_configure_callback,
-                                      ssl_configure_callback=ssl_configure_callback)
+                                      ssl_configure_callback=ssl_configure_callback, session=session)
     done: "asyncio.Future[None]" = loop.create_future()
 
     def on_handshake(_: AsyncSSLStream, exc: Optional[BaseException]) -> None:

@@ -64,7 +64,7 @@ import time
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, TextIO, Tuple
 
 from . import __version__, openssl_version
-from ._binding import lib, text
+from ._binding import lib
 from .certificates import CertificateData, get_certificate_common_name, get_certificate_data
 from .connection import (
     peer_certificates,
@@ -73,7 +73,6 @@ from .connection import (
     ssl_connection_ocsp_response,
     ssl_connection_ocsp_status,
     ssl_connection_protocol_version,
-    ssl_connection_ssl_ref,
     ssl_connection_verify,
 )
 from .contexts import (
@@ -85,6 +84,7 @@ from .contexts import (
     ssl_ctx_use_privatekey_file,
 )
 from .errors import SSLCondition, SSLHandshakeTimeout, SSLVerificationFailure
+from .features import ssl_connection_cipher, ssl_connection_server_name
 from .pointers import SSLCtxPointer, X509StoreCtxPointer, outstanding_certificates, release_certificate
 from .revocation import set_ocsp_stapling
 from .streams import SocketStream, attach_ssl, open_tcp_stream
@@ -152,8 +152,7 @@ class Recorder:
         if self.chain is None:
             with peer_certificates(conn) as certs:
                 self.chain = [certificate_json(get_certificate_data(c)) for c in certs if c is not None]
-            self.sni = text(lib.SSL_get_servername(ssl_connection_ssl_ref(conn).cdata,
-                                                   lib.TLSEXT_NAMETYPE_host_name)) or None
+            self.sni = ssl_connection_server_name(conn)
         return True if self.accept_all else preverify_ok
 
     def first_failure(self) -> Optional[Json]:
@@ -444,11 +443,9 @@ def inspect_server(args: argparse.Namespace, host: str, port: int) -> Json:
                 except OSError as exc:
                     failure = exc
                 else:
-                    ssl = ssl_connection_ssl_ref(stream).cdata
                     doc["protocol"] = ssl_connection_protocol_version(stream)
-                    doc["cipher"] = text(lib.SSL_get_cipher_name(ssl)) or None
-                    doc["target"]["servername"] = text(
-                        lib.SSL_get_servername(ssl, lib.TLSEXT_NAMETYPE_host_name)) or None
+                    doc["cipher"] = ssl_connection_cipher(stream) or None
+                    doc["target"]["servername"] = ssl_connection_server_name(stream)
                     verify = ssl_connection_verify(stream)
                     doc["peer"]["chain"] = chain_json(ssl_connection_get_peer_certificates_data(stream))
                     if args.ocsp:

@@ -21,6 +21,7 @@ from .certificates import (
 from .contexts import SSLAbstractContext, make_ssl_ctx, wants_new_ctx
 from .pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
 from .revocation import OCSPStatus, ocsp_response, ocsp_status
+from .sessions import apply_session, bind_server_sessions
 
 CtxCallback = Optional[Callable[[SSLCtxPointer], Any]]
 SSLCallback = Optional[Callable[[SSLPointer], Any]]
@@ -128,6 +129,7 @@ def new_ssl(
     tlsext_host_name: Any = None,
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
+    session: Any = None,
 ) -> Tuple[SSLPointer, bool, Optional[SSLCtxPointer]]:
     """The ``SSL`` for a new connection, from any accepted ``ssl_ctx`` value.
 
@@ -139,6 +141,8 @@ def new_ssl(
     ``ctx_configure_callback`` is called only with a context made here, and
     ``ssl_configure_callback`` only with an SSL made here (as in LispWorks);
     passing either where it would not be called is a ``ValueError``.
+    ``session``: a ``Session`` to resume (client side; see ``sessions.py`` for
+    when it is skipped).
     """
     if not isinstance(ssl_side, str) or ssl_side not in ("server", "client", "both"):
         raise (ValueError if isinstance(ssl_side, str) else TypeError)(
@@ -202,6 +206,10 @@ def new_ssl(
             _set_side(ssl, ssl_side, host, tlsext_host_name)
         finally:
             sslp._unpin()
+        if session is not None:
+            apply_session(sslp, session, ssl_side)
+        elif ssl_side != "client":
+            bind_server_sessions(sslp)
     except BaseException:
         release_new_ssl(sslp, owns_ssl, own_ctx)
         raise

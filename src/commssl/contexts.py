@@ -12,8 +12,10 @@ import os
 from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, Union
 
 from ._binding import check, drain, ffi, lib, text
+from .credentials import load_cadata
 from .pointers import SSLCtxPointer, SSLPointer
 from .revocation import set_crl_checking, set_ocsp_stapling, ssl_ctx_load_crl
+from .verification import ctx_pointer as _ctx
 from .verification import set_verification_mode
 
 PathArg = Union[str, "os.PathLike[str]"]
@@ -123,16 +125,6 @@ def destroy_ssl_ctx(ctx: SSLCtxPointer) -> None:
     ctx._kill()
 
 
-def _ctx(ctx: object) -> SSLCtxPointer:
-    """The ``SSLCtxPointer`` of a context argument (abstract contexts stand for theirs)."""
-    if isinstance(ctx, SSLCtxPointer):
-        return ctx
-    pointer = getattr(ctx, "ssl_ctx_pointer", None)
-    if isinstance(pointer, SSLCtxPointer):
-        return pointer
-    raise TypeError(f"ctx must be an SSLCtxPointer, not {type(ctx).__name__}")
-
-
 def _path(path: object, argument: str) -> bytes:
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"{argument} must be a path (str or os.PathLike), not {type(path).__name__}")
@@ -170,11 +162,18 @@ def ssl_ctx_use_privatekey_file(ctx: SSLCtxPointer, path: PathArg) -> None:
 
 
 def ssl_ctx_load_verify_locations(
-    ctx: SSLCtxPointer, cafile: Optional[PathArg] = None, capath: Optional[PathArg] = None
+    ctx: SSLCtxPointer, cafile: Optional[PathArg] = None, capath: Optional[PathArg] = None,
+    *, cadata: Optional[bytes] = None,
 ) -> None:
-    """Trust the certificates in ``cafile`` and/or the hashed directory ``capath``."""
+    """Trust the certificates in ``cafile`` and/or the hashed directory ``capath``,
+    and/or in ``cadata``: bytes of PEM certificates (one or more) or of one DER
+    certificate (bad bytes: ``SSLFailure`` with OpenSSL's reason)."""
+    if cadata is not None:
+        load_cadata(ctx, cadata)
+        if cafile is None and capath is None:
+            return
     if cafile is None and capath is None:
-        raise ValueError("ssl_ctx_load_verify_locations needs cafile or capath")
+        raise ValueError("ssl_ctx_load_verify_locations needs cafile or capath (or cadata=)")
     pointer = _ctx(ctx)
     cf = ffi.NULL if cafile is None else _path(cafile, "cafile")
     cp = ffi.NULL if capath is None else _path(capath, "capath")

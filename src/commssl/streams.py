@@ -28,6 +28,7 @@ from ._tls import (
     TLSConnection,
     check_after_handshake,
     deadline,
+    in_callback,
     in_callback_error,
     ms_left,
     timeout_arg,
@@ -116,8 +117,8 @@ class SocketStream(Connection, io.BufferedIOBase):
         """I/O from inside this stream's own verify callback: refused before taking
         the locks (the handshake running the callback holds them)."""
         sslp = self._tls.sslp
-        if sslp is not None and sslp.verifying is not None:
-            raise in_callback_error(what)
+        if sslp is not None and in_callback(sslp):
+            raise in_callback_error(what, sslp)
 
     def _handshake(self, ssl: Any, due: Optional[float]) -> None:
         """Run the handshake inside an operation already begun (``ssl`` pinned)."""
@@ -350,12 +351,14 @@ def attach_ssl(
     ssl_configure_callback: SSLCallback = None,
     handshake_timeout: Optional[float] = None,
     tlsext_host_name: Any = None,
+    session: Any = None,
     _host: Optional[str] = None,
 ) -> SSLPointer:
     """Attach SSL to a stream and, unless ``ssl_side`` is ``"both"``, run the
     handshake (bounded by ``handshake_timeout``, callbacks included), so its
     errors raise here. After a failed handshake the stream can only be closed:
     reads and writes raise ``ValueError`` (no byte goes out in clear).
+    ``session``: a ``Session`` (``ssl_connection_session``) to resume, client side.
     """
     _stream(stream)
     due = deadline(timeout_arg(handshake_timeout, "handshake_timeout"))
@@ -365,7 +368,8 @@ def attach_ssl(
         raise ValueError("attach_ssl on a closed SocketStream")
     sslp, owns, own_ctx = new_ssl(
         ssl_ctx, ssl_side, host=_host, tlsext_host_name=tlsext_host_name,
-        ctx_configure_callback=ctx_configure_callback, ssl_configure_callback=ssl_configure_callback)
+        ctx_configure_callback=ctx_configure_callback, ssl_configure_callback=ssl_configure_callback,
+        session=session)
     with stream._rlock, stream._wlock:
         try:
             ssl = tls.attach(sslp, owns, own_ctx, ssl_side, stream)
@@ -478,6 +482,7 @@ def open_tcp_stream(
     timeout: Optional[float] = None,
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
+    session: Any = None,
 ) -> SocketStream:
     """Connect to ``host:port``; with ``ssl_ctx`` attach SSL as the client.
 
@@ -486,6 +491,7 @@ def open_tcp_stream(
     trusted certificates), an ``SSLCtxPointer`` (yours to destroy), or a client
     abstract context. The name checked is ``tlsext_host_name`` when a string,
     else ``host``. ``timeout`` bounds the connect and each read and write.
+    ``session``: a ``Session`` to resume (``ssl_connection_session``).
     """
     if not isinstance(host, str):
         raise TypeError(f"host must be a str, not {type(host).__name__}")
@@ -502,7 +508,7 @@ def open_tcp_stream(
             attach_ssl(stream, ssl_ctx=ssl_ctx, ssl_side="client",
                        ctx_configure_callback=ctx_configure_callback,
                        ssl_configure_callback=ssl_configure_callback, handshake_timeout=handshake_timeout,
-                       tlsext_host_name=tlsext_host_name, _host=host)
+                       tlsext_host_name=tlsext_host_name, session=session, _host=host)
         except BaseException:
             stream.close()
             raise

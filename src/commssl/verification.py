@@ -61,6 +61,16 @@ def ctx_or_ssl(obj: object, argument: str) -> Union[SSLCtxPointer, SSLPointer]:
     )
 
 
+def ctx_pointer(obj: object, argument: str = "ctx") -> SSLCtxPointer:
+    """The ``SSLCtxPointer`` of a context argument (abstract contexts stand for theirs)."""
+    if isinstance(obj, SSLCtxPointer):
+        return obj
+    pointer = getattr(obj, "ssl_ctx_pointer", None)
+    if isinstance(pointer, SSLCtxPointer):
+        return pointer
+    raise TypeError(f"{argument} must be an SSLCtxPointer or abstract context, not {type(obj).__name__}")
+
+
 def mode_flags(ssl_side: str, mode: Mode) -> int:
     """The ``SSL_VERIFY_*`` bits for a LispWorks mode on one side."""
     if not isinstance(ssl_side, str):

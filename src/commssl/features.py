@@ -1,0 +1,386 @@
+"""TLS features every peer has: what a connection negotiated (cipher, SNI, key
+exchange group, ALPN protocol), groups, ALPN, and key logging.
+
+Python callbacks (the ALPN select callback, a key log callable) are reached from
+OpenSSL through ``extern "Python"`` trampolines, via the SSL's commssl record,
+and follow the verify callbacks' rule: an exception is parked on the connection,
+aborts what OpenSSL was doing, and propagates from the call that drove the
+handshake (blocking or asyncio, any thread). An SSL that commssl does not know
+fails closed (ALPN: the handshake is aborted) or logs nothing (key log).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+
+from ._binding import drain, ffi, lib, raise_last, text
+from ._tls import enter_feature_callback, exit_feature_callback
+from .connection import ssl_of
+from .pointers import SSLCtxPointer, SSLPointer
+from .sessions import Session, session_of
+from .verification import _park, ctx_or_ssl, ctx_pointer
+
+lib.commssl_features_init()
+
+AlpnSelect = Callable[[Any, List[str]], Optional[str]]
+KeylogTarget = Union[None, str, "os.PathLike[str]", Callable[[str], Any]]
+
+
+class _CtxFeatures:
+    """The Python side of one context's features (kept per ``SSLCtxPointer``)."""
+
+    __slots__ = ("alpn_select", "alpn_list", "keylog")
+
+    def __init__(self) -> None:
+        self.alpn_select: Optional[AlpnSelect] = None
+        self.alpn_list = b""  # the server preference list, wire format
+        self.keylog: Optional[Callable[[str], Any]] = None
+
+
+_features: "weakref.WeakKeyDictionary[SSLCtxPointer, _CtxFeatures]" = weakref.WeakKeyDictionary()
+_features_lock = threading.Lock()
+
+
+def _features_of(ctx: SSLCtxPointer) -> _CtxFeatures:
+    with _features_lock:
+        f = _features.get(ctx)
+        if f is None:
+            f = _features[ctx] = _CtxFeatures()
+        return f
+
+
+# -- what a connection negotiated ------------------------------------------------------
+
+
+def ssl_connection_cipher(conn: Any) -> str:
+    """The negotiated cipher suite's OpenSSL name (``"TLS_AES_256_GCM_SHA384"``,
+    ``"ECDHE-RSA-AES128-GCM-SHA256"``...); ``""`` before the handshake."""
+    sslp = ssl_of(conn)
+    ssl = sslp._pin()
+    try:
+        return text(lib.SSL_get_cipher_name(ssl)).replace("(NONE)", "")
+    finally:
+        sslp._unpin()
+
+
+def ssl_connection_server_name(conn: Any) -> Optional[str]:
+    """The SNI host name: on a server the one the client asked for, on a client the
+    one it sent; ``None`` when there was none."""
+    sslp = ssl_of(conn)
+    ssl = sslp._pin()
+    try:
+        return text(lib.SSL_get_servername(ssl, lib.TLSEXT_NAMETYPE_host_name)) or None
+    finally:
+        sslp._unpin()
+
+
+def ssl_connection_group(conn: Any) -> Optional[str]:
+    """The key exchange group of the handshake (``"x25519"``, ``"secp256r1"``,
+    ``"X25519MLKEM768"``...), as OpenSSL names it; ``None`` before the handshake or
+    when there was none (a resumption without key exchange)."""
+    sslp = ssl_of(conn)
+    ssl = sslp._pin()
+    try:
+        group = lib.SSL_get_negotiated_group(ssl)
+        if group <= 0:
+            return None
+        return text(lib.SSL_group_to_name(ssl, group)) or None
+    finally:
+        sslp._unpin()
+
+
+def _names(value: object, argument: str) -> List[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"{argument} must be a list of str, not {type(value).__name__}")
+    names = list(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"{argument} items must be str, not {type(name).__name__}")
+    return names
+
+
+def set_groups(ctx_or_ssl_: Any, groups: Sequence[str]) -> None:
+    """The key exchange groups offered and accepted, most preferred first
+    (``SSL_CTX_set1_groups_list``): names OpenSSL knows, such as ``"X25519"``,
+    ``"P-256"``, ``"X25519MLKEM768"`` (OpenSSL >= 3.5). An empty list or a name
+    this OpenSSL does not know is a ``ValueError`` naming ``groups``."""
+    target = ctx_or_ssl(ctx_or_ssl_, "ctx_or_ssl")
+    names = _names(groups, "groups")
+    if not names:
+        raise ValueError("groups must name at least one group")
+    for name in names:
+        if not name or any(c in name for c in ":\x00") or not name.isascii():
+            raise ValueError(f"groups: {name!r} is not a group name")
+    joined = ":".join(names).encode()
+    cdata = target._pin()
+    try:
+        if isinstance(target, SSLCtxPointer):
+            ok = lib.SSL_CTX_set1_groups_list(cdata, joined)
+        else:
+            ok = lib.SSL_set1_groups_list(cdata, joined)
+    finally:
+        target._unpin()
+    if ok != 1:
+        drain()
+        raise ValueError(f"groups: OpenSSL {commssl_openssl_text()} does not know (all of) {names!r}")
+
+
+def commssl_openssl_text() -> str:
+    return text(lib.OpenSSL_version(lib.OPENSSL_VERSION))
+
+
+# -- ALPN --------------------------------------------------------------------------------------
+
+
+def _alpn_wire(protocols: object) -> bytes:
+    names = _names(protocols, "protocols")
+    wire = bytearray()
+    for name in names:
+        raw = name.encode("utf-8")
+        if not 0 < len(raw) < 256:
+            raise ValueError(f"protocols: {name!r} must be 1 to 255 bytes long")
+        wire.append(len(raw))
+        wire += raw
+    return bytes(wire)
+
+
+def set_alpn_protocols(ctx_or_ssl_: Any, protocols: Sequence[str]) -> None:
+    """The ALPN protocols, most preferred first (``["h2", "http/1.1"]``).
+
+    On a client: the protocols offered (``SSL_CTX_set_alpn_protos`` /
+    ``SSL_set_alpn_protos``). On a server context: the server's preference order;
+    the first of them that the client offered is selected, and when none was
+    offered the handshake goes on without ALPN (as OpenSSL's and CPython's servers
+    do). An ``SSLPointer`` takes the client offer only (OpenSSL selects per
+    context). ``[]`` clears. A set ALPN select callback takes precedence over the
+    server preference list.
+    """
+    target = ctx_or_ssl(ctx_or_ssl_, "ctx_or_ssl")
+    wire = _alpn_wire(protocols)
+    buf = wire if wire else ffi.NULL
+    if isinstance(target, SSLCtxPointer):
+        cdata = target._pin()
+        try:
+            if lib.SSL_CTX_set_alpn_protos(cdata, buf, len(wire)) != 0:  # 0 is success here
+                raise_last("set_alpn_protocols")
+            f = _features_of(target)
+            f.alpn_list = wire
+            if not lib.commssl_ctx_set_alpn_select(cdata, buf, len(wire), f.alpn_select is not None):
+                raise_last("set_alpn_protocols")
+        finally:
+            target._unpin()
+    else:
+        ssl = target._pin()
+        try:
+            if lib.SSL_set_alpn_protos(ssl, buf, len(wire)) != 0:
+                raise_last("set_alpn_protocols")
+        finally:
+            target._unpin()
+
+
+def set_alpn_select_callback(ctx: Any, callback: Optional[AlpnSelect]) -> None:
+    """A server's ALPN choice in Python: ``callback(conn, offered) -> str | None``
+    per handshake, with the protocols the client offered (``list[str]``, in its
+    order). Return one of them to select it, or ``None`` to go on without ALPN.
+    An exception, a str the client did not offer or anything else aborts the
+    handshake with a ``no_application_protocol`` alert, and the exception (a
+    ``ValueError`` or ``TypeError`` for bad returns) propagates from the call that
+    drove the handshake. ``None`` removes the callback (a server preference list
+    set with ``set_alpn_protocols`` applies again)."""
+    pointer = ctx_pointer(ctx, "ctx")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, not {type(callback).__name__}")
+    cdata = pointer._pin()
+    try:
+        f = _features_of(pointer)
+        f.alpn_select = callback
+        if callback is not None:
+            ok = lib.commssl_ctx_set_alpn_select(cdata, ffi.NULL, 0, 1)
+        else:
+            ok = lib.commssl_ctx_set_alpn_select(cdata, f.alpn_list or ffi.NULL, len(f.alpn_list), 0)
+    finally:
+        pointer._unpin()
+    if not ok:
+        raise_last("set_alpn_select_callback")
+
+
+def ssl_connection_alpn_protocol(conn: Any) -> Optional[str]:
+    """The protocol ALPN selected, or ``None`` when none was."""
+    sslp = ssl_of(conn)
+    ssl = sslp._pin()
+    try:
+        data = ffi.new("const unsigned char **")
+        length = ffi.new("unsigned int *")
+        lib.SSL_get0_alpn_selected(ssl, data, length)
+        if data[0] == ffi.NULL or length[0] == 0:
+            return None
+        return bytes(ffi.buffer(data[0], length[0])).decode("utf-8", "replace")
+    finally:
+        sslp._unpin()
+
+
+def _parse_alpn(raw: bytes) -> Tuple[List[str], List[int]]:
+    names: List[str] = []
+    offsets: List[int] = []
+    i = 0
+    while i < len(raw):
+        n = raw[i]
+        if n == 0 or i + 1 + n > len(raw):
+            break
+        names.append(raw[i + 1:i + 1 + n].decode("utf-8", "replace"))
+        offsets.append(i)
+        i += 1 + n
+    return names, offsets
+
+
+def _sslp_onerror(exc_type: Any, exc: BaseException, tb: Any) -> None:
+    # An exception before the trampoline's own try (a signal, say): park it on the
+    # connection named in the frame; the C side then fails closed.
+    while tb is not None:
+        py = tb.tb_frame.f_locals.get("py")
+        if py is not None:
+            try:
+                sslp = ffi.from_handle(py)()  # the record holds a weak reference's handle
+                if sslp is not None:
+                    _park(sslp, exc)
+            except Exception:
+                pass
+            break
+        tb = tb.tb_next
+
+
+@ffi.def_extern(error=-2, onerror=_sslp_onerror)
+def _commssl_alpn_py(py: Any, data: Any, length: int) -> int:
+    sslp: Optional[SSLPointer] = ffi.from_handle(py)()  # the record holds a weak reference's handle
+    if sslp is None:  # the wrapper is gone: fail closed
+        return -2
+    try:
+        f = _features.get(sslp.ctx)
+        select = f.alpn_select if f is not None else None
+        if select is None:
+            raise RuntimeError("ALPN: the select callback of this connection's context cannot be reached")
+        offered, offsets = _parse_alpn(bytes(ffi.buffer(data, length)))
+        conn = sslp.connection
+        enter_feature_callback(sslp, "ALPN select")
+        try:
+            choice = select(conn if conn is not None else sslp, list(offered))
+        finally:
+            exit_feature_callback()
+        if choice is None:
+            return -1
+        if not isinstance(choice, str):
+            raise TypeError("the ALPN select callback must return a str or None, "
+                            f"not {type(choice).__name__}")
+        if choice not in offered:
+            raise ValueError(f"the ALPN select callback returned {choice!r}, which the client did not offer "
+                             f"(it offered {offered!r})")
+        return offsets[offered.index(choice)]
+    except BaseException as exc:
+        _park(sslp, exc)
+        return -2
+
+
+# -- key logging ---------------------------------------------------------------------------
+
+
+def set_keylog(ctx: Any, target: KeylogTarget) -> None:
+    """Log the TLS secrets of every handshake on ``ctx`` in the NSS key log format
+    (``CLIENT_RANDOM ...``, ``CLIENT_HANDSHAKE_TRAFFIC_SECRET ...``), which
+    Wireshark reads to decrypt captures. Anyone holding these lines can decrypt
+    the connections: log only when debugging.
+
+    ``target``: a path (lines are appended; a new file is made readable by its
+    owner only), a callable given each line as ``str`` (without newline), ``"env"``
+    (the file named by the ``SSLKEYLOGFILE`` environment variable, read now; when
+    it is unset or empty nothing is logged), or ``None`` (stop logging).
+    ``SSLKEYLOGFILE`` is never honoured otherwise. An exception from the callable
+    (or an error writing the file) aborts the handshake at its end at the latest and
+    propagates from the call that drove it.
+    """
+    pointer = ctx_pointer(ctx, "ctx")
+    if isinstance(target, str) and target == "env":
+        env = os.environ.get("SSLKEYLOGFILE")
+        target = env if env else None
+    writer: Optional[Callable[[str], Any]]
+    if target is None:
+        writer = None
+    elif isinstance(target, (str, os.PathLike)):
+        writer = _FileLog(os.fspath(target))
+    elif callable(target):
+        writer = target
+    else:
+        raise TypeError(f"target must be a path, a callable, 'env' or None, not {type(target).__name__}")
+    cdata = pointer._pin()
+    try:
+        f = _features_of(pointer)
+        old, f.keylog = f.keylog, writer
+        lib.commssl_ctx_set_keylog(cdata, writer is not None)
+    finally:
+        pointer._unpin()
+    if isinstance(old, _FileLog):
+        old.close()
+
+
+class _FileLog:
+    """Appends key log lines to a file (opened once, 0600 when made)."""
+
+    def __init__(self, path: str) -> None:
+        if "\x00" in path:
+            raise ValueError("target must not contain NUL characters")
+        self.path = path
+        self._lock = threading.Lock()
+        self._fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._finalizer = weakref.finalize(self, os.close, self._fd)
+
+    def __call__(self, line: str) -> None:
+        data = (line + "\n").encode("ascii", "replace")
+        with self._lock:
+            if self._fd is None:
+                return
+            os.write(self._fd, data)
+
+    def close(self) -> None:
+        with self._lock:
+            self._fd = None
+            self._finalizer()
+
+
+@ffi.def_extern(onerror=_sslp_onerror)
+def _commssl_keylog_py(py: Any, line: Any) -> None:
+    sslp: Optional[SSLPointer] = ffi.from_handle(py)()  # the record holds a weak reference's handle
+    if sslp is None:
+        return
+    try:
+        f = _features.get(sslp.ctx)
+        log = f.keylog if f is not None else None
+        if log is not None:
+            enter_feature_callback(sslp, "key log")
+            try:
+                log(ffi.string(line).decode("ascii", "replace"))
+            finally:
+                exit_feature_callback()
+    except BaseException as exc:
+        _park(sslp, exc)
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+
+def ssl_connection_session(conn: Any) -> Session:
+    """The connection's TLS session as an owned ``Session`` (release it), to resume
+    with ``session=`` on a later connection. A TLS 1.3 server sends its tickets after
+    the handshake: take the session after the first read (``Session.resumable``)."""
+    return session_of(ssl_of(conn))
+
+
+def ssl_connection_session_reused(conn: Any) -> bool:
+    """Whether the handshake resumed a session."""
+    sslp = ssl_of(conn)
+    ssl = sslp._pin()
+    try:
+        return bool(lib.SSL_session_reused(ssl))
+    finally:
+        sslp._unpin()

@@ -1,0 +1,206 @@
+"""TLS sessions for resumption: ``Session`` owns one ``SSL_SESSION*`` reference.
+
+Safety rules (see ``docs/guide/tls-features.md``):
+
+- A session is offered (``SSL_set_session``) only to an SSL of the same context
+  wrapper that made it, while that context is alive and the SSL has the same
+  verification mode and the same Python verify callbacks as the connection that
+  made it. Otherwise ``session=`` is skipped and a full handshake runs: a context
+  with another trust store or verification never resumes a session it did not make.
+- OpenSSL does not verify certificates on a resumed handshake. commssl does: after
+  every resumed handshake the session's stored chain is verified again against the
+  context's trust store as it is now, with the SSL's parameters (host name) and its
+  verify callbacks (``verify_callback(conn)`` included, with
+  ``ssl_connection_copy_peer_certificates`` returning the session's chain). A
+  failure fails the handshake as on a full one.
+- A server binds the sessions of each connection to its context and its
+  verification (``SSL_set_session_id_context`` with a digest of a random value
+  per context wrapper, the verify mode and the verify callbacks): OpenSSL then
+  resumes only sessions made under the same ones (and a server that verifies
+  client certificates can resume at all: OpenSSL refuses resumption without a
+  session id context there). A ticket holds the client's certificate but not its
+  chain, which the resumed handshake verifies again: commssl's server contexts
+  carry the chain in the ticket's app data (``SSL_CTX_set_session_ticket_cb``),
+  and a ticket without it is not resumed (a full handshake runs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import warnings
+import weakref
+from typing import Any, NoReturn, Optional, Tuple
+
+from ._binding import drain, ffi, lib, raise_last
+from .pointers import _OWNED, _RELEASED, SSLCtxPointer, SSLPointer, _Pointer
+
+_lock = threading.Lock()
+
+
+def _identity(sslp: SSLPointer, ssl: Any) -> Tuple[Any, ...]:
+    """What a session is bound to: the context wrapper, the verify mode, and the
+    Python verify callbacks (compared by identity)."""
+    ctx = sslp.ctx
+    return (ctx, int(lib.SSL_get_verify_mode(ssl)), sslp.verify, ctx.conn_verify)
+
+
+class Session(_Pointer):
+    """An owned ``SSL_SESSION*`` (``ssl_connection_session``): pass it as
+    ``session=`` to ``open_tcp_stream``, ``attach_ssl`` or ``open_tcp_stream_async``
+    to resume. Release it with ``release()`` (or ``release_session``); one the
+    collector finds unreleased is freed with a ``ResourceWarning``. Copying and
+    pickling are refused. It follows the pointers' lifetime rule: a release
+    racing a use frees the session when that use ends."""
+
+    __slots__ = ("_identity",)
+    _identity: Tuple[Any, ...]
+
+    def __init__(self) -> None:
+        raise TypeError("Session objects come from ssl_connection_session(conn)")
+
+    @classmethod
+    def _own(cls, cdata: Any, identity: Tuple[Any, ...]) -> "Session":
+        self = object.__new__(cls)
+        self.cdata = cdata
+        self._state = _OWNED
+        self._identity = identity
+        return self
+
+    @property
+    def released(self) -> bool:
+        return self._dead
+
+    @property
+    def resumable(self) -> bool:
+        """Whether OpenSSL could resume it (a TLS 1.3 client gets its ticket after
+        the handshake, with the first data read: before, this is False)."""
+        cdata = self._pin()
+        try:
+            return bool(lib.SSL_SESSION_is_resumable(cdata))
+        finally:
+            self._unpin()
+
+    def _refuse(self) -> NoReturn:
+        raise ValueError(f"{self!r} was released")
+
+    def _dispose(self) -> None:
+        lib.SSL_SESSION_free(self.cdata)
+
+    def release(self) -> None:
+        """Drop the reference (``SSL_SESSION_free``); a second release is a ``ValueError``."""
+        if not self._kill():
+            raise ValueError(f"{self!r} was already released")
+        self._identity = ()
+
+    def __repr__(self) -> str:
+        return f"<Session 0x{self.address:x} {'released' if self._dead else 'owned'}>"
+
+    def __del__(self) -> None:
+        try:
+            if self._dead:
+                return
+        except AttributeError:  # __init__ refused
+            return
+        try:
+            self._state = _RELEASED  # nobody else holds it: no lock needed
+            self._dispose()
+            warnings.warn(f"unreleased {self!r} garbage-collected; call release_session()",
+                          ResourceWarning, stacklevel=2)
+        except Exception:  # interpreter shutdown
+            pass
+
+
+def release_session(session: Session) -> None:
+    """``session.release()``."""
+    if not isinstance(session, Session):
+        raise TypeError(f"session must be a Session, not {type(session).__name__}")
+    session.release()
+
+
+def session_of(sslp: SSLPointer) -> Session:
+    """An owned ``Session`` of the SSL's current session."""
+    ssl = sslp._pin()
+    try:
+        cdata = lib.SSL_get1_session(ssl)
+        if cdata == ffi.NULL:
+            raise ValueError("the connection has no session (no handshake yet)")
+        return Session._own(cdata, _identity(sslp, ssl))
+    finally:
+        sslp._unpin()
+
+
+def apply_session(sslp: SSLPointer, session: Optional[Session], ssl_side: str) -> bool:
+    """``SSL_set_session`` when the rules allow (see the module docstring); False
+    when the session was skipped (a full handshake will run)."""
+    if session is None:
+        return False
+    if not isinstance(session, Session):
+        raise TypeError(f"session must be a Session or None, not {type(session).__name__}")
+    if ssl_side != "client":
+        raise ValueError("session= resumes a client's session; servers resume through their own cache")
+    cdata = session._pin()
+    ssl = sslp._pin()
+    try:
+        mine = _identity(sslp, ssl)
+        theirs = session._identity
+        ctx = theirs[0] if theirs else None
+        same = (len(theirs) == len(mine) and isinstance(ctx, SSLCtxPointer) and not ctx._dead
+                and all(a is b for a, b in zip(theirs[::2], mine[::2])) and theirs[1] == mine[1]
+                and theirs[3] is mine[3])
+        if not same:
+            return False
+        if not lib.SSL_set_session(ssl, cdata):  # the SSL takes a reference of its own
+            raise_last("session")
+        return True
+    finally:
+        sslp._unpin()
+        session._unpin()
+
+
+_nonces: "weakref.WeakKeyDictionary[SSLCtxPointer, bytes]" = weakref.WeakKeyDictionary()
+
+
+def bind_server_sessions(sslp: SSLPointer) -> None:
+    """Set the session id context of a new server-side SSL (see the module docstring)."""
+    ctx = sslp.ctx
+    nonce = _nonces.get(ctx)
+    if nonce is None:
+        with _lock:
+            nonce = _nonces.get(ctx)
+            if nonce is None:
+                # the client's chain rides in the tickets, to be verified again on resumption
+                cdata = ctx._pin()
+                try:
+                    lib.commssl_ctx_keep_chains(cdata)
+                finally:
+                    ctx._unpin()
+                nonce = _nonces[ctx] = os.urandom(16)
+    ssl = sslp._pin()
+    try:
+        mode = int(lib.SSL_get_verify_mode(ssl))
+        digest = hashlib.blake2s(b"%s:%d:%d:%d" % (nonce, mode, id(sslp.verify), id(ctx.conn_verify)),
+                                 digest_size=32).digest()
+        if not lib.SSL_set_session_id_context(ssl, digest, len(digest)):
+            raise_last("setting the session id context")
+
+    finally:
+        sslp._unpin()
+
+
+def reverify_resumed(sslp: SSLPointer) -> Optional[bool]:
+    """Verify a resumed session's chain again (see the module docstring): None when
+    the handshake did not resume, True when verification passed or is not
+    enforced, False when it failed and the verification mode enforces it. A
+    callback's exception is left parked on ``sslp``."""
+    ssl = sslp.cdata
+    if not lib.SSL_session_reused(ssl):
+        return None
+    ok = lib.commssl_reverify(ssl)
+    if ok < 0:
+        raise_last("handshake: verifying the resumed session's certificates")
+    if ok == 0 and lib.SSL_get_verify_mode(ssl) & lib.SSL_VERIFY_PEER:
+        drain()
+        return False
+    return True
