@@ -327,16 +327,20 @@ static int _commssl_conn_verify_py(commssl_state *, int, X509_STORE_CTX *);
 static int _commssl_foreign_verify_py(commssl_ctx_state *, SSL *, int, int, X509_STORE_CTX *);
 static int _commssl_password_py(char *, int, int, void *);
 
-static const int COMMSSL_OP_HANDSHAKE = 0;
-static const int COMMSSL_OP_READ = 1;
-static const int COMMSSL_OP_WRITE = 2;
-static const int COMMSSL_OP_SHUTDOWN = 3;
-static const int COMMSSL_TIMEOUT = -1;
-static const int COMMSSL_EINTR = -2;
-static const int COMMSSL_SHUTDOWN_SENT = -3;
+/* the operations of commssl_do and commssl_io, and their results beside SSL_ERROR_* */
+enum {
+    COMMSSL_OP_HANDSHAKE = 0,
+    COMMSSL_OP_READ = 1,
+    COMMSSL_OP_WRITE = 2,
+    COMMSSL_OP_SHUTDOWN = 3,
+    COMMSSL_TIMEOUT = -1,
+    COMMSSL_EINTR = -2,
+    COMMSSL_SHUTDOWN_SENT = -3
+};
 
 static int commssl_ssl_idx = -1;
 static int commssl_ctx_idx = -1;
+static int commssl_oplock_idx = -1;
 
 /* The records live exactly as long as their SSL or SSL_CTX: OpenSSL calls this
    when it frees one (and for every index, with ptr NULL when none was set). */
@@ -344,6 +348,15 @@ static void commssl_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx
 {
     (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
     OPENSSL_free(ptr);
+}
+
+/* The per-SSL operation lock (an ex_data slot of its own: the record's layout
+   is shared with the cdef). */
+static void commssl_oplock_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                                void *argp)
+{
+    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+    CRYPTO_THREAD_lock_free(ptr);
 }
 
 /* SSL_dup: the copy gets no record (sharing one would free it twice); it then
@@ -362,7 +375,9 @@ int commssl_init(void)
         commssl_ssl_idx = SSL_get_ex_new_index(0, NULL, NULL, commssl_ex_dup, commssl_ex_free);
     if (commssl_ctx_idx < 0)
         commssl_ctx_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, commssl_ex_free);
-    return commssl_ssl_idx >= 0 && commssl_ctx_idx >= 0;
+    if (commssl_oplock_idx < 0)
+        commssl_oplock_idx = SSL_get_ex_new_index(0, NULL, NULL, commssl_ex_dup, commssl_oplock_free);
+    return commssl_ssl_idx >= 0 && commssl_ctx_idx >= 0 && commssl_oplock_idx >= 0;
 }
 
 commssl_state *commssl_get_state(const SSL *ssl)
@@ -542,20 +557,31 @@ void commssl_free_certs(X509 **certs, int n)
    error queue is cleared first so what follows belongs to this call. */
 int commssl_do(SSL *ssl, int op, void *buf, size_t len, size_t *done)
 {
-    int r;
+    /* One OpenSSL call at a time on an SSL: a stream lets one thread read while
+       another writes, and a read may write (a TLS 1.3 KeyUpdate answer, an
+       alert), so the two would otherwise race inside OpenSSL. Held for the call
+       only, never while polling: the other thread's call waits at most that long. */
+    CRYPTO_RWLOCK *lock = SSL_get_ex_data(ssl, commssl_oplock_idx);
+    int r, e;
+    if (lock != NULL)
+        CRYPTO_THREAD_write_lock(lock);
     ERR_clear_error();
     errno = 0;
     switch (op) {
-    case 0: r = SSL_do_handshake(ssl); break;
-    case 1: r = SSL_read_ex(ssl, buf, len, done); break;
-    case 2: r = SSL_write_ex(ssl, buf, len, done); break;
-    default:
-        r = SSL_shutdown(ssl);
-        if (r == 0)
-            return COMMSSL_SHUTDOWN_SENT;
-        break;
+    case COMMSSL_OP_HANDSHAKE: r = SSL_do_handshake(ssl); break;
+    case COMMSSL_OP_READ: r = SSL_read_ex(ssl, buf, len, done); break;
+    case COMMSSL_OP_WRITE: r = SSL_write_ex(ssl, buf, len, done); break;
+    default: r = SSL_shutdown(ssl); break;
     }
-    return r == 1 ? 0 : SSL_get_error(ssl, r);
+    if (r == 1)
+        e = 0;
+    else if (op == COMMSSL_OP_SHUTDOWN && r == 0)
+        e = COMMSSL_SHUTDOWN_SENT;
+    else
+        e = SSL_get_error(ssl, r);
+    if (lock != NULL)
+        CRYPTO_THREAD_unlock(lock);
+    return e;
 }
 
 static long long commssl_now_ms(void)
@@ -791,10 +817,14 @@ commssl_state *commssl_attach(SSL *ssl, void *py, int py_verify, int conn_verify
     if (mode != 0)
         SSL_set_mode(ssl, mode);
     if (st == NULL) {
+        CRYPTO_RWLOCK *lock = CRYPTO_THREAD_lock_new();
         st = OPENSSL_zalloc(sizeof *st);
-        if (st == NULL)
+        if (st == NULL || lock == NULL || !SSL_set_ex_data(ssl, commssl_oplock_idx, lock)) {
+            OPENSSL_free(st);
+            CRYPTO_THREAD_lock_free(lock);
             return NULL;
-        if (!SSL_set_ex_data(ssl, commssl_ssl_idx, st)) {
+        }
+        if (!SSL_set_ex_data(ssl, commssl_ssl_idx, st)) {  /* the lock goes with the SSL */
             OPENSSL_free(st);
             return NULL;
         }

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 from ._binding import drain, ffi, lib, raise_last, text
+from ._tls import enter_feature_callback, exit_feature_callback
 from .errors import SSLFailure
 from .pointers import SSLCtxPointer, SSLPointer
 from .verification import ctx_or_ssl
@@ -285,7 +286,11 @@ def _commssl_staple_py(py: Any, ssl: Any) -> int:
         if fn is None:  # the context's callable is gone (set_ocsp_staple(ctx, None) raced us)
             return int(lib.SSL_TLSEXT_ERR_NOACK)
         conn = sslp.connection
-        value = fn(conn if conn is not None else sslp)
+        enter_feature_callback(sslp, "OCSP staple")  # I/O on its own connection is refused in it
+        try:
+            value = fn(conn if conn is not None else sslp)
+        finally:
+            exit_feature_callback()
         if value is None:
             return int(lib.SSL_TLSEXT_ERR_NOACK)
         if not isinstance(value, (bytes, bytearray, memoryview)):
