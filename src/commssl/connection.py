@@ -201,15 +201,18 @@ def new_ssl(
     try:
         if owns_ssl and ssl_configure_callback is not None:
             ssl_configure_callback(sslp)
-        ssl = sslp._pin()
+        # An SSL made here is held by this frame alone (no one can kill it); one
+        # passed in may belong to a stream another thread closes: pin it.
+        ssl = sslp.cdata if owns_ssl else sslp._pin()
         try:
             _set_side(ssl, ssl_side, host, tlsext_host_name)
+            if session is not None:
+                apply_session(sslp, ssl, session, ssl_side)
+            elif ssl_side != "client":
+                bind_server_sessions(sslp, ssl)
         finally:
-            sslp._unpin()
-        if session is not None:
-            apply_session(sslp, session, ssl_side)
-        elif ssl_side != "client":
-            bind_server_sessions(sslp)
+            if not owns_ssl:
+                sslp._unpin()
     except BaseException:
         release_new_ssl(sslp, owns_ssl, own_ctx)
         raise

@@ -31,7 +31,7 @@ import os
 import threading
 import warnings
 import weakref
-from typing import Any, NoReturn, Optional, Tuple
+from typing import Any, Dict, NoReturn, Optional, Tuple
 
 from ._binding import drain, ffi, lib, raise_last
 from .pointers import _OWNED, _RELEASED, SSLCtxPointer, SSLPointer, _Pointer
@@ -131,9 +131,10 @@ def session_of(sslp: SSLPointer) -> Session:
         sslp._unpin()
 
 
-def apply_session(sslp: SSLPointer, session: Optional[Session], ssl_side: str) -> bool:
-    """``SSL_set_session`` when the rules allow (see the module docstring); False
-    when the session was skipped (a full handshake will run)."""
+def apply_session(sslp: SSLPointer, ssl: Any, session: Optional[Session], ssl_side: str) -> bool:
+    """``SSL_set_session`` on ``ssl`` (the caller holds it) when the rules allow
+    (see the module docstring); False when the session was skipped (a full
+    handshake will run)."""
     if session is None:
         return False
     if not isinstance(session, Session):
@@ -141,7 +142,6 @@ def apply_session(sslp: SSLPointer, session: Optional[Session], ssl_side: str) -
     if ssl_side != "client":
         raise ValueError("session= resumes a client's session; servers resume through their own cache")
     cdata = session._pin()
-    ssl = sslp._pin()
     try:
         mine = _identity(sslp, ssl)
         theirs = session._identity
@@ -155,38 +155,45 @@ def apply_session(sslp: SSLPointer, session: Optional[Session], ssl_side: str) -
             raise_last("session")
         return True
     finally:
-        sslp._unpin()
         session._unpin()
 
 
-_nonces: "weakref.WeakKeyDictionary[SSLCtxPointer, bytes]" = weakref.WeakKeyDictionary()
+#: Per server context: a random value, and the session id contexts made from it,
+#: by (verify mode, verify callback, verify_callback(conn)): the keys hold the
+#: callables, so their ids (in the digest) are not reused while cached.
+_server_ids: "weakref.WeakKeyDictionary[SSLCtxPointer, Tuple[bytes, Dict[Any, bytes]]]" = (
+    weakref.WeakKeyDictionary())
+_MAX_IDS = 64
 
 
-def bind_server_sessions(sslp: SSLPointer) -> None:
-    """Set the session id context of a new server-side SSL (see the module docstring)."""
+def bind_server_sessions(sslp: SSLPointer, ssl: Any) -> None:
+    """Set the session id context of a new server-side SSL ``ssl`` (the caller
+    holds it; see the module docstring)."""
     ctx = sslp.ctx
-    nonce = _nonces.get(ctx)
-    if nonce is None:
+    entry = _server_ids.get(ctx)
+    if entry is None:
         with _lock:
-            nonce = _nonces.get(ctx)
-            if nonce is None:
+            entry = _server_ids.get(ctx)
+            if entry is None:
                 # the client's chain rides in the tickets, to be verified again on resumption
                 cdata = ctx._pin()
                 try:
                     lib.commssl_ctx_keep_chains(cdata)
                 finally:
                     ctx._unpin()
-                nonce = _nonces[ctx] = os.urandom(16)
-    ssl = sslp._pin()
-    try:
-        mode = int(lib.SSL_get_verify_mode(ssl))
-        digest = hashlib.blake2s(b"%s:%d:%d:%d" % (nonce, mode, id(sslp.verify), id(ctx.conn_verify)),
+                entry = _server_ids[ctx] = (os.urandom(16), {})
+    nonce, digests = entry
+    mode = int(lib.SSL_get_verify_mode(ssl))
+    key = (mode, sslp.verify, ctx.conn_verify)
+    digest = digests.get(key)
+    if digest is None:
+        digest = hashlib.blake2s(b"%s:%d:%d:%d" % (nonce, mode, id(key[1]), id(key[2])),
                                  digest_size=32).digest()
-        if not lib.SSL_set_session_id_context(ssl, digest, len(digest)):
-            raise_last("setting the session id context")
-
-    finally:
-        sslp._unpin()
+        if len(digests) >= _MAX_IDS:  # callbacks replaced again and again: start over
+            digests.clear()
+        digests[key] = digest
+    if not lib.SSL_set_session_id_context(ssl, digest, len(digest)):
+        raise_last("setting the session id context")
 
 
 def reverify_resumed(sslp: SSLPointer) -> Optional[bool]:
