@@ -238,6 +238,7 @@ class TLSConnection:
 
     __slots__ = ("name", "state", "sslp", "side", "_lock", "_users", "_owns_ssl", "_own_ctx",
                  "_release_transport", "_released", "closed_locally", "pending_error", "conn",
+                 "peer_closed", "read_error",
                  "mem_done", "_rbio", "_wbio", "_send")
 
     def __init__(self, name: str, release_transport: Callable[[], None]) -> None:
@@ -253,6 +254,11 @@ class TLSConnection:
         self._released = False
         self.closed_locally = False  # close() came while operations were in flight
         self.pending_error: Optional[BaseException] = None  # met after data: the next read's
+        # The read side of a connection driven over memory BIOs (asyncio, anyio): the
+        # peer's close_notify arrived; the error that ends reading once the data
+        # received before it has been read (a failure, a truncation, a lost transport).
+        self.peer_closed = False
+        self.read_error: Optional[BaseException] = None
         self.conn: Any = None  # the stream (weakly referenced by the SSLPointer)
         # memory-BIO mode: [0] bytes done by the last step, [1] bytes it left in the write BIO
         self.mem_done: Any = None

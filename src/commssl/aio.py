@@ -173,8 +173,6 @@ class AsyncSSLStream(Connection):
         self._done = ffi.new("size_t[2]")  # [0]: bytes done, [1]: bytes pending in the write BIO
         self._rbuf = bytearray()
         self._timer: Optional[asyncio.TimerHandle] = None
-        self._eof = False  # the peer's close_notify arrived
-        self._exc: Optional[BaseException] = None  # what ends reading: failure, truncation, loss
         self._lost = False
         self._read_paused = False
         self._write_paused = False
@@ -265,7 +263,7 @@ class AsyncSSLStream(Connection):
     def _handshake_failed(self, exc: BaseException) -> None:
         self._cancel_timer()
         self._tls.fail()
-        self._exc = exc
+        self._tls.read_error = exc
         transport = self._transport
         if transport is not None:
             transport.close()  # after the alert OpenSSL queued, if any
@@ -286,10 +284,10 @@ class AsyncSSLStream(Connection):
         """Decrypt what has arrived into the read buffer."""
         try:
             if self._tls.mem_decrypt(data, eof, self._rbuf) == ZERO_RETURN:
-                self._eof = True
+                self._tls.peer_closed = True
         except BaseException as exc:  # what arrived before it stays readable
-            if self._exc is None:
-                self._exc = exc
+            if self._tls.read_error is None:
+                self._tls.read_error = exc
             if self._transport is not None:
                 self._transport.close()
         self._wake()
@@ -309,7 +307,7 @@ class AsyncSSLStream(Connection):
         if state == DETACHING:
             self._detach_step(data, 0)
             return
-        if state not in _RUNNING or self._exc is not None:
+        if state not in _RUNNING or self._tls.read_error is not None:
             return
         if type(data) is not bytes:  # other event loops may pass a bytearray or memoryview
             data = bytes(data)
@@ -322,13 +320,13 @@ class AsyncSSLStream(Connection):
         self._tcp_eof = True
         state = self._tls.state
         if state == PLAIN:
-            self._eof = True
+            self._tls.peer_closed = True
             self._wake()
             return
         if state == DETACHING:
             self._detach_step(b"", 1)
             return
-        if state not in _RUNNING or self._exc is not None or self._eof:
+        if state not in _RUNNING or self._tls.read_error is not None or self._tls.peer_closed:
             return
         # OpenSSL decides: after close_notify this is a clean end, else a truncation (SSLError).
         if self._handshaking:
@@ -339,14 +337,16 @@ class AsyncSSLStream(Connection):
     def _connection_lost(self, exc: Optional[Exception]) -> None:
         self._lost = True
         self._write_paused = False
-        if self._tls.state == PLAIN and self._eof and exc is None:
+        if self._tls.state == PLAIN and self._tls.peer_closed and exc is None:
             pass  # the peer's FIN came first: a clean end of a plain stream
         elif self._handshaking:
             self._handshake_failed(self._lost_error("handshake", exc))
-        elif self._exc is None and not self._eof:
-            self._exc = self._lost_error("read", exc)
+        elif self._tls.read_error is None and not self._tls.peer_closed:
+            self._tls.read_error = self._lost_error("read", exc)
         self._wake()
-        error = self._exc if self._exc is not None else SSLClosed("write: the connection is closed", "closed")
+        error = self._tls.read_error
+        if error is None:
+            error = SSLClosed("write: the connection is closed", "closed")
         drainers, self._drainers = self._drainers, []
         for fut in drainers:
             if not fut.done():
@@ -388,7 +388,7 @@ class AsyncSSLStream(Connection):
                 self._transport.resume_reading()
 
     def _ended(self) -> bool:
-        return self._eof or self._exc is not None or self._closing
+        return self._tls.peer_closed or self._tls.read_error is not None or self._closing
 
     def _check_open(self, what: str) -> None:
         """Refuse I/O on a closed stream, and from inside its own verify callback."""
@@ -415,8 +415,8 @@ class AsyncSSLStream(Connection):
             while not self._ended():
                 self._maybe_resume_reading(force=True)
                 await self._wait()
-            if self._exc is not None and not self._eof:
-                raise self._exc
+            if self._tls.read_error is not None and not self._tls.peer_closed:
+                raise self._tls.read_error
             data = bytes(rbuf)
             rbuf.clear()
             self._maybe_resume_reading()
@@ -432,8 +432,8 @@ class AsyncSSLStream(Connection):
                 data = _take(rbuf, n)
             self._maybe_resume_reading()
             return data
-        if self._exc is not None and not self._closing:
-            raise self._exc
+        if self._tls.read_error is not None and not self._closing:
+            raise self._tls.read_error
         return b""
 
     async def readexactly(self, n: int) -> bytes:
@@ -447,8 +447,8 @@ class AsyncSSLStream(Connection):
         rbuf = self._rbuf
         while len(rbuf) < n:
             if self._ended():
-                if self._exc is not None and not self._eof and not self._closing:
-                    raise self._exc
+                if self._tls.read_error is not None and not self._tls.peer_closed and not self._closing:
+                    raise self._tls.read_error
                 partial = bytes(rbuf)
                 rbuf.clear()
                 raise asyncio.IncompleteReadError(partial, n)
@@ -466,9 +466,9 @@ class AsyncSSLStream(Connection):
         if isinstance(data, str):
             raise TypeError("data must be a bytes-like object, not str")
         self._check_open("write")
-        if self._lost or self._exc is not None:
-            if self._exc is not None:
-                raise self._exc
+        if self._lost or self._tls.read_error is not None:
+            if self._tls.read_error is not None:
+                raise self._tls.read_error
             raise SSLClosed("write: the connection is closed", "closed")
         if self._tls.state == PLAIN:
             self._write_plain(data)
@@ -501,8 +501,8 @@ class AsyncSSLStream(Connection):
         """Wait until the transport's write buffer is below its high-water mark."""
         self._check_open("drain")
         if self._lost:
-            if self._exc is not None and not self._eof:
-                raise self._exc
+            if self._tls.read_error is not None and not self._tls.peer_closed:
+                raise self._tls.read_error
             raise SSLClosed("drain: the connection is closed", "closed")
         if self._write_paused:
             fut = self._loop.create_future()
@@ -518,7 +518,7 @@ class AsyncSSLStream(Connection):
                 "read them first (bytes that follow a STARTTLS exchange in the same packet are refused "
                 "rather than taken as part of the TLS connection; buffered='tls' when the peer starts TLS "
                 "at once)")
-        if self._eof or self._lost or self._exc is not None:
+        if self._tls.peer_closed or self._lost or self._tls.read_error is not None:
             raise SSLError("attach_ssl_async: the connection is closed", None)
 
     async def _attach_async(self, sslp: SSLPointer, owns: bool, own_ctx: Optional[SSLCtxPointer],
@@ -554,8 +554,8 @@ class AsyncSSLStream(Connection):
 
     async def _detach_async(self, seconds: float) -> None:
         tls = self._tls
-        if self._exc is not None and tls.state == OPEN:
-            raise self._exc
+        if self._tls.read_error is not None and tls.state == OPEN:
+            raise self._tls.read_error
         ssl = tls.begin_detach("detach_ssl_async")
         if ssl is None:
             return
@@ -564,10 +564,10 @@ class AsyncSSLStream(Connection):
         try:
             self._maybe_resume_reading(force=True)
             self._detach_step(b"", 0)
-            await self._wait_until(lambda: self._detach_hold is None or self._exc is not None or self._lost,
-                                   deadline)
-            if self._exc is not None:
-                raise self._exc
+            await self._wait_until(
+                lambda: self._detach_hold is None or self._tls.read_error is not None or self._lost, deadline)
+            if self._tls.read_error is not None:
+                raise self._tls.read_error
             if self._detach_hold is not None:
                 raise SSLClosed("detach_ssl_async: the peer did not answer close_notify"
                                 + (" (the connection was lost)" if self._lost else f" within {seconds} s"),
@@ -575,7 +575,8 @@ class AsyncSSLStream(Connection):
         finally:
             self._detach_hold = None
             tls.end_detach()
-            self._eof = self._tcp_eof  # the TLS end (close_notify) is not the end of the plain stream
+            # the TLS end (close_notify) is not the end of the plain stream
+            self._tls.peer_closed = self._tcp_eof
             if self._rbuf and not self._read_paused and self._transport is not None and not self._lost:
                 self._read_paused = True  # plain again: read when asked
                 self._transport.pause_reading()
@@ -588,7 +589,7 @@ class AsyncSSLStream(Connection):
             if data:
                 self._rbuf += data
             if eof:
-                self._eof = True
+                self._tls.peer_closed = True
             self._wake()
             return
         try:
@@ -599,10 +600,10 @@ class AsyncSSLStream(Connection):
                 self._rbuf += self._tls.mem_unread()
                 self._detach_hold = None
                 if eof:
-                    self._eof = True
+                    self._tls.peer_closed = True
         except BaseException as exc:
-            if self._exc is None:
-                self._exc = exc
+            if self._tls.read_error is None:
+                self._tls.read_error = exc
         self._wake()
 
     # -- closing ------------------------------------------------------------------
@@ -623,13 +624,15 @@ class AsyncSSLStream(Connection):
         transport = self._transport
         deadline = self._loop.time() + seconds
         try:
-            if was_open and transport is not None and not self._lost and self._exc is None:
+            if was_open and transport is not None and not self._lost and self._tls.read_error is None:
                 if self._read_paused:
                     self._read_paused = False
                     transport.resume_reading()
                 err = self._step(b"", 0, OP_SHUTDOWN, _NULL, 0, "close", closing=True)
                 if err == SHUTDOWN_SENT:
-                    await self._wait_until(lambda: self._eof or self._exc is not None or self._lost, deadline)
+                    tls = self._tls
+                    await self._wait_until(
+                        lambda: tls.peer_closed or tls.read_error is not None or self._lost, deadline)
             if transport is not None and not self._lost:
                 transport.close()  # sends what is queued first; half a second more for that at least
                 await self._wait_until(lambda: self._lost, max(deadline, self._loop.time() + 0.5))

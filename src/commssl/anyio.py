@@ -73,8 +73,6 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         self._tls = TLSConnection("TLSStream", _noop)  # the byte stream is closed by aclose()
         self._out = bytearray()  # what OpenSSL wrote, for the byte stream
         self._rbuf = bytearray()  # decrypted, not yet received
-        self._eof = False  # the peer's close_notify arrived
-        self._exc: Optional[BaseException] = None  # what ends receiving
         self._send_lock = anyio.Lock()
         self._recv_lock = anyio.Lock()
 
@@ -144,27 +142,27 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         self._check("receive")
         rbuf = self._rbuf
         while not rbuf:
-            if self._eof:
+            if self._tls.peer_closed:
                 raise anyio.EndOfStream
-            if self._exc is not None:
-                raise self._exc
+            if self._tls.read_error is not None:
+                raise self._tls.read_error
             async with self._recv_lock:
-                if rbuf or self._eof or self._exc is not None:
+                if rbuf or self._tls.peer_closed or self._tls.read_error is not None:
                     continue
                 data, eof = await self._pull()
                 self._check("receive")
                 try:
                     if self._tls.mem_decrypt(data, eof, rbuf) == ZERO_RETURN:
-                        self._eof = True
+                        self._tls.peer_closed = True
                 except BaseException as exc:  # what came before it is received first
-                    self._exc = exc
+                    self._tls.read_error = exc
             await self._flush()  # a read may answer (a TLS 1.3 key update)
         return _take(rbuf, max_bytes) if len(rbuf) > max_bytes else _take(rbuf, len(rbuf))
 
     async def send(self, item: Any) -> None:
         self._check("send")
-        if self._exc is not None and not self._eof:
-            raise self._exc
+        if self._tls.read_error is not None and not self._tls.peer_closed:
+            raise self._tls.read_error
         buf = ffi.from_buffer(item)  # TypeError for what is not bytes-like
         try:
             if len(buf):
@@ -185,7 +183,7 @@ class TLSStream(Connection, anyio.abc.ByteStream):
             return
         was_open = tls.state == OPEN
         try:
-            if tls.start_closing() and was_open and self._exc is None:
+            if tls.start_closing() and was_open and self._tls.read_error is None:
                 with anyio.move_on_after(5, shield=True):
                     tls.mem_step(b"", 0, OP_SHUTDOWN, _NULL, 0, "close", closing=True)
                     await self._flush()
