@@ -195,15 +195,27 @@ def _park(sslp: SSLPointer, exc: BaseException) -> None:
         sslp.exception = exc
 
 
-def _onerror(exc_type: Any, exc: BaseException, tb: Any) -> int:
-    # Reached only when an exception hits before the callback's own try (a
-    # signal, say): park it on the connection named in the frame, fail closed.
+def park_from_traceback(exc: BaseException, tb: Any) -> None:
+    """For every trampoline's ``onerror``, reached only when an exception hits
+    before the callback's own try (a signal, say): park it on the connection the
+    frame names (``sslp``, or the record's handle ``py`` of a weak reference);
+    the trampoline's error result then fails what OpenSSL was doing (closed)."""
     while tb is not None:
-        sslp = tb.tb_frame.f_locals.get("sslp")
+        frame_locals = tb.tb_frame.f_locals
+        sslp = frame_locals.get("sslp")
+        if not isinstance(sslp, SSLPointer) and frame_locals.get("py") is not None:
+            try:
+                sslp = ffi.from_handle(frame_locals["py"])()
+            except Exception:  # not a handle (a NULL, or another function's "py")
+                sslp = None
         if isinstance(sslp, SSLPointer):
             _park(sslp, exc)
-            break
+            return
         tb = tb.tb_next
+
+
+def _onerror(exc_type: Any, exc: BaseException, tb: Any) -> int:
+    park_from_traceback(exc, tb)
     return 0
 
 
@@ -224,11 +236,17 @@ def _wrapper(st: Any) -> Optional[SSLPointer]:
     return sslp
 
 
-def _run_verify(sslp: SSLPointer, decide: Any, ok: int, store: Any) -> int:
+def _run_verify(sslp: SSLPointer, decide: Any, whole_chain: bool, ok: int, store: Any) -> int:
+    """Run a Python verify decision with the store context lent to it: per
+    certificate ``decide(preverify_ok, store_ctx)``, or for the whole chain
+    ``decide(conn)``. (``_commssl_verify_py`` inlines the first kind.)"""
     sp = lend_store_ctx(store, sslp)
     outer, outer_sp = sslp.verifying, sslp._store
     sslp.verifying, sslp._store = store, sp
     try:
+        if whole_chain:
+            conn = sslp.connection
+            return 1 if decide(conn if conn is not None else sslp) else 0
         return 1 if decide(ok != 0, sp) else 0
     except BaseException as exc:
         _park(sslp, exc)
@@ -236,22 +254,6 @@ def _run_verify(sslp: SSLPointer, decide: Any, ok: int, store: Any) -> int:
         return 0
     finally:
         sp._end()  # waits for other threads' reads of it, then ends its certificates' loans
-        sslp.verifying, sslp._store = outer, outer_sp
-
-
-def _run_conn_verify(sslp: SSLPointer, decide: Any, ok: int, store: Any) -> int:
-    sp = lend_store_ctx(store, sslp)
-    outer, outer_sp = sslp.verifying, sslp._store
-    sslp.verifying, sslp._store = store, sp
-    try:
-        conn = sslp.connection
-        return 1 if decide(conn if conn is not None else sslp) else 0
-    except BaseException as exc:
-        _park(sslp, exc)
-        lib.X509_STORE_CTX_set_error(store, _APPLICATION_VERIFICATION)
-        return 0
-    finally:
-        sp._end()
         sslp.verifying, sslp._store = outer, outer_sp
 
 
@@ -300,7 +302,7 @@ def _commssl_conn_verify_py(st: Any, ok: int, store: Any) -> int:
     decide = sslp.ctx.conn_verify
     if decide is None:
         return 0
-    return _run_conn_verify(sslp, decide, ok, store)
+    return _run_verify(sslp, decide, True, ok, store)
 
 
 @ffi.def_extern(error=0)
@@ -318,10 +320,7 @@ def _commssl_foreign_verify_py(cs: Any, ssl: Any, kind: int, ok: int, store: Any
         return 0
     sslp = SSLPointer._lend(ssl, ctx)
     try:
-        if kind == 0:
-            accepted = _run_verify(sslp, decide, ok, store)
-        else:
-            accepted = _run_conn_verify(sslp, decide, ok, store)
+        accepted = _run_verify(sslp, decide, kind != 0, ok, store)
     finally:
         sslp._kill()
     exc = sslp.take_exception()
