@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
 import pytest
 
 import commssl
 from peers import HOST, WAIT
+
+
+def bundled_openssl() -> bool:
+    """Whether commssl runs on an OpenSSL its wheel carries (auditwheel and delvewheel put
+    it in commssl.libs/ beside the package, delocate in commssl/.dylibs/), which may be
+    another OpenSSL than the system's that a test's own C code compiles against."""
+    package = Path(commssl.__file__).parent
+    return (package.parent / "commssl.libs").is_dir() or (package / ".dylibs").is_dir()
 
 
 def connect(port: int, ctx: Any, **kw: Any) -> commssl.SocketStream:

@@ -284,8 +284,37 @@ class OpenSSLProcess:
             self.proc.stdout.close()
 
 
+# "Peer certificate: <subject>", one line per connection that sent a certificate.
+_PEER_CERT_RE = r"Peer certificate: ([^\r\n]*)\r?\n"
+# A comma that starts the next attribute (", emailAddress=..."), not one inside a value.
+_RDN_SPLIT_RE = re.compile(r"\s*,\s*(?=[A-Za-z][A-Za-z0-9.]*\s*=)")
+
+
+def parse_subject(text: str) -> dict[str, str]:
+    """An X.509 subject name as ``openssl`` prints it, read by meaning, not spacing:
+    OpenSSL 3.0's ``CN = a, emailAddress = b``, 3.2+'s ``CN=a, emailAddress=b`` and the
+    legacy ``/CN=a/emailAddress=b`` all give ``{"CN": "a", "emailAddress": "b"}``."""
+    text = text.strip()
+    if text.startswith("/"):
+        parts = [p for p in re.split(r"/(?=[A-Za-z][A-Za-z0-9.]*=)", text) if p]
+    else:
+        parts = _RDN_SPLIT_RE.split(text)
+    subject: dict[str, str] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"not a subject name: {text!r}")
+        subject[key.strip()] = value.strip()
+    return subject
+
+
 class OpenSSLServer(OpenSSLProcess):
     port: int
+
+    def wait_for_peer_subject(self, timeout: float = WAIT) -> dict[str, str]:
+        """Wait for s_server's "Peer certificate: <subject>" line (the first in its
+        output) and return that subject, parsed (:func:`parse_subject`)."""
+        return parse_subject(self.wait_for(_PEER_CERT_RE, timeout).group(1))
 
 
 @contextlib.contextmanager

@@ -503,7 +503,7 @@ def test_against_openssl_s_server(pki: PKI, client_ctx: Any) -> None:
 
     with peers.openssl_server(pki.server_chain, pki.server_key, cafile=pki.root_cert, Verify=2) as server:
         run(main(server.port))
-        server.wait_for(f"CN ?= ?{pki.client_cn}")
+        assert server.wait_for_peer_subject()["CN"] == pki.client_cn
 
 
 def test_eof_without_close_notify_is_ssl_error(pki: PKI, client_ctx: Any) -> None:

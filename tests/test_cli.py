@@ -359,7 +359,7 @@ def test_client_certificate_against_s_server_Verify(pki: PKI) -> None:
     with openssl_server(pki.server_chain, pki.server_key, cafile=pki.root_cert, Verify=1) as server:
         r, doc = run_json(f"127.0.0.1:{server.port}", "--cafile", pki.root_cert, "--servername", "localhost",
                           "--cert", pki.client_chain, "--key", pki.client_key)
-        server.wait_for(r"Peer certificate: CN = commssl client")
+        assert server.wait_for_peer_subject()["CN"] == pki.client_cn
     assert r.returncode == 0, r.stderr
     assert doc["client_certificate"] is True and doc["ok"]
 

@@ -22,6 +22,7 @@ from peers import (
     openssl_client,
     openssl_client_async,
     openssl_server,
+    parse_subject,
     pem_certs,
     plaintext_server,
     reset_server,
@@ -136,13 +137,28 @@ def test_cpython_client_against_openssl_server(pki: PKI) -> None:
     assert server.proc.poll() is not None
 
 
+@pytest.mark.parametrize("printed", [
+    "CN = commssl client, emailAddress = client@example.test",  # OpenSSL 3.0, 3.1
+    "CN=commssl client, emailAddress=client@example.test",      # OpenSSL 3.2 and later
+    "/CN=commssl client/emailAddress=client@example.test",      # -nameopt compat
+])
+def test_parse_subject_reads_every_openssl_spelling(printed: str) -> None:
+    assert parse_subject(printed) == {"CN": "commssl client", "emailAddress": "client@example.test"}
+
+
+def test_parse_subject_keeps_commas_inside_values() -> None:
+    assert parse_subject("O=Acme, Inc., CN=a") == {"O": "Acme, Inc.", "CN": "a"}
+    with pytest.raises(ValueError):
+        parse_subject("No peer certificate")
+
+
 def test_openssl_server_requires_and_reports_client_cert(pki: PKI) -> None:
     with openssl_server(pki.server_chain, pki.server_key, cafile=pki.root_cert, Verify=1) as server:
         with cpython_tls_client(server.port, cafile=pki.root_cert, certfile=pki.client_chain,
                                 keyfile=pki.client_key) as tls:
             tls.sendall(b"ping\n")
             assert tls.recv(100) == b"gnip\n"
-        server.wait_for("Peer certificate: CN = commssl client, emailAddress = client@example.test")
+        assert server.wait_for_peer_subject() == {"CN": pki.client_cn, "emailAddress": pki.client_email}
         # no client certificate: the server aborts (TLS 1.3: seen on the first read)
         with pytest.raises((ssl.SSLError, ConnectionError)):
             with cpython_tls_client(server.port, cafile=pki.root_cert) as tls:
