@@ -127,10 +127,11 @@ def raise_failure(sslp: SSLPointer, err: int, what: str,
             raise SSLVerificationFailure(
                 f"{what}: the peer sent no certificate", ("verification", lib.X509_V_ERR_UNSPECIFIED),
                 lib.X509_V_ERR_UNSPECIFIED, "peer did not return a certificate", None)
-    if (err == lib.SSL_ERROR_SYSCALL and not last
+    if (err == lib.SSL_ERROR_SYSCALL and (not last or lib.ERR_GET_LIB(last) == lib.ERR_LIB_SYS)
             and lib.SSL_get_shutdown(sslp.cdata) & lib.SSL_RECEIVED_SHUTDOWN):
         # The peer's close_notify came first: whatever the OpenSSL version then says
-        # of a write (3.0: the closed state; 3.5: EPIPE), the answer is the clean close.
+        # of a write (3.0: the closed state; 3.5+: EPIPE, queued as a system error),
+        # the answer is the clean close.
         drain()
         raise SSLClosed(f"{what}: the peer closed the TLS connection", "closed")
     raise_io_error(err, what, os_errno)
