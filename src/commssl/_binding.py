@@ -84,9 +84,9 @@ def raise_io_error(err: int, what: str, os_errno: int = 0) -> NoReturn:
         raise SSLClosed(f"{what}: the peer closed the TLS connection", "closed")
     # The peer left without close_notify: OpenSSL 3.5+ may queue the EPIPE of the
     # alert it then tried to send after the "unexpected eof" (look at every code).
+    eof = lib.SSL_R_UNEXPECTED_EOF_WHILE_READING
     if err == lib.SSL_ERROR_SYSCALL or any(
-        lib.ERR_GET_LIB(c) == lib.ERR_LIB_SSL and lib.ERR_GET_REASON(c) == lib.SSL_R_UNEXPECTED_EOF_WHILE_READING
-        for c in codes
+        lib.ERR_GET_LIB(c) == lib.ERR_LIB_SSL and lib.ERR_GET_REASON(c) == eof for c in codes
     ):
         detail = reasons or (f"{os.strerror(os_errno)} (errno {os_errno})" if os_errno
                              else "the peer closed the connection")
