@@ -125,7 +125,7 @@ int commssl_serial(X509 *x, unsigned char *buf, int size, int *negative)
     int len = commssl_serial_ref(x, &data, negative);
     if (len > size)
         return -len;
-    memcpy(buf, data, len);
+    memcpy(buf, data, (size_t)len);  /* 0 <= len <= size */
     return len;
 }
 
@@ -211,7 +211,7 @@ int commssl_serial_into(X509 *x, unsigned char *buf, int size)
     int neg, len = commssl_serial_ref(x, &data, &neg);
     if (len > size)
         return -len;
-    memcpy(buf, data, len);
+    memcpy(buf, data, (size_t)len);  /* 0 <= len <= size */
     return 2 * len + neg;
 }
 
