@@ -1,4 +1,4 @@
-"""cffi builder for ``commssl._openssl`` (out-of-line, API mode).
+"""cffi builders for ``commssl._openssl`` and ``commssl._demo`` (out-of-line, API mode).
 
 Two halves. The C: commssl's helpers are real C files in ``src/_cffi_src/``, one per
 job (records, verify, chains, io, membio, passwords, revocation, features; the list
@@ -9,7 +9,10 @@ The cdef: what Python sees (``lib``), grouped by OpenSSL area, version first. Ea
 area has INCLUDES-free TYPES (opaque types, constants) and FUNCTIONS (prototypes,
 with macros declared as functions, which API mode allows); HELPERS, OCSP's and
 FEATURES' tails declare the C helpers. The build logic (OPENSSL_DIR, pkg-config,
-Windows libraries) is _build.
+Windows libraries) is _build, shared by the two builders: ``ffibuilder`` (the
+extension every connection loads) and ``demo_ffibuilder`` (``commssl._demo``: the demo
+PKI's certificate minting, ``demo.c``, cdef DEMO, loaded only by ``commssl.demo``).
+Both are setup.py's cffi_modules.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from cffi import FFI, PkgConfigError
 C_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "src", "_cffi_src")
 # The helpers, in compile order (one translation unit; commssl.h declares what
 # crosses files). A new area is a new file here and a new cdef block below.
-C_FILES = ["records.c", "passwords.c", "verify.c", "chains.c", "io.c", "membio.c", "demo.c",
+C_FILES = ["records.c", "passwords.c", "verify.c", "chains.c", "io.c", "membio.c",
            "revocation.c", "features.c"]
+# commssl._demo, the demo PKI of `python -m commssl` (loaded only by commssl.demo):
+# apart from the extension every connection loads. Standalone C (no commssl.h).
+DEMO_FILES = ["demo.c"]
 END_OF_HELPERS = "/* ==== end of src/_cffi_src ==== */\n"
 
 
@@ -299,10 +305,6 @@ int commssl_read_more(SSL *, char *, size_t, size_t *, int, int *);
 /* asyncio streams (aio.py): an SSL over a pair of memory BIOs */
 int commssl_mem_step(SSL *, char *, size_t, int, int, char *, size_t, size_t *, size_t *);
 
-/* demo PKI (python -m commssl): one throwaway certificate per call */
-int commssl_demo_cert(const char *, const char *, int, int, uint64_t, long, long,
-                      X509 *, EVP_PKEY *, X509 **, EVP_PKEY **);
-
 /* contexts: the pass phrase callback of contexts given no password */
 int commssl_no_password(char *, int, int, void *);
 """
@@ -391,10 +393,20 @@ extern "Python" void _commssl_keylog_py(void *, const char *);
 CDEF = VERSION + CRYPTO + ERR + BIO + X509 + X509_VFY + SSL + HELPERS + OCSP + FEATURES
 
 
-def _build() -> FFI:
+# commssl._demo's cdef, independent of _openssl's (an ffi.include would make the demo
+# module compile every _openssl type): its X509/EVP_PKEY pointers cross to _openssl's
+# by ffi.cast in commssl.demo.
+DEMO = """
+typedef ... X509;
+typedef ... EVP_PKEY;
+int commssl_demo_cert(const char *, const char *, int, int, uint64_t, long, long,
+                      X509 *, EVP_PKEY *, X509 **, EVP_PKEY **);
+"""
+
+
+def _build(module: str, cdef: str, source: str) -> FFI:
     ffi = FFI()
-    ffi.cdef(CDEF)
-    source = c_source(C_FILES)
+    ffi.cdef(cdef)
     kwargs: dict = {"py_limited_api": not sys.implementation.name == "pypy", "include_dirs": [C_DIR]}
     # OPENSSL_DIR (a prefix holding include/ and lib/) wins over pkg-config when set, so a
     # wheel build links the OpenSSL 3 it was pointed at, never whatever pkg-config finds.
@@ -407,19 +419,21 @@ def _build() -> FFI:
         # OpenSSL 3's import libraries are libssl.lib/libcrypto.lib (vcpkg, the official
         # build); ws2_32 for WSAPoll; the rest only matter for a static libcrypto.
         libraries = ["libssl", "libcrypto", "ws2_32", "crypt32", "advapi32", "user32"]
-        ffi.set_source("commssl._openssl", source, libraries=libraries, **kwargs)
+        ffi.set_source(module, source, libraries=libraries, **kwargs)
         return ffi
     if not prefix:
         try:
-            ffi.set_source_pkgconfig("commssl._openssl", ["libssl", "libcrypto"], source, **kwargs)
+            ffi.set_source_pkgconfig(module, ["libssl", "libcrypto"], source, **kwargs)
             return ffi
         except PkgConfigError:
             pass  # no pkg-config or no .pc files: the compiler's default paths
-    ffi.set_source("commssl._openssl", source, libraries=["ssl", "crypto"], **kwargs)
+    ffi.set_source(module, source, libraries=["ssl", "crypto"], **kwargs)
     return ffi
 
 
-ffibuilder = _build()
+ffibuilder = _build("commssl._openssl", CDEF, c_source(C_FILES))
+demo_ffibuilder = _build("commssl._demo", DEMO, c_source(DEMO_FILES))
 
 if __name__ == "__main__":
     ffibuilder.compile(tmpdir="build/cffi", verbose=True)
+    demo_ffibuilder.compile(tmpdir="build/cffi", verbose=True)

@@ -4,7 +4,8 @@
    makes the later includes no-ops), followed by cffi's wrappers. Helpers used
    across files are static and declared here; the helpers Python calls are
    declared here and, the same, in build_ffi.py's cdef (the compiler checks the
-   two agree: cffi's wrappers call them). The demo PKI (demo.c) is its own module. */
+   two agree: cffi's wrappers call them). demo.c is not among them: it is the
+   separate module commssl._demo (build_ffi.DEMO_FILES). */
 #ifndef COMMSSL_H
 #define COMMSSL_H
 

@@ -1,6 +1,23 @@
-/* demo.c: the demo PKI of `python -m commssl`. */
+/* demo.c: the demo PKI of `python -m commssl`, the whole of commssl._demo (its own
+   cffi module, loaded only by commssl.demo). Standalone: OpenSSL's headers only. */
 
-#include "commssl.h"
+#ifdef _WIN32
+/* as commssl.h: winsock2.h before OpenSSL's headers, and without wincrypt.h */
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <winsock2.h>
+#endif
+#include <stdint.h>
+#include <stdio.h>
+#include <openssl/evp.h>
+#include <openssl/ec.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+int commssl_demo_cert(const char *cn, const char *san, int is_ca, int pathlen,
+                      uint64_t serial, long not_before, long not_after,
+                      X509 *issuer, EVP_PKEY *issuer_key, X509 **cert_out, EVP_PKEY **key_out);
 
 /* One throwaway certificate per call, made in memory: a fresh EC P-256 key,
    subject CN=cn, signed with SHA-256 by issuer_key (issuer NULL: self-signed
