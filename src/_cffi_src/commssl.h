@@ -108,6 +108,7 @@ commssl_state *commssl_attach(SSL *, void *, int, int, long);
 void commssl_release_ssl(SSL *);
 int commssl_client_names(SSL *, const char *, const char *, int);
 static CRYPTO_RWLOCK *commssl_oplock(const SSL *);
+static int commssl_ex_dup(CRYPTO_EX_DATA *, const CRYPTO_EX_DATA *, void **, int, long, void *);
 
 /* ---- passwords.c ---- */
 int commssl_no_password(char *, int, int, void *);

@@ -25,8 +25,10 @@ static void commssl_oplock_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int
     CRYPTO_THREAD_lock_free(ptr);
 }
 
-/* SSL_dup: the copy gets no record (sharing one would free it twice); it then
-   counts as an SSL made outside commssl (its context's record governs it). */
+/* SSL_dup copies ex_data pointers: the copy gets no record instead of sharing
+   (and freeing twice) the original's. For commssl's record it then counts as an
+   SSL made outside commssl (its context's record governs it). The dup callback
+   of every slot whose record must not be shared (records.c, revocation.c). */
 static int commssl_ex_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx,
                           long argl, void *argp)
 {

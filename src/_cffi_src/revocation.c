@@ -69,22 +69,12 @@ static void commssl_ctx_rv_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int
     }
 }
 
-/* SSL_dup copies ex_data pointers: the copy starts without a record instead
-   of sharing (and freeing twice) the original's. */
-static int commssl_rv_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d,
-                          int idx, long argl, void *argp)
-{
-    (void)to; (void)from; (void)idx; (void)argl; (void)argp;
-    *from_d = NULL;
-    return 1;
-}
-
 int commssl_rv_init(void)
 {
     if (commssl_rv_idx < 0)
-        commssl_rv_idx = SSL_get_ex_new_index(0, NULL, NULL, commssl_rv_dup, commssl_rv_free);
+        commssl_rv_idx = SSL_get_ex_new_index(0, NULL, NULL, commssl_ex_dup, commssl_rv_free);
     if (commssl_ctx_rv_idx < 0)
-        commssl_ctx_rv_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, commssl_rv_dup, commssl_ctx_rv_free);
+        commssl_ctx_rv_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, commssl_ex_dup, commssl_ctx_rv_free);
     return commssl_rv_idx >= 0 && commssl_ctx_rv_idx >= 0;
 }
 

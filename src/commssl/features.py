@@ -21,7 +21,7 @@ from ._tls import enter_feature_callback, exit_feature_callback
 from .connection import ssl_of
 from .pointers import SSLCtxPointer, SSLPointer
 from .sessions import Session, session_of
-from .verification import _park, ctx_or_ssl, ctx_pointer
+from .verification import _park, _park_from_handle_frame, ctx_or_ssl, ctx_pointer
 
 lib.commssl_features_init()
 
@@ -239,17 +239,7 @@ def _parse_alpn(raw: bytes) -> Tuple[List[str], List[int]]:
 def _sslp_onerror(exc_type: Any, exc: BaseException, tb: Any) -> None:
     # An exception before the trampoline's own try (a signal, say): park it on the
     # connection named in the frame; the C side then fails closed.
-    while tb is not None:
-        py = tb.tb_frame.f_locals.get("py")
-        if py is not None:
-            try:
-                sslp = ffi.from_handle(py)()  # the record holds a weak reference's handle
-                if sslp is not None:
-                    _park(sslp, exc)
-            except Exception:
-                pass
-            break
-        tb = tb.tb_next
+    _park_from_handle_frame(exc, tb)
 
 
 @ffi.def_extern(error=-2, onerror=_sslp_onerror)

@@ -25,7 +25,7 @@ from ._binding import drain, ffi, lib, raise_last, text
 from ._tls import enter_feature_callback, exit_feature_callback
 from .errors import SSLFailure
 from .pointers import SSLCtxPointer, SSLPointer
-from .verification import ctx_or_ssl
+from .verification import _park, _park_from_handle_frame, ctx_or_ssl
 
 if not lib.commssl_rv_init():
     raise ImportError("commssl: cannot allocate OpenSSL ex_data indexes for revocation")
@@ -255,24 +255,9 @@ def set_ocsp_staple(ctx: Any, response: Union[None, bytes, StapleCallback]) -> N
         raise MemoryError("set_ocsp_staple: out of memory: " + repr(drain()))
 
 
-def _park(sslp: SSLPointer, exc: BaseException) -> None:
-    if sslp.exception is None:
-        sslp.exception = exc
-
-
 def _onerror(exc_type: Any, exc: BaseException, tb: Any) -> int:
     # An exception before the trampoline's own try (a signal): fail closed.
-    while tb is not None:
-        py = tb.tb_frame.f_locals.get("py")
-        if py is not None:
-            try:
-                sslp = ffi.from_handle(py)()  # the record holds a weak reference's handle
-                if sslp is not None:
-                    _park(sslp, exc)
-            except Exception:
-                pass
-            break
-        tb = tb.tb_next
+    _park_from_handle_frame(exc, tb)
     return int(lib.SSL_TLSEXT_ERR_ALERT_FATAL)
 
 

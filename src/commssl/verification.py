@@ -195,6 +195,24 @@ def _park(sslp: SSLPointer, exc: BaseException) -> None:
         sslp.exception = exc
 
 
+def _park_from_handle_frame(exc: BaseException, tb: Any) -> None:
+    """For the trampolines reached through the record's weak-reference handle (ALPN,
+    keylog, OCSP staple): an exception before the callback's own try (a signal, say)
+    is parked on the connection named by the handle ``py`` in the innermost frame
+    holding one, if that connection is still alive."""
+    while tb is not None:
+        py = tb.tb_frame.f_locals.get("py")
+        if py is not None:
+            try:
+                sslp = ffi.from_handle(py)()  # the record holds a weak reference's handle
+                if sslp is not None:
+                    _park(sslp, exc)
+            except Exception:
+                pass
+            break
+        tb = tb.tb_next
+
+
 def _onerror(exc_type: Any, exc: BaseException, tb: Any) -> int:
     # Reached only when an exception hits before the callback's own try (a
     # signal, say): park it on the connection named in the frame, fail closed.
@@ -363,22 +381,23 @@ def x509_store_ctx_get_current_cert(store_ctx: X509StoreCtxPointer) -> Optional[
         store_ctx._unpin()
 
 
-def x509_store_ctx_get_error(store_ctx: X509StoreCtxPointer) -> int:
-    """The ``X509_V_ERR_*`` code of the certificate being checked (0 is OK)."""
+def _store_int(store_ctx: X509StoreCtxPointer, getter: Callable[[Any], int]) -> int:
+    """``getter(X509_STORE_CTX *)`` as an int, the store pinned for the call."""
     store = _pin_store(store_ctx)
     try:
-        return int(lib.X509_STORE_CTX_get_error(store))
+        return int(getter(store))
     finally:
         store_ctx._unpin()
+
+
+def x509_store_ctx_get_error(store_ctx: X509StoreCtxPointer) -> int:
+    """The ``X509_V_ERR_*`` code of the certificate being checked (0 is OK)."""
+    return _store_int(store_ctx, lib.X509_STORE_CTX_get_error)
 
 
 def x509_store_ctx_get_error_depth(store_ctx: X509StoreCtxPointer) -> int:
     """The depth of the certificate being checked (0 is the peer's own)."""
-    store = _pin_store(store_ctx)
-    try:
-        return int(lib.X509_STORE_CTX_get_error_depth(store))
-    finally:
-        store_ctx._unpin()
+    return _store_int(store_ctx, lib.X509_STORE_CTX_get_error_depth)
 
 
 def x509_store_ctx_set_error(store_ctx: X509StoreCtxPointer, code: int) -> None:
