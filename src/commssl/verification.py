@@ -1,3 +1,5 @@
+# Over 400 lines: verification modes, the verify trampolines' Python side and the X509_STORE_CTX
+# helpers, which share the store's pin; just past the mark.
 """Verification modes, verify callbacks, and the ``X509_STORE_CTX`` helpers.
 
 Python callbacks reach OpenSSL through one C trampoline (``commssl_verify_cb``)
