@@ -1,4 +1,5 @@
-# The one thing pyproject.toml cannot say: build the cffi module.
+# The one thing pyproject.toml cannot say: build the cffi modules (commssl._openssl, and
+# commssl._demo: the demo PKI of `python -m commssl`, apart from the hot extension).
 import sys
 import sysconfig
 
@@ -14,4 +15,7 @@ class BDistWheel(bdist_wheel):
         super().finalize_options()
 
 
-setup(cffi_modules=["build_ffi.py:ffibuilder"], cmdclass={"bdist_wheel": BDistWheel})
+setup(
+    cffi_modules=["build_ffi.py:ffibuilder", "build_ffi.py:demo_ffibuilder"],
+    cmdclass={"bdist_wheel": BDistWheel},
+)

@@ -1,3 +1,5 @@
+# Over 400 lines: one class, TLSConnection, whose begin/end/close/attach/detach invariants under
+# one lock must be read together.
 """The connection core: one ``TLSConnection`` per stream owns the stream's state,
 its ``SSL`` and its transport, for the blocking and the asyncio streams alike.
 

@@ -1,3 +1,5 @@
+# Over 400 lines: AsyncSSLStream, its asyncio protocol and the server share one per-connection
+# state (buffers, waiters, the memory-BIO SSL); split apart, that private state would cross modules.
 """asyncio SSL connections (the LispWorks ``async-io-state`` counterpart).
 
 An ``AsyncSSLStream`` drives its ``SSL`` through a pair of memory BIOs on top

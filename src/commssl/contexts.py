@@ -12,7 +12,7 @@ import os
 from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, Union
 
 from ._binding import check, drain, ffi, lib, text
-from .credentials import load_cadata
+from .credentials import _load_key, load_cadata
 from .pointers import SSLCtxPointer, SSLPointer
 from .revocation import set_crl_checking, set_ocsp_stapling, ssl_ctx_load_crl
 from .verification import ctx_pointer as _ctx
@@ -147,17 +147,7 @@ def ssl_ctx_use_privatekey_file(ctx: SSLCtxPointer, path: PathArg) -> None:
     """Load the private key (PEM); an encrypted one asks the password callback."""
     pointer = _ctx(ctx)
     raw = _path(path, "path")
-    cdata = pointer._pin()
-    try:
-        pointer._password_error = None
-        ok = lib.SSL_CTX_use_PrivateKey_file(cdata, raw, lib.SSL_FILETYPE_PEM)
-        exc = pointer._password_error
-        pointer._password_error = None
-    finally:
-        pointer._unpin()
-    if exc is not None:
-        drain()
-        raise exc
+    ok = _load_key(pointer, lambda cdata: lib.SSL_CTX_use_PrivateKey_file(cdata, raw, lib.SSL_FILETYPE_PEM))
     check(ok, f"ssl_ctx_use_privatekey_file({os.fspath(path)!r})")
 
 

@@ -5,7 +5,7 @@ certificates from ``bytes`` rather than files (what CPython's ``ssl`` calls
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from ._binding import check, drain, ffi, lib, raise_last
 from .verification import ctx_pointer as _ctx
@@ -39,6 +39,24 @@ def ssl_ctx_use_certificate_chain(ctx: Any, pem_bytes: bytes) -> None:
     check(ok, "ssl_ctx_use_certificate_chain")
 
 
+def _load_key(pointer: Any, load: Callable[[Any], int]) -> int:
+    """``load(cdata)`` on the pinned context, with what its password callback raised
+    (parked on the pointer) taken back and raised here; else load's result. The key
+    loaders' common part (file: contexts.ssl_ctx_use_privatekey_file, memory: below)."""
+    cdata = pointer._pin()
+    try:
+        pointer._password_error = None
+        ok = load(cdata)
+        exc = pointer._password_error
+        pointer._password_error = None
+    finally:
+        pointer._unpin()
+    if exc is not None:
+        drain()
+        raise exc
+    return ok
+
+
 def ssl_ctx_use_privatekey(ctx: Any, pem_or_der_bytes: bytes,
                            password: Union[None, str, bytes] = None) -> None:
     """Use the private key in PEM or DER bytes (PKCS#8, traditional, or encrypted
@@ -58,17 +76,8 @@ def ssl_ctx_use_privatekey(ctx: Any, pem_or_der_bytes: bytes,
         if b"\x00" in pw:
             raise ValueError("password must not contain NUL bytes")
     drain()
-    cdata = pointer._pin()
-    try:
-        pointer._password_error = None
-        ok = lib.commssl_use_key_mem(cdata, data, len(data), ffi.NULL if pw is None else pw)
-        exc = pointer._password_error
-        pointer._password_error = None
-    finally:
-        pointer._unpin()
-    if exc is not None:
-        drain()
-        raise exc
+    ok = _load_key(pointer, lambda cdata: lib.commssl_use_key_mem(cdata, data, len(data),
+                                                                  ffi.NULL if pw is None else pw))
     check(ok, "ssl_ctx_use_privatekey")
 
 

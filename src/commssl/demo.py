@@ -2,10 +2,11 @@
 server that requires a client certificate, and a commssl client talking to it.
 
 The certificates come from one C helper (``commssl_demo_cert``, EC P-256 keys,
-SHA-256 signatures) and go into the contexts straight from memory
-(``SSL_CTX_use_certificate``, ``SSL_CTX_add1_chain_cert``,
-``SSL_CTX_use_PrivateKey``, ``X509_STORE_add_cert``): no files, nothing
-beyond the package. The verify callbacks and what the output shows are the
+SHA-256 signatures) in its own small extension, ``commssl._demo``, which only this
+module loads (its X509/EVP_PKEY pointers become ``_openssl``'s by ``ffi.cast``), and
+go into the contexts straight from memory (``SSL_CTX_use_certificate``,
+``SSL_CTX_add1_chain_cert``, ``SSL_CTX_use_PrivateKey``, ``X509_STORE_add_cert``): no
+files, nothing beyond the package. The verify callbacks and what the output shows are the
 caller's (``commssl.cli``); this module only runs the two sides.
 """
 
@@ -17,6 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple
 
+from . import _demo
 from ._binding import check, ffi, lib, raise_last, text
 from .certificates import CertificateData
 from .connection import (
@@ -54,16 +56,18 @@ class Issued:
 
 def _issue(cn: str, *, san: Optional[str] = None, ca: bool = False, pathlen: int = -1,
            issuer: Optional[Issued] = None) -> Issued:
-    cert_out, key_out = ffi.new("X509 **"), ffi.new("EVP_PKEY **")
-    ok = lib.commssl_demo_cert(
-        cn.encode(), ffi.NULL if san is None else san.encode(), int(ca), pathlen,
+    dffi = _demo.ffi
+    cert_out, key_out = dffi.new("X509 **"), dffi.new("EVP_PKEY **")
+    ok = _demo.lib.commssl_demo_cert(
+        cn.encode(), dffi.NULL if san is None else san.encode(), int(ca), pathlen,
         # random positive 63-bit serials: distinct per run, as a real CA's would be
         secrets.randbits(63) or 1, NOT_BEFORE, NOT_AFTER,
-        ffi.NULL if issuer is None else issuer.cert.cdata,
-        ffi.NULL if issuer is None else issuer.key, cert_out, key_out)
+        dffi.NULL if issuer is None else dffi.cast("X509 *", issuer.cert.cdata),
+        dffi.NULL if issuer is None else dffi.cast("EVP_PKEY *", issuer.key), cert_out, key_out)
     if not ok:
         raise_last(f"making the demo certificate {cn!r}")
-    return Issued(own_certificates((cert_out[0],))[0], key_out[0])
+    cert, key = ffi.cast("X509 *", cert_out[0]), ffi.cast("EVP_PKEY *", key_out[0])
+    return Issued(own_certificates((cert,))[0], key)
 
 
 class DemoPKI:

@@ -1,3 +1,5 @@
+# Over 400 lines: the four pointer wrappers and the one lifetime rule (pin, kill, exactly one free)
+# they share; the rule's invariants are read together here rather than across modules.
 """Typed wrappers of OpenSSL pointers, and the one lifetime rule they share.
 
 The rule (shared/API.md, "Lifetimes and threads"): every operation *pins* the C

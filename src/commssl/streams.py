@@ -1,3 +1,5 @@
+# Over 400 lines: one class, SocketStream, and its blocking API (attach, handshake, read, write,
+# detach) with the LispWorks-named functions over it; the connection core is _tls.py.
 """Blocking socket streams (LispWorks ``socket-stream``) with SSL attached.
 
 ``SocketStream`` is a thin adapter over the connection core (``_tls.py``): the

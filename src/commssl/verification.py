@@ -1,3 +1,5 @@
+# Over 400 lines: verification modes, the verify trampolines' Python side and the X509_STORE_CTX
+# helpers, which share the store's pin; just past the mark.
 """Verification modes, verify callbacks, and the ``X509_STORE_CTX`` helpers.
 
 Python callbacks reach OpenSSL through one C trampoline (``commssl_verify_cb``)
@@ -362,22 +364,23 @@ def x509_store_ctx_get_current_cert(store_ctx: X509StoreCtxPointer) -> Optional[
         store_ctx._unpin()
 
 
-def x509_store_ctx_get_error(store_ctx: X509StoreCtxPointer) -> int:
-    """The ``X509_V_ERR_*`` code of the certificate being checked (0 is OK)."""
+def _store_int(store_ctx: X509StoreCtxPointer, getter: Callable[[Any], int]) -> int:
+    """``getter(X509_STORE_CTX *)`` as an int, the store pinned for the call."""
     store = _pin_store(store_ctx)
     try:
-        return int(lib.X509_STORE_CTX_get_error(store))
+        return int(getter(store))
     finally:
         store_ctx._unpin()
+
+
+def x509_store_ctx_get_error(store_ctx: X509StoreCtxPointer) -> int:
+    """The ``X509_V_ERR_*`` code of the certificate being checked (0 is OK)."""
+    return _store_int(store_ctx, lib.X509_STORE_CTX_get_error)
 
 
 def x509_store_ctx_get_error_depth(store_ctx: X509StoreCtxPointer) -> int:
     """The depth of the certificate being checked (0 is the peer's own)."""
-    store = _pin_store(store_ctx)
-    try:
-        return int(lib.X509_STORE_CTX_get_error_depth(store))
-    finally:
-        store_ctx._unpin()
+    return _store_int(store_ctx, lib.X509_STORE_CTX_get_error_depth)
 
 
 def x509_store_ctx_set_error(store_ctx: X509StoreCtxPointer, code: int) -> None:

@@ -1,0 +1,231 @@
+/* chains.c: certificate chains copied with one new reference each, and a
+   certificate's data (tagged records, serial, common name). */
+
+#include "commssl.h"
+
+/* leaf (when not NULL) then the stack's certificates into out, each with one
+   new reference; returns how many there are, copying nothing when that exceeds
+   max. The one copy with up-refs behind every chain copy (peer, verified). */
+static int commssl_copy_stack(X509 *leaf, STACK_OF(X509) *sk, X509 **out, int max)
+{
+    int i, k = 0, n = (leaf != NULL) + (sk != NULL ? sk_X509_num(sk) : 0);
+    if (n > max)
+        return n;
+    if (leaf != NULL) {
+        X509_up_ref(leaf);
+        out[k++] = leaf;
+    }
+    for (i = 0; sk != NULL && i < sk_X509_num(sk); i++) {
+        X509 *x = sk_X509_value(sk, i);
+        X509_up_ref(x);
+        out[k++] = x;
+    }
+    return n;
+}
+
+/* The certificates the peer sent, leaf first, each with one new reference.
+   While a verification runs the store context holds them; afterwards the
+   session does, and on the server side OpenSSL keeps the leaf apart from the
+   chain. Returns how many there are; copies nothing when that exceeds max. */
+int commssl_copy_peer_chain(SSL *ssl, X509_STORE_CTX *verifying, X509 **out, int max)
+{
+    STACK_OF(X509) *sk;
+    X509 *leaf = NULL;
+
+    if (verifying != NULL) {
+        sk = X509_STORE_CTX_get0_untrusted(verifying);
+        if (sk == NULL || sk_X509_num(sk) == 0) {
+            sk = NULL;
+            leaf = X509_STORE_CTX_get0_cert(verifying);
+        }
+    } else {
+        sk = SSL_get_peer_cert_chain(ssl);
+        if (SSL_is_server(ssl))
+            leaf = SSL_get0_peer_certificate(ssl);
+    }
+    return commssl_copy_stack(leaf, sk, out, max);
+}
+
+void commssl_free_certs(X509 **certs, int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        X509_free(certs[i]);
+}
+
+/* Certificate data in one call, as tagged records into a memory BIO: one tag
+   byte, a 4-byte little-endian length, then the bytes (UTF-8 for text). */
+static int commssl_put(BIO *out, char tag, const void *data, int len)
+{
+    unsigned char hdr[5];
+    if (len < 0)
+        return 0;
+    hdr[0] = (unsigned char)tag;
+    hdr[1] = (unsigned char)(len & 0xff);
+    hdr[2] = (unsigned char)((len >> 8) & 0xff);
+    hdr[3] = (unsigned char)((len >> 16) & 0xff);
+    hdr[4] = (unsigned char)((len >> 24) & 0xff);
+    return BIO_write(out, hdr, 5) == 5 && (len == 0 || BIO_write(out, data, len) == len);
+}
+
+static int commssl_put_entry(BIO *out, char tag, X509_NAME *name, int nid)
+{
+    unsigned char *utf8 = NULL;
+    int len, i = X509_NAME_get_index_by_NID(name, nid, -1);
+    if (i < 0)
+        return 1;
+    len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+    if (len < 0)
+        return 0;
+    i = commssl_put(out, tag, utf8, len);
+    OPENSSL_free(utf8);
+    return i;
+}
+
+static int commssl_put_name(BIO *out, char tag, X509_NAME *name)
+{
+    BIO *mem = BIO_new(BIO_s_mem());
+    char *data;
+    long len;
+    int ok;
+    if (mem == NULL)
+        return 0;
+    ok = X509_NAME_print_ex(mem, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0;
+    len = BIO_get_mem_data(mem, &data);
+    ok = ok && commssl_put(out, tag, data, (int)len);
+    BIO_free(mem);
+    return ok;
+}
+
+static int commssl_put_time(BIO *out, char tag, const ASN1_TIME *t)
+{
+    struct tm tm;
+    char buf[32];
+    if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
+        return 1;
+    snprintf(buf, sizeof buf, "%04d%02d%02d%02d%02d%02d", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return commssl_put(out, tag, buf, (int)strlen(buf));
+}
+
+/* The serial's magnitude (big-endian, in the certificate: any size) and sign:
+   the one serial reader behind commssl_serial, commssl_serial_into,
+   commssl_serial20 and commssl_cert_info. Returns the length. */
+static int commssl_serial_ref(X509 *x, const unsigned char **data, int *negative)
+{
+    const ASN1_INTEGER *s = X509_get0_serialNumber(x);
+    *data = ASN1_STRING_get0_data(s);
+    *negative = ASN1_STRING_type(s) == V_ASN1_NEG_INTEGER;
+    return ASN1_STRING_length(s);
+}
+
+int commssl_serial(X509 *x, unsigned char *buf, int size, int *negative)
+{
+    const unsigned char *data;
+    int len = commssl_serial_ref(x, &data, negative);
+    if (len > size)
+        return -len;
+    memcpy(buf, data, (size_t)len);  /* 0 <= len <= size */
+    return len;
+}
+
+/* SHA-256 of the DER SubjectPublicKeyInfo (curl's --pinnedpubkey sha256//). */
+static int commssl_put_spki(BIO *out, X509 *x)
+{
+    unsigned char *der = NULL, md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+    int ok = len > 0 && EVP_Digest(der, (size_t)len, md, &mdlen, EVP_sha256(), NULL)
+             && commssl_put(out, 'P', md, (int)mdlen);
+    OPENSSL_free(der);
+    return ok;
+}
+
+int commssl_common_name(X509 *x, unsigned char **out)
+{
+    X509_NAME *name = X509_get_subject_name(x);
+    int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    *out = NULL;
+    if (i < 0)
+        return -1;
+    return ASN1_STRING_to_UTF8(out, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+}
+
+int commssl_cert_info(X509 *x, BIO *out)
+{
+    const unsigned char *serial;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int neg = 0, len, i, ok = 1;
+    STACK_OF(OPENSSL_STRING) *emails;
+    GENERAL_NAMES *sans;
+
+    ok = ok && commssl_put_entry(out, 'C', X509_get_subject_name(x), NID_commonName);
+    len = commssl_serial_ref(x, &serial, &neg);
+    ok = ok && len >= 0 && commssl_put(out, neg ? 'N' : 'S', serial, len);
+    emails = X509_get1_email(x);
+    for (i = 0; ok && emails != NULL && i < sk_OPENSSL_STRING_num(emails); i++) {
+        const char *e = sk_OPENSSL_STRING_value(emails, i);
+        ok = commssl_put(out, 'E', e, (int)strlen(e));
+    }
+    X509_email_free(emails);
+    ok = ok && commssl_put_name(out, 's', X509_get_subject_name(x));
+    ok = ok && commssl_put_name(out, 'i', X509_get_issuer_name(x));
+    ok = ok && commssl_put_entry(out, 'c', X509_get_issuer_name(x), NID_commonName);
+    ok = ok && commssl_put_time(out, 'b', X509_get0_notBefore(x));
+    ok = ok && commssl_put_time(out, 'a', X509_get0_notAfter(x));
+    sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (i = 0; ok && sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
+        GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        ASN1_STRING *v = NULL;
+        char tag = 0;
+        switch (g->type) {
+        case GEN_DNS: tag = 'D'; v = g->d.dNSName; break;
+        case GEN_IPADD: tag = 'I'; v = g->d.iPAddress; break;
+        case GEN_EMAIL: tag = 'M'; v = g->d.rfc822Name; break;
+        case GEN_URI: tag = 'U'; v = g->d.uniformResourceIdentifier; break;
+        default: break;
+        }
+        if (v != NULL)
+            ok = commssl_put(out, tag, ASN1_STRING_get0_data(v), ASN1_STRING_length(v));
+    }
+    GENERAL_NAMES_free(sans);
+    ok = ok && X509_digest(x, EVP_sha256(), md, &mdlen) && commssl_put(out, 'F', md, (int)mdlen);
+    ok = ok && commssl_put_spki(out, x);
+    return ok;
+}
+
+/* The serial in three shapes, each a thin wrapper over commssl_serial_ref: they
+   differ only in how the answer crosses cffi, where each call and argument costs
+   (bench/ measures them), and Python uses each where its shape is the cheapest:
+   commssl_serial (length, sign apart), commssl_serial_into (one int says both),
+   commssl_serial20 (fixed 20-byte buffer, nothing to slice).
+
+   get_certificate_serial_number in one C call of three arguments (each cffi
+   call and argument costs; see bench/): the serial's magnitude, big-endian,
+   into buf; returns 2 * length, plus 1 when the serial is negative, or
+   -length when buf (size bytes) is too small for it. */
+int commssl_serial_into(X509 *x, unsigned char *buf, int size)
+{
+    const unsigned char *data;
+    int neg, len = commssl_serial_ref(x, &data, &neg);
+    if (len > size)
+        return -len;
+    memcpy(buf, data, (size_t)len);  /* 0 <= len <= size */
+    return 2 * len + neg;
+}
+
+/* The common case in two arguments and no slicing on the Python side: a
+   serial of at most 20 bytes (RFC 5280's limit) right-aligned in buf[0..20),
+   zeros before it (they do not change the value); returns 1 when negative,
+   else 0, or -length when it is longer (then use commssl_serial_into). */
+int commssl_serial20(X509 *x, unsigned char *buf)
+{
+    const unsigned char *data;
+    int neg, len = commssl_serial_ref(x, &data, &neg);
+    if (len > 20)
+        return -len;
+    memset(buf, 0, (size_t)(20 - len));
+    memcpy(buf + (20 - len), data, (size_t)len);
+    return neg;
+}

@@ -1,0 +1,12 @@
+/* passwords.c: pass phrase callbacks. */
+
+#include "commssl.h"
+
+/* The pass phrase callback every commssl context starts with: an encrypted
+   key loaded before set_ssl_ctx_password_callback fails at once (SSLFailure)
+   instead of OpenSSL's default prompting on the terminal, which would block. */
+int commssl_no_password(char *buf, int size, int rwflag, void *userdata)
+{
+    (void)buf; (void)size; (void)rwflag; (void)userdata;
+    return -1;
+}
