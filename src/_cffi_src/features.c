@@ -43,7 +43,7 @@ int commssl_features_init(void)
     if (commssl_feat_idx < 0)
         commssl_feat_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, commssl_features_free);
     if (commssl_chain_idx < 0)
-        commssl_chain_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, commssl_chain_free);
+        commssl_chain_idx = SSL_get_ex_new_index(0, NULL, NULL, commssl_ex_dup, commssl_chain_free);
     return commssl_feat_idx >= 0 && commssl_chain_idx >= 0;
 }
 
