@@ -65,6 +65,7 @@ from .features import (
     ssl_connection_session,
     ssl_connection_session_reused,
 )
+from .options import set_ssl_ctx_options
 from .pointers import (
     SSLCtxPointer,
     SSLPointer,
@@ -149,4 +150,6 @@ __all__ = [
     "ssl_ctx_use_certificate_chain", "ssl_ctx_use_privatekey",
     "set_alpn_protocols", "set_alpn_select_callback", "ssl_connection_alpn_protocol", "set_keylog",
     "Session", "release_session", "ssl_connection_session", "ssl_connection_session_reused",
+    # more of LispWorks (options.py, keys.py, lispworks_callbacks.py)
+    "set_ssl_ctx_options",
 ]
