@@ -65,6 +65,13 @@ from .features import (
     ssl_connection_session,
     ssl_connection_session_reused,
 )
+from .keys import (
+    KeyPointer,
+    read_certificate_key_pairs,
+    read_dhparams,
+    set_ssl_ctx_dh,
+    ssl_connection_read_dh_params_file,
+)
 from .options import set_ssl_ctx_options
 from .pointers import (
     SSLCtxPointer,
@@ -151,5 +158,6 @@ __all__ = [
     "set_alpn_protocols", "set_alpn_select_callback", "ssl_connection_alpn_protocol", "set_keylog",
     "Session", "release_session", "ssl_connection_session", "ssl_connection_session_reused",
     # more of LispWorks (options.py, keys.py, lispworks_callbacks.py)
-    "set_ssl_ctx_options",
+    "set_ssl_ctx_options", "KeyPointer", "read_dhparams", "set_ssl_ctx_dh",
+    "ssl_connection_read_dh_params_file", "read_certificate_key_pairs",
 ]
