@@ -185,3 +185,14 @@ def test_read_certificate_key_pairs(rsa: Dict[str, Path], pki: PKI, tmp_path: Pa
         commssl.release_certificate(cert)
         key.release()
     assert commssl.read_certificate_key_pairs(rsa["cert.pem"]) == []
+
+
+def test_replaced_cached_dhparams_are_freed_without_a_warning(rsa: Dict[str, Path]) -> None:
+    import gc
+    import warnings
+
+    commssl.read_dhparams(rsa["dh.der"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        commssl.read_dhparams(rsa["dh.der"], force=True)  # the first one is dropped by the cache
+        gc.collect()

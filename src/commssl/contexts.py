@@ -314,7 +314,7 @@ def _make(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg
               crl_file: Any = None, crl_checking: Any = "default",
               ocsp_stapling: Any = False, protocol_version: Any = None, dh_file: Any = None,
               client_hello_callback: Any = None, cert_request_callback: Any = None) -> SSLCtxPointer:
-    from .keys import read_dhparams, set_ssl_ctx_dh
+    from .keys import pem_read_key, set_ssl_ctx_dh
     from .lispworks_callbacks import set_cert_request_callback, set_client_hello_callback
 
     if protocol_version is not None and protocol_version is not True and protocol_version not in _PROTOCOLS:
@@ -339,7 +339,12 @@ def _make(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg
     if protocol_version in _PROTOCOLS:
         lib.SSL_CTX_set_min_proto_version(ctx.cdata, getattr(lib, _PROTOCOLS[protocol_version]))
     if dh_file is not None:
-        set_ssl_ctx_dh(ctx, dh=read_dhparams(dh_file, force=True))
+        dh = pem_read_key("DHparams", dh_file, None, None, True)  # read now, not from the cache
+        assert dh is not None
+        try:
+            set_ssl_ctx_dh(ctx, dh=dh)
+        finally:
+            dh.release()
     if client_hello_callback is not None:
         set_client_hello_callback(ctx, client_hello_callback)
     if cert_request_callback is not None:

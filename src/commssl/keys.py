@@ -35,7 +35,8 @@ class KeyPointer(_Pointer):
     refused. It follows the pointers' lifetime rule: a release racing a use frees
     it when that use ends."""
 
-    __slots__ = ()
+    __slots__ = ("_cached",)
+    _cached: bool
 
     def __init__(self) -> None:
         raise TypeError("KeyPointer objects come from pem_read, read_dhparams or read_certificate_key_pairs")
@@ -45,6 +46,7 @@ class KeyPointer(_Pointer):
         self = object.__new__(cls)
         self.cdata = cdata
         self._state = _OWNED
+        self._cached = False
         return self
 
     @property
@@ -92,6 +94,8 @@ class KeyPointer(_Pointer):
         try:
             self._state = _RELEASED  # nobody else holds it: no lock needed
             self._dispose()
+            if self._cached:  # read_dhparams' cache let go of it: nobody was to release it
+                return
             warnings.warn(f"unreleased {self!r} garbage-collected; call release()", ResourceWarning,
                           stacklevel=2)
         except Exception:  # interpreter shutdown
@@ -242,8 +246,9 @@ def read_dhparams(filename: PathArg, *, pass_phrase: PassPhrase = None,
             raise
         drain()
         return None
+    dh._cached = True
     with _dh_lock:
-        _dh_cache[key] = dh  # an older one stays alive while the caller holds it (GC frees it)
+        _dh_cache[key] = dh  # an older one stays alive while someone holds it (then GC frees it)
     return dh
 
 
