@@ -337,7 +337,11 @@ def _make(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg
             _path(value, argument)  # checked before anything is made, named as the caller knows it
     ctx = make_ssl_ctx(True, side)
     if protocol_version in _PROTOCOLS:
-        lib.SSL_CTX_set_min_proto_version(ctx.cdata, getattr(lib, _PROTOCOLS[protocol_version]))
+        cdata = ctx._pin()
+        try:
+            lib.SSL_CTX_set_min_proto_version(cdata, getattr(lib, _PROTOCOLS[protocol_version]))
+        finally:
+            ctx._unpin()
     if dh_file is not None:
         dh = pem_read_key("DHparams", dh_file, None, None, True)  # read now, not from the cache
         assert dh is not None
