@@ -2016,7 +2016,7 @@ int commssl_lw_key_is_dh(EVP_PKEY *);
 int EVP_PKEY_get_bits(const EVP_PKEY *);
 int commssl_lw_ctx_set_dh(SSL_CTX *, EVP_PKEY *);
 int commssl_lw_ssl_set_dh(SSL *, EVP_PKEY *);
-int commssl_lw_read_pairs(const char *, int, const char *, void *, X509 **, EVP_PKEY **, int);
+int X509_check_private_key(const X509 *, const EVP_PKEY *);
 int commssl_lw_use_cert_and_key(SSL *, const char *, int, X509 *, EVP_PKEY *);
 int commssl_lw_use_files(SSL *, const char *, const char *, const char *, void *);
 void commssl_lw_ctx_set_cert_cb(SSL_CTX *, int);
@@ -2247,63 +2247,6 @@ int commssl_lw_ssl_set_dh(SSL *ssl, EVP_PKEY *dh)
         return 0;
     }
     return 1;
-}
-
-/* Certificate/key pairs from one PEM text: each certificate followed by its key
-   (or the key first); up to max pairs into certs/keys (owned). Returns the count,
-   or -1 (an error queued, nothing returned). */
-int commssl_lw_read_pairs(const char *data, int len, const char *phrase, void *u,
-                          X509 **certs, EVP_PKEY **keys, int max)
-{
-    commssl_lw_pw pw;
-    BIO *bio = BIO_new_mem_buf(data, len);
-    STACK_OF(X509_INFO) *infos;
-    int i, n = 0;
-    X509 *pending_x = NULL;
-    EVP_PKEY *pending_k = NULL;
-    pw.phrase = phrase == (const char *)COMMSSL_LW_PASSWORD_PY ? NULL : phrase;
-    pw.u = u;
-    if (bio == NULL)
-        return -1;
-    infos = PEM_X509_INFO_read_bio(bio, NULL, commssl_lw_pw_cb, &pw);
-    BIO_free(bio);
-    if (infos == NULL)
-        return -1;
-    for (i = 0; i < sk_X509_INFO_num(infos); i++) {
-        X509_INFO *info = sk_X509_INFO_value(infos, i);
-        if (info->x509 != NULL) {
-            X509_free(pending_x);
-            pending_x = info->x509;
-            X509_up_ref(pending_x);
-        }
-        if (info->x_pkey != NULL && info->x_pkey->dec_pkey != NULL) {
-            EVP_PKEY_free(pending_k);
-            pending_k = info->x_pkey->dec_pkey;
-            EVP_PKEY_up_ref(pending_k);
-        }
-        if (pending_x != NULL && pending_k != NULL) {
-            if (n >= max || !X509_check_private_key(pending_x, pending_k)) {
-                X509_free(pending_x);
-                EVP_PKEY_free(pending_k);
-                pending_x = NULL;
-                pending_k = NULL;
-                if (n >= max)
-                    break;
-                ERR_clear_error();
-                continue;
-            }
-            certs[n] = pending_x;
-            keys[n] = pending_k;
-            n++;
-            pending_x = NULL;
-            pending_k = NULL;
-        }
-    }
-    X509_free(pending_x);
-    EVP_PKEY_free(pending_k);
-    sk_X509_INFO_pop_free(infos, X509_INFO_free);
-    ERR_clear_error();
-    return n;
 }
 
 /* The SSL's certificate and key: the certificate `x` (no chain), or the PEM text

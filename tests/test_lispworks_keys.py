@@ -196,3 +196,20 @@ def test_replaced_cached_dhparams_are_freed_without_a_warning(rsa: Dict[str, Pat
         warnings.simplefilter("error")
         commssl.read_dhparams(rsa["dh.der"], force=True)  # the first one is dropped by the cache
         gc.collect()
+
+
+def test_read_certificate_key_pairs_encrypted_keys(rsa: Dict[str, Path], tmp_path: Path) -> None:
+    pkcs8 = tmp_path / "k8.pem"
+    subprocess.run(["openssl", "pkey", "-in", str(rsa["key.pem"]), "-aes256", "-passout", "pass:s3cret",
+                    "-out", str(pkcs8)], check=True, capture_output=True)
+    for key_file in (rsa["enc.pem"], pkcs8):
+        pairs_file = tmp_path / "pairs.pem"
+        pairs_file.write_bytes(key_file.read_bytes() + rsa["cert.pem"].read_bytes())  # key first
+        asked: list = []
+        pairs = commssl.read_certificate_key_pairs(
+            pairs_file, callback=lambda n, rw, asked=asked: asked.append(rw) or "s3cret")
+        assert len(pairs) == 1 and asked == [False]
+        commssl.release_certificate(pairs[0][0])
+        pairs[0][1].release()
+        with pytest.raises(commssl.SSLFailure):
+            commssl.read_certificate_key_pairs(pairs_file)  # no pass phrase: no prompt

@@ -11,21 +11,27 @@ call that read the file.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import warnings
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, Union
 
 from ._binding import drain, ffi, lib, raise_last
 from .errors import SSLFailure
-from .pointers import _OWNED, _RELEASED, SSLCtxPointer, X509Pointer, _Pointer, own_certificates
+from .pointers import (
+    _OWNED,
+    _RELEASED,
+    SSLCtxPointer,
+    X509Pointer,
+    _Pointer,
+    own_certificates,
+    release_vector,
+)
 from .verification import ctx_or_ssl
 
 PassPhrase = Union[None, str, bytes]
 PassCallback = Callable[[int, bool], Union[str, bytes]]
 PathArg = Union[str, "os.PathLike[str]"]
-
-_MAX_PAIRS = 256
-
 
 class KeyPointer(_Pointer):
     """An owned ``EVP_PKEY*``: a private key (``pem_read("PrivateKey", ...)``,
@@ -303,19 +309,66 @@ def ssl_connection_read_dh_params_file(conn: Any, filename: PathArg) -> None:
 # -- certificate and key pairs ----------------------------------------------------------
 
 
+def _pem_certificate(block: bytes) -> Any:
+    bio = lib.BIO_new_mem_buf(block, len(block))
+    if bio == ffi.NULL:
+        raise MemoryError("BIO_new_mem_buf")
+    try:
+        return lib.PEM_read_bio_X509(bio, ffi.NULL, ffi.NULL, ffi.NULL)
+    finally:
+        lib.BIO_free(bio)
+
+
 def read_certificate_key_pairs(filename: PathArg, *, pass_phrase: PassPhrase = None,
                                callback: Optional[PassCallback] = None
                                ) -> List[Tuple[X509Pointer, KeyPointer]]:
     """The (certificate, private key) pairs of a PEM file in which each certificate
-    is next to its key (either order): owned ``X509Pointer`` s and ``KeyPointer`` s
-    (release them). A certificate without a matching key is skipped."""
+    is next to its key (either order; keys encrypted or not, with ``pass_phrase`` or
+    ``callback`` as for ``pem_read``): owned ``X509Pointer`` s and ``KeyPointer`` s
+    (release them). A certificate without its matching key is skipped; a block that
+    cannot be read raises ``SSLFailure`` (nothing is returned)."""
     data, path = _read_bytes(filename)
-    phrase = _Phrase(pass_phrase, callback)
-    certs = ffi.new("X509 *[]", _MAX_PAIRS)
-    keys = ffi.new("EVP_PKEY *[]", _MAX_PAIRS)
-    n = lib.commssl_lw_read_pairs(data, len(data), phrase.phrase, phrase.userdata, certs, keys, _MAX_PAIRS)
-    phrase.check()
-    if n < 0:
-        raise_last(f"read_certificate_key_pairs: {path!r}", SSLFailure)
-    owned = own_certificates([certs[i] for i in range(n)])
-    return [(owned[i], KeyPointer._own(keys[i])) for i in range(n)]
+    pairs: List[Tuple[X509Pointer, KeyPointer]] = []
+    cert: Optional[X509Pointer] = None
+    key: Optional[KeyPointer] = None
+    try:
+        for match in _PEM_BLOCK.finditer(data):
+            label, block = match.group(1), match.group(0)
+            if label == b"CERTIFICATE":
+                x = _pem_certificate(block)
+                if x == ffi.NULL:
+                    raise_last(f"read_certificate_key_pairs: {path!r}: a certificate", SSLFailure)
+                if cert is not None:
+                    release_vector([cert])
+                cert = own_certificates((x,))[0]
+            elif label.endswith(b"PRIVATE KEY"):
+                if key is not None:
+                    key.release()
+                key = load_key(block, f"read_certificate_key_pairs: {path!r}", pass_phrase, callback)
+            else:
+                continue
+            if cert is not None and key is not None:
+                xc, kc = cert._pin(), key._pin()
+                try:
+                    match_ok = lib.X509_check_private_key(xc, kc) == 1
+                finally:
+                    cert._unpin()
+                    key._unpin()
+                drain()
+                if match_ok:
+                    pairs.append((cert, key))
+                    cert = key = None
+    except BaseException:
+        for c, k in pairs:
+            release_vector([c])
+            k.release()
+        raise
+    finally:
+        if cert is not None:
+            release_vector([cert])
+        if key is not None:
+            key.release()
+    return pairs
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.S)
