@@ -26,7 +26,7 @@ C_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "src", "_cffi_s
 # The helpers, in compile order (one translation unit; commssl.h declares what
 # crosses files). A new area is a new file here and a new cdef block below.
 C_FILES = ["records.c", "passwords.c", "verify.c", "chains.c", "io.c", "membio.c",
-           "revocation.c", "features.c"]
+           "revocation.c", "features.c", "lispworks.c"]
 # commssl._demo, the demo PKI of `python -m commssl` (loaded only by commssl.demo):
 # apart from the extension every connection loads. Standalone C (no commssl.h).
 DEMO_FILES = ["demo.c"]
@@ -390,7 +390,31 @@ extern "Python" int _commssl_alpn_py(void *, const unsigned char *, unsigned int
 extern "Python" void _commssl_keylog_py(void *, const char *);
 """
 
-CDEF = VERSION + CRYPTO + ERR + BIO + X509 + X509_VFY + SSL + HELPERS + OCSP + FEATURES
+# ---- LispWorks: options, DH, cert_cb, client hello (owner: options.py, keys.py,
+# lispworks_callbacks.py); its C is src/_cffi_src/lispworks.c ---------------------
+LISPWORKS = """
+int commssl_lw_option(int, const char **, uint64_t *);
+uint64_t commssl_lw_ctx_set_options(SSL_CTX *, uint64_t);
+uint64_t commssl_lw_ssl_set_options(SSL *, uint64_t);
+EVP_PKEY *commssl_lw_read_params(const char *, int);
+EVP_PKEY *commssl_lw_read_key(const char *, int, const char *, void *);
+int commssl_lw_key_is_dh(EVP_PKEY *);
+int EVP_PKEY_get_bits(const EVP_PKEY *);
+int commssl_lw_ctx_set_dh(SSL_CTX *, EVP_PKEY *);
+int commssl_lw_ssl_set_dh(SSL *, EVP_PKEY *);
+int X509_check_private_key(const X509 *, const EVP_PKEY *);
+int commssl_lw_use_cert_and_key(SSL *, const char *, int, X509 *, EVP_PKEY *);
+int commssl_lw_use_files(SSL *, const char *, const char *, const char *, void *);
+void commssl_lw_ctx_set_cert_cb(SSL_CTX *, int);
+void commssl_lw_ctx_set_client_hello_cb(SSL_CTX *, int);
+static const int COMMSSL_LW_PASSWORD_PY;
+extern "Python" int _commssl_lw_password_py(char *, int, int, void *);
+extern "Python" int _commssl_lw_cert_cb_py(void *);
+extern "Python" int _commssl_lw_client_hello_py(void *, const char *);
+"""
+
+
+CDEF = VERSION + CRYPTO + ERR + BIO + X509 + X509_VFY + SSL + HELPERS + OCSP + FEATURES + LISPWORKS
 
 
 # commssl._demo's cdef, independent of _openssl's (an ffi.include would make the demo

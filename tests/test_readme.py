@@ -56,6 +56,9 @@ EXPECTED: Dict[str, List[str]] = {
                               "'EXPORTER_SECRET', 'SERVER_HANDSHAKE_TRAFFIC_SECRET', "
                               "'SERVER_TRAFFIC_SECRET_0']",
                               "resumed: True (True, 0)"],
+    "guide/lispworks.md": ["tls-v1-2", "refused: set_ssl_ctx_options: unknown option 'no_tls_v1_3'",
+                           "True 2048 True", "True\nkey bits: 256",
+                           "b'CHOSEN\\n' (True, 0)\nb'CHOSEN\\n' (True, 0)\n['localhost']"],
     "guide/threads.md": ["4 threads, 4 x (True, 0)", "outstanding: 0"],
     "guide/async.md": ["b'220 ready\\r\\n' None", "tls-v1-3 (True, 0)", "b'secret hello\\r\\n'",
                        "b'bye, in clear\\r\\n' None", "b'HELLO FROM ANYIO\\n'",

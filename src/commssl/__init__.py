@@ -37,6 +37,7 @@ from .contexts import (
     create_ssl_server_context,
     destroy_ssl_ctx,
     make_ssl_ctx,
+    reset_ssl_abstract_context,
     set_ssl_ctx_password_callback,
     ssl_ctx_load_verify_locations,
     ssl_ctx_use_certificate_chain_file,
@@ -65,6 +66,15 @@ from .features import (
     ssl_connection_session,
     ssl_connection_session_reused,
 )
+from .keys import (
+    KeyPointer,
+    read_certificate_key_pairs,
+    read_dhparams,
+    set_ssl_ctx_dh,
+    ssl_connection_read_dh_params_file,
+)
+from .lispworks_callbacks import set_ssl_ctx_cert_cb, ssl_connection_read_certificates
+from .options import set_ssl_ctx_options
 from .pointers import (
     SSLCtxPointer,
     SSLPointer,
@@ -149,4 +159,8 @@ __all__ = [
     "ssl_ctx_use_certificate_chain", "ssl_ctx_use_privatekey",
     "set_alpn_protocols", "set_alpn_select_callback", "ssl_connection_alpn_protocol", "set_keylog",
     "Session", "release_session", "ssl_connection_session", "ssl_connection_session_reused",
+    # more of LispWorks (options.py, keys.py, lispworks_callbacks.py)
+    "set_ssl_ctx_options", "KeyPointer", "read_dhparams", "set_ssl_ctx_dh",
+    "ssl_connection_read_dh_params_file", "read_certificate_key_pairs", "set_ssl_ctx_cert_cb",
+    "ssl_connection_read_certificates", "reset_ssl_abstract_context",
 ]

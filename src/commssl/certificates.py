@@ -13,7 +13,7 @@ import ipaddress
 import os
 import struct
 import threading
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import pointers as _p
 from ._binding import drain, ffi, lib, raise_last
@@ -188,16 +188,29 @@ def certificates_released(certs: List[Optional[X509Pointer]]) -> Iterator[List[O
                     pass
 
 
-def pem_read(thing: str, filename: "os.PathLike[str] | str", *, errorp: bool = True) -> Optional[X509Pointer]:
-    """Read the first PEM certificate of a file as an owned pointer.
+def pem_read(thing: str, filename: "os.PathLike[str] | str", *, pass_phrase: Union[None, str, bytes] = None,
+             callback: Optional[Callable[[int, bool], Union[str, bytes]]] = None,
+             errorp: bool = True) -> Any:
+    """Read the first PEM ``thing`` of a file as an owned pointer: ``"X509"`` (a
+    certificate: ``X509Pointer``), ``"PrivateKey"`` (a private key, PEM or DER,
+    encrypted or not: ``KeyPointer``) or ``"DHparams"`` (DH parameters, PEM or
+    DER: ``KeyPointer``). An encrypted key takes ``pass_phrase`` (str or bytes) or
+    ``callback(max_length, rwflag)`` returning one, not both; without either it
+    fails (no terminal prompt), and an exception from the callback propagates.
 
-    ``thing`` must be ``"X509"``. On failure raises ``SSLFailure`` with OpenSSL's
-    reason, or returns ``None`` when ``errorp`` is false (LispWorks' default).
+    On failure raises ``SSLFailure`` with OpenSSL's reason, or returns ``None`` when
+    ``errorp`` is false (LispWorks' default).
     """
     if not isinstance(thing, str):
         raise TypeError(f"thing must be a str, not {type(thing).__name__}")
+    if thing not in ("X509", "PrivateKey", "DHparams"):
+        raise ValueError(f"pem_read reads thing 'X509', 'PrivateKey' or 'DHparams', not {thing!r}")
     if thing != "X509":
-        raise ValueError(f"pem_read reads thing 'X509' only, not {thing!r}")
+        from .keys import pem_read_key
+
+        return pem_read_key(thing, filename, pass_phrase, callback, errorp)
+    if pass_phrase is not None and callback is not None:
+        raise ValueError("give pass_phrase or callback, not both")
     if not isinstance(filename, (str, bytes, os.PathLike)):
         raise TypeError(f"filename must be a path (str or os.PathLike), not {type(filename).__name__}")
     path = os.fsencode(filename)

@@ -9,7 +9,8 @@ certificates; the stream then also checks the host name.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, Union
+import threading
+from typing import Any, Callable, List, Mapping, NoReturn, Optional, Sequence, Union
 
 from ._binding import check, drain, ffi, lib, text
 from .credentials import _load_key, load_cadata
@@ -237,10 +238,26 @@ class SSLAbstractContext:
                  tlsext_host_name: Optional[str],
                  ssl_configure_callback: Optional[Callable[[SSLPointer], Any]]):
         self.side = side
-        self.ssl_ctx_pointer = pointer
+        self._pointer = pointer
+        self._rebuild: Optional[Callable[[], SSLCtxPointer]] = None
+        self._stale = False
+        self._retired: List[SSLCtxPointer] = []
+        self._lock = threading.Lock()
         self.name = name
         self.tlsext_host_name = tlsext_host_name
         self.ssl_configure_callback = ssl_configure_callback
+
+    @property
+    def ssl_ctx_pointer(self) -> SSLCtxPointer:
+        """Its ``SSL_CTX``; after ``reset_ssl_abstract_context`` a new one, made from
+        the files as they are now, on this first use."""
+        if self._stale:
+            with self._lock:
+                if self._stale and self._rebuild is not None:
+                    old, self._pointer = self._pointer, self._rebuild()
+                    self._retired.append(old)  # connections made with it keep using it
+                self._stale = False
+        return self._pointer
 
     def __repr__(self) -> str:
         return f"<SSLAbstractContext {self.side} {self.name or ''}>".replace(" >", ">")
@@ -256,7 +273,28 @@ class SSLAbstractContext:
         raise TypeError("SSLAbstractContext cannot be pickled (it stands for an SSL_CTX in this process)")
 
 
-def _abstract(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg],
+def reset_ssl_abstract_context(ctx: SSLAbstractContext) -> None:
+    """Re-read the context's files (certificate, key, trusted file and directory, DH
+    file, CRL file) on its next use: the next connection made with it gets a new
+    ``SSL_CTX`` configured from them as they are then; connections made before keep
+    the old one."""
+    if not isinstance(ctx, SSLAbstractContext):
+        raise TypeError(f"ctx must be an SSLAbstractContext, not {type(ctx).__name__}")
+    ctx._stale = True
+
+
+_PROTOCOLS = {"tls-v1-2": "TLS1_2_VERSION", "tls-v1-3": "TLS1_3_VERSION"}
+
+
+def _abstract(side: str, **kw: Any) -> SSLAbstractContext:
+    ctx = _make(side, **kw)
+    abstract = SSLAbstractContext(side, ctx, kw["name"], kw["tlsext_host_name"],
+                                  kw["openssl_ssl_configure_callback"])
+    abstract._rebuild = lambda: _make(side, **kw)
+    return abstract
+
+
+def _make(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg],
               password: Union[None, str, bytes], password_callback: Optional[PasswordCallback],
               openssl_trusted_file: Optional[PathArg], openssl_trusted_directory: Optional[PathArg],
               verify_callback: Optional[Callable[[Any], Any]],
@@ -264,7 +302,20 @@ def _abstract(side: str, *, cert_file: Optional[PathArg], key_file: Optional[Pat
               openssl_ssl_configure_callback: Optional[Callable[[SSLPointer], Any]],
               tlsext_host_name: Optional[str], name: Optional[str],
               crl_file: Any = None, crl_checking: Any = "default",
-              ocsp_stapling: Any = False) -> SSLAbstractContext:
+              ocsp_stapling: Any = False, protocol_version: Any = None, dh_file: Any = None,
+              client_hello_callback: Any = None, cert_request_callback: Any = None) -> SSLCtxPointer:
+    from .keys import pem_read_key, set_ssl_ctx_dh
+    from .lispworks_callbacks import set_cert_request_callback, set_client_hello_callback
+
+    if protocol_version is not None and protocol_version is not True and protocol_version not in _PROTOCOLS:
+        raise ValueError("protocol_version must be 'tls-v1-2', 'tls-v1-3', True or None, "
+                         f"not {protocol_version!r}")
+    for argument, cb in (("client_hello_callback", client_hello_callback),
+                         ("cert_request_callback", cert_request_callback)):
+        if cb is not None and not callable(cb):
+            raise TypeError(f"{argument} must be callable or None, not {type(cb).__name__}")
+    if dh_file is not None:
+        _path(dh_file, "dh_file")
     if verify_callback is not None and not callable(verify_callback):
         raise TypeError(f"verify_callback must be callable or None, not {type(verify_callback).__name__}")
     if tlsext_host_name is not None and not isinstance(tlsext_host_name, str):
@@ -275,6 +326,23 @@ def _abstract(side: str, *, cert_file: Optional[PathArg], key_file: Optional[Pat
         if value is not None:
             _path(value, argument)  # checked before anything is made, named as the caller knows it
     ctx = make_ssl_ctx(True, side)
+    if protocol_version in _PROTOCOLS:
+        cdata = ctx._pin()
+        try:
+            lib.SSL_CTX_set_min_proto_version(cdata, getattr(lib, _PROTOCOLS[protocol_version]))
+        finally:
+            ctx._unpin()
+    if dh_file is not None:
+        dh = pem_read_key("DHparams", dh_file, None, None, True)  # read now, not from the cache
+        assert dh is not None
+        try:
+            set_ssl_ctx_dh(ctx, dh=dh)
+        finally:
+            dh.release()
+    if client_hello_callback is not None:
+        set_client_hello_callback(ctx, client_hello_callback)
+    if cert_request_callback is not None:
+        set_cert_request_callback(ctx, cert_request_callback)
     if password is not None or password_callback is not None:
         set_ssl_ctx_password_callback(ctx, password_callback, password)
     if cert_file is not None:
@@ -303,7 +371,7 @@ def _abstract(side: str, *, cert_file: Optional[PathArg], key_file: Optional[Pat
         lib.SSL_CTX_set_cert_verify_callback(ctx.cdata, lib.commssl_cert_verify_cb, ffi.NULL)
     if openssl_ctx_configure_callback is not None:
         openssl_ctx_configure_callback(ctx)
-    return SSLAbstractContext(side, ctx, name, tlsext_host_name, openssl_ssl_configure_callback)
+    return ctx
 
 
 def create_ssl_client_context(
@@ -322,6 +390,8 @@ def create_ssl_client_context(
     crl_file: Optional[Union[PathArg, bytes]] = None,
     crl_checking: Optional[str] = "default",
     ocsp_stapling: Union[bool, str] = False,
+    protocol_version: Union[None, bool, str] = None,
+    cert_request_callback: Optional[Callable[[Any], Any]] = None,
 ) -> SSLAbstractContext:
     """A client context (LispWorks 8 ``create-ssl-client-context``).
 
@@ -332,7 +402,10 @@ def create_ssl_client_context(
     and ``crl_checking`` (``None``, ``"leaf"``, ``"chain"``; default ``"leaf"`` when
     ``crl_file`` is given, else ``None``: ``set_crl_checking``) check revocation;
     ``ocsp_stapling`` (``False``, ``True``, ``"if-present"``, ``"require"``) is
-    ``set_ocsp_stapling``'s mode.
+    ``set_ocsp_stapling``'s mode. ``protocol_version`` (``"tls-v1-2"``,
+    ``"tls-v1-3"`` or ``True``) is the minimum version. ``cert_request_callback(conn)``
+    is called when the server asks for a client certificate; a falsy answer aborts the
+    handshake (``SSLFailure`` with ``ssl_code`` ``"cert-request-callback"``).
     """
     return _abstract("client", cert_file=cert_file, key_file=key_file, password=password,
                      password_callback=password_callback, openssl_trusted_file=openssl_trusted_file,
@@ -340,7 +413,8 @@ def create_ssl_client_context(
                      openssl_ctx_configure_callback=openssl_ctx_configure_callback,
                      openssl_ssl_configure_callback=openssl_ssl_configure_callback,
                      tlsext_host_name=tlsext_host_name, name=name, crl_file=crl_file,
-                     crl_checking=crl_checking, ocsp_stapling=ocsp_stapling)
+                     crl_checking=crl_checking, ocsp_stapling=ocsp_stapling,
+                     protocol_version=protocol_version, cert_request_callback=cert_request_callback)
 
 
 def create_ssl_server_context(
@@ -357,6 +431,9 @@ def create_ssl_server_context(
     name: Optional[str] = None,
     crl_file: Optional[Union[PathArg, bytes]] = None,
     crl_checking: Optional[str] = "default",
+    protocol_version: Union[None, bool, str] = None,
+    dh_file: Optional[PathArg] = None,
+    client_hello_callback: Optional[Callable[[Any, Optional[str]], Any]] = None,
 ) -> SSLAbstractContext:
     """A server context (LispWorks 8 ``create-ssl-server-context``).
 
@@ -364,11 +441,18 @@ def create_ssl_server_context(
     ``cert_file``) the key. With ``verify_callback(conn) -> bool`` the server asks
     for a client certificate and the callback decides; without, it asks for none.
     ``crl_file`` and ``crl_checking`` check client certificates' revocation, as for
-    ``create_ssl_client_context``.
+    ``create_ssl_client_context``. ``protocol_version``: the minimum version, as
+    there. ``dh_file``: DH parameters (PEM or DER) for DHE ciphers.
+    ``client_hello_callback(conn, server_name)`` is called with the client's SNI name
+    (or ``None``) before the server picks its certificate: it may set the
+    connection's own with ``ssl_connection_read_certificates``; a falsy answer aborts
+    the handshake (``SSLFailure`` with ``ssl_code`` ``"client-hello-callback"``).
     """
     return _abstract("server", cert_file=cert_file, key_file=key_file, password=password,
                      password_callback=password_callback, openssl_trusted_file=openssl_trusted_file,
                      openssl_trusted_directory=openssl_trusted_directory, verify_callback=verify_callback,
                      openssl_ctx_configure_callback=openssl_ctx_configure_callback,
                      openssl_ssl_configure_callback=openssl_ssl_configure_callback,
-                     tlsext_host_name=None, name=name, crl_file=crl_file, crl_checking=crl_checking)
+                     tlsext_host_name=None, name=name, crl_file=crl_file, crl_checking=crl_checking,
+                     protocol_version=protocol_version, dh_file=dh_file,
+                     client_hello_callback=client_hello_callback)
