@@ -13,17 +13,15 @@ from __future__ import annotations
 import os
 import re
 import threading
-import warnings
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ._binding import drain, ffi, lib, raise_last
 from .errors import SSLFailure
 from .pointers import (
     _OWNED,
-    _RELEASED,
     SSLCtxPointer,
     X509Pointer,
-    _Pointer,
+    _Owned,
     own_certificates,
     release_vector,
 )
@@ -33,7 +31,7 @@ PassPhrase = Union[None, str, bytes]
 PassCallback = Callable[[int, bool], Union[str, bytes]]
 PathArg = Union[str, "os.PathLike[str]"]
 
-class KeyPointer(_Pointer):
+class KeyPointer(_Owned):
     """An owned ``EVP_PKEY*``: a private key (``pem_read("PrivateKey", ...)``,
     ``read_certificate_key_pairs``) or DH parameters (``read_dhparams``,
     ``pem_read("DHparams", ...)``). ``release()`` frees it; one the collector finds
@@ -56,10 +54,6 @@ class KeyPointer(_Pointer):
         return self
 
     @property
-    def released(self) -> bool:
-        return self._dead
-
-    @property
     def is_dh(self) -> bool:
         """Whether these are DH parameters (or a DH key)."""
         cdata = self._pin()
@@ -77,35 +71,11 @@ class KeyPointer(_Pointer):
         finally:
             self._unpin()
 
-    def _refuse(self) -> NoReturn:
-        raise ValueError(f"{self!r} was released")
-
     def _dispose(self) -> None:
         lib.EVP_PKEY_free(self.cdata)
 
-    def release(self) -> None:
-        """Drop the reference (``EVP_PKEY_free``); a second release is a ``ValueError``."""
-        if not self._kill():
-            raise ValueError(f"{self!r} was already released")
-
-    def __repr__(self) -> str:
-        return f"<KeyPointer 0x{self.address:x} {'released' if self._dead else 'owned'}>"
-
-    def __del__(self) -> None:
-        try:
-            if self._dead:
-                return
-        except AttributeError:  # __init__ refused
-            return
-        try:
-            self._state = _RELEASED  # nobody else holds it: no lock needed
-            self._dispose()
-            if self._cached:  # read_dhparams' cache let go of it: nobody was to release it
-                return
-            warnings.warn(f"unreleased {self!r} garbage-collected; call release()", ResourceWarning,
-                          stacklevel=2)
-        except Exception:  # interpreter shutdown
-            pass
+    def _warn_unreleased(self) -> bool:
+        return not self._cached  # read_dhparams' cache let go of it: nobody was to release it
 
 
 # -- pass phrases ----------------------------------------------------------------------

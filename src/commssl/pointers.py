@@ -144,6 +144,18 @@ class _Pointer:
     def _dispose(self) -> None:
         """Free the C object (called once, outside the lock, with nobody inside)."""
 
+    def _collected(self) -> bool:
+        """For ``__del__``: True when this wrapper owned its object and must free it
+        now (it is marked released). No lock: nobody else can see the wrapper."""
+        try:
+            s = self._state
+        except AttributeError:  # __init__ refused its argument
+            return False
+        if s & _LIFE != _OWNED:
+            return False
+        self._state = s + _RELEASED
+        return True
+
     # -- no copies: a copy would be a second owner of one reference ---------------
 
     def __copy__(self) -> NoReturn:
@@ -154,6 +166,49 @@ class _Pointer:
 
     def __reduce_ex__(self, protocol: Any) -> NoReturn:
         raise TypeError(f"{type(self).__name__} cannot be pickled (it stands for a C object in this process)")
+
+
+
+class _Owned(_Pointer):
+    """Base of the wrappers a user releases with ``release()`` (``Session``,
+    ``KeyPointer``): one reference, refused copies, a ``ResourceWarning`` when
+    the collector finds one unreleased (then freed). Subclasses free in ``_dispose``."""
+
+    __slots__ = ()
+    _release_call = "release()"  # what the warning tells the user to call
+
+    @property
+    def released(self) -> bool:
+        return self._dead
+
+    def _refuse(self) -> NoReturn:
+        raise ValueError(f"{self!r} was released")
+
+    def release(self) -> None:
+        """Drop the reference; a second release is a ``ValueError``."""
+        if not self._kill():
+            raise ValueError(f"{self!r} was already released")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} 0x{self.address:x} {'released' if self._dead else 'owned'}>"
+
+    def _warn_unreleased(self) -> bool:
+        return True
+
+    def __del__(self) -> None:
+        try:
+            if self._dead:
+                return
+        except AttributeError:  # __init__ refused
+            return
+        try:
+            self._state = _RELEASED  # nobody else holds it: no lock needed
+            self._dispose()
+            if self._warn_unreleased():
+                warnings.warn(f"unreleased {self!r} garbage-collected; call {self._release_call}",
+                              ResourceWarning, stacklevel=2)
+        except Exception:  # interpreter shutdown
+            pass
 
 
 # -- X509 ---------------------------------------------------------------------------
@@ -515,18 +570,11 @@ class SSLCtxPointer(_Pointer):
         lib.SSL_CTX_free(self.cdata)
 
     def __del__(self) -> None:
-        try:
-            s = self._state
-        except AttributeError:
-            return
-        if s & _LIFE != _OWNED:
-            return
-        self._state = s + _RELEASED  # nobody else holds this wrapper
-        try:
-            self._forget()
-            lib.SSL_CTX_free(self.cdata)
-        except Exception:
-            pass
+        if self._collected():
+            try:
+                self._dispose()
+            except Exception:  # interpreter shutdown
+                pass
 
 
 def context_of(cdata: Any) -> Optional[SSLCtxPointer]:
@@ -678,15 +726,8 @@ class SSLPointer(_Pointer):
         lib.commssl_release_ssl(self.cdata)  # SSL_free: the record goes with the SSL
 
     def __del__(self) -> None:
-        try:
-            s = self._state
-        except AttributeError:
-            return
-        if s & _LIFE != _OWNED:
-            return
-        self._state = s + _RELEASED  # nobody else holds this wrapper
-        try:
-            self._forget()
-            lib.SSL_free(self.cdata)
-        except Exception:
-            pass
+        if self._collected():
+            try:
+                self._dispose()  # the record's handle first, then SSL_free
+            except Exception:  # interpreter shutdown
+                pass

@@ -29,12 +29,11 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import warnings
 import weakref
-from typing import Any, Dict, NoReturn, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from ._binding import drain, ffi, lib, raise_last
-from .pointers import _OWNED, _RELEASED, SSLCtxPointer, SSLPointer, _Pointer
+from .pointers import _OWNED, SSLCtxPointer, SSLPointer, _Owned
 
 _lock = threading.Lock()
 
@@ -46,7 +45,7 @@ def _identity(sslp: SSLPointer, ssl: Any) -> Tuple[Any, ...]:
     return (ctx, int(lib.SSL_get_verify_mode(ssl)), sslp.verify, ctx.conn_verify)
 
 
-class Session(_Pointer):
+class Session(_Owned):
     """An owned ``SSL_SESSION*`` (``ssl_connection_session``): pass it as
     ``session=`` to ``open_tcp_stream``, ``attach_ssl`` or ``open_tcp_stream_async``
     to resume. Release it with ``release()`` (or ``release_session``); one the
@@ -68,9 +67,7 @@ class Session(_Pointer):
         self._identity = identity
         return self
 
-    @property
-    def released(self) -> bool:
-        return self._dead
+    _release_call = "release_session()"
 
     @property
     def resumable(self) -> bool:
@@ -82,34 +79,13 @@ class Session(_Pointer):
         finally:
             self._unpin()
 
-    def _refuse(self) -> NoReturn:
-        raise ValueError(f"{self!r} was released")
-
     def _dispose(self) -> None:
         lib.SSL_SESSION_free(self.cdata)
 
     def release(self) -> None:
         """Drop the reference (``SSL_SESSION_free``); a second release is a ``ValueError``."""
-        if not self._kill():
-            raise ValueError(f"{self!r} was already released")
+        super().release()
         self._identity = ()
-
-    def __repr__(self) -> str:
-        return f"<Session 0x{self.address:x} {'released' if self._dead else 'owned'}>"
-
-    def __del__(self) -> None:
-        try:
-            if self._dead:
-                return
-        except AttributeError:  # __init__ refused
-            return
-        try:
-            self._state = _RELEASED  # nobody else holds it: no lock needed
-            self._dispose()
-            warnings.warn(f"unreleased {self!r} garbage-collected; call release_session()",
-                          ResourceWarning, stacklevel=2)
-        except Exception:  # interpreter shutdown
-            pass
 
 
 def release_session(session: Session) -> None:
