@@ -144,6 +144,8 @@ int commssl_copy_verified_chain(SSL *, X509_STORE_CTX *, X509 **, int);
 int commssl_failure_chain(SSL *, X509 **, int);
 int commssl_verify_errors(SSL *, int, int *, int *, char **);
 int commssl_ocsp_failed(SSL *);
+int commssl_ocsp_unreadable(SSL *);
+int commssl_is_ocsp_der(const unsigned char *, size_t);
 int commssl_load_crls(SSL_CTX *, const unsigned char *, size_t);
 int commssl_set_ocsp_mode(SSL_CTX *, SSL *, int);
 int commssl_set_staple(SSL_CTX *, const unsigned char *, size_t, int);
