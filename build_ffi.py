@@ -1032,6 +1032,7 @@ static const int X509_V_ERR_OCSP_VERIFY_NEEDED;
 static const int X509_V_ERR_OCSP_VERIFY_FAILED;
 static const int X509_V_ERR_OCSP_CERT_UNKNOWN;
 static const int SSL_R_INVALID_STATUS_RESPONSE;
+static const int SSL_R_TLSV1_BAD_CERTIFICATE_STATUS_RESPONSE;
 static const int SSL_TLSEXT_ERR_OK;
 static const int SSL_TLSEXT_ERR_ALERT_FATAL;
 static const int SSL_TLSEXT_ERR_NOACK;
@@ -1059,6 +1060,8 @@ int commssl_copy_verified_chain(SSL *, X509_STORE_CTX *, X509 **, int);
 int commssl_failure_chain(SSL *, X509 **, int);
 int commssl_verify_errors(SSL *, int, int *, int *, char **);
 int commssl_ocsp_failed(SSL *);
+int commssl_ocsp_unreadable(SSL *);
+int commssl_is_ocsp_der(const unsigned char *, size_t);
 int commssl_load_crls(SSL_CTX *, const unsigned char *, size_t);
 int commssl_set_ocsp_mode(SSL_CTX *, SSL *, int);
 int commssl_set_staple(SSL_CTX *, const unsigned char *, size_t, int);
@@ -1501,6 +1504,30 @@ static int commssl_staple_server(SSL *ssl, commssl_ctx_rv *cr)
     return _commssl_staple_py(st->py, ssl);
 }
 
+/* Fail the handshake's OCSP check with code, at depth 0: noted with the
+   verification errors, kept for the failure mapping (commssl_ocsp_failed), and
+   made the verification result. */
+static void commssl_ocsp_fail(SSL *ssl, int code)
+{
+    commssl_state *st = commssl_get_state(ssl);
+    commssl_rv *rv;
+    STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
+    X509 *leaf = chain != NULL && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0)
+                                                         : SSL_get0_peer_certificate(ssl);
+    commssl_rv_note(ssl, 0, code, leaf, NULL);
+    if ((rv = commssl_rv_get(ssl, 0)) != NULL) {
+        rv->ocsp_failed = code;
+        if (rv->sent == NULL && (chain = SSL_get_peer_cert_chain(ssl)) != NULL && sk_X509_num(chain) > 0)
+            rv->sent = X509_chain_up_ref(chain);
+    }
+    if (st != NULL) {
+        st->fail_count++;
+        st->fail_depth = 0;
+        st->fail_error = code;
+    }
+    SSL_set_verify_result(ssl, code);
+}
+
 /* One status callback for both sides (SSL_CTX_set_tlsext_status_cb). The
    client's runs once the server's certificate was verified and its staple (or
    none) received: a failure records the code as the verification result and
@@ -1510,10 +1537,8 @@ static int commssl_status_cb(SSL *ssl, void *arg)
 {
     commssl_ctx_rv *cr = commssl_ctx_rv_get(SSL_get_SSL_CTX(ssl), 0);
     commssl_rv *rv;
-    commssl_state *st;
     commssl_ocsp_result r;
     int mode;
-    STACK_OF(X509) *chain;
     (void)arg;
 
     if (SSL_is_server(ssl))
@@ -1526,20 +1551,43 @@ static int commssl_status_cb(SSL *ssl, void *arg)
         return 1;  /* "if-present": no staple is fine */
     if (r.code == X509_V_OK)
         return 1;
-    st = commssl_get_state(ssl);
-    chain = SSL_get0_verified_chain(ssl);
-    commssl_rv_note(ssl, 0, r.code,
-                    chain != NULL && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0)
-                                                            : SSL_get0_peer_certificate(ssl), NULL);
-    if ((rv = commssl_rv_get(ssl, 0)) != NULL)
-        rv->ocsp_failed = r.code;
-    if (st != NULL) {
-        st->fail_count++;
-        st->fail_depth = 0;
-        st->fail_error = r.code;
-    }
-    SSL_set_verify_result(ssl, r.code);
+    commssl_ocsp_fail(ssl, r.code);
     return 0;
+}
+
+/* After a client's handshake that failed with SSL_R_TLSV1_BAD_CERTIFICATE_STATUS_RESPONSE:
+   OpenSSL 3.6 decodes a received staple itself (tls_process_cert_status_body)
+   and aborts the handshake with that reason on one that is not a DER OCSP
+   response, before the status callback runs (3.0 and 3.5 hand the bytes to the
+   callback, which fails them with OCSP_VERIFY_FAILED in the "if-present" and
+   "require" modes). When this SSL asked for a staple, record that failure as
+   the status callback would have; returns the code (0: none). */
+int commssl_ocsp_unreadable(SSL *ssl)
+{
+    commssl_rv *rv = commssl_rv_get(ssl, 0);
+    if (ssl == NULL || SSL_is_server(ssl) || SSL_get_tlsext_status_type(ssl) != TLSEXT_STATUSTYPE_ocsp)
+        return 0;
+    if (rv != NULL && rv->ocsp_failed)
+        return rv->ocsp_failed;
+    commssl_ocsp_fail(ssl, X509_V_ERR_OCSP_VERIFY_FAILED);
+    return X509_V_ERR_OCSP_VERIFY_FAILED;
+}
+
+/* 1 when data is exactly one DER OCSP response: what a server can staple on
+   every OpenSSL (3.6 decodes a staple and sends its re-encoding, or nothing). */
+int commssl_is_ocsp_der(const unsigned char *data, size_t len)
+{
+    const unsigned char *p = data;
+    OCSP_RESPONSE *resp;
+    int ok;
+    if (data == NULL || len == 0 || len > 0x7fffffff)
+        return 0;
+    ERR_set_mark();
+    resp = d2i_OCSP_RESPONSE(NULL, &p, (long)len);
+    ok = resp != NULL && p == data + len;
+    OCSP_RESPONSE_free(resp);
+    ERR_pop_to_mark();
+    return ok;
 }
 
 /* set_ocsp_stapling: on a context (ssl NULL) or one SSL. */
@@ -1565,12 +1613,15 @@ int commssl_set_ocsp_mode(SSL_CTX *ctx, SSL *ssl, int mode)
     }
 }
 
-/* set_ocsp_staple: mode 0 stops stapling, 1 staples data, 2 asks Python. */
+/* set_ocsp_staple: mode 0 stops stapling, 1 staples data, 2 asks Python.
+   Returns 1, 0 when out of memory, -1 when data is not one DER OCSP response. */
 int commssl_set_staple(SSL_CTX *ctx, const unsigned char *data, size_t len, int mode)
 {
-    commssl_ctx_rv *cr = commssl_ctx_rv_get(ctx, 1);
+    commssl_ctx_rv *cr;
     unsigned char *copy = NULL, *old;
-    if (cr == NULL)
+    if (mode == 1 && !commssl_is_ocsp_der(data, len))
+        return -1;
+    if ((cr = commssl_ctx_rv_get(ctx, 1)) == NULL)
         return 0;
     if (mode == 1) {
         copy = OPENSSL_malloc(len > 0 ? len : 1);
@@ -1589,11 +1640,14 @@ int commssl_set_staple(SSL_CTX *ctx, const unsigned char *data, size_t len, int 
     return 1;
 }
 
-/* The staple a Python callable returned, for this handshake. */
+/* The staple a Python callable returned, for this handshake: 1, 0 when out of
+   memory, -1 when data is not one DER OCSP response. */
 int commssl_staple_ssl(SSL *ssl, const unsigned char *data, size_t len)
 {
-    unsigned char *copy = OPENSSL_malloc(len > 0 ? len : 1);
-    if (copy == NULL)
+    unsigned char *copy;
+    if (!commssl_is_ocsp_der(data, len))
+        return -1;
+    if ((copy = OPENSSL_malloc(len)) == NULL)
         return 0;
     memcpy(copy, data, len);
     if (!SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)len)) {

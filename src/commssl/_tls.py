@@ -118,8 +118,13 @@ def raise_failure(sslp: SSLPointer, err: int, what: str,
     last = lib.ERR_peek_last_error()
     if last and lib.ERR_GET_LIB(last) == lib.ERR_LIB_SSL:
         reason = lib.ERR_GET_REASON(last)
+        # INVALID_STATUS_RESPONSE: the OCSP status callback failed the staple; (OpenSSL 3.6,
+        # which decodes a staple before that callback) BAD_CERTIFICATE_STATUS_RESPONSE: it
+        # was no DER OCSP response (revocation block of build_ffi.py, commssl_ocsp_unreadable)
         if reason == lib.SSL_R_CERTIFICATE_VERIFY_FAILED or (
-                reason == lib.SSL_R_INVALID_STATUS_RESPONSE and lib.commssl_ocsp_failed(sslp.cdata)):
+                reason == lib.SSL_R_INVALID_STATUS_RESPONSE and lib.commssl_ocsp_failed(sslp.cdata)) or (
+                reason == lib.SSL_R_TLSV1_BAD_CERTIFICATE_STATUS_RESPONSE
+                and lib.commssl_ocsp_unreadable(sslp.cdata)):
             drain()
             raise verification_failure(sslp, what)
         if reason == lib.SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:

@@ -224,12 +224,15 @@ def set_ocsp_staple(ctx: Any, response: Union[None, bytes, StapleCallback]) -> N
 
     ``response``: ``bytes`` (a DER OCSP response, sent as it is to every client
     that asks), a callable ``response(conn) -> bytes | None`` called per
-    handshake (``None``: no staple this time), or ``None`` (stop stapling). The
-    bytes are not checked (that is the client's job) but must not be empty
-    (``ValueError``). An exception in the callable, or a result that is not
-    bytes (a ``str``, say: ``TypeError``) or is empty (``ValueError``), aborts the
-    handshake and propagates from the call that drove the server's side of it,
-    as verify callbacks' exceptions do.
+    handshake (``None``: no staple this time), or ``None`` (stop stapling). What
+    the response says is not checked (that is the client's job), but the bytes
+    must be one DER OCSP response, nothing before or after it (``ValueError``;
+    OpenSSL 3.6 decodes a staple and sends its re-encoding, or nothing, so other
+    bytes could not be sent as they are on every OpenSSL). An exception in the
+    callable, or a result that is not bytes (a ``str``, say: ``TypeError``) or is
+    not a DER OCSP response (empty, say: ``ValueError``), aborts the handshake
+    and propagates from the call that drove the server's side of it, as verify
+    callbacks' exceptions do.
     """
     pointer = _ctx_pointer(ctx)
     if response is None:
@@ -251,6 +254,8 @@ def set_ocsp_staple(ctx: Any, response: Union[None, bytes, StapleCallback]) -> N
         ok = lib.commssl_set_staple(cdata, data, len(data), mode)
     finally:
         pointer._unpin()
+    if ok < 0:
+        raise ValueError("response must be one DER OCSP response (nothing before or after it)")
     if not ok:
         raise MemoryError("set_ocsp_staple: out of memory: " + repr(drain()))
 
@@ -283,7 +288,11 @@ def _commssl_staple_py(py: Any, ssl: Any) -> int:
         data = bytes(value)
         if not data:
             raise ValueError("the OCSP staple callable returned empty bytes; return None for no staple")
-        if not lib.commssl_staple_ssl(ssl, data, len(data)):
+        ok = lib.commssl_staple_ssl(ssl, data, len(data))
+        if ok < 0:
+            raise ValueError("the OCSP staple callable must return one DER OCSP response (nothing before "
+                             "or after it), or None")
+        if not ok:
             raise MemoryError("set_ocsp_staple: out of memory")
         return int(lib.SSL_TLSEXT_ERR_OK)
     except BaseException as exc:
