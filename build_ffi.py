@@ -33,6 +33,16 @@ DEMO_FILES = ["demo.c"]
 END_OF_HELPERS = "/* ==== end of src/_cffi_src ==== */\n"
 
 
+def header_block(name: str) -> str:
+    """A block of commssl.h that the cdef shares as it is (the records' structs):
+    written once, between ``/* @cdef NAME ... */`` and ``/* @end NAME */``."""
+    with open(os.path.join(C_DIR, "commssl.h"), encoding="utf-8") as f:
+        text = f.read()
+    start = text.index(f"/* @cdef {name}")
+    start = text.index("\n", start) + 1
+    return "\n" + text[start:text.index(f"/* @end {name} */", start)]
+
+
 def c_source(files: list[str]) -> str:
     """The files' text, concatenated in order (each #includes commssl.h, guarded)."""
     parts = []
@@ -246,23 +256,9 @@ const char *SSL_get_cipher_name(const SSL *);
 # per-SSL_CTX record: the context wrapper's handle and whether the context has a
 # Python verify callback / verify_callback(conn). Both records are allocated in C
 # and freed by OpenSSL with their SSL or SSL_CTX (ex_data free callbacks), so
-# none can dangle; a wrapper clears its handle ("py") when it dies. The same
-# declarations are in src/_cffi_src/commssl.h (the C side).
-STATE = """
-typedef struct {
-    void *py;
-    int py_verify;
-    int conn_verify;
-    int fail_depth;
-    int fail_error;
-    int fail_count;
-} commssl_state;
-typedef struct {
-    void *py;
-    int py_verify;
-    int conn_verify;
-} commssl_ctx_state;
-"""
+# none can dangle; a wrapper clears its handle ("py") when it dies. The structs are
+# written once, in src/_cffi_src/commssl.h.
+STATE = header_block("records")
 
 HELPERS = STATE + """
 static const int COMMSSL_OP_HANDSHAKE;
@@ -332,17 +328,7 @@ long SSL_get_tlsext_status_ocsp_resp(SSL *, unsigned char **);
 const char *OCSP_crl_reason_str(long);
 
 /* revocation helpers: src/_cffi_src/revocation.c */
-typedef struct {
-    int status;
-    int verified;
-    int code;
-    int reason;
-    char this_update[16];
-    char next_update[16];
-    char revocation_time[16];
-    char error[256];
-} commssl_ocsp_result;
-
+""" + header_block("ocsp_result") + """
 int commssl_rv_init(void);
 int commssl_copy_verified_chain(SSL *, X509_STORE_CTX *, X509 **, int);
 int commssl_failure_chain(SSL *, X509 **, int);

@@ -53,6 +53,7 @@ typedef struct pollfd commssl_pollfd;
    Python verify callback / verify_callback(conn). Both are allocated in C and
    freed by OpenSSL with their SSL or SSL_CTX (ex_data free callbacks), so none
    can dangle; a wrapper clears its handle ("py") when it dies. */
+/* @cdef records: build_ffi.py hands this block to the cdef as it is */
 typedef struct {
     void *py;
     int py_verify;
@@ -66,8 +67,10 @@ typedef struct {
     int py_verify;
     int conn_verify;
 } commssl_ctx_state;
+/* @end records */
 
 /* The answer of commssl_ocsp_check (revocation.c). */
+/* @cdef ocsp_result */
 typedef struct {
     int status;            /* V_OCSP_CERTSTATUS_*; -1: no answer for the certificate */
     int verified;          /* signed by a trusted responder, for this certificate, current */
@@ -78,6 +81,7 @@ typedef struct {
     char revocation_time[16];
     char error[256];       /* what is wrong, or "" */
 } commssl_ocsp_result;
+/* @end ocsp_result */
 
 /* the operations of commssl_do and commssl_io, and their results beside SSL_ERROR_* */
 enum {
