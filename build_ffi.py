@@ -214,6 +214,7 @@ SSL_CTX *SSL_get_SSL_CTX(const SSL *);
 int SSL_set_fd(SSL *, int);
 int SSL_get_fd(const SSL *);
 void SSL_set_bio(SSL *, BIO *, BIO *);
+BIO *SSL_get_rbio(const SSL *);
 void SSL_set_connect_state(SSL *);
 void SSL_set_accept_state(SSL *);
 int SSL_is_server(const SSL *);
@@ -297,6 +298,7 @@ commssl_state *commssl_attach(SSL *, void *, int, int, long);
 void commssl_release_ssl(SSL *);
 int commssl_client_names(SSL *, const char *, const char *, int);
 int commssl_read_more(SSL *, char *, size_t, size_t *, int, int *);
+int commssl_set_socket(SSL *, int, int);
 
 /* asyncio streams (aio.py): an SSL over a pair of memory BIOs */
 int commssl_mem_step(SSL *, char *, size_t, int, int, char *, size_t, size_t *, size_t *);

@@ -175,6 +175,59 @@ def test_detach_against_openssl_s_server(pki: PKI, client_ctx: Callable[..., Any
         assert "error" not in s.output().lower()
 
 
+def test_detach_keeps_clear_bytes_that_came_with_the_close_notify(pki: PKI,
+                                                                   client_ctx: Callable[..., Any]) -> None:
+    """The peer (CPython ssl over memory BIOs) sends its close_notify and then clear
+    bytes in one segment. The stream reads through a buffer (one recv() serves a
+    record's header and body), which then holds those clear bytes too: a detach hands
+    them to the plain stream instead of losing them."""
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(str(pki.server_chain), str(pki.server_key))
+    listener = socket.create_server((HOST, 0))
+
+    def serve() -> bytes:
+        conn, _ = listener.accept()
+        conn.settimeout(5)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = server_ctx.wrap_bio(incoming, outgoing, server_side=True)
+
+        def step(op: Callable[[], Any]) -> Any:
+            while True:
+                try:
+                    return op()
+                except ssl.SSLWantReadError:
+                    conn.sendall(outgoing.read())
+                    incoming.write(conn.recv(65536))
+                finally:
+                    conn.sendall(outgoing.read())
+
+        with conn:
+            step(tls.do_handshake)
+            request = step(lambda: tls.read(100))
+            try:
+                tls.unwrap()  # reads nothing yet: writes close_notify, wants the client's
+            except ssl.SSLWantReadError:
+                pass
+            conn.sendall(outgoing.read() + b"clear after close_notify\n")  # one segment
+            step(tls.unwrap)  # the client's close_notify
+            assert conn.recv(100) == b"plain reply\n"
+            return bytes(request)
+
+    fut = in_thread(serve)
+    with listener, connect(listener.getsockname()[1], client_ctx(), tlsext_host_name="localhost") as stream:
+        stream.write(b"detach now\n")
+        # the close_notify and the clear line are both waiting before the detach reads
+        deadline = time.monotonic() + 5
+        while not stream.socket.recv(1 << 16, socket.MSG_PEEK).endswith(b"close_notify\n"):
+            assert time.monotonic() < deadline, "the peer's close_notify never came"
+            time.sleep(0.01)
+        commssl.detach_ssl(stream)
+        assert commssl.socket_stream_ssl(stream) is None
+        assert stream.readline() == b"clear after close_notify\n"
+        stream.write(b"plain reply\n")
+        assert fut.result(timeout=10) == b"detach now\n"
+
+
 def test_detach_errors(commssl_server: Callable[..., Any]) -> None:
     server = commssl_server(None)
     with commssl.open_tcp_stream(HOST, server.port, timeout=5) as stream:

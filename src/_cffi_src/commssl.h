@@ -135,6 +135,7 @@ int commssl_common_name(X509 *, unsigned char **);
 /* ---- io.c ---- */
 int commssl_do(SSL *, int, void *, size_t, size_t *);
 int commssl_io(SSL *, int, void *, size_t, size_t *, int);
+int commssl_set_socket(SSL *, int, int);
 int commssl_read_more(SSL *, char *, size_t, size_t *, int, int *);
 static int commssl_read_on(SSL *, char *, size_t, size_t *);
 

@@ -1,6 +1,6 @@
-/* io.c: one SSL operation under the operation lock (commssl_do), and the blocking
-   loops on a non-blocking socket that run without the GIL (commssl_io,
-   commssl_read_more). */
+/* io.c: one SSL operation under the operation lock (commssl_do), the socket BIOs
+   of a stream (commssl_set_socket), and the blocking loops on a non-blocking
+   socket that run without the GIL (commssl_io, commssl_read_more). */
 
 #include "commssl.h"
 
@@ -35,6 +35,30 @@ int commssl_do(SSL *ssl, int op, void *buf, size_t len, size_t *done)
     if (lock != NULL)
         CRYPTO_THREAD_unlock(lock);
     return e;
+}
+
+/* Give ssl the socket fd: writes go straight to it, reads through a buffer BIO
+   of bufsize bytes. OpenSSL reads a record as a 5-byte header and then its body,
+   two recv() calls per record; the buffer takes what the socket has in one recv()
+   and serves both. This is read-ahead kept outside the SSL on purpose: what the
+   buffer holds past the peer's close_notify (clear text after a STARTTLS-style
+   downgrade) is still ours to hand back on a detach, BIO_read on SSL_get_rbio,
+   where OpenSSL's own read-ahead would swallow it. Returns 0 on failure. */
+int commssl_set_socket(SSL *ssl, int fd, int bufsize)
+{
+    BIO *sock = BIO_new_socket(fd, BIO_NOCLOSE);
+    BIO *buf = BIO_new(BIO_f_buffer());
+
+    if (sock == NULL || buf == NULL || !BIO_set_read_buffer_size(buf, bufsize) || !BIO_up_ref(sock)) {
+        BIO_free(buf);
+        BIO_free(sock);
+        return 0;
+    }
+    /* buf -> sock for reads; sock alone for writes. The SSL takes one reference
+       to each chain; sock's second (up-ref'd above) belongs to the read chain. */
+    BIO_push(buf, sock);
+    SSL_set_bio(ssl, buf, sock);
+    return 1;
 }
 
 static long long commssl_now_ms(void)

@@ -247,7 +247,7 @@ class TLSConnection:
     __slots__ = ("name", "state", "sslp", "side", "_lock", "_users", "_owns_ssl", "_own_ctx",
                  "_release_transport", "_released", "closed_locally", "pending_error", "conn",
                  "peer_closed", "read_error",
-                 "mem_done", "_rbio", "_wbio", "_send")
+                 "mem_done", "_wbio", "_send")
 
     def __init__(self, name: str, release_transport: Callable[[], None]) -> None:
         self.name = name  # for messages: "SocketStream", "AsyncSSLStream"
@@ -270,7 +270,6 @@ class TLSConnection:
         self.conn: Any = None  # the stream (weakly referenced by the SSLPointer)
         # memory-BIO mode: [0] bytes done by the last step, [1] bytes it left in the write BIO
         self.mem_done: Any = None
-        self._rbio: Any = _NULL
         self._wbio: Any = _NULL
         self._send: Optional[Callable[[memoryview], None]] = None
 
@@ -373,7 +372,7 @@ class TLSConnection:
                 self.fail()
                 raise MemoryError("BIO_new failed")
             lib.SSL_set_bio(ssl, rbio, wbio)  # the SSL owns both from now on
-            self._rbio, self._wbio, self._send = rbio, wbio, send
+            self._wbio, self._send = wbio, send
             if self.mem_done is None:
                 self.mem_done = ffi.new("size_t[2]")
         finally:
@@ -433,15 +432,17 @@ class TLSConnection:
                 rbuf += ffi.buffer(buf, done[0])
             raise
 
-    def mem_unread(self) -> bytes:
-        """What waits in the incoming memory BIO, taken out: after a detach, the
-        bytes the peer sent in clear after its close_notify. The caller holds the
-        SSL (the detach)."""
-        pending = lib.BIO_ctrl_pending(self._rbio)
+    def take_unread(self, ssl: Any) -> bytes:
+        """What waits unread in ``ssl``'s incoming BIO, taken out (the caller holds
+        the SSL: a detach). After the peer's close_notify these are the bytes it
+        sent in clear after it: in the memory BIO of memory-BIO mode, or in a
+        socket stream's read buffer (``commssl_set_socket``)."""
+        rbio = lib.SSL_get_rbio(ssl)
+        pending = lib.BIO_ctrl_pending(rbio) if rbio != _NULL else 0
         if not pending:
             return b""
         buf = _alloc("char[]", pending)
-        got = lib.BIO_read(self._rbio, buf, pending)
+        got = lib.BIO_read(rbio, buf, pending)
         return ffi.buffer(buf, got)[:] if got > 0 else b""
 
     def handshake_done(self) -> None:
@@ -537,7 +538,7 @@ class TLSConnection:
             return None, False
 
     def _release_ssl(self, sslp: Optional[SSLPointer]) -> None:
-        self._rbio = self._wbio = _NULL  # the SSL owned them
+        self._wbio = _NULL  # the SSL owned it
         if sslp is None:
             return
         sslp.connection = None

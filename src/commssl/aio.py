@@ -599,7 +599,7 @@ class AsyncSSLStream(Connection):
             if err == SHUTDOWN_SENT:  # ours went out: the peer's may be waiting in the BIO already
                 err = self._tls.mem_step(b"", 0, OP_SHUTDOWN, _NULL, 0, "detach_ssl_async", held=ssl)
             if err == 0:
-                self._rbuf += self._tls.mem_unread()
+                self._rbuf += self._tls.take_unread(ssl)
                 self._detach_hold = None
                 if eof:
                     self._tls.peer_closed = True

@@ -41,6 +41,9 @@ from .pointers import SSLCtxPointer, SSLPointer
 
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 _CHUNK = 64 * 1024
+#: The read buffer in front of the socket (commssl_set_socket): room for a few
+#: full 16 KiB records per recv(), so bulk readers make one system call per several.
+_READ_BUFFER = 64 * 1024
 # What may stop commssl_read_more's extra reads without being an error: no more
 # data yet, or the peer's close_notify (which the next read sees again).
 _DATA_RAN_OUT = (0, lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_WANT_WRITE, lib.SSL_ERROR_ZERO_RETURN)
@@ -75,7 +78,12 @@ class SocketStream(Connection, io.BufferedIOBase):
         self._rbuf = bytearray()
         self._rlock = threading.Lock()
         self._wlock = threading.Lock()
-        sock.settimeout(self._timeout)
+        # The C loops' out-parameters, made once: each is used under its lock only.
+        self._rout = ffi.new("size_t[1]")  # bytes read (read lock)
+        self._rlater = ffi.new("int[1]")  # what stopped the extra reads (read lock)
+        self._wout = ffi.new("size_t[1]")  # bytes written (write lock)
+        if sock.gettimeout() != self._timeout:  # each settimeout is an ioctl
+            sock.settimeout(self._timeout)
         self._tls = TLSConnection("SocketStream", sock.close)
 
     def __repr__(self) -> str:
@@ -148,8 +156,7 @@ class SocketStream(Connection, io.BufferedIOBase):
             finally:
                 tls.end_plain()
         buf = ffi.from_buffer(view, require_writable=True)
-        done = ffi.new("size_t *")
-        later = ffi.new("int *")
+        done, later = self._rout, self._rlater
         try:
             due = deadline(self._timeout)
             while True:
@@ -291,8 +298,7 @@ class SocketStream(Connection, io.BufferedIOBase):
             return n
         try:
             if n:
-                done = ffi.new("size_t *")
-                err = _drive(ssl, lib.COMMSSL_OP_WRITE, buf, n, done, deadline(self._timeout))
+                err = _drive(ssl, lib.COMMSSL_OP_WRITE, buf, n, self._wout, deadline(self._timeout))
                 if err:
                     tls.failure(err, "write", TimeoutError)
         finally:
@@ -379,9 +385,10 @@ def attach_ssl(
             release_new_ssl(sslp, owns, own_ctx)
             raise
         try:
-            if not lib.SSL_set_fd(ssl, stream._sock.fileno()):
-                raise SSLCondition("attach_ssl: SSL_set_fd failed")
-            stream._sock.setblocking(False)
+            if not lib.commssl_set_socket(ssl, stream._sock.fileno(), _READ_BUFFER):
+                raise MemoryError("attach_ssl: no memory for the socket BIOs")
+            if stream._sock.gettimeout() is None:  # a timeout already means O_NONBLOCK
+                stream._sock.setblocking(False)
             if ssl_side != "both":
                 stream._handshake(ssl, due)
         except BaseException:
@@ -461,9 +468,13 @@ def detach_ssl(stream: SocketStream, retry_count: Optional[int] = 5, retry_timeo
                 return
             try:
                 _shutdown(stream, ssl, retry_count, seconds)
+                if lib.SSL_get_shutdown(ssl) & lib.SSL_RECEIVED_SHUTDOWN:
+                    # what the peer sent in clear after its close_notify, already in the
+                    # read buffer: the plain stream's first bytes
+                    stream._rbuf += tls.take_unread(ssl)
             finally:
                 tls.end_detach()
-                if tls.state != CLOSED:
+                if tls.state != CLOSED and stream._sock.gettimeout() != stream._timeout:
                     stream._sock.settimeout(stream._timeout)
         finally:
             stream._wlock.release()
