@@ -2,10 +2,20 @@
 other processes on a shared machine cannot disturb (valgrind counts the same
 total for the same program and inputs whatever the load).
 
-Each contender runs N1 and then N2 handshakes in a fresh process under
+Each contender runs N1 and then N2 handshakes (or calls) in a fresh process under
 ``valgrind --tool=callgrind``; (count(N2) - count(N1)) / (N2 - N1) is the cost of
-one handshake without the start-up. ``python -m bench.instructions LIB KEY
-MUTUAL N CHAINS_DIR`` is the driver that runs inside valgrind.
+one handshake (call) without the start-up. The drivers that run inside valgrind:
+
+    python -m bench.instructions LIB KEY MUTUAL N CHAINS_DIR [CALLBACK]
+    python -m bench.instructions call OP N CHAIN_DIR [CHAIN_LENGTH]
+
+``call`` OPs, on the client side after one handshake with the chain in
+CHAIN_DIR (``bench.pki.load_chain``): ``data`` (commssl ``get_certificate_data``
+of the leaf), ``getpeercert`` (CPython ``SSLObject.getpeercert()``) and
+``chain`` (commssl ``ssl_connection_copy_peer_certificates`` then
+``release_certificates_vector``; CHAIN_LENGTH: the certificates the server
+must have sent). The loop calls the library directly, so a count includes one
+loop iteration's few bytecodes besides the call.
 """
 
 from __future__ import annotations
@@ -65,13 +75,66 @@ def per_handshake(lib: str, key: str, mutual: bool, n1: int, n2: int, chains_dir
     return (counts[1] - counts[0]) / (n2 - n1)
 
 
+def per_call(op: str, n1: int, n2: int, chain_dir: Path, scratch: Optional[Path] = None,
+             chain_length: int = 0) -> float:
+    """Instructions per call of a ``call`` driver OP (see the module's docstring)."""
+    counts = []
+    for n in (n1, n2):
+        cmd = [sys.executable, "-m", "bench.instructions", "call", op, str(n), str(chain_dir),
+               str(chain_length)]
+        counts.append(count(cmd, "", scratch))
+    return (counts[1] - counts[0]) / (n2 - n1)
+
+
+def floor_per_call(floor_exe: Path, dirs: Sequence[Path], command: str, n1: int, n2: int,
+                   scratch: Optional[Path] = None) -> float:
+    """Instructions per iteration of the C floor's ``command`` (``chain ecdsa``, ``serial ecdsa``),
+    the floor reading its ECDSA and RSA chains from ``dirs``."""
+    cmd = [str(floor_exe), *(str(d) for d in dirs)]
+    counts = [count(cmd, f"{command} {n}\nquit\n", scratch) for n in (n1, n2)]
+    return (counts[1] - counts[0]) / (n2 - n1)
+
+
+def _drive_calls(op: str, n: int, chain_dir: Path, chain_length: int) -> None:
+    from .pki import load_chain
+
+    chain = load_chain(chain_dir, chain_dir.name.split("-")[0])
+    if op == "getpeercert":
+        from . import lib_cpython
+
+        peer = lib_cpython.PeerCalls(chain).client.getpeercert
+        peer()
+        for _ in range(n):
+            peer()
+        return
+    import commssl
+
+    from . import lib_commssl
+
+    calls = lib_commssl.PeerCalls(chain)
+    if chain_length and calls.chain_length() != chain_length:
+        raise SystemExit(f"the server sent {calls.chain_length()} certificates, not {chain_length}")
+    if op == "data":
+        data, leaf = commssl.get_certificate_data, calls.leaf
+        data(leaf)
+        for _ in range(n):
+            data(leaf)
+    elif op == "chain":
+        copy, release, client = (commssl.ssl_connection_copy_peer_certificates,
+                                 commssl.release_certificates_vector, calls.client)
+        release(copy(client))
+        for _ in range(n):
+            release(copy(client))
+    else:
+        raise SystemExit(f"unknown call {op!r}")
+    calls.close()
+
+
 def _drive(lib: str, key: str, mutual: bool, n: int, chains_dir: Path, callback: bool) -> None:
-    from .pki import KEY_TYPES, Chain
+    from .pki import KEY_TYPES, load_chain
 
     assert key in KEY_TYPES
-    d = chains_dir / key
-    chain = Chain(key, d, d / "root.pem", d / "server-chain.pem", d / "server.key", d / "client-chain.pem",
-                  d / "client.key")
+    chain = load_chain(chains_dir / key, key)
     if lib == "commssl":
         from . import lib_commssl as mod
     elif lib == "cpython":
@@ -86,6 +149,9 @@ def _drive(lib: str, key: str, mutual: bool, n: int, chains_dir: Path, callback:
         hs.once()
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[1] == "call":
+    _drive_calls(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]),
+                 int(sys.argv[5]) if len(sys.argv) > 5 else 0)
+elif __name__ == "__main__":
     _drive(sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4]), Path(sys.argv[5]),
            len(sys.argv) > 6 and sys.argv[6] == "1")

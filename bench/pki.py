@@ -3,7 +3,9 @@
 
 Each chain has a server leaf for ``localhost`` and a client leaf, both issued by
 the intermediate; the chain files hold leaf then intermediate, so a peer sends
-two certificates and the other side trusts the root only.
+two certificates and the other side trusts the root only. ``leaf_only`` makes a
+variant whose server sends its leaf alone, the client trusting root and
+intermediate.
 """
 
 from __future__ import annotations
@@ -93,6 +95,12 @@ def make_chain(directory: Path, key_type: str) -> Chain:
     inter = (d / "intermediate.pem").read_bytes()
     for leaf in ("server", "client"):
         (d / f"{leaf}-chain.pem").write_bytes((d / f"{leaf}.pem").read_bytes() + inter)
+    return load_chain(d, key_type)
+
+
+def load_chain(directory: Path, key_type: str) -> Chain:
+    """The ``Chain`` whose files ``make_chain`` or ``leaf_only`` wrote into ``directory``."""
+    d = Path(directory)
     return Chain(key_type, d, d / "root.pem", d / "server-chain.pem", d / "server.key",
                  d / "client-chain.pem", d / "client.key")
 
@@ -100,3 +108,18 @@ def make_chain(directory: Path, key_type: str) -> Chain:
 def make_chains(directory: Path) -> Dict[str, Chain]:
     """Both key types' chains, in subdirectories of ``directory``."""
     return {kt: make_chain(Path(directory) / kt, kt) for kt in KEY_TYPES}
+
+
+def leaf_only(chain: Chain) -> Chain:
+    """``chain`` with a server that sends only its leaf: a sibling directory
+    ``<key>-leaf`` with the same file names (what bench/floor.c reads), where
+    ``server-chain.pem`` is the leaf alone and ``root.pem`` holds root and
+    intermediate, so that the client still verifies the leaf."""
+    src = Path(chain.directory)
+    d = src.parent / f"{src.name}-leaf"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "root.pem").write_bytes(chain.root.read_bytes() + (src / "intermediate.pem").read_bytes())
+    (d / "server-chain.pem").write_bytes((src / "server.pem").read_bytes())
+    for name in ("server.key", "client-chain.pem", "client.key"):
+        shutil.copyfile(src / name, d / name)
+    return load_chain(d, chain.key_type)

@@ -1,22 +1,26 @@
 """The commssl benchmark: commssl against a C floor on the same libssl, CPython's
 ``ssl`` and pyOpenSSL, in one run, interleaved, medians of several runs.
 
-    python -m bench [--smoke] [--runs N] [--json PATH]
+    python -m bench [--smoke] [--runs N] [--only GROUPS] [--json PATH] [--check]
+    python -m bench --check --from PATH
     python bench/run.py ...
 
 Prints a Markdown table and writes the numbers (every sample) as JSON to
 ``--json`` (default ``bench/results.json``). ``--smoke`` uses tiny iteration
-counts: it checks that every row still runs, not how fast.
+counts: it checks that every row still runs, not how fast. ``--check``: exit
+status 1 when a measured target is missed (listed on stderr); ``--from``
+judges a results file instead of running. Rows, targets and the table:
+``bench/report.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,10 +35,12 @@ if __package__ in (None, ""):  # python bench/run.py
 
 import commssl  # noqa: E402
 
+from . import bench_aio, lib_commssl, lib_cpython, loopback, report  # noqa: E402
 from . import floor as floor_mod  # noqa: E402
 from . import instructions as cg  # noqa: E402
-from . import lib_commssl, lib_cpython, loopback  # noqa: E402
-from .pki import KEY_TYPES, Chain, make_chains  # noqa: E402
+from .bench_aio import Load  # noqa: E402
+from .pki import KEY_TYPES, Chain, leaf_only, make_chains  # noqa: E402
+from .report import MODES, Samples  # noqa: E402
 from .timing import cpu_per_op, per_op_threads  # noqa: E402
 from .workers import PyOpenSSLWorker, system_pyopenssl_site  # noqa: E402
 
@@ -44,12 +50,8 @@ except ImportError:  # pyOpenSSL not installed
     lib_pyopenssl = None  # type: ignore[assignment]
 
 HERE = Path(__file__).resolve().parent
-CONTENDERS = ("commssl", "floor", "cpython", "pyopenssl_sys", "pyopenssl_wheel")
-MODES = (("server", False), ("mutual", True))
-GROUPS = ("memory", "peer_calls", "threads", "sockets", "instructions")
-SMOKE_GROUPS = GROUPS[:4]  # callgrind takes minutes
-KEY_NAMES = {"ecdsa": "ECDSA P-256", "rsa": "RSA-2048"}
-MODE_NAMES = {"server": "server-auth", "mutual": "mutual"}
+GROUPS = ("memory", "peer_calls", "threads", "sockets", "aio", "instructions")
+SMOKE_GROUPS = GROUPS[:-1]  # callgrind takes minutes
 
 
 @dataclass(frozen=True)
@@ -61,15 +63,20 @@ class Settings:
     floor_calls: int
     sock_hs: int  # loopback handshakes per sample
     bulk: int  # bytes per bulk sample
+    aio_runs: int  # runs of the asyncio group (each takes seconds)
+    aio: Tuple[Load, ...]  # asyncio load levels: labels "100" and "1000" are the targets' rows
     cg: Tuple[int, int] = (5, 25)  # callgrind: handshakes in the two runs whose difference counts
+    cg_data: Tuple[int, int] = (100, 1_100)  # callgrind: get_certificate_data / getpeercert calls
+    cg_chain: Tuple[int, int] = (1_000, 11_000)  # callgrind: peer-chain copies + releases
 
 
 FULL = Settings(runs=9, hs=100, calls=50_000, data_calls=3_000, floor_calls=2_000_000, sock_hs=100,
-                bulk=128 << 20)
-SMOKE = Settings(runs=2, hs=2, calls=100, data_calls=10, floor_calls=1_000, sock_hs=2, bulk=1 << 20)
+                bulk=128 << 20, aio_runs=5,
+                aio=(Load("100", 100, 500, 1 << 20), Load("1000", 1000, 2000, 256 << 10)))
+SMOKE = Settings(runs=2, hs=2, calls=100, data_calls=10, floor_calls=1_000, sock_hs=2, bulk=1 << 20,
+                 aio_runs=1, aio=(Load("100", 4, 8, 64 << 10), Load("1000", 8, 16, 64 << 10)))
 
-Samples = Dict[Tuple[str, str], List[float]]
-Task = Tuple[str, str, Callable[[], float]]
+Task = bench_aio.Task
 
 
 def interleave(blocks: Sequence[Sequence[Task]], runs: int, samples: Samples,
@@ -82,15 +89,6 @@ def interleave(blocks: Sequence[Sequence[Task]], runs: int, samples: Samples,
             for row, who, fn in (block if r % 2 == 0 else list(reversed(block))):
                 samples.setdefault((row, who), []).append(fn())
         progress(f"run {r + 1}/{runs}")
-
-
-def median(xs: Sequence[float]) -> Optional[float]:
-    return statistics.median(xs) if xs else None
-
-
-def paired(a: Sequence[float], b: Sequence[float], fn: Callable[[float, float], float]) -> Optional[float]:
-    """Median over runs of ``fn(a[i], b[i])``: both were measured in the same run."""
-    return median([fn(x, y) for x, y in zip(a, b)])
 
 
 def _lscpu_model() -> str:
@@ -150,8 +148,9 @@ class Bench:
             "cpython_openssl": __import__("ssl").OPENSSL_VERSION,
             "pyopenssl_sys": self.sys_worker.info if self.sys_worker else None,
             "pyopenssl_wheel": lib_pyopenssl.describe() if lib_pyopenssl else None,
+            "uvloop": bench_aio.uvloop.__version__ if bench_aio.uvloop else None,
             "loadavg_start": _loadavg(),
-            "settings": self.s.__dict__,
+            "settings": dataclasses.asdict(self.s),
         })
         if self.floor.openssl != versions["loaded"]:
             self.notes.append(f"the C floor loaded {self.floor.openssl} but commssl {versions['loaded']}")
@@ -274,9 +273,18 @@ class Bench:
         self.progress("rows 3-4: loopback sockets")
         interleave(blocks, s.runs, self.samples, self.progress)
 
+    def aio(self) -> None:
+        """Rows 8: asyncio handshakes/s and echo MB/s at each load level (bench/bench_aio.py):
+        commssl, asyncio's ssl, and uvloop's when installed."""
+        contenders, notes = bench_aio.contenders(self.chains["ecdsa"])
+        self.notes.extend(notes)
+        self._closers.extend(c.close for c in contenders)
+        self.progress("rows 8: asyncio")
+        interleave(bench_aio.blocks(contenders, self.s.aio), self.s.aio_runs, self.samples, self.progress)
+
     def instructions(self) -> None:
-        """Rows 7: instructions per handshake and per callback call, counted by callgrind
-        (ECDSA, server-auth): the same count whatever else the machine runs."""
+        """Rows 7: instructions per handshake, per callback call and per peer-certificate
+        call, counted by callgrind: the same count whatever else the machine runs."""
         if not cg.available():
             self.notes.append("valgrind is not installed: no instruction counts (rows 7).")
             return
@@ -297,6 +305,20 @@ class Bench:
             count = cg.per_handshake(lib, "ecdsa", False, n1, n2, chains_dir, self.floor_exe, self.scratch,
                                      callback=callback, extra_path=path)
             self.samples[("cg-hs" if not callback else "cg-hs-cb", who)] = [count]
+        ecdsa, rsa = self.chains["ecdsa"], self.chains["rsa"]
+        leaf = leaf_only(ecdsa)
+        d1, d2 = self.s.cg_data
+        for who, op in (("commssl", "data"), ("cpython", "getpeercert")):
+            self.progress(f"rows 7: callgrind, {who} certificate data")
+            self.samples[("cg-data", who)] = [cg.per_call(op, d1, d2, ecdsa.directory, self.scratch)]
+        c1, c2 = self.s.cg_chain
+        for n, chain in ((1, leaf), (2, ecdsa)):
+            self.progress(f"rows 7: callgrind, peer chain of {n}")
+            self.samples[(f"cg-chain{n}", "commssl")] = [
+                cg.per_call("chain", c1, c2, chain.directory, self.scratch, chain_length=n)]
+            self.samples[(f"cg-chain{n}", "floor")] = [
+                cg.floor_per_call(self.floor_exe, [chain.directory, rsa.directory], "chain ecdsa", c1, c2,
+                                  self.scratch)]
 
     def run(self, groups: Sequence[str] = GROUPS) -> None:
         self.setup()
@@ -307,95 +329,16 @@ class Bench:
 
     # -- reporting -------------------------------------------------------------------
 
-    def med(self, row: str, who: str) -> Optional[float]:
-        return median(self.samples.get((row, who), []))
-
-    def pair(self, row_a: str, who_a: str, row_b: str, who_b: str,
-             fn: Callable[[float, float], float]) -> Optional[float]:
-        """``paired`` over the samples of two cells."""
-        return paired(self.samples.get((row_a, who_a), []), self.samples.get((row_b, who_b), []), fn)
-
     def results(self) -> Dict[str, Any]:
-        """Every row: its cells (medians), the commssl verdict, and the raw samples."""
-        rows: List[Dict[str, Any]] = []
-        for key in KEY_TYPES:
-            for mode, _ in MODES:
-                row = f"mem-{key}-{mode}"
-                added = self.pair(row, "commssl", row, "floor", lambda a, b: a - b)
-                rows.append(self._row(row, f"1. in-memory handshakes, {KEY_NAMES[key]}, {MODE_NAMES[mode]}",
-                                      "handshake", added=added, target=15e-6,
-                                      verdict=_us_over(added, 15e-6)))
-        for key in KEY_TYPES:
-            for mode, _ in MODES:
-                row, base = f"cb-{key}-{mode}", f"mem-{key}-{mode}"
-                calls = self.callback_calls.get(f"{key}-{mode}") or 1
-                extra = {who: self.pair(row, who, base, who, lambda a, b: a - b) for who in CONTENDERS}
-                rows.append(self._row(row, f"2. same + verify callback ({calls} calls), {KEY_NAMES[key]}, "
-                                           f"{MODE_NAMES[mode]}", "handshake", added=extra["commssl"],
-                                      target=3e-6, verdict=_callback_verdict(extra["commssl"], calls)))
-                per_call = {who: (v / calls if v is not None else None) for who, v in extra.items()}
-                title = (f"2. cost per callback call, {KEY_NAMES[key]}, {MODE_NAMES[mode]} "
-                         f"(difference / {calls})")
-                rows.append({"id": f"cbcall-{key}-{mode}", "title": title, "unit": "call", "cells": per_call,
-                             "target": 1e-6, "verdict": _le(per_call["commssl"], 1e-6, "µs per call")})
-        ratio = self.pair("sock-hs", "cpython", "sock-hs", "commssl", lambda a, b: a / b)
-        rows.append(self._row("sock-hs", "3. blocking handshakes over loopback, ECDSA, server-auth",
-                              "handshake", ratio=ratio, target=1.1, verdict=_ge(ratio, 1.1, "× CPython")))
-        ratio = self.pair("sock-bulk", "commssl", "sock-bulk", "cpython", lambda a, b: a / b)
-        rows.append(self._row("sock-bulk", "4. bulk throughput, blocking stream, 64 KiB writes", "MB/s",
-                              ratio=ratio, target=1.1, verdict=_ge(ratio, 1.1, "× CPython")))
-        chain = self.med("call-chain", "commssl")
-        rows.append(self._row("call-chain", "5. copy + release of the peer chain (2 certificates)", "call",
-                              target=0.5e-6, verdict=_le(chain, 0.5e-6, "µs")))
-        serial = self.med("call-serial", "commssl")
-        rows.append(self._row("call-serial", "5. get_certificate_serial_number", "call", target=0.5e-6,
-                              verdict=_le(serial, 0.5e-6, "µs")))
-        rows.append(self._row("call-data", "5. get_certificate_data", "call", verdict="(no target)"))
-        rows.append(self._row("thr-1", "6. in-memory handshakes on 1 thread (wall), ECDSA", "handshake",
-                              verdict=""))
-        rows.append(self._row("thr-2", "6. in-memory handshakes on 2 threads (wall), ECDSA", "handshake",
-                              verdict=""))
-        speedup = {who: self.pair("thr-1", who, "thr-2", who, lambda a, b: a / b) for who in CONTENDERS}
-        verdict = _ge(speedup["commssl"], 1.7, "×")
-        if speedup["floor"] is not None:
-            verdict += f"; the C floor reaches ×{speedup['floor']:.2f} here now"
-        mine, floor = self.med("mem-ecdsa-server", "commssl"), self.med("mem-ecdsa-server", "floor")
-        gil = None
-        if mine and floor:
-            # Python work between OpenSSL calls holds the GIL: (commssl - C) / commssl of row 1
-            gil = max(0.0, (mine - floor) / mine)
-            bound = 1 / (gil + (1 - gil) / 2)
-            verdict += f"; GIL held {100 * gil:.0f} % of a handshake (row 1): Amdahl bound ×{bound:.2f}"
-        rows.append({"id": "thr-speedup", "title": "6. speedup, 2 threads over 1", "unit": "ratio",
-                     "cells": speedup, "target": 1.7, "gil_share": gil, "verdict": verdict})
-        if any(row == "cg-hs" for row, _ in self.samples):
-            added = self.pair("cg-hs", "commssl", "cg-hs", "floor", lambda a, b: a - b)
-            floor = self.med("cg-hs", "floor")
-            verdict = "n/a" if added is None or not floor else (
-                f"+{added / 1e3:,.0f} k instructions over C (+{100 * added / floor:.1f} %)")
-            rows.append(self._row("cg-hs", "7. instructions per in-memory handshake (callgrind), ECDSA, "
-                                           "server-auth", "instr", verdict=verdict))
-            calls = self.callback_calls.get("ecdsa-server") or 3
-            per_call = {who: self.pair("cg-hs-cb", who, "cg-hs", who, lambda a, b: (a - b) / calls)
-                        for who in CONTENDERS}
-            mine, theirs = per_call["commssl"], per_call["pyopenssl_sys"] or per_call["pyopenssl_wheel"]
-            verdict = "n/a" if mine is None or not theirs else f"{theirs / mine:.1f}× fewer than pyOpenSSL"
-            rows.append({"id": "cg-call", "title": f"7. instructions per verify callback call (callgrind; "
-                                                   f"difference / {calls})", "unit": "count",
-                         "cells": per_call, "verdict": verdict})
+        """Every row (bench/report.py: cells, goal, verdict) and the raw samples."""
+        rows = report.rows(self.samples, self.callback_calls, self.s.aio)
         return {"info": self.info, "notes": self.notes + self.standing_notes(),
                 "callback_calls": self.callback_calls, "rows": rows,
                 "samples": {f"{row}|{who}": xs for (row, who), xs in sorted(self.samples.items())}}
 
-    def _row(self, row: str, title: str, unit: str, **extra: Any) -> Dict[str, Any]:
-        out = {"id": row, "title": title, "unit": unit,
-               "cells": {who: self.med(row, who) for who in CONTENDERS}}
-        out.update(extra)
-        return out
-
     def standing_notes(self) -> List[str]:
         sys_info, wheel = self.info.get("pyopenssl_sys"), self.info.get("pyopenssl_wheel")
-        notes = [" ".join(p.split()) for p in _NOTES.format(runs=self.s.runs).split("\n\n")]
+        notes = [" ".join(p.split()) for p in report.NOTES.format(runs=self.s.runs).split("\n\n")]
         if sys_info:
             notes.append(f"pyOpenSSL (system): pyOpenSSL {sys_info['pyopenssl']} + cryptography "
                          f"{sys_info['cryptography']} built on {sys_info['openssl']} (Debian's packages), "
@@ -405,37 +348,6 @@ class Bench:
                          f"{wheel['cryptography']}, whose wheel bundles {wheel['openssl']}: a different "
                          "OpenSSL, so its handshake rows are not like with like.")
         return notes
-
-
-_NOTES = """\
-Single-threaded rows (1, 2, 5) count the measuring thread's CPU time (the machine is shared;
-wall time would add other processes' load); rows 3, 4 and 6 are wall time. Each cell is the
-median of {runs} runs; contenders are interleaved within each run.
-
-Contexts are configured alike everywhere: TLS >= 1.2, no renegotiation or compression; the
-client trusts the system's default CA file and directory plus the chain's root and checks the
-name localhost; mutual: the server requires and verifies a client certificate. The server sends
-leaf + intermediate; TLS 1.3, X25519, one full handshake per pair of fresh SSLs.
-
-commssl: SSLs from make_ssl_ctx contexts via the library's new_ssl, joined by a BIO pair and
-driven with lib.commssl_do. C floor: bench/floor.c, the same calls in C on the same libssl.
-CPython: SSLObject over MemoryBIOs. pyOpenSSL: Connection over memory BIOs (its own API), with
-the same host-name check set through its bindings.
-
-Row 2: the callback returns preverify_ok (commssl: set_verification_mode callback; pyOpenSSL:
-set_verify callback; C floor: a C callback; CPython ssl has no verify callback API). The
-per-call cost is the median over runs of (with callback - without) / calls per handshake.
-
-Rows 3-4: client in this process, server (same library) in another; a handshake row is connect
-+ handshake + 1-byte request and answer + close; bulk sends 64 KiB writes, timed until the
-server's 1-byte answer.
-
-Row 5 (client side, after an ECDSA handshake): commssl ssl_connection_copy_peer_certificates +
-release_certificates_vector; C floor: SSL_get_peer_cert_chain + X509_up_ref / X509_free of each;
-CPython: getpeercert(binary_form=True) (the leaf's DER only); pyOpenSSL: get_peer_cert_chain().
-Serial: C floor reads the bytes; CPython parses getpeercert()['serialNumber']; pyOpenSSL
-X509.get_serial_number(). Data: CPython getpeercert(); pyOpenSSL: subject, issuer, serial,
-validity, SANs when it still has X509 extensions, SHA-256 digest."""
 
 
 def _loadavg() -> Optional[List[float]]:
@@ -461,79 +373,6 @@ def _worker(worker: PyOpenSSLWorker, **cmd: Any) -> Callable[[], float]:
     return lambda: worker.run(**cmd)
 
 
-def _us_over(added: Optional[float], limit: float) -> str:
-    if added is None:
-        return "n/a"
-    ok = "met" if added <= limit else "NOT met"
-    return f"+{added * 1e6:.1f} µs over C (target ≤ {limit * 1e6:.0f}): {ok}"
-
-
-def _callback_verdict(extra: Optional[float], calls: int) -> str:
-    if extra is None:
-        return "n/a"
-    limit = 3e-6 if calls <= 3 else 1e-6 * calls
-    ok = "met" if extra <= limit else "NOT met"
-    return f"+{extra * 1e6:.1f} µs per handshake (target ≤ {limit * 1e6:.0f}): {ok}"
-
-
-def _le(value: Optional[float], limit: float, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    ok = "met" if value <= limit else "NOT met"
-    return f"{value * 1e6:.2f} {unit} (target ≤ {limit * 1e6:g}): {ok}"
-
-
-def _ge(value: Optional[float], limit: float, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    ok = "met" if value >= limit else "NOT met"
-    return f"{value:.2f}{unit} (target ≥ {limit:g}): {ok}"
-
-
-def _cell(unit: str, value: Optional[float]) -> str:
-    if value is None:
-        return "—"
-    if unit == "handshake":
-        return f"{1 / value:,.0f}/s ({value * 1e6:,.0f} µs)"
-    if unit == "call":
-        return f"{value * 1e6:.2f} µs"
-    if unit == "MB/s":
-        return f"{value:,.0f} MB/s"
-    if unit == "ratio":
-        return f"×{value:.2f}"
-    if unit == "instr":
-        return f"{value / 1e6:.3f} M"
-    if unit == "count":
-        return f"{value:,.0f}"
-    return f"{value:g}"
-
-
-def markdown(results: Dict[str, Any]) -> str:
-    info = results["info"]
-    sys_info, wheel = info.get("pyopenssl_sys"), info.get("pyopenssl_wheel")
-    sys_head = "pyOpenSSL (system)"
-    if sys_info:
-        sys_head = f"pyOpenSSL {sys_info['pyopenssl']} ({sys_info['openssl']})"
-    wheel_head = "pyOpenSSL (wheel)"
-    if wheel:
-        wheel_head = f"pyOpenSSL {wheel['pyopenssl']} (wheel, {wheel['openssl']})"
-    heads = ["benchmark", "commssl", "C floor", "CPython ssl", sys_head, wheel_head, "commssl vs target"]
-    lines = [
-        f"commssl benchmark, {info['date']}: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
-        f"commssl {info['commssl']} on {info['commssl_openssl']}; load average "
-        f"{info.get('loadavg_start')} at the start, {info.get('loadavg_end')} at the end.",
-        "",
-        "| " + " | ".join(heads) + " |",
-        "|" + "|".join(["---"] + ["---:"] * 5 + ["---"]) + "|",
-    ]
-    for row in results["rows"]:
-        cells = [_cell(row["unit"], row["cells"].get(who)) for who in CONTENDERS]
-        lines.append("| " + " | ".join([row["title"], *cells, row.get("verdict", "")]) + " |")
-    lines.append("")
-    lines.extend(f"- {note}" for note in results["notes"])
-    return "\n".join(lines)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true",
@@ -543,7 +382,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--only", help=f"comma-separated groups to run, among {','.join(GROUPS)} (default: "
                                        f"all; with --smoke: {','.join(SMOKE_GROUPS)})")
+    parser.add_argument("--check", action="store_true",
+                        help="exit status 1 when a measured target is missed (listed on stderr)")
+    parser.add_argument("--from", dest="source", type=Path, metavar="PATH",
+                        help="do not run: judge and print the results JSON at PATH (with --check)")
     args = parser.parse_args(argv)
+    if args.source is not None:
+        if args.smoke or args.runs is not None or args.only:
+            parser.error("--from reads results: it takes no --smoke, --runs or --only")
+        try:
+            saved: Dict[str, Any] = json.loads(args.source.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"--from {args.source}: {exc}")
+        report.judge(saved.get("rows", []))
+        print(report.markdown(saved))
+        return report.check(saved) if args.check else 0
     only = args.only or ",".join(SMOKE_GROUPS if args.smoke else GROUPS)
     groups = [g.strip() for g in only.split(",") if g.strip()]
     if not groups or set(groups) - set(GROUPS):
@@ -552,7 +405,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.runs is not None:
         if args.runs < 1:
             parser.error("--runs must be >= 1")
-        settings = Settings(**{**settings.__dict__, "runs": args.runs})
+        settings = dataclasses.replace(settings, runs=args.runs, aio_runs=args.runs)
     started = time.monotonic()
 
     def progress(message: str) -> None:
@@ -567,12 +420,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         finally:
             bench.close()
     results["info"]["seconds"] = round(time.monotonic() - started, 1)
-    results["markdown"] = markdown(results)
+    results["markdown"] = report.markdown(results)
     print(results["markdown"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     progress(f"wrote {args.json}")
-    return 0
+    return report.check(results) if args.check else 0
 
 
 if __name__ == "__main__":

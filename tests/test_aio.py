@@ -988,3 +988,9 @@ def test_benchmark_smoke() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "| commssl" in proc.stdout and "| asyncio ssl" in proc.stdout
     assert "handshakes/s" in proc.stdout
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        assert "uvloop is not installed" in proc.stdout
+    else:
+        assert "| uvloop ssl" in proc.stdout
