@@ -67,6 +67,7 @@ void OPENSSL_free(void *);
 
 ERR = """
 unsigned long ERR_get_error(void);
+unsigned long ERR_peek_error(void);
 unsigned long ERR_peek_last_error(void);
 void ERR_clear_error(void);
 void ERR_error_string_n(unsigned long, char *, size_t);
@@ -287,7 +288,7 @@ int commssl_copy_peer_chain(SSL *, X509_STORE_CTX *, X509 **, int);
 void commssl_free_certs(X509 **, int);
 int commssl_do(SSL *, int, void *, size_t, size_t *);
 int commssl_io(SSL *, int, void *, size_t, size_t *, int);
-int commssl_cert_info(X509 *, BIO *);
+int commssl_cert_info(X509 *, unsigned char *, int);
 int commssl_serial(X509 *, unsigned char *, int, int *);
 int commssl_common_name(X509 *, unsigned char **);
 

@@ -53,22 +53,35 @@ void commssl_free_certs(X509 **certs, int n)
         X509_free(certs[i]);
 }
 
-/* Certificate data in one call, as tagged records into a memory BIO: one tag
-   byte, a 4-byte little-endian length, then the bytes (UTF-8 for text). */
-static int commssl_put(BIO *out, char tag, const void *data, int len)
+/* Certificate data in one call, as tagged records into the caller's buffer:
+   one tag byte, a 4-byte little-endian length, then the bytes (UTF-8 for text).
+   Records that do not fit are counted, not written: the caller retries with a
+   buffer of the size returned. */
+typedef struct {
+    unsigned char *buf;
+    int cap, len;
+} commssl_records;
+
+static int commssl_put(commssl_records *out, char tag, const void *data, int len)
 {
-    unsigned char hdr[5];
-    if (len < 0)
+    unsigned char *p;
+    if (len < 0 || len > INT_MAX - 5 - out->len)
         return 0;
-    hdr[0] = (unsigned char)tag;
-    hdr[1] = (unsigned char)(len & 0xff);
-    hdr[2] = (unsigned char)((len >> 8) & 0xff);
-    hdr[3] = (unsigned char)((len >> 16) & 0xff);
-    hdr[4] = (unsigned char)((len >> 24) & 0xff);
-    return BIO_write(out, hdr, 5) == 5 && (len == 0 || BIO_write(out, data, len) == len);
+    if (out->len + 5 + len <= out->cap) {
+        p = out->buf + out->len;
+        p[0] = (unsigned char)tag;
+        p[1] = (unsigned char)(len & 0xff);
+        p[2] = (unsigned char)((len >> 8) & 0xff);
+        p[3] = (unsigned char)((len >> 16) & 0xff);
+        p[4] = (unsigned char)((len >> 24) & 0xff);
+        if (len > 0)
+            memcpy(p + 5, data, (size_t)len);
+    }
+    out->len += 5 + len;
+    return 1;
 }
 
-static int commssl_put_entry(BIO *out, char tag, X509_NAME *name, int nid)
+static int commssl_put_entry(commssl_records *out, char tag, X509_NAME *name, int nid)
 {
     unsigned char *utf8 = NULL;
     int len, i = X509_NAME_get_index_by_NID(name, nid, -1);
@@ -82,30 +95,75 @@ static int commssl_put_entry(BIO *out, char tag, X509_NAME *name, int nid)
     return i;
 }
 
-static int commssl_put_name(BIO *out, char tag, X509_NAME *name)
+/* The name in RFC 2253 form, printed into mem (a memory BIO, emptied first). */
+static int commssl_put_name(commssl_records *out, char tag, BIO *mem, X509_NAME *name)
 {
-    BIO *mem = BIO_new(BIO_s_mem());
     char *data;
     long len;
-    int ok;
-    if (mem == NULL)
+    if (BIO_reset(mem) <= 0 || X509_NAME_print_ex(mem, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0)
         return 0;
-    ok = X509_NAME_print_ex(mem, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0;
     len = BIO_get_mem_data(mem, &data);
-    ok = ok && commssl_put(out, tag, data, (int)len);
-    BIO_free(mem);
-    return ok;
+    return len >= 0 && len <= INT_MAX && commssl_put(out, tag, data, (int)len);
 }
 
-static int commssl_put_time(BIO *out, char tag, const ASN1_TIME *t)
+/* year (2 bytes, big-endian), month, day, hour, minute, second */
+static int commssl_put_time(commssl_records *out, char tag, const ASN1_TIME *t)
 {
     struct tm tm;
-    char buf[32];
+    unsigned char b[7];
+    int year;
     if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
         return 1;
-    snprintf(buf, sizeof buf, "%04d%02d%02d%02d%02d%02d", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    return commssl_put(out, tag, buf, (int)strlen(buf));
+    year = tm.tm_year + 1900;
+    b[0] = (unsigned char)((year >> 8) & 0xff);
+    b[1] = (unsigned char)(year & 0xff);
+    b[2] = (unsigned char)(tm.tm_mon + 1);
+    b[3] = (unsigned char)tm.tm_mday;
+    b[4] = (unsigned char)tm.tm_hour;
+    b[5] = (unsigned char)tm.tm_min;
+    b[6] = (unsigned char)tm.tm_sec;
+    return commssl_put(out, tag, b, 7);
+}
+
+/* An e-mail address as X509_get1_email takes it: IA5, not empty, up to a NUL. */
+static int commssl_put_email(commssl_records *out, const ASN1_STRING *v)
+{
+    const char *data = (const char *)ASN1_STRING_get0_data(v);
+    int len = ASN1_STRING_length(v), n = 0;
+    if (ASN1_STRING_type(v) != V_ASN1_IA5STRING || data == NULL || len <= 0)
+        return 1;
+    while (n < len && data[n] != '\0')
+        n++;
+    return commssl_put(out, 'E', data, n);
+}
+
+/* SHA-256, fetched once: a fetch per digest (what EVP_sha256() costs in
+   OpenSSL 3) is a third of the digest of a small input. */
+static EVP_MD *commssl_sha256_md = NULL;
+static CRYPTO_ONCE commssl_sha256_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void commssl_fetch_sha256(void)
+{
+    commssl_sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *commssl_sha256(void)
+{
+    if (!CRYPTO_THREAD_run_once(&commssl_sha256_once, commssl_fetch_sha256) || commssl_sha256_md == NULL)
+        return EVP_sha256();
+    return commssl_sha256_md;
+}
+
+/* SHA-256 of the DER SubjectPublicKeyInfo (curl's --pinnedpubkey sha256//). */
+static int commssl_put_spki(commssl_records *out, X509 *x, const EVP_MD *md)
+{
+    unsigned char *der = NULL, hash[EVP_MAX_MD_SIZE];
+    unsigned int hashlen = 0;
+    int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+    int ok = len > 0 && EVP_Digest(der, (size_t)len, hash, &hashlen, md, NULL)
+             && commssl_put(out, 'P', hash, (int)hashlen);
+    OPENSSL_free(der);
+    return ok;
 }
 
 /* The serial's magnitude (big-endian, in the certificate: any size) and sign:
@@ -129,18 +187,6 @@ int commssl_serial(X509 *x, unsigned char *buf, int size, int *negative)
     return len;
 }
 
-/* SHA-256 of the DER SubjectPublicKeyInfo (curl's --pinnedpubkey sha256//). */
-static int commssl_put_spki(BIO *out, X509 *x)
-{
-    unsigned char *der = NULL, md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
-    int ok = len > 0 && EVP_Digest(der, (size_t)len, md, &mdlen, EVP_sha256(), NULL)
-             && commssl_put(out, 'P', md, (int)mdlen);
-    OPENSSL_free(der);
-    return ok;
-}
-
 int commssl_common_name(X509 *x, unsigned char **out)
 {
     X509_NAME *name = X509_get_subject_name(x);
@@ -151,30 +197,41 @@ int commssl_common_name(X509 *x, unsigned char **out)
     return ASN1_STRING_to_UTF8(out, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
 }
 
-int commssl_cert_info(X509 *x, BIO *out)
+/* Every record get_certificate_data reads (certificates.py, _records), into buf
+   (cap bytes): the subject's CN 'C', the serial 'S' (or 'N' when negative), the
+   e-mail addresses 'E' (subject, then subjectAltName, as X509_get1_email finds
+   them; duplicates are Python's to drop), subject 's' and issuer 'i' (RFC 2253),
+   the issuer's CN 'c', validity 'b' and 'a', the subjectAltName entries 'D' 'I'
+   'M' 'U', the SHA-256 fingerprint 'F' and SPKI hash 'P'. Returns the bytes all
+   records take (more than cap: call again with that much room), or -1 with the
+   error queue set. An undecodable subjectAltName is left out. */
+int commssl_cert_info(X509 *x, unsigned char *buf, int cap)
 {
+    commssl_records out = {buf, cap, 0};
     const unsigned char *serial;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    int neg = 0, len, i, ok = 1;
-    STACK_OF(OPENSSL_STRING) *emails;
-    GENERAL_NAMES *sans;
+    const EVP_MD *sha256 = commssl_sha256();
+    X509_NAME *subject = X509_get_subject_name(x), *issuer = X509_get_issuer_name(x);
+    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    BIO *mem = BIO_new(BIO_s_mem());
+    int neg = 0, len, i, ok = mem != NULL;
 
-    ok = ok && commssl_put_entry(out, 'C', X509_get_subject_name(x), NID_commonName);
+    ok = ok && commssl_put_entry(&out, 'C', subject, NID_commonName);
     len = commssl_serial_ref(x, &serial, &neg);
-    ok = ok && len >= 0 && commssl_put(out, neg ? 'N' : 'S', serial, len);
-    emails = X509_get1_email(x);
-    for (i = 0; ok && emails != NULL && i < sk_OPENSSL_STRING_num(emails); i++) {
-        const char *e = sk_OPENSSL_STRING_value(emails, i);
-        ok = commssl_put(out, 'E', e, (int)strlen(e));
+    ok = ok && len >= 0 && commssl_put(&out, neg ? 'N' : 'S', serial, len);
+    for (i = -1; ok && (i = X509_NAME_get_index_by_NID(subject, NID_pkcs9_emailAddress, i)) >= 0;)
+        ok = commssl_put_email(&out, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i)));
+    for (i = 0; ok && sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
+        GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        if (g->type == GEN_EMAIL)
+            ok = commssl_put_email(&out, g->d.rfc822Name);
     }
-    X509_email_free(emails);
-    ok = ok && commssl_put_name(out, 's', X509_get_subject_name(x));
-    ok = ok && commssl_put_name(out, 'i', X509_get_issuer_name(x));
-    ok = ok && commssl_put_entry(out, 'c', X509_get_issuer_name(x), NID_commonName);
-    ok = ok && commssl_put_time(out, 'b', X509_get0_notBefore(x));
-    ok = ok && commssl_put_time(out, 'a', X509_get0_notAfter(x));
-    sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    ok = ok && commssl_put_name(&out, 's', mem, subject);
+    ok = ok && commssl_put_name(&out, 'i', mem, issuer);
+    ok = ok && commssl_put_entry(&out, 'c', issuer, NID_commonName);
+    ok = ok && commssl_put_time(&out, 'b', X509_get0_notBefore(x));
+    ok = ok && commssl_put_time(&out, 'a', X509_get0_notAfter(x));
     for (i = 0; ok && sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
         GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
         ASN1_STRING *v = NULL;
@@ -187,12 +244,13 @@ int commssl_cert_info(X509 *x, BIO *out)
         default: break;
         }
         if (v != NULL)
-            ok = commssl_put(out, tag, ASN1_STRING_get0_data(v), ASN1_STRING_length(v));
+            ok = commssl_put(&out, tag, ASN1_STRING_get0_data(v), ASN1_STRING_length(v));
     }
     GENERAL_NAMES_free(sans);
-    ok = ok && X509_digest(x, EVP_sha256(), md, &mdlen) && commssl_put(out, 'F', md, (int)mdlen);
-    ok = ok && commssl_put_spki(out, x);
-    return ok;
+    BIO_free(mem);
+    ok = ok && X509_digest(x, sha256, md, &mdlen) && commssl_put(&out, 'F', md, (int)mdlen);
+    ok = ok && commssl_put_spki(&out, x, sha256);
+    return ok ? out.len : -1;
 }
 
 /* The serial in three shapes, each a thin wrapper over commssl_serial_ref: they

@@ -31,6 +31,7 @@
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/evp.h>
+#include <limits.h>
 #include <string.h>
 #include <errno.h>
 #include <time.h>
@@ -126,7 +127,7 @@ int commssl_cert_verify_cb(X509_STORE_CTX *, void *);
 static int commssl_copy_stack(X509 *, STACK_OF(X509) *, X509 **, int);
 int commssl_copy_peer_chain(SSL *, X509_STORE_CTX *, X509 **, int);
 void commssl_free_certs(X509 **, int);
-int commssl_cert_info(X509 *, BIO *);
+int commssl_cert_info(X509 *, unsigned char *, int);
 int commssl_serial(X509 *, unsigned char *, int, int *);
 int commssl_serial_into(X509 *, unsigned char *, int);
 int commssl_serial20(X509 *, unsigned char *);

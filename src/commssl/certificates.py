@@ -6,7 +6,7 @@ the connection's ``SSLPointer``.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import contextlib
 import datetime
 import ipaddress
@@ -285,47 +285,41 @@ def get_certificate_common_name(cert: X509Pointer) -> Optional[str]:
         lib.OPENSSL_free(out[0])
 
 
-def _utc(stamp: bytes) -> Optional[datetime.datetime]:
-    # YYYYMMDDHHMMSS, as commssl_cert_info writes it; sliced, not strptime (10 us each)
+_UTC = datetime.timezone.utc
+_INFO_GUESS = 2048  # bytes of records most certificates fit in
+_record_header = struct.Struct("<BI").unpack_from
+_b64 = binascii.b2a_base64
+
+
+def _utc(b: bytes) -> Optional[datetime.datetime]:
+    # year (2 bytes, big-endian), month, day, hour, minute, second: commssl_cert_info's
     try:
-        return datetime.datetime(int(stamp[0:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[8:10]),
-                                 int(stamp[10:12]), int(stamp[12:14]), tzinfo=datetime.timezone.utc)
-    except ValueError:  # year 0000: valid ASN.1 (a peer may send it), no datetime
+        return datetime.datetime(b[0] << 8 | b[1], b[2], b[3], b[4], b[5], b[6], tzinfo=_UTC)
+    except (ValueError, IndexError):  # year 0000: valid ASN.1 (a peer may send it), no datetime
         return None
 
 
-_record_header = struct.Struct("<BI").unpack_from
-
-
-def _records(cert: X509Pointer) -> List[Tuple[str, bytes]]:
-    """The tagged records ``commssl_cert_info`` writes, as (tag, bytes) pairs."""
-    bio = lib.BIO_new(lib.BIO_s_mem())
-    if bio == ffi.NULL:
-        raise MemoryError("BIO_new failed")
+def _records(cert: X509Pointer) -> bytes:
+    """The tagged records ``commssl_cert_info`` writes (see chains.c)."""
+    try:  # a buffer per thread: the C call runs without the GIL
+        buf = _per_thread.info
+    except AttributeError:
+        buf = _per_thread.info = ffi.new("unsigned char[]", _INFO_GUESS)
+    cdata = pin_certificate(cert)
     try:
-        cdata = pin_certificate(cert)
-        try:
-            ok = lib.commssl_cert_info(cdata, bio)
-        finally:
-            cert._unpin()
-        if not ok:
-            raise_last("get_certificate_data")
+        n = lib.commssl_cert_info(cdata, buf, _INFO_GUESS)
+        if n > _INFO_GUESS:
+            buf = ffi.new("unsigned char[]", n)
+            n = lib.commssl_cert_info(cdata, buf, n)
+    finally:
+        cert._unpin()
+    if n < 0:
+        raise_last("get_certificate_data")
+    if lib.ERR_peek_error():
         # An undecodable optional extension (a malformed subjectAltName, say) is
         # left out, not a failure; its errors must not linger in the queue.
         drain()
-        p = ffi.new("char **")
-        size = lib.BIO_get_mem_data(bio, p)
-        data = ffi.unpack(p[0], size)
-    finally:
-        lib.BIO_free(bio)
-    out, i, end = [], 0, len(data)
-    header = _record_header
-    while i < end:
-        tag, n = header(data, i)
-        i += 5
-        out.append((chr(tag), data[i : i + n]))
-        i += n
-    return out
+    return ffi.buffer(buf, n)[:]
 
 
 def get_certificate_data(cert: X509Pointer) -> CertificateData:
@@ -342,51 +336,60 @@ def get_certificate_data(cert: X509Pointer) -> CertificateData:
     ``"spki-sha256"`` (base64 of the SHA-256 of the DER SubjectPublicKeyInfo:
     the pin curl's ``--pinnedpubkey sha256//...`` takes, without the prefix).
     """
+    data = _records(cert)
     cn: Optional[str] = None
     issuer_cn: Optional[str] = None
+    not_before: Optional[datetime.datetime] = None
+    not_after: Optional[datetime.datetime] = None
     serial = 0
+    subject = issuer = fingerprint = spki = ""
     emails: List[str] = []
     sans: List[Tuple[str, str]] = []
-    fields: dict[str, Any] = {}  # text, or datetime for "b"/"a"
-    for tag, raw in _records(cert):
-        if tag == "C":
+    header = _record_header
+    i, end = 0, len(data)
+    while i < end:
+        tag, n = header(data, i)
+        i += 5
+        raw = data[i : i + n]
+        i += n
+        # by tag byte, in the order commssl_cert_info writes them (chains.c)
+        if tag == 67:  # C
             cn = raw.decode("utf-8", "replace")
-        elif tag in "SN":
-            serial = int.from_bytes(raw, "big") * (-1 if tag == "N" else 1)
-        elif tag == "E":
-            emails.append(raw.decode("utf-8", "replace"))
-        elif tag == "c":
+        elif tag == 83 or tag == 78:  # S, N (negative)
+            serial = -int.from_bytes(raw, "big") if tag == 78 else int.from_bytes(raw, "big")
+        elif tag == 69:  # E: as X509_get1_email, each address once
+            email = raw.decode("utf-8", "replace")
+            if email not in emails:
+                emails.append(email)
+        elif tag == 115:  # s
+            subject = raw.decode("utf-8", "replace")
+        elif tag == 105:  # i
+            issuer = raw.decode("utf-8", "replace")
+        elif tag == 99:  # c
             issuer_cn = raw.decode("utf-8", "replace")
-        elif tag in "si":
-            fields[tag] = raw.decode("utf-8", "replace")
-        elif tag in "ba":
-            fields[tag] = _utc(raw)
-        elif tag == "D":
+        elif tag == 98:  # b
+            not_before = _utc(raw)
+        elif tag == 97:  # a
+            not_after = _utc(raw)
+        elif tag == 68:  # D
             sans.append(("DNS", raw.decode("utf-8", "replace")))
-        elif tag == "I":
+        elif tag == 73:  # I
             sans.append(("IP Address", _ip(raw)))
-        elif tag == "M":
+        elif tag == 77:  # M
             sans.append(("email", raw.decode("utf-8", "replace")))
-        elif tag == "U":
+        elif tag == 85:  # U
             sans.append(("URI", raw.decode("utf-8", "replace")))
-        elif tag == "F":
-            fields[tag] = raw.hex(":").upper()
-        elif tag == "P":
-            fields[tag] = base64.b64encode(raw).decode("ascii")
-    data: CertificateData = [("subject-common-name", cn), ("serial-number", serial)]
+        elif tag == 70:  # F
+            fingerprint = raw.hex(":").upper()
+        elif tag == 80:  # P
+            spki = _b64(raw, newline=False).decode("ascii")
+    out: CertificateData = [("subject-common-name", cn), ("serial-number", serial)]
     if emails:
-        data.append(("emails", emails))
-    data += [
-        ("subject", fields.get("s", "")),
-        ("issuer", fields.get("i", "")),
-        ("issuer-common-name", issuer_cn),
-        ("not-before", fields.get("b")),
-        ("not-after", fields.get("a")),
-        ("subject-alt-names", sans),
-        ("sha256-fingerprint", fields.get("F", "")),
-        ("spki-sha256", fields.get("P", "")),
-    ]
-    return data
+        out.append(("emails", emails))
+    out += [("subject", subject), ("issuer", issuer), ("issuer-common-name", issuer_cn),
+            ("not-before", not_before), ("not-after", not_after), ("subject-alt-names", sans),
+            ("sha256-fingerprint", fingerprint), ("spki-sha256", spki)]
+    return out
 
 
 def _ip(raw: bytes) -> str:
