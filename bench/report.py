@@ -289,8 +289,9 @@ missed. Rows without a goal are informational (no regression wanted there either
 
 Single-threaded rows (1, 2, 5) count the measuring thread's CPU time (the machine is shared;
 wall time would add other processes' load); rows 3, 4, 6 and 8 are wall time. Each cell is the
-median of {runs} runs; contenders are interleaved within each run. Ratios are the median over
-runs of the ratio within each run (row 1: commssl / C floor, per run).
+median of {runs} runs (row 8: {aio_runs}; row 7: one count); contenders are interleaved
+within each run. Ratios are the median over runs of the ratio within each run (row 1:
+commssl / C floor, per run).
 
 Contexts are configured alike everywhere: TLS >= 1.2, no renegotiation or compression; the
 client trusts the system's default CA file and directory plus the chain's root and checks the

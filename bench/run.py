@@ -338,7 +338,8 @@ class Bench:
 
     def standing_notes(self) -> List[str]:
         sys_info, wheel = self.info.get("pyopenssl_sys"), self.info.get("pyopenssl_wheel")
-        notes = [" ".join(p.split()) for p in report.NOTES.format(runs=self.s.runs).split("\n\n")]
+        text = report.NOTES.format(runs=self.s.runs, aio_runs=self.s.aio_runs)
+        notes = [" ".join(p.split()) for p in text.split("\n\n")]
         if sys_info:
             notes.append(f"pyOpenSSL (system): pyOpenSSL {sys_info['pyopenssl']} + cryptography "
                          f"{sys_info['cryptography']} built on {sys_info['openssl']} (Debian's packages), "
