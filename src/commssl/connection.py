@@ -81,6 +81,7 @@ def ssl_of(conn: object) -> SSLPointer:
 
 
 _IPV4_CHARS = "0123456789."
+_SIDES = frozenset(("server", "client", "both"))
 
 
 def _is_ip(name: str) -> bool:
@@ -144,7 +145,7 @@ def new_ssl(
     ``session``: a ``Session`` to resume (client side; see ``sessions.py`` for
     when it is skipped).
     """
-    if not isinstance(ssl_side, str) or ssl_side not in ("server", "client", "both"):
+    if type(ssl_side) is not str or ssl_side not in _SIDES:
         raise (ValueError if isinstance(ssl_side, str) else TypeError)(
             f"ssl_side must be 'server', 'client' or 'both', not {ssl_side!r}")
     if tlsext_host_name is not None and not isinstance(tlsext_host_name, (str, bool)):
@@ -152,37 +153,40 @@ def new_ssl(
                         f"not {type(tlsext_host_name).__name__}")
     _callback_arg(ctx_configure_callback, "ctx_configure_callback")
     _callback_arg(ssl_configure_callback, "ssl_configure_callback")
-    for argument, value in (("tlsext_host_name", tlsext_host_name), ("host", host)):
-        # OpenSSL takes C strings: "good.test\0.evil" would be checked as "good.test".
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError(f"{argument} must not contain NUL characters: {value!r}")
+    # OpenSSL takes C strings: "good.test\0.evil" would be checked as "good.test".
+    if isinstance(tlsext_host_name, str) and "\x00" in tlsext_host_name:
+        raise ValueError(f"tlsext_host_name must not contain NUL characters: {tlsext_host_name!r}")
+    if isinstance(host, str) and "\x00" in host:
+        raise ValueError(f"host must not contain NUL characters: {host!r}")
     if ctx_configure_callback is not None and not wants_new_ctx(ssl_ctx):
         raise ValueError("ctx_configure_callback is called only with a context made for the connection "
                          "(ssl_ctx True, 'default' or 'v23'); configure your own context before passing it")
-    if isinstance(ssl_ctx, SSLPointer):
+    own_ctx = None
+    if isinstance(ssl_ctx, SSLCtxPointer):  # the common case first
+        ctx = ssl_ctx
+    elif isinstance(ssl_ctx, SSLPointer):
         if ssl_configure_callback is not None:
             raise ValueError("ssl_configure_callback is called only with an SSL made for the connection; "
                              "ssl_ctx is an SSLPointer: configure it before passing it")
-        sslp, owns_ssl, own_ctx = ssl_ctx, False, None
+        ctx = None
+    elif isinstance(ssl_ctx, SSLAbstractContext):
+        if ssl_ctx.side != ssl_side and ssl_side != "both":
+            raise ValueError(f"ssl_ctx is a {ssl_ctx.side} context, used on the {ssl_side} side")
+        if tlsext_host_name is None:
+            tlsext_host_name = ssl_ctx.tlsext_host_name
+        ssl_configure_callback = ssl_configure_callback or ssl_ctx.ssl_configure_callback
+        ctx = ssl_ctx.ssl_ctx_pointer
+    elif wants_new_ctx(ssl_ctx):
+        ctx = own_ctx = make_ssl_ctx(ssl_ctx, ssl_side)
     else:
-        own_ctx = None
-        if isinstance(ssl_ctx, SSLAbstractContext):
-            if ssl_ctx.side != ssl_side and ssl_side != "both":
-                raise ValueError(f"ssl_ctx is a {ssl_ctx.side} context, used on the {ssl_side} side")
-            if tlsext_host_name is None:
-                tlsext_host_name = ssl_ctx.tlsext_host_name
-            ssl_configure_callback = ssl_configure_callback or ssl_ctx.ssl_configure_callback
-            ctx = ssl_ctx.ssl_ctx_pointer
-        elif isinstance(ssl_ctx, SSLCtxPointer):
-            ctx = ssl_ctx
-        elif wants_new_ctx(ssl_ctx):
-            ctx = own_ctx = make_ssl_ctx(ssl_ctx, ssl_side)
-        else:
-            # A str of the wrong spelling is a value error, as in make_ssl_ctx.
-            raise (ValueError if isinstance(ssl_ctx, str) else TypeError)(
-                "ssl_ctx must be True, 'default', 'v23', an SSLCtxPointer, an SSLPointer "
-                f"or an abstract context, not {ssl_ctx!r}"
-            )
+        # A str of the wrong spelling is a value error, as in make_ssl_ctx.
+        raise (ValueError if isinstance(ssl_ctx, str) else TypeError)(
+            "ssl_ctx must be True, 'default', 'v23', an SSLCtxPointer, an SSLPointer "
+            f"or an abstract context, not {ssl_ctx!r}"
+        )
+    if ctx is None:
+        sslp, owns_ssl = ssl_ctx, False
+    else:
         try:
             if ctx_configure_callback is not None:
                 ctx_configure_callback(ctx)
@@ -225,15 +229,18 @@ def _set_side(ssl: Any, ssl_side: str, host: Optional[str], tlsext_host_name: An
     if ssl_side == "client":
         sni = host if tlsext_host_name is True or tlsext_host_name is None else tlsext_host_name
         sni_argument = "host" if sni is host else "tlsext_host_name"
-        sni_c = ffi.NULL
-        if isinstance(sni, str) and sni and not _is_ip(sni):
-            sni_c = _encoded_name(sni, sni_argument)
         name = tlsext_host_name if isinstance(tlsext_host_name, str) else host
         name_argument = "tlsext_host_name" if isinstance(tlsext_host_name, str) else "host"
         name_c, name_ip = ffi.NULL, False
         if name:
             name_ip = _is_ip(name)
             name_c = name.encode() if name_ip else _encoded_name(name, name_argument)
+        sni_c = ffi.NULL
+        if sni is name:  # the usual case: one check, one encoding
+            if not name_ip and name:
+                sni_c = name_c
+        elif isinstance(sni, str) and sni and not _is_ip(sni):
+            sni_c = _encoded_name(sni, sni_argument)
         # one C call: connect state, SNI, and the name to check (SSL_set1_host or the IP)
         if not lib.commssl_client_names(ssl, sni_c, name_c, name_ip):
             # fail closed: without it no name at all would be checked
