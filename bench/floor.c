@@ -14,7 +14,7 @@
 
    Usage: floor ECDSA_DIR RSA_DIR, then one command per line on stdin, one
    answer line on stdout (nanoseconds per operation, as a decimal; the
-   per-call commands count thread CPU time):
+   per-call commands count thread CPU time; the socket commands wall time):
      hs KEY MUTUAL CALLBACK N THREADS TRUST CLOCK
                                         N handshakes on each of THREADS threads;
                                         answers time / (N * THREADS), CLOCK cpu
@@ -23,17 +23,44 @@
      chain KEY N                        copy + release of the client's view of
                                         the server chain (up-ref each, free each)
      serial KEY N                       read the leaf's serial number bytes
+     sockhs PORT N                      N blocking handshakes over loopback with
+                                        a `floor serve` server on 127.0.0.1:PORT
+                                        (ECDSA, TRUST 0): connect, handshake,
+                                        write "h", read "k", SSL_shutdown once
+                                        (close_notify, no wait), close; answers
+                                        wall time / N
+     sockbulk PORT BYTES                one connection: write "b" + BYTES as 8
+                                        big-endian bytes, then BYTES (whole 64 KiB
+                                        SSL_writes), read "k"; answers the wall
+                                        time from "b" to "k"
      quit
-   KEY is ecdsa or rsa; MUTUAL and CALLBACK are 0 or 1. */
+   KEY is ecdsa or rsa; MUTUAL and CALLBACK are 0 or 1.
+
+   Or: floor serve CHAIN_DIR, the loopback server of the socket rows, as
+   bench/server.py serves them: listens on 127.0.0.1 (a free port, printed on
+   stdout), then serves one connection at a time with blocking sockets until
+   its stdin closes: SSL_accept, read the request byte ("h": answer "k"; "b":
+   read the 8-byte big-endian length, read and drop that many bytes, answer
+   "k"), SSL_shutdown once (close_notify, without waiting for the peer's, as
+   commssl's stream close() does), close. Both ends read with
+   SSL_set_read_ahead, OpenSSL's own read buffering (commssl reads through a
+   64 KiB buffer BIO). */
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct {
     SSL_CTX *client, *server;
@@ -218,7 +245,7 @@ static double cmd_chain(int key, long n)
     t0 = cpu_ns() - t0;
     SSL_free(c);
     SSL_free(s);
-    return (double)t0 / n;
+    return (double)t0 / (double)n;
 }
 
 static double cmd_serial(int key, long n)
@@ -236,13 +263,13 @@ static double cmd_serial(int key, long n)
     for (i = 0; i < n; i++) {
         const ASN1_INTEGER *serial = X509_get0_serialNumber(leaf);
         int len = ASN1_STRING_length(serial);
-        memcpy(buf, ASN1_STRING_get0_data(serial), len > 64 ? 64 : len);
+        memcpy(buf, ASN1_STRING_get0_data(serial), (size_t)(len > 64 ? 64 : len));
         sink += buf[0];
     }
     t0 = cpu_ns() - t0;
     SSL_free(c);
     SSL_free(s);
-    return (double)t0 / n;
+    return (double)t0 / (double)n;
 }
 
 static long cmd_calls(int key, int mutual)
@@ -250,6 +277,198 @@ static long cmd_calls(int key, int mutual)
     long before = callback_calls;
     handshake(get_pair(key, mutual, 1, 0), NULL, NULL);
     return callback_calls - before;
+}
+
+/* -- loopback sockets (rows 3 and 4) ------------------------------------------ */
+
+#define CHUNK (64 * 1024)
+static unsigned char chunk_buf[CHUNK];
+
+/* 30 s send and receive timeouts, as the Python ends' timeout=30: a stuck peer
+   fails the row instead of hanging the benchmark. */
+static void set_timeouts(int fd)
+{
+    struct timeval tv = {30, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+static struct sockaddr_in loopback_addr(int port)
+{
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons((unsigned short)port);
+    return addr;
+}
+
+/* 1 when all n bytes came. */
+static int read_full(SSL *ssl, unsigned char *buf, int n)
+{
+    int got = 0, r;
+    while (got < n) {
+        r = SSL_read(ssl, buf + got, n - got);
+        if (r <= 0)
+            return 0;
+        got += r;
+    }
+    return 1;
+}
+
+/* Blocking, without SSL_MODE_ENABLE_PARTIAL_WRITE: SSL_write writes all or fails. */
+static int write_full(SSL *ssl, const void *buf, int n)
+{
+    return SSL_write(ssl, buf, n) == n;
+}
+
+/* As commssl's stream close(): close_notify once when the handshake finished,
+   without waiting for the peer's; then free and close. */
+static void close_tls(SSL *ssl, int fd)
+{
+    if (SSL_is_init_finished(ssl))
+        SSL_shutdown(ssl);
+    SSL_free(ssl);
+    close(fd);
+}
+
+static int serve_one(SSL_CTX *ctx, int fd)
+{
+    SSL *ssl = SSL_new(ctx);
+    unsigned char what = 0, len[8];
+    unsigned long long left = 0;
+    int ok = 0, i, r;
+
+    if (ssl == NULL || !SSL_set_fd(ssl, fd))
+        die("SSL_new / SSL_set_fd");
+    set_timeouts(fd);
+    SSL_set_read_ahead(ssl, 1);
+    if (SSL_accept(ssl) == 1 && read_full(ssl, &what, 1)) {
+        if (what == 'h') {
+            ok = 1;
+        } else if (what == 'b' && read_full(ssl, len, 8)) {
+            for (i = 0; i < 8; i++)
+                left = left << 8 | len[i];
+            while (left > 0) {
+                r = SSL_read(ssl, chunk_buf, left < CHUNK ? (int)left : CHUNK);
+                if (r <= 0)
+                    break;
+                left -= (unsigned)r;
+            }
+            ok = left == 0;
+        }
+        ok = ok && write_full(ssl, "k", 1);
+    }
+    close_tls(ssl, fd);
+    return ok;
+}
+
+static void *exit_with_parent(void *arg)
+{
+    (void)arg;
+    while (fgetc(stdin) != EOF)
+        ;
+    _exit(0);
+}
+
+static void serve(const char *dir)
+{
+    SSL_CTX *ctx = new_ctx(1, dir, 0, 0, 0);
+    struct sockaddr_in addr = loopback_addr(0);
+    socklen_t len = sizeof addr;
+    pthread_t tid;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), fd;
+
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(lfd, 64) != 0
+        || getsockname(lfd, (struct sockaddr *)&addr, &len) != 0)
+        die("listening on 127.0.0.1");
+    if (pthread_create(&tid, NULL, exit_with_parent, NULL) != 0)
+        die("pthread_create");
+    printf("%d\n", ntohs(addr.sin_port));
+    fflush(stdout);
+    for (;;) {
+        fd = accept(lfd, NULL, NULL);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            die("accept");
+        }
+        if (!serve_one(ctx, fd)) { /* a failed connection must not stop the server */
+            fprintf(stderr, "floor serve: a connection failed\n");
+            ERR_print_errors_fp(stderr);
+        }
+        ERR_clear_error();
+    }
+}
+
+/* A client connection to the floor server, handshake done. */
+static SSL *sock_connect(int port, int *fdp)
+{
+    struct sockaddr_in addr = loopback_addr(port);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    SSL *ssl;
+
+    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0)
+        die("connecting to the floor server");
+    set_timeouts(fd);
+    ssl = SSL_new(get_pair(0, 0, 0, 0)->client);
+    if (ssl == NULL || !SSL_set_fd(ssl, fd))
+        die("SSL_new / SSL_set_fd");
+    SSL_set_read_ahead(ssl, 1);
+    SSL_set_tlsext_host_name(ssl, "localhost");
+    SSL_set1_host(ssl, "localhost");
+    if (SSL_connect(ssl) != 1)
+        die("client handshake over loopback");
+    *fdp = fd;
+    return ssl;
+}
+
+static void expect_k(SSL *ssl)
+{
+    unsigned char k = 0;
+    if (!read_full(ssl, &k, 1) || k != 'k')
+        die("the floor server did not answer");
+}
+
+static double cmd_sockhs(int port, long n)
+{
+    long long t0 = now_ns();
+    long i;
+    int fd;
+    SSL *ssl;
+
+    for (i = 0; i < n; i++) {
+        ssl = sock_connect(port, &fd);
+        if (!write_full(ssl, "h", 1))
+            die("writing the request");
+        expect_k(ssl);
+        close_tls(ssl, fd);
+        ERR_clear_error();
+    }
+    return (double)(now_ns() - t0) / (double)n;
+}
+
+static double cmd_sockbulk(int port, long long total)
+{
+    unsigned char head[9];
+    long long t0, left;
+    int fd, i;
+    SSL *ssl = sock_connect(port, &fd);
+
+    head[0] = 'b';
+    for (i = 0; i < 8; i++)
+        head[1 + i] = (unsigned char)((unsigned long long)total >> (56 - 8 * i));
+    t0 = now_ns();
+    if (!write_full(ssl, head, 9))
+        die("writing the request");
+    for (left = total; left > 0; left -= CHUNK)
+        if (!write_full(ssl, chunk_buf, left < CHUNK ? (int)left : CHUNK))
+            die("writing the bulk data");
+    expect_k(ssl);
+    t0 = now_ns() - t0;
+    close_tls(ssl, fd);
+    ERR_clear_error();
+    return (double)t0;
 }
 
 static int key_index(const char *name)
@@ -266,11 +485,17 @@ int main(int argc, char **argv)
 {
     char line[256], cmd[16], key[16], clock[16];
     long n;
-    int mutual, callback, threads, trust;
+    long long total;
+    int mutual, callback, threads, trust, port;
 
     if (argc != 3) {
-        fprintf(stderr, "usage: floor ECDSA_DIR RSA_DIR\n");
+        fprintf(stderr, "usage: floor ECDSA_DIR RSA_DIR | floor serve CHAIN_DIR\n");
         return 2;
+    }
+    signal(SIGPIPE, SIG_IGN); /* a peer gone early is an error return, as in Python */
+    if (strcmp(argv[1], "serve") == 0) {
+        serve(argv[2]); /* until stdin closes */
+        return 0;
     }
     dirs[0] = argv[1];
     dirs[1] = argv[2];
@@ -292,6 +517,10 @@ int main(int argc, char **argv)
             printf("%.2f\n", cmd_chain(key_index(key), n));
         else if (strcmp(cmd, "serial") == 0 && sscanf(line, "%*s %15s %ld", key, &n) == 2)
             printf("%.2f\n", cmd_serial(key_index(key), n));
+        else if (strcmp(cmd, "sockhs") == 0 && sscanf(line, "%*s %d %ld", &port, &n) == 2 && n > 0)
+            printf("%.1f\n", cmd_sockhs(port, n));
+        else if (strcmp(cmd, "sockbulk") == 0 && sscanf(line, "%*s %d %lld", &port, &total) == 2 && total >= 0)
+            printf("%.1f\n", cmd_sockbulk(port, total));
         else
             die("unknown command");
         fflush(stdout);

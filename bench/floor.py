@@ -80,6 +80,14 @@ class Floor:
     def serial(self, key: str, n: int) -> float:
         return self.ask("serial", key, n) / 1e9
 
+    def sock_handshakes(self, port: int, n: int) -> float:
+        """Wall seconds per loopback handshake (+ "h" / "k" + close) with ``floor serve`` on ``port``."""
+        return self.ask("sockhs", port, n) / 1e9
+
+    def bulk(self, port: int, total: int) -> float:
+        """Wall seconds to send ``total`` bytes in 64 KiB writes to ``floor serve`` and get the answer."""
+        return self.ask("sockbulk", port, total) / 1e9
+
     def close(self, timeout: Optional[float] = 10) -> None:
         if self._proc.poll() is None:
             try:

@@ -14,6 +14,7 @@ from typing import Optional
 
 import commssl
 
+from .floor import Floor
 from .lib_cpython import default_trust
 from .pki import Chain
 
@@ -22,13 +23,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class Server:
-    """A ``bench.server`` process for one library."""
+    """A ``bench.server`` process for one library; for ``floor``, the C floor's
+    ``floor serve`` (``floor_exe``), which serves the same requests."""
 
-    def __init__(self, lib: str, chain: Chain) -> None:
+    def __init__(self, lib: str, chain: Chain, floor_exe: Optional[Path] = None) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        self._proc = subprocess.Popen([sys.executable, "-m", "bench.server", lib, str(chain.directory)],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, env=env,
+        if lib == "floor":
+            if floor_exe is None:
+                raise ValueError("the floor server needs floor_exe")
+            cmd = [str(floor_exe), "serve", str(chain.directory)]
+        else:
+            cmd = [sys.executable, "-m", "bench.server", lib, str(chain.directory)]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, env=env,
                                       text=True)
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()
@@ -126,6 +133,27 @@ class CPythonClient:
             if tls.recv(1) != b"k":
                 raise RuntimeError("the server did not answer")
             return time.perf_counter() - t0
+
+    def close(self) -> None:
+        pass
+
+
+class FloorClient:
+    """The C floor's client (bench/floor.c ``sockhs`` / ``sockbulk``): the loop runs
+    in C, so a handshake sample is one command for all ``n``."""
+
+    def __init__(self, floor: Floor, port: int) -> None:
+        self.floor, self.port = floor, port
+
+    def handshake(self) -> None:
+        self.floor.sock_handshakes(self.port, 1)
+
+    def handshakes(self, n: int) -> float:
+        """Wall seconds per handshake over ``n``."""
+        return self.floor.sock_handshakes(self.port, n)
+
+    def bulk(self, total: int) -> float:
+        return self.floor.bulk(self.port, total)
 
     def close(self) -> None:
         pass

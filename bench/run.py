@@ -263,13 +263,18 @@ class Bench:
         """Rows 3 and 4: blocking handshakes and bulk throughput over loopback (ECDSA)."""
         s, chain = self.s, self.chains["ecdsa"]
         blocks: List[List[Task]] = []
-        for who, lib, client_cls in (("commssl", "commssl", loopback.CommsslClient),
-                                     ("cpython", "cpython", loopback.CPythonClient)):
-            server = self._keep(loopback.Server(lib, chain))
+        for who, client_cls in (("commssl", loopback.CommsslClient), ("cpython", loopback.CPythonClient)):
+            server = self._keep(loopback.Server(who, chain))
             client = self._keep(client_cls(chain, server.port))
             client.handshake()  # the first connection pays for imports and lazy loads
             blocks.append([("sock-hs", who, _wall(client.handshake, s.sock_hs)),
                            ("sock-bulk", who, (lambda c=client: s.bulk / c.bulk(s.bulk) / 1e6))])
+        # the C floor: client in the floor process, server a `floor serve` process
+        server = self._keep(loopback.Server("floor", chain, self.floor_exe))
+        floor = loopback.FloorClient(self.floor, server.port)
+        floor.handshake()  # loads the default CA file and directory once
+        blocks.insert(1, [("sock-hs", "floor", lambda: floor.handshakes(s.sock_hs)),
+                          ("sock-bulk", "floor", lambda: s.bulk / floor.bulk(s.bulk) / 1e6)])
         self.progress("rows 3-4: loopback sockets")
         interleave(blocks, s.runs, self.samples, self.progress)
 

@@ -83,11 +83,11 @@ def _sane(unit: str, value: float) -> bool:
 @pytest.mark.parametrize("who", ["commssl", "floor", "cpython"])
 def test_measured_contenders_have_sane_positive_numbers(smoke: Dict[str, Any], who: str) -> None:
     rows = _rows(smoke)
-    # CPython has no verify-callback API and the C floor no sockets or certificate data;
+    # CPython has no verify-callback API and the C floor no certificate data or asyncio;
     # the smoke runs no callgrind.
     absent = set(CALLGRIND_ROWS) | {
         "cpython": {r for r in MEMORY_ROWS if r.startswith("cb-")} | set(PER_CALLBACK_ROWS),
-        "floor": {"sock-hs", "sock-bulk", "call-data", *AIO_ROWS},
+        "floor": {"call-data", *AIO_ROWS},
         "commssl": set(),
     }[who]
     for rid in ROWS:
@@ -115,6 +115,20 @@ def test_target_rows_give_the_ratio_first_then_the_goal(smoke: Dict[str, Any]) -
         assert f"(goal {row['goal']['op']} " in row["verdict"], row
     assert rows["mem-ecdsa-server"]["goal"]["limit"] == 1.02
     assert rows["thr-speedup"]["goal"]["limit"] == 1.85
+
+
+def test_socket_rows_have_a_c_floor(smoke: Dict[str, Any]) -> None:
+    """Rows 3 and 4: the C floor's cells are filled, and the verdict gives its ratio to
+    CPython after commssl's (numbers only: timings are never asserted)."""
+    rows = _rows(smoke)
+    for rid in ("sock-hs", "sock-bulk"):
+        row = rows[rid]
+        value = row["cells"]["floor"]
+        assert value is not None and value > 0 and _sane(row["unit"], value), (rid, value)
+        ratio = row["floor_vs_cpython"]
+        assert ratio is not None and ratio > 0 and math.isfinite(ratio), row
+        assert row["verdict"].endswith(f"; the C floor reaches {ratio:.2f}x CPython"), row
+    assert len(smoke["samples"]["sock-hs|floor"]) == len(smoke["samples"]["sock-hs|cpython"])
 
 
 def test_uvloop_column_is_filled_or_explained(smoke: Dict[str, Any]) -> None:
