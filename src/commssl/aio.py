@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, List, Optional
+import threading
+from typing import Any, Awaitable, Callable, List, Optional, Tuple
 
 from ._binding import ffi
 from ._tls import (
@@ -61,6 +62,11 @@ DEFAULT_LIMIT = 256 * 1024
 DEFAULT_CLOSE_TIMEOUT = 5.0
 
 _NULL = ffi.NULL
+_alloc = ffi.new_allocator(should_clear_after_alloc=False)
+#: What the transport reads into per read: asyncio's own read size (256 KiB).
+_IN_BUFFER = 256 * 1024
+_PROACTOR = getattr(asyncio, "ProactorEventLoop", ())  # Windows: reads complete later
+_per_thread = threading.local()
 _RUNNING = (HANDSHAKING, OPEN, CLOSING)  # states whose incoming records OpenSSL still reads
 
 
@@ -108,8 +114,10 @@ def _check_server_ctx(ssl_ctx: object) -> None:
             f"not {ssl_ctx!r}")
 
 
-class _Protocol(asyncio.Protocol):
-    """Hands the transport's events to its stream."""
+class _Protocol(asyncio.BufferedProtocol):
+    """Hands the transport's events to its stream. Buffered: the transport reads
+    into the stream's buffer (``recv_into``), not into a new bytes object per read
+    (which for asyncio's 256 KiB reads is an mmap and munmap each)."""
 
     __slots__ = ("stream",)
 
@@ -119,8 +127,11 @@ class _Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.stream._connection_made(transport)  # type: ignore[arg-type]
 
-    def data_received(self, data: bytes) -> None:
-        self.stream._data_received(data)
+    def get_buffer(self, sizehint: int) -> Any:
+        return self.stream._inbuf()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.stream._buffer_updated(nbytes)
 
     def eof_received(self) -> bool:
         self.stream._eof_received()
@@ -180,6 +191,13 @@ class AsyncSSLStream(Connection):
         self._write_paused = False
         self._waiters: List["asyncio.Future[None]"] = []
         self._drainers: List["asyncio.Future[None]"] = []
+        # What the transport reads into: this thread's buffer, used up by each read at
+        # once (a selector loop or uvloop calls get_buffer, recv_into and buffer_updated
+        # in one go: one hot buffer for all streams); a proactor loop reads into it
+        # later, so there each stream gets a buffer of its own.
+        self._in: Any = None
+        self._in_view: Any = None
+        self._own_buffer = isinstance(loop, _PROACTOR)
 
     def _attach(self, sslp: SSLPointer, owns: bool, own_ctx: Optional[SSLCtxPointer]) -> None:
         """Take the SSL (the core's attach, with memory BIOs)."""
@@ -296,6 +314,27 @@ class AsyncSSLStream(Connection):
         if len(self._rbuf) > self._limit and not self._read_paused and self._transport is not None:
             self._read_paused = True
             self._transport.pause_reading()
+
+    def _inbuf(self) -> Any:
+        view = self._in_view
+        if view is None:
+            if self._own_buffer:
+                self._in = _alloc("char[]", _IN_BUFFER)  # not zero-filled: recv_into writes what is read
+                view = ffi.buffer(self._in)
+            else:
+                self._in, view = _thread_buffer()
+            self._in_view = view
+        return view
+
+    def _buffer_updated(self, n: int) -> None:
+        tls = self._tls
+        state = tls.state
+        if state == OPEN and tls.read_error is None:  # the common case: no copy, straight to OpenSSL
+            self._read(self._in[0:n], 0)
+        elif state == HANDSHAKING and tls.read_error is None:
+            self._handshake(self._in[0:n], 0)
+        else:
+            self._data_received(self._in_view[0:n])
 
     def _data_received(self, data: bytes) -> None:
         state = self._tls.state
@@ -644,13 +683,17 @@ class AsyncSSLStream(Connection):
             self._release()
 
     async def _wait_until(self, done: Callable[[], bool], deadline: float) -> None:
+        loop = self._loop
         while not done():
-            left = deadline - self._loop.time()
-            if left <= 0:
+            if deadline <= loop.time():
                 return
-            fut = self._loop.create_future()
+            fut = loop.create_future()
             self._waiters.append(fut)
-            await asyncio.wait([fut], timeout=left)
+            timer = loop.call_at(deadline, _set_done, fut)  # lighter than asyncio.wait(timeout=)
+            try:
+                await fut
+            finally:
+                timer.cancel()
 
     def _abort_transport(self) -> None:
         """The core's last step: drop the transport (no-op once it is gone)."""
@@ -827,6 +870,21 @@ async def start_ssl_server(
     return await loop.create_server(factory, host, port, **server_kwargs)
 
 
+def _thread_buffer() -> Tuple[Any, Any]:
+    """This thread's read buffer and a buffer object over it."""
+    try:
+        return _per_thread.buf  # type: ignore[no-any-return]
+    except AttributeError:
+        buf = _alloc("char[]", _IN_BUFFER)
+        _per_thread.buf = pair = (buf, ffi.buffer(buf))
+        return pair
+
+
+def _set_done(fut: "asyncio.Future[None]") -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class _Refuse(_Protocol):
     """The protocol of a connection that could not get an SSL: closes it at once."""
 
@@ -835,7 +893,10 @@ class _Refuse(_Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport.abort()  # type: ignore[attr-defined]
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> Any:
+        return bytearray(256)
+
+    def buffer_updated(self, nbytes: int) -> None:
         pass
 
     def eof_received(self) -> bool:
