@@ -88,6 +88,10 @@ class Floor:
         """Wall seconds to send ``total`` bytes in 64 KiB writes to ``floor serve`` and get the answer."""
         return self.ask("sockbulk", port, total) / 1e9
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def close(self, timeout: Optional[float] = 10) -> None:
         if self._proc.poll() is None:
             try:

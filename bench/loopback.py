@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import commssl
 
@@ -22,11 +22,29 @@ CHUNK = 64 * 1024
 REPO = Path(__file__).resolve().parent.parent
 
 
+def cpus() -> Optional[Tuple[int, int]]:
+    """Two CPUs this process may run on (client, server), or None: with them the
+    client and the server of a socket row each keep a CPU of their own, so the two
+    sides never queue for one CPU (the bulk rows still swing about 2x from one
+    connection to the next on this shared VM: read their ratio over many runs)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    mine = sorted(os.sched_getaffinity(0))
+    return (mine[0], mine[1]) if len(mine) >= 2 else None
+
+
+def pin(pid: int, cpu: Optional[int]) -> None:
+    """Keep process ``pid`` (0: this one) on ``cpu`` (None: leave it be)."""
+    if cpu is not None:
+        os.sched_setaffinity(pid, {cpu})
+
+
 class Server:
     """A ``bench.server`` process for one library; for ``floor``, the C floor's
     ``floor serve`` (``floor_exe``), which serves the same requests."""
 
-    def __init__(self, lib: str, chain: Chain, floor_exe: Optional[Path] = None) -> None:
+    def __init__(self, lib: str, chain: Chain, floor_exe: Optional[Path] = None,
+                 cpu: Optional[int] = None) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         if lib == "floor":
@@ -37,6 +55,7 @@ class Server:
             cmd = [sys.executable, "-m", "bench.server", lib, str(chain.directory)]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, env=env,
                                       text=True)
+        pin(self._proc.pid, cpu)
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()
         if not line.strip().isdigit():

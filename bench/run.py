@@ -263,20 +263,32 @@ class Bench:
         """Rows 3 and 4: blocking handshakes and bulk throughput over loopback (ECDSA)."""
         s, chain = self.s, self.chains["ecdsa"]
         blocks: List[List[Task]] = []
+        two = loopback.cpus()  # clients on one CPU, servers on the other
+        client_cpu, server_cpu = two if two is not None else (None, None)
+        if two is None:
+            self.notes.append("rows 3-4 ran with fewer than two CPUs: client and server shared one.")
         for who, client_cls in (("commssl", loopback.CommsslClient), ("cpython", loopback.CPythonClient)):
-            server = self._keep(loopback.Server(who, chain))
+            server = self._keep(loopback.Server(who, chain, cpu=server_cpu))
             client = self._keep(client_cls(chain, server.port))
             client.handshake()  # the first connection pays for imports and lazy loads
             blocks.append([("sock-hs", who, _wall(client.handshake, s.sock_hs)),
                            ("sock-bulk", who, (lambda c=client: s.bulk / c.bulk(s.bulk) / 1e6))])
         # the C floor: client in the floor process, server a `floor serve` process
-        server = self._keep(loopback.Server("floor", chain, self.floor_exe))
+        server = self._keep(loopback.Server("floor", chain, self.floor_exe, cpu=server_cpu))
         floor = loopback.FloorClient(self.floor, server.port)
         floor.handshake()  # loads the default CA file and directory once
         blocks.insert(1, [("sock-hs", "floor", lambda: floor.handshakes(s.sock_hs)),
                           ("sock-bulk", "floor", lambda: s.bulk / floor.bulk(s.bulk) / 1e6)])
         self.progress("rows 3-4: loopback sockets")
-        interleave(blocks, s.runs, self.samples, self.progress)
+        before = os.sched_getaffinity(0) if two is not None else None
+        loopback.pin(0, client_cpu)
+        loopback.pin(self.floor.pid, client_cpu)
+        try:
+            interleave(blocks, s.runs, self.samples, self.progress)
+        finally:
+            if before is not None:
+                os.sched_setaffinity(0, before)
+                os.sched_setaffinity(self.floor.pid, before)
 
     def aio(self) -> None:
         """Rows 8: asyncio handshakes/s and echo MB/s at each load level (bench/bench_aio.py):
