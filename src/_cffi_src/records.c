@@ -91,9 +91,17 @@ commssl_ctx_state *commssl_ctx_attach(SSL_CTX *ctx, void *py)
    SNI (sni NULL: none) and the name the peer's certificate must match (host
    NULL: none; an IP literal when is_ip), returning 0 when OpenSSL refused
    that name. */
+/* Attach (or reset) the record of ssl, whose wrapper's handle is py. Python
+   decides the verification when the wrapper knows a callable (py_verify,
+   conn_verify) or the context's record says a Python callback is set. */
 commssl_state *commssl_attach(SSL *ssl, void *py, int py_verify, int conn_verify, long mode)
 {
     commssl_state *st = commssl_get_state(ssl);
+    commssl_ctx_state *cs = commssl_get_ctx_state(SSL_get_SSL_CTX(ssl));
+    if (cs != NULL) {
+        py_verify = py_verify || cs->py_verify;
+        conn_verify = conn_verify || cs->conn_verify;
+    }
     if (mode != 0)
         SSL_set_mode(ssl, mode);
     if (st == NULL) {

@@ -52,6 +52,9 @@ _LIFE = 7
 _USER = 8  # one operation inside
 
 _STATE = ffi.typeof("commssl_state *")
+#: What a dead SSLPointer's ``_record`` points at (its verification results are read
+#: only while it is pinned, so never after its death).
+_BLANK_RECORD = ffi.new(_STATE, {"fail_depth": -1})
 _NULL = ffi.NULL
 _X509 = ffi.typeof("X509 *")
 _SSL = ffi.typeof("SSL *")
@@ -639,11 +642,10 @@ class SSLPointer(_Pointer):
         self.exception = None
         self._connection = None
         self._handle = ffi.new_handle(weakref.ref(self))
-        crec = ctx._record
-        # one C call makes, fills and attaches the record (fail_depth -1, fail_count 0)
+        # one C call makes, fills and attaches the record (fail_depth -1, fail_count 0;
+        # it adds the context record's own py_verify and conn_verify)
         rec = self._record = lib.commssl_attach(
-            cdata, self._handle, self.verify is not None or crec.py_verify,
-            ctx.conn_verify is not None or crec.conn_verify, mode)
+            cdata, self._handle, self.verify is not None, ctx.conn_verify is not None, mode)
         if rec == _NULL:
             self._state = _RELEASED
             lib.SSL_free(cdata)
@@ -709,15 +711,14 @@ class SSLPointer(_Pointer):
             raise ValueError(f"{what} is not allowed inside the connection's own verify callback "
                              "(its handshake is running); return False from the callback to reject the peer")
 
-    def _forget(self) -> Any:
+    def _forget(self) -> None:
         """Take the handle out of the record (under the GIL: a trampoline that runs
-        later finds no wrapper and fails closed) and keep a copy of the record's
-        verification results, which OpenSSL frees with the SSL."""
+        later finds no wrapper and fails closed); the record, which OpenSSL frees
+        with the SSL, is then never read again: a dead wrapper points at a blank one."""
         rec = self._record
         if self._handle is not None and rec.py == self._handle:
             rec.py = _NULL
-        self._record = ffi.new(_STATE, rec[0])
-        return rec
+        self._record = _BLANK_RECORD
 
     def _dispose(self) -> None:
         if self._handle is None:  # lent: nothing of ours to free
