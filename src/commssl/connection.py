@@ -257,7 +257,7 @@ def _set_side(ssl: Any, ssl_side: str, host: Optional[str], tlsext_host_name: An
 def ssl_connection_copy_peer_certificates(conn: Any) -> List[X509Pointer]:
     """The certificates the peer sent, leaf first, as owned pointers (release
     them). On the server side the client's leaf is included. ``[]`` when none."""
-    return copy_peer_certificates(ssl_of(conn))
+    return copy_peer_certificates(conn if type(conn) is SSLPointer else ssl_of(conn))
 
 
 def ssl_connection_get_peer_certificates_data(conn: Any) -> List[CertificateData]:

@@ -388,31 +388,28 @@ def release_vector(vec: Iterable[Optional[X509Pointer]]) -> None:
     global _outstanding
     marked: List[X509Pointer] = []
     free_now: List[Any] = []
-    ok = True
+    refused = False
     _acquire()
     try:
         for cert in vec:
             if cert is None:
                 continue
-            if type(cert) is not X509Pointer:
-                ok = False
+            # borrowed, released, or listed twice (marked just now): refused, as is a non-pointer
+            if type(cert) is not X509Pointer or cert._state & _LIFE != _OWNED:
+                for done in marked:
+                    done._state -= _RELEASED
+                refused = True
                 break
             s = cert._state
-            if s & _LIFE != _OWNED:  # borrowed, released, or listed twice (marked just now)
-                ok = False
-                break
             cert._state = s + _RELEASED
             marked.append(cert)
             if s < _USER:
                 free_now.append(cert.cdata)
-        if ok:
-            _outstanding -= len(marked)
         else:
-            for cert in marked:
-                cert._state -= _RELEASED
+            _outstanding -= len(marked)
     finally:
         _release()
-    if not ok:
+    if refused:
         _refuse_vector(vec)
     free = lib.X509_free
     for cdata in free_now:
