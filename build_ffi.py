@@ -227,6 +227,7 @@ int SSL_do_handshake(SSL *);
 int SSL_read_ex(SSL *, void *, size_t, size_t *);
 int SSL_write_ex(SSL *, const void *, size_t, size_t *);
 int SSL_pending(const SSL *);
+int SSL_has_pending(const SSL *);
 int SSL_shutdown(SSL *);
 int SSL_get_shutdown(const SSL *);
 void SSL_set_shutdown(SSL *, int);

@@ -171,3 +171,39 @@ def test_transport_arguments() -> None:
         chttpx.HTTPTransport(ssl_ctx=None)
     transport = chttpx.HTTPTransport(limits=httpx.Limits(max_connections=3), retries=1)
     transport.close()
+
+
+def test_is_readable_sees_bytes_held_above_the_socket(pki: PKI, client_ctx: Any) -> None:
+    """httpcore drops an idle pooled connection whose stream is readable. Bytes the stream
+    has received but not returned (a second record behind the one a read took, in the
+    SSL's read buffer) are invisible to a poll of the socket: is_readable must count them."""
+    server_ctx = commssl.make_ssl_ctx(True, "server")
+    commssl.ssl_ctx_use_certificate_chain_file(server_ctx, pki.server_chain)
+    commssl.ssl_ctx_use_privatekey_file(server_ctx, pki.server_key)
+    a, b = socket.socketpair()  # a write lands in the peer's socket at once
+    written, done = threading.Event(), threading.Event()
+
+    def serve() -> None:
+        with commssl.create_ssl_socket_stream(a, server_ctx, handshake_timeout=10, timeout=10) as s:
+            s.write(b"A" * 10)
+            s.write(b"B" * 10)  # a second record
+            written.set()
+            done.wait(10)
+
+    fut = peers.in_thread(serve)
+    try:
+        stream = commssl.create_ssl_socket_stream(b, client_ctx(), ssl_side="client", handshake_timeout=10,
+                                                  timeout=10, tlsext_host_name="localhost")
+        network = chttpx.NetworkStream(stream, chttpx._Options(client_ctx()))
+        assert written.wait(10)  # both records wait in the socket
+        assert network.read(10) == b"A" * 10  # one recv took both records; the read returned one
+        assert not chttpx._readable(b)  # nothing left in the socket itself...
+        assert network.get_extra_info("is_readable") is True  # ...but the stream holds the B's
+        assert network.read(10) == b"B" * 10
+        assert network.get_extra_info("is_readable") is False
+        network.close()
+        assert network.get_extra_info("is_readable") is True  # closed: as a dead connection
+    finally:
+        done.set()
+        fut.result(10)
+        commssl.destroy_ssl_ctx(server_ctx)

@@ -160,7 +160,7 @@ class NetworkStream(httpcore.NetworkStream):
         if info == "commssl":
             return stream
         if info == "is_readable":
-            return bool(stream._rbuf) or _readable(None if stream.closed else stream.socket)
+            return stream._holds_unread() or _readable(None if stream.closed else stream.socket)
         if stream.closed:
             return None
         if info == "socket":

@@ -115,6 +115,31 @@ class SocketStream(Connection, io.BufferedIOBase):
     def fileno(self) -> int:
         return self._sock.fileno()
 
+    def _holds_unread(self) -> bool:
+        """Whether bytes already received wait above the socket, where polling its
+        descriptor cannot see them: in the stream's buffer, decrypted in the SSL, or
+        in the SSL's read buffer (``commssl_set_socket``) not yet decrypted. False
+        while another thread reads (whose read will take them)."""
+        if self._rbuf:
+            return True
+        if not self._rlock.acquire(blocking=False):
+            return False
+        try:
+            tls = self._tls
+            try:
+                ssl = tls.begin("is_readable")
+            except ValueError:  # closed, failed, being detached
+                return False
+            if ssl is None:
+                tls.end_plain()
+                return False
+            try:
+                return bool(lib.SSL_has_pending(ssl) or lib.BIO_ctrl_pending(lib.SSL_get_rbio(ssl)))
+            finally:
+                tls.end()
+        finally:
+            self._rlock.release()
+
     def readable(self) -> bool:
         return True
 
