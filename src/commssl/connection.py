@@ -145,7 +145,7 @@ def new_ssl(
     ``session``: a ``Session`` to resume (client side; see ``sessions.py`` for
     when it is skipped).
     """
-    if type(ssl_side) is not str or ssl_side not in _SIDES:
+    if not isinstance(ssl_side, str) or ssl_side not in _SIDES:
         raise (ValueError if isinstance(ssl_side, str) else TypeError)(
             f"ssl_side must be 'server', 'client' or 'both', not {ssl_side!r}")
     if tlsext_host_name is not None and not isinstance(tlsext_host_name, (str, bool)):
