@@ -216,6 +216,7 @@ int SSL_set_fd(SSL *, int);
 int SSL_get_fd(const SSL *);
 void SSL_set_bio(SSL *, BIO *, BIO *);
 BIO *SSL_get_rbio(const SSL *);
+BIO *SSL_get_wbio(const SSL *);
 void SSL_set_connect_state(SSL *);
 void SSL_set_accept_state(SSL *);
 int SSL_is_server(const SSL *);
@@ -227,7 +228,6 @@ int SSL_do_handshake(SSL *);
 int SSL_read_ex(SSL *, void *, size_t, size_t *);
 int SSL_write_ex(SSL *, const void *, size_t, size_t *);
 int SSL_pending(const SSL *);
-int SSL_has_pending(const SSL *);
 int SSL_shutdown(SSL *);
 int SSL_get_shutdown(const SSL *);
 void SSL_set_shutdown(SSL *, int);
@@ -301,6 +301,7 @@ void commssl_release_ssl(SSL *);
 int commssl_client_names(SSL *, const char *, const char *, int);
 int commssl_read_more(SSL *, char *, size_t, size_t *, int, int *);
 int commssl_set_socket(SSL *, int, int);
+int commssl_holds_unread(SSL *);
 
 /* asyncio streams (aio.py): an SSL over a pair of memory BIOs */
 int commssl_mem_step(SSL *, char *, size_t, int, int, char *, size_t, size_t *, size_t *);

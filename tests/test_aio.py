@@ -994,3 +994,64 @@ def test_benchmark_smoke() -> None:
         assert "uvloop is not installed" in proc.stdout
     else:
         assert "| uvloop ssl" in proc.stdout
+
+
+def test_tls_inside_asyncio_tls(pki: PKI, server_ctx: Any) -> None:
+    """start_ssl_server(..., ssl=) puts commssl's TLS inside asyncio's own TLS transport,
+    which reads into commssl's buffered protocol through slices of get_buffer()'s buffer
+    (they must be writable views). The client: CPython ssl outside, and inside an
+    SSLObject pumped over the outer stream."""
+
+    async def main() -> None:
+        async with serving(echo, server_ctx(), ssl=cpython_server_ctx(pki)) as server:
+            reader, writer = await asyncio.open_connection(HOST, port_of(server), ssl=cpython_client_ctx(pki),
+                                                           server_hostname="localhost")
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            inner = cpython_client_ctx(pki).wrap_bio(incoming, outgoing, server_hostname="localhost")
+
+            async def pump(op: Callable[[], Any]) -> Any:
+                while True:
+                    try:
+                        return op()
+                    except ssl.SSLWantReadError:
+                        writer.write(outgoing.read())
+                        await writer.drain()
+                        data = await reader.read(65536)
+                        assert data, "the server closed the connection"
+                        incoming.write(data)
+
+            await pump(inner.do_handshake)
+            payload = bytes(range(256)) * 400  # several records each way
+            inner.write(payload)
+            writer.write(outgoing.read())
+            got = b""
+            while len(got) < len(payload):
+                got += await pump(lambda: inner.read(65536))
+            assert got == payload
+            writer.close()
+
+    run(main())
+
+
+def test_the_shared_read_buffer_is_lent_to_one_stream_at_a_time() -> None:
+    """A loop that asked for a buffer and has not yet reported the read keeps the shared
+    one: another stream asking meanwhile gets a buffer of its own, never the same memory."""
+    from commssl import aio
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = AsyncSSLStream(loop, "client"), AsyncSSLStream(loop, "client")
+        view_a = a._inbuf()
+        view_b = b._inbuf()
+        assert aio._shared_read.owner is a
+        assert not view_b.readonly and not view_a.readonly
+        view_a[:4] = b"AAAA"
+        view_b[:4] = b"BBBB"
+        assert bytes(view_a[:4]) == b"AAAA"  # b did not write into a's buffer
+        assert isinstance(view_a[8:], memoryview)  # slices stay writable views (asyncio's sslproto)
+        a._connection_lost(None)  # a read that never came: the buffer is free again
+        assert aio._shared_read.owner is None
+        assert b._inbuf() is view_a  # now b gets the shared one
+        b._connection_lost(None)
+
+    run(main())

@@ -638,3 +638,32 @@ def test_connection_functions_on_a_plain_stream(commssl_server: Callable[..., An
                 fn(stream)
         stream.write(b"plain\n")
         assert stream.readline() == b"plain\n"
+
+
+def test_emails_skip_an_address_with_a_nul_and_keep_the_certificates_order(tmp_path: Path) -> None:
+    """As X509_get1_email: an rfc822Name with a NUL inside is left out (not cut short at the
+    NUL, which would show "evil"); duplicates once; the subject's first, then the SAN's."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "emails.test"),
+                      x509.NameAttribute(NameOID.EMAIL_ADDRESS, "z@x.test")])
+    now = datetime.datetime(2026, 1, 1)
+    sans = ["b@x.test", "evil\x00@good.test", "a@x.test", "z@x.test", "b@x.test"]
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(s) for s in sans]), False)
+            .sign(key, hashes.SHA256()))
+    path = tmp_path / "emails.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pointer = commssl.pem_read("X509", path)
+    try:
+        data = dict(commssl.get_certificate_data(pointer))
+    finally:
+        commssl.release_certificate(pointer)
+    assert data["emails"] == ["z@x.test", "b@x.test", "a@x.test"]
+    # the subjectAltName list itself is what the certificate holds, NUL included
+    assert ("email", "evil\x00@good.test") in data["subject-alt-names"]

@@ -570,3 +570,40 @@ def test_detach_when_the_peer_does_not_answer(server_ctx: Callable[..., Any],
         done.set()
     server.join()
     assert server.errors == []
+
+
+def test_a_socket_made_from_a_non_blocking_descriptor_reads_blocking() -> None:
+    """socket.socket(fileno=) on an O_NONBLOCK descriptor can say gettimeout() None while
+    the descriptor stays non-blocking: the stream sets the mode itself, so a plain read
+    waits for data instead of raising BlockingIOError."""
+    a, b = socket.socketpair()
+    b.setblocking(False)
+    sock = socket.socket(fileno=b.detach())
+    timer = threading.Timer(0.2, a.sendall, (b"late\n",))
+    timer.start()
+    try:
+        with commssl.SocketStream(sock, timeout=5) as stream:
+            assert stream.read1(10) == b"late\n"
+    finally:
+        timer.join()
+        a.close()
+
+
+def test_kernel_tls_option_keeps_the_socket_unbuffered(pki: PKI, server_ctx: Callable[..., Any],
+                                                      client_ctx: Callable[..., Any],
+                                                      commssl_server: Callable[..., Any]) -> None:
+    """With enable_ktls OpenSSL may hand the socket's records to the kernel: the stream then
+    reads the socket directly (no read buffer holding ciphertext the kernel would never
+    see), and data still flows whether or not this kernel does TLS."""
+    server = commssl_server(server_ctx())  # echoes one line
+    ctx = client_ctx()
+    commssl.set_ssl_ctx_options(ctx, enable_ktls=True)
+    with connect(server.port, ctx, tlsext_host_name="localhost") as stream:
+        ssl = commssl.socket_stream_ssl(stream)
+        assert ssl is not None
+        rbio = lib.SSL_get_rbio(ssl.cdata)
+        assert rbio == lib.SSL_get_wbio(ssl.cdata)  # one socket BIO both ways, as SSL_set_fd makes
+        stream.write(b"through the kernel or not\n")
+        assert stream.readline() == b"through the kernel or not\n"
+    server.join()
+    assert server.errors == []

@@ -125,16 +125,16 @@ static int commssl_put_time(commssl_records *out, char tag, const ASN1_TIME *t)
     return commssl_put(out, tag, b, 7);
 }
 
-/* An e-mail address as X509_get1_email takes it: IA5, not empty, up to a NUL. */
+/* An e-mail address as X509_get1_email takes it: IA5 and not empty; one with a
+   NUL inside ("evil\0@good.example") is left out, not cut short at the NUL. */
 static int commssl_put_email(commssl_records *out, const ASN1_STRING *v)
 {
     const char *data = (const char *)ASN1_STRING_get0_data(v);
-    int len = ASN1_STRING_length(v), n = 0;
-    if (ASN1_STRING_type(v) != V_ASN1_IA5STRING || data == NULL || len <= 0)
+    int len = ASN1_STRING_length(v);
+    if (ASN1_STRING_type(v) != V_ASN1_IA5STRING || data == NULL || len <= 0
+            || memchr(data, '\0', (size_t)len) != NULL)
         return 1;
-    while (n < len && data[n] != '\0')
-        n++;
-    return commssl_put(out, 'E', data, n);
+    return commssl_put(out, 'E', data, len);
 }
 
 /* SHA-256, fetched once: a fetch per digest (what EVP_sha256() costs in
@@ -199,10 +199,12 @@ int commssl_common_name(X509 *x, unsigned char **out)
 
 /* Every record get_certificate_data reads (certificates.py, _records), into buf
    (cap bytes): the subject's CN 'C', the serial 'S' (or 'N' when negative), the
-   e-mail addresses 'E' (subject, then subjectAltName, as X509_get1_email finds
-   them; duplicates are Python's to drop), subject 's' and issuer 'i' (RFC 2253),
+   e-mail addresses 'E' (subject, then subjectAltName; duplicates are Python's to
+   drop), subject 's' and issuer 'i' (RFC 2253),
    the issuer's CN 'c', validity 'b' and 'a', the subjectAltName entries 'D' 'I'
-   'M' 'U', the SHA-256 fingerprint 'F' and SPKI hash 'P'. Returns the bytes all
+   'M' 'U', the SHA-256 fingerprint 'F' and SPKI hash 'P'. The e-mail addresses
+   are those X509_get1_email returns, in the certificate's order (OpenSSL's own
+   list comes out partly sorted). Returns the bytes all
    records take (more than cap: call again with that much room), or -1 with the
    error queue set. An undecodable subjectAltName is left out. */
 int commssl_cert_info(X509 *x, unsigned char *buf, int cap)

@@ -137,6 +137,7 @@ int commssl_common_name(X509 *, unsigned char **);
 int commssl_do(SSL *, int, void *, size_t, size_t *);
 int commssl_io(SSL *, int, void *, size_t, size_t *, int);
 int commssl_set_socket(SSL *, int, int);
+int commssl_holds_unread(SSL *);
 int commssl_read_more(SSL *, char *, size_t, size_t *, int, int *);
 static int commssl_read_on(SSL *, char *, size_t, size_t *);
 

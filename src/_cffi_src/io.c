@@ -46,9 +46,14 @@ int commssl_do(SSL *ssl, int op, void *buf, size_t len, size_t *done)
    where OpenSSL's own read-ahead would swallow it. Returns 0 on failure. */
 int commssl_set_socket(SSL *ssl, int fd, int bufsize)
 {
-    BIO *sock = BIO_new_socket(fd, BIO_NOCLOSE);
-    BIO *buf = BIO_new(BIO_f_buffer());
+    BIO *sock, *buf;
 
+    /* Kernel TLS takes the socket's records from where OpenSSL stopped reading:
+       ciphertext already in our buffer would be taken for plaintext. */
+    if (SSL_get_options(ssl) & SSL_OP_ENABLE_KTLS)
+        return SSL_set_fd(ssl, fd);
+    sock = BIO_new_socket(fd, BIO_NOCLOSE);
+    buf = BIO_new(BIO_f_buffer());
     if (sock == NULL || buf == NULL || !BIO_set_read_buffer_size(buf, bufsize) || !BIO_up_ref(sock)) {
         BIO_free(buf);
         BIO_free(sock);
@@ -59,6 +64,23 @@ int commssl_set_socket(SSL *ssl, int fd, int bufsize)
     BIO_push(buf, sock);
     SSL_set_bio(ssl, buf, sock);
     return 1;
+}
+
+/* Whether ssl holds bytes received and not yet returned: decrypted, in a record
+   being read, or in the read buffer of commssl_set_socket. Under the operation
+   lock: a writer's handshake step may be changing the record layer meanwhile. */
+int commssl_holds_unread(SSL *ssl)
+{
+    CRYPTO_RWLOCK *lock = commssl_oplock(ssl);
+    BIO *rbio;
+    int r;
+    if (lock != NULL)
+        CRYPTO_THREAD_write_lock(lock);
+    rbio = SSL_get_rbio(ssl);
+    r = SSL_has_pending(ssl) || (rbio != NULL && BIO_ctrl_pending(rbio) > 0);
+    if (lock != NULL)
+        CRYPTO_THREAD_unlock(lock);
+    return r;
 }
 
 static long long commssl_now_ms(void)

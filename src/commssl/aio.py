@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any, Awaitable, Callable, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, List, Optional
 
 from ._binding import ffi
 from ._tls import (
@@ -65,8 +65,22 @@ _NULL = ffi.NULL
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 #: What the transport reads into per read: asyncio's own read size (256 KiB).
 _IN_BUFFER = 256 * 1024
-_PROACTOR = getattr(asyncio, "ProactorEventLoop", ())  # Windows: reads complete later
-_per_thread = threading.local()
+
+
+class _SharedReadBuffer(threading.local):
+    """This thread's read buffer, lent to one stream at a time: asyncio's loops and
+    uvloop call get_buffer, fill it and call buffer_updated in one go, and the
+    bytes go into OpenSSL's read BIO at once, so one hot buffer serves every
+    stream. A loop that filled buffers later would find it lent: that stream reads
+    into one of its own."""
+
+    def __init__(self) -> None:
+        self.owner: Optional["AsyncSSLStream"] = None
+        self.buf: Any = None
+        self.view: Optional[memoryview] = None
+
+
+_shared_read = _SharedReadBuffer()
 _RUNNING = (HANDSHAKING, OPEN, CLOSING)  # states whose incoming records OpenSSL still reads
 
 
@@ -191,13 +205,9 @@ class AsyncSSLStream(Connection):
         self._write_paused = False
         self._waiters: List["asyncio.Future[None]"] = []
         self._drainers: List["asyncio.Future[None]"] = []
-        # What the transport reads into: this thread's buffer, used up by each read at
-        # once (a selector loop or uvloop calls get_buffer, recv_into and buffer_updated
-        # in one go: one hot buffer for all streams); a proactor loop reads into it
-        # later, so there each stream gets a buffer of its own.
-        self._in: Any = None
-        self._in_view: Any = None
-        self._own_buffer = isinstance(loop, _PROACTOR)
+        self._in: Any = None  # the buffer the transport reads into (_SharedReadBuffer)
+        self._own_in: Any = None  # this stream's own, when the shared one is lent
+        self._own_view: Optional[memoryview] = None
 
     def _attach(self, sslp: SSLPointer, owns: bool, own_ctx: Optional[SSLCtxPointer]) -> None:
         """Take the SSL (the core's attach, with memory BIOs)."""
@@ -315,26 +325,35 @@ class AsyncSSLStream(Connection):
             self._read_paused = True
             self._transport.pause_reading()
 
-    def _inbuf(self) -> Any:
-        view = self._in_view
-        if view is None:
-            if self._own_buffer:
-                self._in = _alloc("char[]", _IN_BUFFER)  # not zero-filled: recv_into writes what is read
-                view = ffi.buffer(self._in)
-            else:
-                self._in, view = _thread_buffer()
-            self._in_view = view
-        return view
+    def _inbuf(self) -> memoryview:
+        shared = _shared_read
+        if shared.owner is None or shared.owner is self:
+            if shared.view is None:
+                shared.buf = _alloc("char[]", _IN_BUFFER)  # not zero-filled: recv_into writes what is read
+                shared.view = memoryview(ffi.buffer(shared.buf))
+            shared.owner = self
+            self._in = shared.buf
+            return shared.view
+        if self._own_view is None:
+            self._own_in = _alloc("char[]", _IN_BUFFER)
+            self._own_view = memoryview(ffi.buffer(self._own_in))
+        self._in = self._own_in
+        return self._own_view
 
     def _buffer_updated(self, n: int) -> None:
         tls = self._tls
         state = tls.state
-        if state == OPEN and tls.read_error is None:  # the common case: no copy, straight to OpenSSL
-            self._read(self._in[0:n], 0)
-        elif state == HANDSHAKING and tls.read_error is None:
-            self._handshake(self._in[0:n], 0)
-        else:
-            self._data_received(self._in_view[0:n])
+        buf = self._in
+        try:
+            if state == OPEN and tls.read_error is None:  # the common case: no copy, straight to OpenSSL
+                self._read(buf[0:n], 0)
+            elif state == HANDSHAKING and tls.read_error is None:
+                self._handshake(buf[0:n], 0)
+            else:
+                self._data_received(ffi.buffer(buf, n)[:])
+        finally:  # the bytes are in OpenSSL's read BIO (or copied): the buffer is free again
+            if _shared_read.owner is self:
+                _shared_read.owner = None
 
     def _data_received(self, data: bytes) -> None:
         state = self._tls.state
@@ -377,6 +396,8 @@ class AsyncSSLStream(Connection):
 
     def _connection_lost(self, exc: Optional[Exception]) -> None:
         self._lost = True
+        if _shared_read.owner is self:  # lent for a read that never came
+            _shared_read.owner = None
         self._write_paused = False
         if self._tls.state == PLAIN and self._tls.peer_closed and exc is None:
             pass  # the peer's FIN came first: a clean end of a plain stream
@@ -868,16 +889,6 @@ async def start_ssl_server(
         return _Protocol(stream)
 
     return await loop.create_server(factory, host, port, **server_kwargs)
-
-
-def _thread_buffer() -> Tuple[Any, Any]:
-    """This thread's read buffer and a buffer object over it."""
-    try:
-        return _per_thread.buf  # type: ignore[no-any-return]
-    except AttributeError:
-        buf = _alloc("char[]", _IN_BUFFER)
-        _per_thread.buf = pair = (buf, ffi.buffer(buf))
-        return pair
 
 
 def _set_done(fut: "asyncio.Future[None]") -> None:

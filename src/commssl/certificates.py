@@ -69,24 +69,30 @@ def copy_peer_certificates(sslp: SSLPointer) -> List[X509Pointer]:
                 verifying = sp._pin()
             except ValueError:  # the callback just returned: the session holds the chain
                 sp = None
+        # This thread's buffer (the C call runs without the GIL), taken out while in
+        # use: a finalizer that copies a chain meanwhile (the loop below allocates)
+        # gets a buffer of its own instead of overwriting these pointers.
+        mine = _per_thread.__dict__.pop("chain", None)
+        if mine is None:
+            mine = ffi.new("X509 *[]", _CHAIN_GUESS)
+        buf = mine
         try:
-            try:  # a buffer per thread: the C call runs without the GIL
-                buf = _per_thread.chain
-            except AttributeError:
-                buf = _per_thread.chain = ffi.new("X509 *[]", _CHAIN_GUESS)
-            n = _copy_peer_chain(sslp.cdata, verifying, buf, _CHAIN_GUESS)
-            if n > _CHAIN_GUESS:
-                buf = ffi.new("X509 *[]", n)
-                n = _copy_peer_chain(sslp.cdata, verifying, buf, n)
+            try:
+                n = _copy_peer_chain(sslp.cdata, verifying, buf, _CHAIN_GUESS)
+                if n > _CHAIN_GUESS:
+                    buf = ffi.new("X509 *[]", n)
+                    n = _copy_peer_chain(sslp.cdata, verifying, buf, n)
+            finally:
+                if sp is not None:
+                    sp._unpin()
+            out = []
+            for c in buf[0:n]:
+                p = _new(X509Pointer)
+                p.cdata = c
+                p._state = _OWNED
+                out.append(p)
         finally:
-            if sp is not None:
-                sp._unpin()
-        out = []
-        for c in buf[0:n]:
-            p = _new(X509Pointer)
-            p.cdata = c
-            p._state = _OWNED
-            out.append(p)
+            _per_thread.chain = mine
     except BaseException:
         sslp._unpin()
         raise
@@ -301,25 +307,30 @@ def _utc(b: bytes) -> Optional[datetime.datetime]:
 
 def _records(cert: X509Pointer) -> bytes:
     """The tagged records ``commssl_cert_info`` writes (see chains.c)."""
-    try:  # a buffer per thread: the C call runs without the GIL
-        buf = _per_thread.info
-    except AttributeError:
-        buf = _per_thread.info = ffi.new("unsigned char[]", _INFO_GUESS)
-    cdata = pin_certificate(cert)
+    # This thread's buffer (the C call runs without the GIL), taken out until its
+    # bytes are copied: a finalizer that reads a certificate meanwhile gets its own.
+    mine = _per_thread.__dict__.pop("info", None)
+    if mine is None:
+        mine = ffi.new("unsigned char[]", _INFO_GUESS)
+    buf = mine
     try:
-        n = lib.commssl_cert_info(cdata, buf, _INFO_GUESS)
-        if n > _INFO_GUESS:
-            buf = ffi.new("unsigned char[]", n)
-            n = lib.commssl_cert_info(cdata, buf, n)
+        cdata = pin_certificate(cert)
+        try:
+            n = lib.commssl_cert_info(cdata, buf, _INFO_GUESS)
+            if n > _INFO_GUESS:
+                buf = ffi.new("unsigned char[]", n)
+                n = lib.commssl_cert_info(cdata, buf, n)
+        finally:
+            cert._unpin()
+        if n < 0:
+            raise_last("get_certificate_data")
+        if lib.ERR_peek_error():
+            # An undecodable optional extension (a malformed subjectAltName, say) is
+            # left out, not a failure; its errors must not linger in the queue.
+            drain()
+        return ffi.buffer(buf, n)[:]
     finally:
-        cert._unpin()
-    if n < 0:
-        raise_last("get_certificate_data")
-    if lib.ERR_peek_error():
-        # An undecodable optional extension (a malformed subjectAltName, say) is
-        # left out, not a failure; its errors must not linger in the queue.
-        drain()
-    return ffi.buffer(buf, n)[:]
+        _per_thread.info = mine
 
 
 def get_certificate_data(cert: X509Pointer) -> CertificateData:

@@ -81,7 +81,7 @@ def ssl_of(conn: object) -> SSLPointer:
 
 
 _IPV4_CHARS = "0123456789."
-_SIDES = frozenset(("server", "client", "both"))
+_SIDES = ("server", "client", "both")
 
 
 def _is_ip(name: str) -> bool:

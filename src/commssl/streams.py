@@ -82,8 +82,7 @@ class SocketStream(Connection, io.BufferedIOBase):
         self._rout = ffi.new("size_t[1]")  # bytes read (read lock)
         self._rlater = ffi.new("int[1]")  # what stopped the extra reads (read lock)
         self._wout = ffi.new("size_t[1]")  # bytes written (write lock)
-        if sock.gettimeout() != self._timeout:  # each settimeout is an ioctl
-            sock.settimeout(self._timeout)
+        sock.settimeout(self._timeout)  # also puts the descriptor in the mode Python believes it is in
         self._tls = TLSConnection("SocketStream", sock.close)
 
     def __repr__(self) -> str:
@@ -134,7 +133,7 @@ class SocketStream(Connection, io.BufferedIOBase):
                 tls.end_plain()
                 return False
             try:
-                return bool(lib.SSL_has_pending(ssl) or lib.BIO_ctrl_pending(lib.SSL_get_rbio(ssl)))
+                return bool(lib.commssl_holds_unread(ssl))
             finally:
                 tls.end()
         finally:
