@@ -290,3 +290,30 @@ def test_leaf_only_chain_sends_one_certificate(chains: Path) -> None:
                            str(chains / "ecdsa-leaf"), "2"], cwd=REPO, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode != 0 and "sent 1 certificates, not 2" in done.stderr
+
+
+def test_publish_fills_the_marked_blocks_and_nothing_else(smoke: Dict[str, Any], tmp_path: Path) -> None:
+    """python -m bench.publish writes a run into the documentation's marked blocks; the
+    repository's own pages carry every block it fills."""
+    from bench import publish
+
+    for page, names in (("docs/performance.md", ("run", "targets", "table")), ("README.md", ("readme",))):
+        text = (REPO / page).read_text(encoding="utf-8")
+        for name in names:
+            assert f"<!-- bench:{name} -->\n" in text and f"<!-- /bench:{name} -->" in text, (page, name)
+    (tmp_path / "docs").mkdir()
+    blocks = "".join(f"before {n}\n<!-- bench:{n} -->\nold\n<!-- /bench:{n} -->\nafter {n}\n"
+                     for n in ("run", "targets", "table"))
+    (tmp_path / "docs" / "performance.md").write_text(blocks, encoding="utf-8")
+    (tmp_path / "README.md").write_text("intro\n<!-- bench:readme -->\n<!-- /bench:readme -->\n", encoding="utf-8")
+    publish.publish(smoke, repo=tmp_path)
+    perf = (tmp_path / "docs" / "performance.md").read_text(encoding="utf-8")
+    assert "old" not in perf and all(f"before {n}\n" in perf and f"after {n}\n" in perf
+                                     for n in ("run", "targets", "table"))
+    assert smoke["info"]["date"] in perf
+    assert "| In-memory handshake, instructions | ≤ +40k over the C floor |" in perf
+    assert "| benchmark | commssl | C floor |" in perf
+    readme = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert readme.startswith("intro\n") and "| CPython `ssl`, bulk 64 KiB writes over loopback |" in readme
+    with pytest.raises(ValueError, match="bench:readme"):
+        publish.fill("no markers here", "readme", "x")
