@@ -305,7 +305,8 @@ def test_publish_fills_the_marked_blocks_and_nothing_else(smoke: Dict[str, Any],
     blocks = "".join(f"before {n}\n<!-- bench:{n} -->\nold\n<!-- /bench:{n} -->\nafter {n}\n"
                      for n in ("run", "targets", "table"))
     (tmp_path / "docs" / "performance.md").write_text(blocks, encoding="utf-8")
-    (tmp_path / "README.md").write_text("intro\n<!-- bench:readme -->\n<!-- /bench:readme -->\n", encoding="utf-8")
+    readme_text = "intro\n<!-- bench:readme -->\n<!-- /bench:readme -->\n"
+    (tmp_path / "README.md").write_text(readme_text, encoding="utf-8")
     publish.publish(smoke, repo=tmp_path)
     perf = (tmp_path / "docs" / "performance.md").read_text(encoding="utf-8")
     assert "old" not in perf and all(f"before {n}\n" in perf and f"after {n}\n" in perf
