@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import math
+import random
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, List, Optional, Tuple
@@ -1055,3 +1059,221 @@ def test_the_shared_read_buffer_is_lent_to_one_stream_at_a_time() -> None:
         b._connection_lost(None)
 
     run(main())
+
+
+# -- the shared read buffer (one per thread, lent to one stream at a time), attacked -------
+
+
+def _sizes(seed: int, count: int) -> List[int]:
+    """Payload sizes from 1 byte to 300 KB, spread evenly on a log scale, both ends included."""
+    rng = random.Random(seed)
+    sizes = [int(math.exp(rng.uniform(0, math.log(300_000)))) for _ in range(count)]
+    sizes[0], sizes[1] = 1, 300_000
+    return sizes
+
+
+def _payload(tag: int, size: int) -> bytes:
+    """Distinct per connection: a stream that got another's bytes cannot match."""
+    rng = random.Random(tag)
+    return rng.getrandbits(8 * size).to_bytes(size, "little")
+
+
+async def _echo_roundtrip(port: int, cctx: Any, payload: bytes, seed: int) -> bool:
+    """Connect, write ``payload`` in random pieces while reading the echo with random read
+    sizes; whether what came back is exactly what went out (SHA-256)."""
+    rng = random.Random(seed)
+    stream = await open_tcp_stream_async(HOST, port, ssl_ctx=cctx, handshake_timeout=60)
+    async with stream:
+        async def send() -> None:
+            view = memoryview(payload)
+            i = 0
+            while i < len(payload):
+                n = rng.choice((1, 100, 4096, 16_384, 65_537, 200_000))
+                stream.write(view[i: i + n])
+                await stream.drain()
+                i += n
+
+        async def receive() -> bytes:
+            got = bytearray()
+            while len(got) < len(payload):
+                if rng.random() < 0.3:
+                    chunk = await stream.readexactly(min(len(payload) - len(got), rng.randint(1, 70_000)))
+                else:
+                    chunk = await stream.read(rng.randint(1, 300_000))
+                assert chunk, "end of stream before the echo was complete"
+                got += chunk
+            return bytes(got)
+
+        _, got = await asyncio.gather(send(), receive())
+    return len(got) == len(payload) and hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+
+
+def _run_on(loop_kind: str, coro: Awaitable[Any], timeout: float = 60.0) -> Any:
+    if loop_kind == "asyncio":
+        return run(coro, timeout)
+    uvloop = pytest.importorskip("uvloop")
+    loop = uvloop.new_event_loop()
+    try:
+        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_200_concurrent_echoes_of_distinct_payloads_keep_their_bytes(
+        loop_kind: str, server_ctx: Any, client_ctx: Any) -> None:
+    """200 connections on one loop (both ends on it: 400 streams sharing one read buffer)
+    echo distinct random payloads of 1 byte to 300 KB, written in random pieces while
+    read back with random read sizes: every connection gets exactly its own bytes back."""
+    if loop_kind == "uvloop":
+        pytest.importorskip("uvloop")
+    sctx, cctx = server_ctx(), client_ctx()
+    count = 200
+    sizes = _sizes(1, count)
+
+    async def main() -> List[bool]:
+        async with serving(echo, sctx, backlog=count) as server:
+            port = port_of(server)
+            return list(await asyncio.gather(*(
+                _echo_roundtrip(port, cctx, _payload(i, sizes[i]), i) for i in range(count))))
+
+    assert _run_on(loop_kind, main()) == [True] * count
+
+
+def test_two_event_loops_in_two_threads_each_serving_the_others_clients(server_ctx: Any,
+                                                                         client_ctx: Any) -> None:
+    """Two threads, each with its own loop, server and 50 clients connected to the OTHER
+    thread's server: every connection has one end in each thread, both read buffers (one
+    per thread) are busy at once; every echo is exact."""
+    sctx, cctx = server_ctx(), client_ctx()
+    count = 50
+    ports: List[int] = [0, 0]
+    started, finished = threading.Barrier(2, timeout=30), threading.Barrier(2, timeout=60)
+
+    async def main(k: int) -> List[bool]:
+        loop = asyncio.get_running_loop()
+        async with serving(echo, sctx, backlog=count) as server:
+            ports[k] = port_of(server)
+            await loop.run_in_executor(None, started.wait)
+            sizes = _sizes(10 + k, count)
+            try:
+                return list(await asyncio.gather(*(
+                    _echo_roundtrip(ports[1 - k], cctx, _payload(1000 * (k + 1) + i, sizes[i] // 2 + 1), i)
+                    for i in range(count))))
+            finally:
+                # keep serving the other thread's clients until they are done too
+                await loop.run_in_executor(None, finished.wait)
+
+    futures = [peers.in_thread(run, main(k), 60) for k in range(2)]
+    assert [f.result(90) for f in futures] == [[True] * count] * 2
+
+
+def test_slow_server_verify_callback_while_other_connections_stream(pki: PKI, server_ctx: Any,
+                                                                   client_ctx: Any) -> None:
+    """The server verifies client certificates with a callback that takes a few ms per
+    certificate (blocking the loop, as a callback does) while 15 connections stream
+    300 KB each; 30 more connections handshake meanwhile. Every echo is exact and the
+    callback saw every certificate of every handshake."""
+    sctx = server_ctx(cafile=pki.root_cert)
+    calls: List[int] = []
+
+    def slow(ok: bool, store: Any) -> bool:
+        calls.append(commssl.x509_store_ctx_get_error_depth(store))
+        time.sleep(0.003)
+        return ok
+
+    commssl.set_verification_mode(sctx, "server", ["verify-peer", "fail-if-no-peer-cert"], slow)
+    cctx = client_ctx(chain=pki.client_chain, key=pki.client_key)
+
+    async def streamer(port: int, i: int, go: asyncio.Event) -> bool:
+        payload = _payload(5000 + i, 300_000)
+        stream = await open_tcp_stream_async(HOST, port, ssl_ctx=cctx, handshake_timeout=60)
+        async with stream:
+            go.set()  # the first streams are up: start the handshakes that block the loop
+
+            async def send() -> None:
+                for j in range(0, len(payload), 3000):  # small writes: many records in flight
+                    stream.write(payload[j: j + 3000])
+                    await stream.drain()
+                    await asyncio.sleep(0)
+
+            async def receive() -> bytes:
+                got = bytearray()
+                while len(got) < len(payload):
+                    chunk = await stream.read(7777)
+                    assert chunk
+                    got += chunk
+                return bytes(got)
+
+            _, got = await asyncio.gather(send(), receive())
+        return got == payload
+
+    async def main() -> Tuple[List[bool], List[bool]]:
+        async with serving(echo, sctx, backlog=64) as server:
+            port = port_of(server)
+            go = asyncio.Event()
+            streams = asyncio.gather(*(streamer(port, i, go) for i in range(15)))
+            await go.wait()
+            joiners = await asyncio.gather(*(
+                _echo_roundtrip(port, cctx, _payload(7000 + i, 5000 + 1000 * i), i) for i in range(30)))
+            return list(await streams), list(joiners)
+
+    streamed, joined = run(main(), 60)
+    assert streamed == [True] * 15 and joined == [True] * 30
+    assert len(calls) == 45 * 3  # root, intermediate, leaf per handshake
+
+
+def test_reads_cancelled_mid_stream_lose_nothing_and_do_not_disturb_others(server_ctx: Any,
+                                                                          client_ctx: Any) -> None:
+    """Of 60 connections streaming distinct payloads: 20 read with asyncio.wait_for and
+    tiny timeouts (reads cancelled over and over mid-stream, then retried), 20 abandon the
+    stream after a cancelled read (close it half-way) and 20 read normally. The normal and
+    the cancelling readers get exactly their bytes (a cancelled read takes nothing)."""
+    sctx, cctx = server_ctx(), client_ctx()
+    cancelled = [0]
+
+    async def one(port: int, i: int) -> Optional[bool]:
+        kind = i % 3  # 0: normal, 1: cancelling, 2: abandons
+        rng = random.Random(i)
+        payload = _payload(9000 + i, 20_000 + 4_000 * i)
+        stream = await open_tcp_stream_async(HOST, port, ssl_ctx=cctx, handshake_timeout=60)
+        async with stream:
+            async def send() -> None:
+                for j in range(0, len(payload), 5000):
+                    stream.write(payload[j: j + 5000])
+                    await stream.drain()
+                    await asyncio.sleep(0)
+
+            sender = asyncio.ensure_future(send())
+            got = bytearray()
+            try:
+                while len(got) < len(payload):
+                    if kind == 0:
+                        chunk = await stream.read(rng.randint(1, 50_000))
+                    else:
+                        try:
+                            chunk = await asyncio.wait_for(stream.read(rng.randint(1, 50_000)),
+                                                           rng.choice((0, 0.0001, 0.001)))
+                        except asyncio.TimeoutError:
+                            cancelled[0] += 1
+                            if kind == 2 and len(got) > len(payload) // 3:
+                                return None  # abandon: closed half-way, mid-echo
+                            continue
+                    assert chunk
+                    got += chunk
+                await sender
+            finally:
+                if not sender.done():
+                    sender.cancel()
+                    with contextlib.suppress(BaseException):
+                        await sender
+        return bytes(got) == payload
+
+    async def main() -> List[Optional[bool]]:
+        async with serving(echo, sctx, backlog=64) as server:
+            return list(await asyncio.gather(*(one(port_of(server), i) for i in range(60))))
+
+    results = run(main(), 60)
+    assert [r for i, r in enumerate(results) if i % 3 != 2] == [True] * 40
+    assert cancelled[0] >= 20

@@ -13,6 +13,7 @@ import pickle
 import socket
 import threading
 import time
+import weakref
 from typing import Any, Callable, List
 
 import pytest
@@ -569,3 +570,291 @@ srv.kill()
     timed_out = ["TimeoutError('read: timed out')"]
     assert facts["errors"] == [] or (facts["missing"] and facts["errors"] == timed_out), facts
     assert facts["written"] == 200 and facts["updates"] >= 20, facts  # s_server prints a line per key update
+
+
+def test_close_wakes_a_reader_blocked_on_a_partial_record_in_the_read_buffer() -> None:
+    """A reader waits for the rest of a TLS record whose first bytes (none, 3, 5 of the
+    header, or the header and part of the body) already sit in the stream's read buffer;
+    another thread closes the stream. The reader gets the documented ``SSLCondition``
+    with ssl_code "closed-locally", never a crash, a hang or another error; reads after
+    the close are ValueError. Then the same with close() racing the read's start (random
+    jitter): "closed-locally" or ValueError (the read began after the close), nothing else."""
+    facts = run_scenario("""
+import os, pathlib, select, socket, ssl, tempfile, threading, time, random
+import commssl, peers, racing
+pki = peers.make_pki(pathlib.Path(tempfile.mkdtemp()))
+cctx = commssl.make_ssl_ctx(True, "client")
+commssl.ssl_ctx_load_verify_locations(cctx, pki.root_cert)
+sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+sctx.load_cert_chain(str(pki.server_chain), str(pki.server_key))
+listener = socket.create_server(("127.0.0.1", 0))
+port = listener.getsockname()[1]
+
+def accept():
+    conn, _ = listener.accept()
+    conn.settimeout(5)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = sctx.wrap_bio(inc, out, server_side=True)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            conn.sendall(out.read())
+            inc.write(conn.recv(65536))
+    conn.sendall(out.read())
+    return conn, tls, out
+
+outcomes, after = {}, {}
+def note(d, key):
+    d[key] = d.get(key, 0) + 1
+
+rng = random.Random(4)
+for i in range(48):
+    waited = i < 32
+    cut = (0, 3, 5, 300)[i % 4]
+    box = []
+    t = threading.Thread(target=lambda: box.append(accept())); t.start()
+    s = commssl.open_tcp_stream("127.0.0.1", port, ssl_ctx=cctx, tlsext_host_name="localhost",
+                                handshake_timeout=10, timeout=10)
+    t.join(10)
+    conn, tls, out = box[0]
+    tls.write(b"R" * 5000)
+    record = out.read()
+    if cut:
+        conn.sendall(record[:cut])
+    got = []
+    def reader():
+        try:
+            s.read(5000)
+            got.append("ok")
+        except commssl.SSLCondition as exc:
+            got.append(type(exc).__name__ + ":" + str(exc.ssl_code))
+        except Exception as exc:
+            got.append(type(exc).__name__)
+    r = threading.Thread(target=reader)
+    r.start()
+    if waited:
+        deadline = time.monotonic() + 5
+        while cut and select.select([s.socket], [], [], 0)[0] and time.monotonic() < deadline:
+            time.sleep(0.002)  # until the reader pulled the partial record into the buffer
+        time.sleep(0.01 + 0.01 * (i % 3))
+    else:
+        time.sleep(rng.random() * 0.003)
+    s.close()
+    r.join(10)
+    if r.is_alive():
+        racing.report(hung=i)
+        os._exit(3)
+    note(outcomes, ("waited " if waited else "raced ") + got[0])
+    for op in (lambda: s.read(1), lambda: s.read1(1), lambda: s.readline()):
+        try:
+            op()
+            note(after, "ok")
+        except ValueError:
+            note(after, "ValueError")
+    conn.close()
+listener.close()
+racing.report(outcomes=outcomes, after=after, outstanding=commssl.outstanding_certificates())
+""", timeout=120)
+    assert "hung" not in facts, facts
+    outcomes = facts["outcomes"]
+    assert outcomes.get("waited SSLCondition:closed-locally") == 32, facts
+    assert set(outcomes) <= {"waited SSLCondition:closed-locally", "raced SSLCondition:closed-locally",
+                             "raced ValueError"}, facts
+    assert facts["after"] == {"ValueError": 48 * 3} and facts["outstanding"] == 0, facts
+
+
+# -- the per-thread certificate buffers, taken out while in use ------------------------------
+
+
+@pytest.fixture(scope="module")
+def huge_san(pki: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A server leaf (issued by the test intermediate) whose subjectAltName holds 400 names
+    of every kind: its records are several times the 2048 bytes get_certificate_data tries
+    first. Returns (chain path, key path)."""
+    import subprocess
+
+    d = tmp_path_factory.mktemp("huge-san")
+    names = ["DNS:localhost", "IP:127.0.0.1"]
+    for i in range(400):
+        names.append((f"DNS:host{i:04d}.long-subdomain.example.test", f"IP:10.1.{i // 250}.{i % 250}",
+                      f"email:user{i:04d}@example.test", f"URI:https://example.test/p/{i:04d}")[i % 4])
+    cnf = d / "san.cnf"
+    cnf.write_text("[req]\ndistinguished_name = dn\n[dn]\n[huge]\nbasicConstraints = critical, CA:FALSE\n"
+                   "keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n"
+                   f"subjectAltName = {', '.join(names)}\n")
+    key, csr, cert, chain = d / "key.pem", d / "req.csr", d / "cert.pem", d / "chain.pem"
+
+    def openssl(*args: Any) -> None:
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=10)
+
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key)
+    openssl("req", "-new", "-key", key, "-subj", "/CN=huge san", "-config", cnf, "-out", csr)
+    openssl("x509", "-req", "-in", csr, "-CA", pki.intermediate_cert, "-CAkey", pki.intermediate_key,
+            "-days", "3650", "-set_serial", "4711", "-extfile", cnf, "-extensions", "huge", "-sha256",
+            "-out", cert)
+    chain.write_text(cert.read_text() + pki.intermediate_cert.read_text())
+    return chain, key
+
+
+def _stream_pair(sctx: Any, cctx: Any) -> Any:
+    """A connected (server, client) pair of SocketStreams over a socketpair."""
+    from peers import in_thread
+
+    a, b = socket.socketpair()
+    fut = in_thread(commssl.create_ssl_socket_stream, a, sctx, handshake_timeout=HS, timeout=HS)
+    client = commssl.create_ssl_socket_stream(b, cctx, ssl_side="client", handshake_timeout=HS,
+                                              tlsext_host_name="localhost", timeout=HS)
+    return fut.result(HS), client
+
+
+def _chain_data(conn: Any, one_by_one: bool = False) -> List[Any]:
+    certs = commssl.ssl_connection_copy_peer_certificates(conn)
+    try:
+        return [commssl.get_certificate_data(c) for c in certs]
+    finally:
+        if one_by_one:
+            for c in certs:
+                commssl.release_certificate(c)
+        else:
+            commssl.release_certificates_vector(certs)
+
+
+def _connections(pki: Any, huge_san: Any, server_ctx: Callable[..., Any],
+                 client_ctx: Callable[..., Any]) -> List[Any]:
+    """Two mutual-TLS pairs, one whose server sends the huge-SAN leaf: four connections,
+    each with its own peer chain to read."""
+    streams = []
+    for chain, key in ((pki.server_chain, pki.server_key), huge_san):
+        sctx = server_ctx(chain=chain, key=key, cafile=pki.root_cert)
+        commssl.set_verification_mode(sctx, "server", ["verify-peer", "fail-if-no-peer-cert"])
+        streams += _stream_pair(sctx, client_ctx(chain=pki.client_chain, key=pki.client_key))
+    return streams
+
+
+def test_certificate_data_and_copies_from_many_threads_match_one_thread(
+        pki: Any, huge_san: Any, server_ctx: Callable[..., Any], client_ctx: Callable[..., Any]) -> None:
+    """Eight threads at once call get_certificate_data on shared certificate pointers (the
+    huge-SAN leaf among them: the retry path with a buffer of its size) and copy + read +
+    release the peer chains of four shared connections: every result equals the one
+    computed in one thread first, and every copy is given back."""
+    streams = _connections(pki, huge_san, server_ctx, client_ctx)
+    try:
+        want = [_chain_data(s) for s in streams]
+        assert dict(want[3][0])["subject-common-name"] == "huge san"
+        sans = dict(want[3][0])["subject-alt-names"]
+        assert len(sans) == 402 and sans[0] == ("DNS", "localhost")
+        assert sum(len(v) + 5 for _, v in sans) > 4 * 2048  # far beyond the first guess
+        shared = commssl.ssl_connection_copy_peer_certificates(streams[3])
+        shared_want = [commssl.get_certificate_data(c) for c in shared]
+        wrong: List[str] = []
+        errors: List[BaseException] = []
+        start = threading.Barrier(8)
+
+        def work(k: int) -> None:
+            try:
+                start.wait(HS)
+                for j in range(60):
+                    i = (k + j) % len(streams)
+                    if _chain_data(streams[i]) != want[i]:
+                        wrong.append(f"chain of connection {i}")
+                    c = (k * 7 + j) % len(shared)
+                    if commssl.get_certificate_data(shared[c]) != shared_want[c]:
+                        wrong.append(f"shared certificate {c}")
+            except BaseException as exc:  # handed to the test
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        commssl.release_certificates_vector(shared)
+        assert not any(t.is_alive() for t in threads)
+        assert errors == [] and wrong == []
+    finally:
+        for s in streams:
+            s.close()
+
+
+def test_certificate_reads_in_finalizers_that_run_inside_certificate_reads(
+        pki: Any, huge_san: Any, server_ctx: Callable[..., Any], client_ctx: Callable[..., Any]) -> None:
+    """With the collector made to run at (nearly) every allocation, garbage cycles whose
+    __del__ (and weakref.finalize callbacks) read other certificates and copy + release other
+    connections' chains are collected in the middle of get_certificate_data and
+    ssl_connection_copy_peer_certificates, while their per-thread buffers are out: the
+    outer calls still return exactly what they return alone, and so do the nested ones,
+    in two threads at once. (Copies are released one by one here: release_certificates_vector
+    iterates its list under the pointers' lock, and a collection there whose finalizer
+    touches a certificate deadlocks; see /tmp/hostile_failures.py.)"""
+    streams = _connections(pki, huge_san, server_ctx, client_ctx)
+    try:
+        want = [_chain_data(s) for s in streams]
+        certs = commssl.ssl_connection_copy_peer_certificates(streams[3])  # huge leaf, intermediate
+        certs += commssl.ssl_connection_copy_peer_certificates(streams[0])  # client leaf, intermediate
+        cert_want = [commssl.get_certificate_data(c) for c in certs]
+        wrong: List[str] = []
+        nested = [0]
+        budget = [4000]
+
+        class Garbage:
+            def __init__(self, k: int) -> None:
+                self.k = k
+                self.me = self  # a cycle: only the collector frees it
+
+            def __del__(self) -> None:
+                finalizer(self.k)
+
+        class Holder:
+            def __init__(self) -> None:
+                self.me = self  # a cycle without __del__: weakref.finalize runs on its collection
+
+        def finalizer(k: int) -> None:
+            try:
+                i = k % len(streams)
+                if _chain_data(streams[i], True) != want[i]:
+                    wrong.append(f"nested chain {i}")
+                c = k % len(certs)
+                if commssl.get_certificate_data(certs[c]) != cert_want[c]:
+                    wrong.append(f"nested certificate {c}")
+                nested[0] += 1
+            except BaseException as exc:  # noqa: BLE001 - a finalizer cannot raise
+                wrong.append(f"nested raised {exc!r}")
+            if budget[0] > 0:  # more garbage for the next collection
+                budget[0] -= 1
+                Garbage(k + 1)
+                holder = Holder()
+                weakref.finalize(holder, finalizer, k + 3)
+                del holder
+
+        def outer(k: int) -> None:
+            for j in range(40):
+                Garbage(k + j)
+                i = (k + j) % len(streams)
+                if _chain_data(streams[i], True) != want[i]:
+                    wrong.append(f"outer chain {i}")
+                c = (k + j) % len(certs)
+                if commssl.get_certificate_data(certs[c]) != cert_want[c]:
+                    wrong.append(f"outer certificate {c}")
+
+        old = gc.get_threshold()
+        gc.set_threshold(1, 1, 1)
+        try:
+            threads = [threading.Thread(target=outer, args=(k,)) for k in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            alive = any(t.is_alive() for t in threads)
+        finally:
+            gc.set_threshold(*old)
+        gc.collect()
+        for c in certs:
+            commssl.release_certificate(c)
+        assert not alive
+        assert wrong == []
+        assert nested[0] >= 80, nested  # the finalizers did run, and did read
+    finally:
+        for s in streams:
+            s.close()
