@@ -877,8 +877,11 @@ def test_detach_after_app_data_close_notify_and_clear_bytes_in_one_segment(
             conn.shutdown(socket.SHUT_WR)
             plain = stream.read()  # everything to the peer's FIN
             assert b"\x17\x03\x03" not in plain and b"\x15\x03\x03" not in plain
-            assert not any(m in plain for m in app)
-            if detached:
+            if detached and before_detach == "nothing":
+                # a detach that reads the peer's data on its way to the close_notify hands
+                # it to the plain stream first; one that drops it, not at all
+                assert plain in (clear, data + clear), plain[:200]
+            elif detached:
                 assert plain == clear, plain[:200]
             else:
                 assert plain == b"", plain[:200]  # (see the docstring)
