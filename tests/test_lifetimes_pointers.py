@@ -622,3 +622,38 @@ def test_the_lock_is_free_after_refusals() -> None:
     t.start()
     t.join(5)
     assert done.is_set()
+
+
+def test_a_collection_inside_release_vector_whose_finalizers_use_certificates(pki: PKI) -> None:
+    """release_certificates_vector loops under the pointers' lock, and a collection may start
+    inside that loop (forced here with gc.set_threshold(1)). The finalizers it runs pin and
+    release certificates themselves: they take the lock their own thread holds (reentrant),
+    instead of waiting for it forever, and the books stay right."""
+    facts = scenario(pki, """
+other = commssl.pem_read("X509", P["client_cert"])
+seen = []
+
+class Garbage:
+    def __init__(self):
+        self.me = self  # a cycle: only the collector frees it
+    def __del__(self):
+        seen.append(commssl.get_certificate_common_name(other))
+        extra = commssl.pem_read("X509", P["server_cert"])
+        commssl.release_certificate(extra)
+
+base = commssl.outstanding_certificates()
+for i in range(50):
+    certs = [commssl.pem_read("X509", P["server_cert"]) for _ in range(3)]
+    Garbage()
+    gc.set_threshold(1)
+    try:
+        commssl.release_certificates_vector(certs)
+    finally:
+        gc.set_threshold(700, 10, 10)
+gc.collect()
+left = commssl.outstanding_certificates() - base
+racing.report(finalizers=len(seen), cns=sorted(set(seen)), outstanding=left)
+""", timeout=60)
+    assert facts["finalizers"] >= 40
+    assert facts["cns"] == [pki.client_cn]
+    assert facts["outstanding"] == 0

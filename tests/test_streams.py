@@ -957,3 +957,35 @@ def test_one_reader_and_one_writer_thread_on_one_stream_megabytes_both_ways(
     assert server.results == [hashlib.sha256(upload).hexdigest()]
     assert len(received) == size
     assert hashlib.sha256(received).digest() == hashlib.sha256(upload).digest()
+
+
+def test_detach_reads_more_than_the_buffer_of_unread_data_then_the_clear_bytes(
+        pki: PKI, client_ctx: Callable[..., Any]) -> None:
+    """The peer sends over 64 KiB of application data the client never read, its
+    close_notify and clear bytes, in one go. detach_ssl reads that data (it is the
+    reader's: it came before the close_notify) into the plain stream, in order, then the
+    clear bytes; nothing of the TLS records is ever returned as plain data."""
+    peer = _MemoryBioPeer(pki)
+    fut = in_thread(peer.accept_and_handshake)
+    clear = b"CLEAR-AFTER-CLOSE-NOTIFY\n"
+    try:
+        with connect(peer.port, client_ctx(), tlsext_host_name="localhost") as stream:
+            fut.result(5)
+            conn = peer.conn
+            assert conn is not None
+            app = [b"app %d\n" % i for i in range(3)] + [bytes([65 + i]) * 16384 for i in range(6)]
+            segment = b"".join(peer.record(m) for m in app)
+            try:
+                peer.tls.unwrap()  # writes close_notify, wants the client's
+            except ssl.SSLWantReadError:
+                pass
+            conn.sendall(segment + peer.outgoing.read() + clear)
+            commssl.detach_ssl(stream)
+            assert commssl.socket_stream_ssl(stream) is None
+            peer.step(peer.tls.unwrap)  # the client's close_notify came
+            conn.shutdown(socket.SHUT_WR)
+            plain = stream.read()
+            assert b"\x17\x03\x03" not in plain and b"\x15\x03\x03" not in plain
+            assert plain == b"".join(app) + clear
+    finally:
+        peer.close()

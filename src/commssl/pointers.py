@@ -21,9 +21,11 @@ Every wrapper has the same three internal methods:
 The books are one int per wrapper, ``_state``: the low three bits are its life
 (``_OWNED``, ``_BORROWED``, ``_LOANED``, then the dead ``_RELEASED`` and
 ``_EXPIRED``), the rest counts the operations inside (``_USER`` each). It
-changes only under one module-level plain lock, held for a few bytecodes that
-neither call nor allocate (so no garbage collection, signal handler or thread
-switch runs inside). A finalizer never takes that lock blocking: ``__del__``
+changes only under one module-level lock, held for a few bytecodes; the lock is
+reentrant, because a garbage collection (and the finalizers it runs) can start
+inside the one region that loops (release_vector), and a finalizer that uses
+commssl then takes the lock its own thread holds. A finalizer never takes that
+lock blocking: ``__del__``
 runs when no reference is left, so no operation can be inside and nobody else
 can see the wrapper; it changes ``_state`` unlocked and defers its one shared
 update (the outstanding count) to a list when the lock is busy (GC can run on
@@ -61,7 +63,11 @@ _SSL = ffi.typeof("SSL *")
 _SSL_CTX = ffi.typeof("SSL_CTX *")
 _STORE_CTX = ffi.typeof("X509_STORE_CTX *")
 
-_lock = threading.Lock()
+# Reentrant: a finalizer that the garbage collector runs inside a locked region (a
+# loop's backward jump or an allocation can start a collection) may pin or release
+# pointers itself; with a plain lock its thread would wait for itself forever. The
+# regions that can be entered that way (release_vector's loop) stay consistent for it.
+_lock = threading.RLock()
 _acquire = _lock.acquire  # bound once: the pin is on every hot path
 _release = _lock.release
 _outstanding = 0

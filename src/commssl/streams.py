@@ -451,21 +451,58 @@ def socket_stream_handshake(stream: SocketStream, timeout: Optional[float] = Non
     return True
 
 
+#: What a detach reads, at most, of the data the peer sends before its close_notify.
+_DETACH_DRAIN = 1 << 20
+
+
 def _shutdown(stream: SocketStream, ssl: Any, retry_count: Optional[int], retry_timeout: float) -> None:
-    """close_notify, then (``retry_count`` not None) wait for the peer's."""
+    """close_notify, then (``retry_count`` not None) wait for the peer's: each wait up
+    to ``retry_timeout``, ``retry_count + 1`` of them. What the peer sent before its
+    close_notify (it may not have seen ours yet) is read into the stream's buffer, up
+    to ``_DETACH_DRAIN`` bytes: the plain stream's reader gets it first, then the
+    clear bytes that follow the close_notify."""
     if not lib.SSL_is_init_finished(ssl):
         return
-    tries = 1 if retry_count is None else retry_count + 2
-    for _ in range(tries):
-        err = lib.commssl_io(ssl, lib.COMMSSL_OP_SHUTDOWN, ffi.NULL, 0, ffi.NULL, int(retry_timeout * 1000))
+    ms = int(retry_timeout * 1000)
+    err = lib.commssl_io(ssl, lib.COMMSSL_OP_SHUTDOWN, ffi.NULL, 0, ffi.NULL, ms)
+    if err == 0 or retry_count is None:  # done; or close(): best effort, never waits or raises
+        return
+    waits, drained = retry_count + 1, 0
+
+    def wait_used() -> None:
+        nonlocal waits
+        waits -= 1
+        if waits <= 0:
+            raise SSLClosed(f"detach_ssl: the peer did not answer close_notify after {retry_count + 2} tries",
+                            "closed")
+
+    while err != lib.COMMSSL_SHUTDOWN_SENT:  # ours is not out yet (the socket was full)
+        if err not in (lib.COMMSSL_TIMEOUT, _EINTR):
+            stream._tls.failure(err, "detach_ssl")
+        wait_used()
+        err = lib.commssl_io(ssl, lib.COMMSSL_OP_SHUTDOWN, ffi.NULL, 0, ffi.NULL, ms)
         if err == 0:
             return
-        if retry_count is None:  # close(): best effort, never waits or raises
-            return
-        if err in (lib.COMMSSL_SHUTDOWN_SENT, lib.COMMSSL_TIMEOUT, _EINTR):
-            continue
-        stream._tls.failure(err, "detach_ssl")
-    raise SSLClosed(f"detach_ssl: the peer did not answer close_notify after {tries} tries", "closed")
+    # Ours is out: read until the peer's. (SSL_shutdown would take the peer's data
+    # for an error: "application data after close notify".)
+    buf, done = _alloc("char[]", _CHUNK), stream._rout  # the detach holds the read lock
+    while True:
+        err = lib.commssl_io(ssl, lib.COMMSSL_OP_READ, buf, _CHUNK, done, ms)
+        if err == 0:
+            drained += done[0]
+            stream._rbuf += ffi.buffer(buf, done[0])
+            if drained > _DETACH_DRAIN:
+                raise SSLClosed(f"detach_ssl: the peer sent more than {_DETACH_DRAIN} bytes instead of "
+                                "answering close_notify", "closed")
+        elif err == lib.SSL_ERROR_ZERO_RETURN:  # the peer's close_notify: complete the shutdown
+            err = lib.commssl_io(ssl, lib.COMMSSL_OP_SHUTDOWN, ffi.NULL, 0, ffi.NULL, ms)
+            if err == 0:
+                return
+            stream._tls.failure(err, "detach_ssl")
+        elif err in (lib.COMMSSL_TIMEOUT, _EINTR):
+            wait_used()
+        else:
+            stream._tls.failure(err, "detach_ssl")
 
 
 def detach_ssl(stream: SocketStream, retry_count: Optional[int] = 5, retry_timeout: float = 0.1) -> None:
