@@ -507,9 +507,11 @@ def _shutdown(stream: SocketStream, ssl: Any, retry_count: Optional[int], retry_
 
 def detach_ssl(stream: SocketStream, retry_count: Optional[int] = 5, retry_timeout: float = 0.1) -> None:
     """Shut SSL down cleanly (close_notify both ways) and free what attaching
-    made; the stream goes on as plain TCP. ``retry_count=None`` does not wait
-    for the peer. Does nothing when no SSL is attached. ``ValueError`` while
-    another thread reads or writes the stream."""
+    made; the stream goes on as plain TCP. Data the peer sent before its
+    close_notify and not yet read (up to 1 MiB) is read first, and the plain
+    stream returns it, then what the peer sends in clear. ``retry_count=None``
+    does not wait for the peer. Does nothing when no SSL is attached.
+    ``ValueError`` while another thread reads or writes the stream."""
     _stream(stream)
     if retry_count is not None and (isinstance(retry_count, bool) or not isinstance(retry_count, int)):
         raise TypeError(f"retry_count must be an int or None, not {type(retry_count).__name__}")
