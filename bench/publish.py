@@ -18,7 +18,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .report import MET, markdown
 
@@ -91,21 +91,16 @@ def readme_block(results: Dict[str, Any]) -> str:
         text = rows[rid]["verdict"] if rid in rows else "n/a"
         return text.split(" (goal")[0].split(" ")[0]
 
-    def rate(rid: str, who: str) -> str:
-        value = _cell(rows, rid, who)
-        return "—" if value is None else f"{1 / value:,.0f}/s"
+    def shown(form: Callable[[float], str]) -> Callable[[str, str], str]:
+        def cell(rid: str, who: str) -> str:
+            value = _cell(rows, rid, who)
+            return "—" if value is None else form(value)
+        return cell
 
-    def mbs(rid: str, who: str) -> str:
-        value = _cell(rows, rid, who)
-        return "—" if value is None else f"{value:,.0f} MB/s"
-
-    def us(rid: str, who: str) -> str:
-        value = _cell(rows, rid, who)
-        return "—" if value is None else f"{value * 1e6:,.0f} µs"
-
-    def count(rid: str, who: str) -> str:
-        value = _cell(rows, rid, who)
-        return "—" if value is None else f"{value / 1e3:.1f}k"
+    rate = shown(lambda v: f"{1 / v:,.0f}/s")
+    mbs = shown(lambda v: f"{v:,.0f} MB/s")
+    us = shown(lambda v: f"{v * 1e6:,.0f} µs")
+    count = shown(lambda v: f"{v / 1e3:.1f}k")
 
     lines: List[str] = [
         f"From the run of {info['date'][:10]} ({_machine(info)}; ratios taken within the run,",

@@ -257,24 +257,21 @@ def _aio(c: _Cells, loads: Sequence[Any]) -> List[Row]:
 # -- the table ---------------------------------------------------------------------------
 
 
+_CELL: Dict[str, Callable[[float], str]] = {
+    "handshake": lambda v: f"{1 / v:,.0f}/s ({v * 1e6:,.0f} µs)",
+    "call": lambda v: f"{v * 1e6:.2f} µs",
+    "MB/s": lambda v: f"{v:,.0f} MB/s",
+    "hs/s": lambda v: f"{v:,.0f}/s",
+    "ratio": lambda v: f"x{v:.2f}",
+    "instr": lambda v: f"{v / 1e6:.3f} M",
+    "count": lambda v: f"{v:,.0f}",
+}
+
+
 def _cell(unit: str, value: Optional[float]) -> str:
     if value is None:
         return "—"
-    if unit == "handshake":
-        return f"{1 / value:,.0f}/s ({value * 1e6:,.0f} µs)"
-    if unit == "call":
-        return f"{value * 1e6:.2f} µs"
-    if unit == "MB/s":
-        return f"{value:,.0f} MB/s"
-    if unit == "hs/s":
-        return f"{value:,.0f}/s"
-    if unit == "ratio":
-        return f"x{value:.2f}"
-    if unit == "instr":
-        return f"{value / 1e6:.3f} M"
-    if unit == "count":
-        return f"{value:,.0f}"
-    return f"{value:g}"
+    return _CELL.get(unit, lambda v: f"{v:g}")(value)
 
 
 def markdown(results: Dict[str, Any]) -> str:
