@@ -19,7 +19,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 from ._binding import drain, ffi, lib, raise_last, text
 from ._tls import enter_feature_callback, exit_feature_callback
 from .connection import ssl_of
-from .pointers import SSLCtxPointer, SSLPointer
+from .pointers import ContextRecords, SSLCtxPointer, SSLPointer
 from .sessions import Session, session_of
 from .verification import _park, ctx_or_ssl, ctx_pointer, park_from_traceback
 
@@ -40,16 +40,7 @@ class _CtxFeatures:
         self.keylog: Optional[Callable[[str], Any]] = None
 
 
-_features: "weakref.WeakKeyDictionary[SSLCtxPointer, _CtxFeatures]" = weakref.WeakKeyDictionary()
-_features_lock = threading.Lock()
-
-
-def _features_of(ctx: SSLCtxPointer) -> _CtxFeatures:
-    with _features_lock:
-        f = _features.get(ctx)
-        if f is None:
-            f = _features[ctx] = _CtxFeatures()
-        return f
+_features: "ContextRecords[_CtxFeatures]" = ContextRecords(lambda ctx: _CtxFeatures())
 
 
 # -- what a connection negotiated ------------------------------------------------------
@@ -166,7 +157,7 @@ def set_alpn_protocols(ctx_or_ssl_: Any, protocols: Sequence[str]) -> None:
         try:
             if lib.SSL_CTX_set_alpn_protos(cdata, buf, len(wire)) != 0:  # 0 is success here
                 raise_last("set_alpn_protocols")
-            f = _features_of(target)
+            f = _features.of(target)
             f.alpn_list = wire
             if not lib.commssl_ctx_set_alpn_select(cdata, buf, len(wire), f.alpn_select is not None):
                 raise_last("set_alpn_protocols")
@@ -195,7 +186,7 @@ def set_alpn_select_callback(ctx: Any, callback: Optional[AlpnSelect]) -> None:
         raise TypeError(f"callback must be callable or None, not {type(callback).__name__}")
     cdata = pointer._pin()
     try:
-        f = _features_of(pointer)
+        f = _features.of(pointer)
         f.alpn_select = callback
         if callback is not None:
             ok = lib.commssl_ctx_set_alpn_select(cdata, ffi.NULL, 0, 1)
@@ -303,7 +294,7 @@ def set_keylog(ctx: Any, target: KeylogTarget) -> None:
         raise TypeError(f"target must be a path, a callable, 'env' or None, not {type(target).__name__}")
     cdata = pointer._pin()
     try:
-        f = _features_of(pointer)
+        f = _features.of(pointer)
         old, f.keylog = f.keylog, writer
         lib.commssl_ctx_set_keylog(cdata, writer is not None)
     finally:

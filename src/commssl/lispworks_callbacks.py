@@ -13,8 +13,6 @@ connection inside it is refused.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import Any, Callable, Optional, Tuple, Union
 
 from ._binding import drain, ffi, lib, raise_last
@@ -22,7 +20,7 @@ from ._tls import enter_feature_callback, exit_feature_callback
 from .connection import ssl_of
 from .errors import SSLFailure
 from .keys import KeyPointer, PassCallback, PassPhrase, PathArg, _Phrase, load_key
-from .pointers import SSLCtxPointer, SSLPointer, X509Pointer, pin_certificate
+from .pointers import ContextRecords, SSLCtxPointer, SSLPointer, X509Pointer, pin_certificate
 from .verification import _park, ctx_pointer
 
 CertCallback = Callable[[SSLPointer], Optional[Tuple[Union[X509Pointer, bytes], Union[KeyPointer, bytes]]]]
@@ -37,20 +35,11 @@ class _LwCallbacks:
         self.client_hello: Optional[Callable[[Any, Optional[str]], Any]] = None
 
 
-_callbacks: "weakref.WeakKeyDictionary[SSLCtxPointer, _LwCallbacks]" = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
-
-
-def _of(ctx: SSLCtxPointer) -> _LwCallbacks:
-    with _lock:
-        c = _callbacks.get(ctx)
-        if c is None:
-            c = _callbacks[ctx] = _LwCallbacks()
-        return c
+_callbacks: "ContextRecords[_LwCallbacks]" = ContextRecords(lambda ctx: _LwCallbacks())
 
 
 def _install_cert_cb(pointer: SSLCtxPointer) -> None:
-    c = _of(pointer)
+    c = _callbacks.of(pointer)
     cdata = pointer._pin()
     try:
         lib.commssl_lw_ctx_set_cert_cb(cdata, c.cert_cb is not None or c.cert_request is not None)
@@ -70,18 +59,18 @@ def set_ssl_ctx_cert_cb(ctx: Any, function: Optional[CertCallback]) -> None:
     pointer = ctx_pointer(ctx, "ctx")
     if function is not None and not callable(function):
         raise TypeError(f"function must be callable or None, not {type(function).__name__}")
-    _of(pointer).cert_cb = function
+    _callbacks.of(pointer).cert_cb = function
     _install_cert_cb(pointer)
 
 
 def set_cert_request_callback(ctx: SSLCtxPointer, callback: Optional[Callable[[Any], Any]]) -> None:
-    _of(ctx).cert_request = callback
+    _callbacks.of(ctx).cert_request = callback
     _install_cert_cb(ctx)
 
 
 def set_client_hello_callback(ctx: SSLCtxPointer, callback: Optional[Callable[[Any, Optional[str]], Any]]
                               ) -> None:
-    _of(ctx).client_hello = callback
+    _callbacks.of(ctx).client_hello = callback
     cdata = ctx._pin()
     try:
         lib.commssl_lw_ctx_set_client_hello_cb(cdata, callback is not None)

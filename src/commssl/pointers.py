@@ -43,7 +43,7 @@ import threading
 import time
 import warnings
 import weakref
-from typing import Any, Callable, Iterable, List, NoReturn, Optional
+from typing import Any, Callable, Generic, Iterable, List, NoReturn, Optional, TypeVar
 
 from ._binding import ffi, lib
 from .errors import CertificateReleasedError
@@ -581,6 +581,35 @@ class SSLCtxPointer(_Pointer):
                 self._dispose()
             except Exception:  # interpreter shutdown
                 pass
+
+
+_R = TypeVar("_R")
+
+
+class ContextRecords(Generic[_R]):
+    """What a module keeps beside each ``SSLCtxPointer`` (its Python callbacks, say):
+    one record per context wrapper, made by ``make(ctx)`` on first use, gone with the
+    wrapper (weakly keyed). ``get`` is the lock-free read of trampolines and handshakes."""
+
+    __slots__ = ("_make", "_records", "_lock")
+
+    def __init__(self, make: Callable[[SSLCtxPointer], _R]) -> None:
+        self._make = make
+        self._records: "weakref.WeakKeyDictionary[SSLCtxPointer, _R]" = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def get(self, ctx: SSLCtxPointer) -> Optional[_R]:
+        return self._records.get(ctx)
+
+    def of(self, ctx: SSLCtxPointer) -> _R:
+        """The record of ``ctx``, made (once, under the lock) if it has none."""
+        record = self._records.get(ctx)
+        if record is None:
+            with self._lock:
+                record = self._records.get(ctx)
+                if record is None:
+                    record = self._records[ctx] = self._make(ctx)
+        return record
 
 
 def context_of(cdata: Any) -> Optional[SSLCtxPointer]:

@@ -28,14 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-import weakref
 from typing import Any, Dict, Optional, Tuple
 
 from ._binding import drain, ffi, lib, raise_last
-from .pointers import _OWNED, SSLCtxPointer, SSLPointer, _Owned
-
-_lock = threading.Lock()
+from .pointers import _OWNED, ContextRecords, SSLCtxPointer, SSLPointer, _Owned
 
 
 def _identity(sslp: SSLPointer, ssl: Any) -> Tuple[Any, ...]:
@@ -134,11 +130,20 @@ def apply_session(sslp: SSLPointer, ssl: Any, session: Optional[Session], ssl_si
         session._unpin()
 
 
+def _server_entry(ctx: SSLCtxPointer) -> Tuple[bytes, Dict[Any, bytes]]:
+    # the client's chain rides in the tickets, to be verified again on resumption
+    cdata = ctx._pin()
+    try:
+        lib.commssl_ctx_keep_chains(cdata)
+    finally:
+        ctx._unpin()
+    return os.urandom(16), {}
+
+
 #: Per server context: a random value, and the session id contexts made from it,
 #: by (verify mode, verify callback, verify_callback(conn)): the keys hold the
 #: callables, so their ids (in the digest) are not reused while cached.
-_server_ids: "weakref.WeakKeyDictionary[SSLCtxPointer, Tuple[bytes, Dict[Any, bytes]]]" = (
-    weakref.WeakKeyDictionary())
+_server_ids: "ContextRecords[Tuple[bytes, Dict[Any, bytes]]]" = ContextRecords(_server_entry)
 _MAX_IDS = 64
 
 
@@ -146,18 +151,7 @@ def bind_server_sessions(sslp: SSLPointer, ssl: Any) -> None:
     """Set the session id context of a new server-side SSL ``ssl`` (the caller
     holds it; see the module docstring)."""
     ctx = sslp.ctx
-    entry = _server_ids.get(ctx)
-    if entry is None:
-        with _lock:
-            entry = _server_ids.get(ctx)
-            if entry is None:
-                # the client's chain rides in the tickets, to be verified again on resumption
-                cdata = ctx._pin()
-                try:
-                    lib.commssl_ctx_keep_chains(cdata)
-                finally:
-                    ctx._unpin()
-                entry = _server_ids[ctx] = (os.urandom(16), {})
+    entry = _server_ids.of(ctx)
     nonce, digests = entry
     mode = int(lib.SSL_get_verify_mode(ssl))
     key = (mode, sslp.verify, ctx.conn_verify)
