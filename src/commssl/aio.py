@@ -49,6 +49,7 @@ from .connection import Connection, CtxCallback, SSLCallback, new_ssl
 from .contexts import SSLAbstractContext, wants_new_ctx
 from .errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
 from .pointers import SSLCtxPointer, SSLPointer
+from .policy import check_hostname_arg
 
 __all__ = [
     "AsyncSSLStream", "attach_ssl_async", "detach_ssl_async", "open_tcp_stream_async", "start_ssl_server",
@@ -756,6 +757,7 @@ async def open_tcp_stream_async(
     ssl_configure_callback: SSLCallback = None,
     limit: int = DEFAULT_LIMIT,
     session: Any = None,
+    check_hostname: bool = True,
 ) -> AsyncSSLStream:
     """Connect to ``host:port`` and complete the TLS handshake as the client
     (``ssl_ctx=None``: a plain stream, for ``attach_ssl_async`` later).
@@ -768,23 +770,27 @@ async def open_tcp_stream_async(
     exception propagates from this await; ``handshake_timeout`` (seconds, from
     the TCP connection) raises ``SSLHandshakeTimeout``. ``limit``: decrypted
     bytes buffered before reading from the socket pauses. ``session``: a
-    ``Session`` to resume (``ssl_connection_session``).
+    ``Session`` to resume (``ssl_connection_session``). ``check_hostname=False``
+    checks no name (the chain is still verified).
     """
     _address_args(host, port, server=False)
     seconds = timeout_arg(handshake_timeout, "handshake_timeout")
     limit = _limit_arg(limit)
+    check_hostname_arg(check_hostname)
     if ssl_ctx is False:
         raise TypeError("ssl_ctx must be None (plain), True, 'default', 'v23', an SSLCtxPointer, an "
                         f"SSLPointer or a client abstract context, not {ssl_ctx!r}")
     if ssl_ctx is None and (tlsext_host_name is not None or ctx_configure_callback is not None
-                            or ssl_configure_callback is not None or handshake_timeout is not None):
-        raise ValueError("tlsext_host_name, handshake_timeout and the configure callbacks need SSL: with "
-                         "ssl_ctx=None pass them to attach_ssl_async")
+                            or ssl_configure_callback is not None or handshake_timeout is not None
+                            or not check_hostname):
+        raise ValueError("tlsext_host_name, check_hostname, handshake_timeout and the configure callbacks "
+                         "need SSL: with ssl_ctx=None pass them to attach_ssl_async")
     loop = asyncio.get_running_loop()
     if ssl_ctx is not None:
         sslp, owns, own_ctx = new_ssl(ssl_ctx, "client", host=host, tlsext_host_name=tlsext_host_name,
                                       ctx_configure_callback=ctx_configure_callback,
-                                      ssl_configure_callback=ssl_configure_callback, session=session)
+                                      ssl_configure_callback=ssl_configure_callback, session=session,
+                                      check_hostname=check_hostname)
     done: "asyncio.Future[None]" = loop.create_future()
 
     def on_handshake(_: AsyncSSLStream, exc: Optional[BaseException]) -> None:
@@ -936,13 +942,16 @@ async def attach_ssl_async(
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
     buffered: str = "refuse",
+    check_hostname: bool = True,
 ) -> SSLPointer:
     """Attach SSL to a plain ``AsyncSSLStream`` (STARTTLS) and run the handshake
     as ``ssl_side`` (``"server"`` or ``"client"``); returns the ``SSLPointer``.
 
     ``ssl_ctx``, ``tlsext_host_name`` and the configure callbacks as for
     ``open_tcp_stream_async``; on the client side the name checked defaults to
-    the host the stream connected to. A verify callback's exception, a failure,
+    the host the stream connected to (none known, as on a stream a server
+    accepted: ``ValueError`` unless ``tlsext_host_name`` or
+    ``check_hostname=False``). A verify callback's exception, a failure,
     ``handshake_timeout`` (``SSLHandshakeTimeout``) or a cancellation raise here
     and leave the stream failed, its socket closed (``close()`` it): nothing is
     sent in clear after an attach.
@@ -972,7 +981,8 @@ async def attach_ssl_async(
     host = stream._host if ssl_side == "client" else None
     sslp, owns, own_ctx = new_ssl(ssl_ctx, ssl_side, host=host, tlsext_host_name=tlsext_host_name,
                                   ctx_configure_callback=ctx_configure_callback,
-                                  ssl_configure_callback=ssl_configure_callback)
+                                  ssl_configure_callback=ssl_configure_callback,
+                                  check_hostname=check_hostname)
     stream._side = ssl_side
     await stream._attach_async(sslp, owns, own_ctx, seconds)
     return sslp

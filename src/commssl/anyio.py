@@ -47,6 +47,7 @@ from commssl._tls import (
 from commssl.aio import _take
 from commssl.connection import Connection, CtxCallback, SSLCallback, new_ssl
 from commssl.errors import SSLClosed, SSLError, SSLHandshakeTimeout
+from commssl.policy import check_hostname_arg
 
 __all__ = ["TLSStream", "connect", "wrap"]
 
@@ -219,6 +220,7 @@ async def wrap(
     tlsext_host_name: Any = None,
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
+    check_hostname: bool = True,
 ) -> TLSStream:
     """Run the TLS handshake as ``ssl_side`` (``"client"`` or ``"server"``) over
     ``byte_stream`` and return the ``TLSStream``.
@@ -226,7 +228,10 @@ async def wrap(
     ``ssl_ctx`` as for ``open_tcp_stream`` (client) or ``create_ssl_socket_stream``
     (server). On the client, ``server_hostname`` is the host for SNI and the
     name checked against the certificate (``tlsext_host_name`` as in
-    ``open_tcp_stream`` overrides either). A failure, a verify callback's own
+    ``open_tcp_stream`` overrides either). A client that verifies the server
+    needs one of them (else ``ValueError`` naming ``server_hostname``, before
+    any byte is sent), or ``check_hostname=False`` to check no name (the chain
+    is still verified). A failure, a verify callback's own
     exception, ``handshake_timeout`` (``SSLHandshakeTimeout``) or a cancellation
     raise here, with the SSL freed and ``byte_stream`` closed.
     """
@@ -240,7 +245,8 @@ async def wrap(
     seconds = timeout_arg(handshake_timeout, "handshake_timeout")
     sslp, owns, own_ctx = new_ssl(ssl_ctx, ssl_side, host=server_hostname, tlsext_host_name=tlsext_host_name,
                                   ctx_configure_callback=ctx_configure_callback,
-                                  ssl_configure_callback=ssl_configure_callback)
+                                  ssl_configure_callback=ssl_configure_callback,
+                                  check_hostname=check_hostname, name_argument="server_hostname")
     stream = TLSStream(byte_stream, ssl_side)
     try:
         stream._tls.attach_mem(sslp, owns, own_ctx, ssl_side, stream, stream._collect)
@@ -267,18 +273,38 @@ async def connect(
     handshake_timeout: Optional[float] = None,
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
+    server_hostname: Optional[str] = None,
+    check_hostname: bool = True,
     **connect_tcp_options: Any,
 ) -> TLSStream:
     """Connect to ``host:port`` with ``anyio.connect_tcp`` (``connect_tcp_options``:
-    ``local_host``, ``happy_eyeballs_delay``...) and ``wrap`` as the client:
-    SNI and the name checked follow ``host`` and ``tlsext_host_name`` as for
-    ``open_tcp_stream``."""
+    ``local_host``, ``happy_eyeballs_delay``; any other keyword is a
+    ``TypeError``) and ``wrap`` as the client: ``server_hostname`` (default:
+    ``host``) and ``tlsext_host_name`` give SNI and the name checked as for
+    ``wrap``; ``check_hostname=False`` checks no name."""
     if not isinstance(host, str):
         raise TypeError(f"host must be a str, not {type(host).__name__}")
+    for keyword in connect_tcp_options:
+        if keyword not in _CONNECT_TCP_OPTIONS:
+            # anyio's own tls=/ssl_context= would wrap the stream in a second TLS layer
+            raise TypeError(f"commssl.anyio.connect() got an unexpected keyword argument {keyword!r} "
+                            f"(it passes only {', '.join(_CONNECT_TCP_OPTIONS)} on to anyio.connect_tcp)")
+    if server_hostname is not None and not isinstance(server_hostname, str):
+        raise TypeError(f"server_hostname must be a str or None, not {type(server_hostname).__name__}")
+    check_hostname_arg(check_hostname)
     timeout_arg(handshake_timeout, "handshake_timeout")  # refused before any I/O
     tcp = await anyio.connect_tcp(host, port, **connect_tcp_options)
-    return await wrap(tcp, ssl_ctx=ssl_ctx, ssl_side="client", server_hostname=host,
-                      tlsext_host_name=tlsext_host_name, handshake_timeout=handshake_timeout,
-                      ctx_configure_callback=ctx_configure_callback,
-                      ssl_configure_callback=ssl_configure_callback)
+    try:
+        return await wrap(tcp, ssl_ctx=ssl_ctx, ssl_side="client",
+                          server_hostname=host if server_hostname is None else server_hostname,
+                          tlsext_host_name=tlsext_host_name, handshake_timeout=handshake_timeout,
+                          ctx_configure_callback=ctx_configure_callback,
+                          ssl_configure_callback=ssl_configure_callback, check_hostname=check_hostname)
+    except BaseException:  # wrap refused its arguments before taking the stream over
+        await anyio.aclose_forcefully(tcp)
+        raise
+
+
+#: The keywords ``connect`` passes on to ``anyio.connect_tcp`` (its TLS ones are commssl's business).
+_CONNECT_TCP_OPTIONS = ("local_host", "happy_eyeballs_delay")
 

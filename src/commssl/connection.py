@@ -5,7 +5,6 @@ connection. The connection state itself lives in the core, ``_tls.py``."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import ipaddress
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
@@ -20,6 +19,7 @@ from .certificates import (
 )
 from .contexts import SSLAbstractContext, make_ssl_ctx, wants_new_ctx
 from .pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
+from .policy import check_hostname_arg, client_name, encode_host_name
 from .revocation import OCSPStatus, ocsp_response, ocsp_status
 from .sessions import apply_session, bind_server_sessions
 
@@ -96,19 +96,6 @@ def _is_ip(name: str) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=256)
-def _idna(name: str) -> bytes:
-    """``name.encode("idna")``, remembered: clients connect to the same few hosts."""
-    return name.encode("idna")
-
-
-def _encoded_name(name: str, argument: str) -> bytes:
-    try:
-        return _idna(name)
-    except UnicodeError as exc:
-        raise ValueError(f"{argument} {name!r} is not a valid host name: {exc}") from None
-
-
 def _callback_arg(value: object, argument: str) -> None:
     if value is not None and not callable(value):
         raise TypeError(f"{argument} must be callable or None, not {type(value).__name__}")
@@ -131,6 +118,8 @@ def new_ssl(
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
     session: Any = None,
+    check_hostname: bool = True,
+    name_argument: str = "tlsext_host_name",
 ) -> Tuple[SSLPointer, bool, Optional[SSLCtxPointer]]:
     """The ``SSL`` for a new connection, from any accepted ``ssl_ctx`` value.
 
@@ -138,7 +127,9 @@ def new_ssl(
     connection made for itself (to free with it), if any. On the client side
     SNI is ``tlsext_host_name`` (``True``: ``host``; ``None``: ``host`` when it
     is a DNS name; ``False``: none) and the name checked against the
-    certificate is ``tlsext_host_name`` when a string, else ``host``.
+    certificate is ``tlsext_host_name`` when a string, else ``host``, as
+    ``policy.client_name`` decides (``check_hostname``; ``name_argument``: the
+    argument its ``ValueError`` names).
     ``ctx_configure_callback`` is called only with a context made here, and
     ``ssl_configure_callback`` only with an SSL made here (as in LispWorks);
     passing either where it would not be called is a ``ValueError``.
@@ -151,6 +142,7 @@ def new_ssl(
     if tlsext_host_name is not None and not isinstance(tlsext_host_name, (str, bool)):
         raise TypeError("tlsext_host_name must be a str, True, False or None, "
                         f"not {type(tlsext_host_name).__name__}")
+    check_hostname_arg(check_hostname)
     _callback_arg(ctx_configure_callback, "ctx_configure_callback")
     _callback_arg(ssl_configure_callback, "ssl_configure_callback")
     # OpenSSL takes C strings: "good.test\0.evil" would be checked as "good.test".
@@ -209,7 +201,7 @@ def new_ssl(
         # passed in may belong to a stream another thread closes: pin it.
         ssl = sslp.cdata if owns_ssl else sslp._pin()
         try:
-            _set_side(ssl, ssl_side, host, tlsext_host_name)
+            _set_side(ssl, ssl_side, host, tlsext_host_name, check_hostname, name_argument)
             if session is not None:
                 apply_session(sslp, ssl, session, ssl_side)
             elif ssl_side != "client":
@@ -225,22 +217,26 @@ def new_ssl(
     return sslp, owns_ssl, own_ctx
 
 
-def _set_side(ssl: Any, ssl_side: str, host: Optional[str], tlsext_host_name: Any) -> None:
+def _set_side(ssl: Any, ssl_side: str, host: Optional[str], tlsext_host_name: Any, check_hostname: bool,
+              name_argument: str) -> None:
     if ssl_side == "client":
         sni = host if tlsext_host_name is True or tlsext_host_name is None else tlsext_host_name
-        sni_argument = "host" if sni is host else "tlsext_host_name"
-        name = tlsext_host_name if isinstance(tlsext_host_name, str) else host
-        name_argument = "tlsext_host_name" if isinstance(tlsext_host_name, str) else "host"
+        host_argument = "host" if name_argument == "tlsext_host_name" else name_argument
+        sni_argument = host_argument if sni is host else "tlsext_host_name"
+        # after ssl_configure_callback: the verify mode the handshake will use
+        name = client_name(ssl, host=host, tlsext_host_name=tlsext_host_name, check_hostname=check_hostname,
+                           argument=name_argument)
+        name_argument = "tlsext_host_name" if isinstance(tlsext_host_name, str) else host_argument
         name_c, name_ip = ffi.NULL, False
         if name:
             name_ip = _is_ip(name)
-            name_c = name.encode() if name_ip else _encoded_name(name, name_argument)
+            name_c = name.encode() if name_ip else encode_host_name(name, name_argument)
         sni_c = ffi.NULL
         if sni is name:  # the usual case: one check, one encoding
             if not name_ip and name:
                 sni_c = name_c
         elif isinstance(sni, str) and sni and not _is_ip(sni):
-            sni_c = _encoded_name(sni, sni_argument)
+            sni_c = encode_host_name(sni, sni_argument)
         # one C call: connect state, SNI, and the name to check (SSL_set1_host or the IP)
         if not lib.commssl_client_names(ssl, sni_c, name_c, name_ip):
             # fail closed: without it no name at all would be checked

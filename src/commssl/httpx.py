@@ -37,6 +37,7 @@ import httpx
 import commssl.anyio as _tls_anyio
 from commssl.connection import CtxCallback, SSLCallback, ssl_connection_protocol_version
 from commssl.errors import SSLHandshakeTimeout
+from commssl.policy import check_hostname_arg
 from commssl.streams import SocketStream, attach_ssl
 
 __all__ = ["AsyncHTTPTransport", "AsyncNetworkBackend", "HTTPTransport", "NetworkBackend"]
@@ -106,13 +107,15 @@ class _Options:
 
     def __init__(self, ssl_ctx: Any = True, *, tlsext_host_name: Any = None,
                  ctx_configure_callback: CtxCallback = None,
-                 ssl_configure_callback: SSLCallback = None) -> None:
+                 ssl_configure_callback: SSLCallback = None, check_hostname: bool = True) -> None:
         if ssl_ctx is None or ssl_ctx is False:
             raise TypeError("ssl_ctx must be True, 'default', an SSLCtxPointer or a client abstract context, "
                             f"not {ssl_ctx!r} (plain http:// URLs need no TLS settings)")
         self.ssl_ctx = ssl_ctx
+        # the name checked is the origin's host (httpcore's server_hostname), as for a browser
         self.tls: Any = dict(tlsext_host_name=tlsext_host_name, ctx_configure_callback=ctx_configure_callback,
-                             ssl_configure_callback=ssl_configure_callback)
+                             ssl_configure_callback=ssl_configure_callback,
+                             check_hostname=check_hostname_arg(check_hostname))
 
 
 # -- sync ------------------------------------------------------------------------------
@@ -341,7 +344,8 @@ class HTTPTransport(httpx.HTTPTransport):
 
     ``ssl_ctx``: anything ``open_tcp_stream`` takes (``True``: a new context per
     connection verifying against the system's trust store; pass a context made
-    once to share it). ``tlsext_host_name`` and the configure callbacks as for
+    once to share it). ``tlsext_host_name``, ``check_hostname`` (default: the
+    certificate must carry the URL's host) and the configure callbacks as for
     ``open_tcp_stream``. ``limits`` (``httpx.Limits``) and ``pool_options``
     (``retries``, ``local_address``, ``uds``, ``socket_options``,
     ``keepalive_expiry``...) go to ``httpcore.ConnectionPool``.
@@ -349,8 +353,10 @@ class HTTPTransport(httpx.HTTPTransport):
 
     def __init__(self, ssl_ctx: Any = True, *, tlsext_host_name: Any = None,
                  ctx_configure_callback: CtxCallback = None, ssl_configure_callback: SSLCallback = None,
-                 limits: Optional[httpx.Limits] = None, **pool_options: Any) -> None:
+                 check_hostname: bool = True, limits: Optional[httpx.Limits] = None,
+                 **pool_options: Any) -> None:
         backend = NetworkBackend(ssl_ctx, tlsext_host_name=tlsext_host_name,
+                                 check_hostname=check_hostname,
                                  ctx_configure_callback=ctx_configure_callback,
                                  ssl_configure_callback=ssl_configure_callback)
         self._pool = httpcore.ConnectionPool(network_backend=backend, **_pool_options(limits, pool_options))
@@ -370,8 +376,10 @@ class AsyncHTTPTransport(httpx.AsyncHTTPTransport):
 
     def __init__(self, ssl_ctx: Any = True, *, tlsext_host_name: Any = None,
                  ctx_configure_callback: CtxCallback = None, ssl_configure_callback: SSLCallback = None,
-                 limits: Optional[httpx.Limits] = None, **pool_options: Any) -> None:
+                 check_hostname: bool = True, limits: Optional[httpx.Limits] = None,
+                 **pool_options: Any) -> None:
         backend = AsyncNetworkBackend(ssl_ctx, tlsext_host_name=tlsext_host_name,
+                                      check_hostname=check_hostname,
                                       ctx_configure_callback=ctx_configure_callback,
                                       ssl_configure_callback=ssl_configure_callback)
         self._pool = httpcore.AsyncConnectionPool(network_backend=backend,

@@ -38,6 +38,7 @@ from ._tls import (
 from .connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
 from .errors import SSLClosed, SSLCondition
 from .pointers import SSLCtxPointer, SSLPointer
+from .policy import check_hostname_arg
 
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 _CHUNK = 64 * 1024
@@ -84,6 +85,7 @@ class SocketStream(Connection, io.BufferedIOBase):
         self._wout = ffi.new("size_t[1]")  # bytes written (write lock)
         sock.settimeout(self._timeout)  # also puts the descriptor in the mode Python believes it is in
         self._tls = TLSConnection("SocketStream", sock.close)
+        self._host: Optional[str] = None  # the host open_tcp_stream dialled: a client attach's name
 
     def __repr__(self) -> str:
         tls = getattr(self, "_tls", None)
@@ -384,6 +386,7 @@ def attach_ssl(
     handshake_timeout: Optional[float] = None,
     tlsext_host_name: Any = None,
     session: Any = None,
+    check_hostname: bool = True,
     _host: Optional[str] = None,
 ) -> SSLPointer:
     """Attach SSL to a stream and, unless ``ssl_side`` is ``"both"``, run the
@@ -391,6 +394,12 @@ def attach_ssl(
     errors raise here. After a failed handshake the stream can only be closed:
     reads and writes raise ``ValueError`` (no byte goes out in clear).
     ``session``: a ``Session`` (``ssl_connection_session``) to resume, client side.
+
+    On the client side (STARTTLS) SNI and the name checked are
+    ``tlsext_host_name``, else the host ``open_tcp_stream`` dialled; a client
+    that verifies the server with no name known raises ``ValueError`` before
+    sending anything. ``check_hostname=False``: check no name (the chain is
+    still verified).
     """
     _stream(stream)
     due = deadline(timeout_arg(handshake_timeout, "handshake_timeout"))
@@ -399,9 +408,9 @@ def attach_ssl(
     if tls.state == CLOSED:
         raise ValueError("attach_ssl on a closed SocketStream")
     sslp, owns, own_ctx = new_ssl(
-        ssl_ctx, ssl_side, host=_host, tlsext_host_name=tlsext_host_name,
+        ssl_ctx, ssl_side, host=stream._host if _host is None else _host, tlsext_host_name=tlsext_host_name,
         ctx_configure_callback=ctx_configure_callback, ssl_configure_callback=ssl_configure_callback,
-        session=session)
+        session=session, check_hostname=check_hostname)
     with stream._rlock, stream._wlock:
         try:
             ssl = tls.attach(sslp, owns, own_ctx, ssl_side, stream)
@@ -559,6 +568,7 @@ def open_tcp_stream(
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
     session: Any = None,
+    check_hostname: bool = True,
 ) -> SocketStream:
     """Connect to ``host:port``; with ``ssl_ctx`` attach SSL as the client.
 
@@ -566,7 +576,9 @@ def open_tcp_stream(
     for this stream: verifies the server and its name against the system's
     trusted certificates), an ``SSLCtxPointer`` (yours to destroy), or a client
     abstract context. The name checked is ``tlsext_host_name`` when a string,
-    else ``host``. ``timeout`` bounds the connect and each read and write.
+    else ``host``; the stream remembers ``host`` for a later ``attach_ssl``
+    (STARTTLS). ``check_hostname=False`` checks no name (the chain is still
+    verified). ``timeout`` bounds the connect and each read and write.
     ``session``: a ``Session`` to resume (``ssl_connection_session``).
     """
     if not isinstance(host, str):
@@ -577,14 +589,16 @@ def open_tcp_stream(
         raise ValueError(f"port must be 1..65535, not {port}")
     seconds = timeout_arg(timeout, "timeout")
     timeout_arg(handshake_timeout, "handshake_timeout")  # refused before connecting
+    check_hostname_arg(check_hostname)
     sock = socket.create_connection((host, port), timeout=seconds)
     stream = SocketStream(sock, timeout=seconds)
+    stream._host = host
     if ssl_ctx is not None and ssl_ctx is not False:
         try:
             attach_ssl(stream, ssl_ctx=ssl_ctx, ssl_side="client",
                        ctx_configure_callback=ctx_configure_callback,
                        ssl_configure_callback=ssl_configure_callback, handshake_timeout=handshake_timeout,
-                       tlsext_host_name=tlsext_host_name, session=session, _host=host)
+                       tlsext_host_name=tlsext_host_name, session=session, check_hostname=check_hostname)
         except BaseException:
             stream.close()
             raise
@@ -601,17 +615,20 @@ def create_ssl_socket_stream(
     tlsext_host_name: Any = None,
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
+    check_hostname: bool = True,
 ) -> SocketStream:
     """Wrap an accepted or connected socket in a ``SocketStream`` with SSL
     attached (``ssl_ctx=None``: plain). The stream owns the socket; on a failed
-    handshake the socket is closed."""
+    handshake the socket is closed. A client that verifies the server needs
+    ``tlsext_host_name`` (the name its certificate must carry; the address the
+    socket is connected to is not taken for one), or ``check_hostname=False``."""
     stream = SocketStream(sock, timeout=timeout)
     if ssl_ctx is None:
         return stream
     try:
         attach_ssl(stream, ssl_ctx=ssl_ctx, ssl_side=ssl_side, handshake_timeout=handshake_timeout,
                    tlsext_host_name=tlsext_host_name, ctx_configure_callback=ctx_configure_callback,
-                   ssl_configure_callback=ssl_configure_callback)
+                   ssl_configure_callback=ssl_configure_callback, check_hostname=check_hostname)
     except BaseException:
         stream.close()
         raise
