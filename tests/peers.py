@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,6 +194,25 @@ def make_pki(directory: Path | str) -> PKI:
         wrongname_cert=wrong[0], wrongname_chain=wrong[1], wrongname_key=wrong[2],
         encrypted_key=enc,
     )
+
+
+def issue_leaf(pki: PKI, directory: Path | str, name: str, san: str) -> tuple[Path, Path]:
+    """A server leaf issued by the test intermediate (so trusted through the test root) whose
+    subjectAltName is ``san`` (``"DNS:other.example"``, say), for tests about names.
+    Returns (chain = leaf + intermediate, key), written into ``directory``."""
+    d = Path(directory)
+    cnf = d / f"{name}.cnf"
+    cnf.write_text("[req]\ndistinguished_name = dn\n[dn]\n[leaf]\n"
+                   f"subjectAltName = {san}\n{_LEAF}")
+    k, csr, c, chain = (d / f"{name}.key.pem", d / f"{name}.csr", d / f"{name}.pem",
+                        d / f"{name}.chain.pem")
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", k)
+    _openssl("req", "-new", "-key", k, "-subj", f"/O={name}", "-config", cnf, "-out", csr)
+    _openssl("x509", "-req", "-in", csr, "-CA", pki.intermediate_cert, "-CAkey", pki.intermediate_key,
+             "-days", "3650", "-set_serial", str(zlib.crc32(san.encode()) + 5000), "-extfile", cnf,
+             "-extensions", "leaf", "-sha256", "-out", c)
+    chain.write_text(c.read_text() + pki.intermediate_cert.read_text())
+    return chain, k
 
 
 # ------------------------------------------------------------------ openssl CLI
@@ -611,6 +631,58 @@ def reset_server(read_first: bool = True) -> Iterator[Listener]:
 
     with _serving(serve, conn_timeout=2.0) as server:
         yield server
+
+
+@contextlib.contextmanager
+def recording_server() -> Iterator[Listener]:
+    """Accepts TCP connections and sends nothing; ``.received`` gets, per connection, every
+    byte the client sent before it closed (``b""``: it sent none, not even a ClientHello)."""
+    received: list[bytes] = []
+
+    def serve(_: Listener, conn: socket.socket) -> None:
+        data = b""
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(65536):
+                data += chunk
+        received.append(data)
+
+    with _serving(serve) as server:
+        server.received = received  # type: ignore[attr-defined]
+        yield server
+
+
+def starttls_relay(target: int) -> int:
+    """A plain SMTP-like preamble in Python in front of a TLS server on port ``target``
+    (``openssl s_server``, say): greets, takes STARTTLS, answers 220, then relays bytes both
+    ways. One connection; returns the port to connect to."""
+    lsock = socket.create_server((HOST, 0))
+
+    def pump(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def serve() -> None:
+        conn, _ = lsock.accept()
+        lsock.close()
+        conn.sendall(b"220 relay ready\r\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            buf += conn.recv(1)
+        assert buf == b"STARTTLS\r\n"
+        conn.sendall(b"220 go ahead\r\n")
+        upstream = socket.create_connection((HOST, target))
+        threading.Thread(target=pump, args=(upstream, conn), daemon=True).start()
+        pump(conn, upstream)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return int(lsock.getsockname()[1])
 
 
 def garbage_client(port: int, data: bytes, *, timeout: float = 2.0) -> bytes:

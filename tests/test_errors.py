@@ -149,8 +149,8 @@ def test_reset_mid_handshake(read_first: bool, client_ctx: Callable[..., Any]) -
                         continue
                 time.sleep(0.1)
                 with pytest.raises(SSLCondition) as info:
-                    commssl.create_ssl_socket_stream(sock, ctx, ssl_side="client", tlsext_host_name="localhost",
-                                                     handshake_timeout=5)
+                    commssl.create_ssl_socket_stream(sock, ctx, ssl_side="client",
+                                                     tlsext_host_name="localhost", handshake_timeout=5)
                 assert sock.fileno() == -1  # closed by create_ssl_socket_stream
     # a reset is a system call failure, not a protocol one: SSLError, errno in the message
     assert type(info.value) is SSLError

@@ -8,8 +8,6 @@ s_server`` behind a plain Python preamble relay (s_server has no server-side STA
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 from typing import Any, List
 
 import pytest
@@ -235,44 +233,9 @@ def test_openssl_s_client_starttls_smtp(pki: PKI, server_ctx: Any) -> None:
     assert got == [b"EHLO again\r\n", b"QUIT\r\n"]
 
 
-def _preamble_relay(target: int) -> Any:
-    """A plain SMTP-like preamble in Python in front of ``openssl s_server``: greets, takes
-    STARTTLS, answers 220, then relays bytes both ways."""
-    lsock = socket.create_server((HOST, 0))
-
-    def pump(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def serve() -> None:
-        conn, _ = lsock.accept()
-        lsock.close()
-        conn.sendall(b"220 relay ready\r\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            buf += conn.recv(1)
-        assert buf == b"STARTTLS\r\n"
-        conn.sendall(b"220 go ahead\r\n")
-        upstream = socket.create_connection((HOST, target))
-        threading.Thread(target=pump, args=(upstream, conn), daemon=True).start()
-        pump(conn, upstream)
-
-    threading.Thread(target=serve, daemon=True).start()
-    return lsock.getsockname()[1]
-
-
 def test_commssl_client_starttls_to_openssl_s_server(pki: PKI, client_ctx: Any) -> None:
     with peers.openssl_server(pki.server_chain, pki.server_key) as s_server:
-        port = _preamble_relay(s_server.port)
+        port = peers.starttls_relay(s_server.port)
 
         async def main() -> None:
             stream = await open_tcp_stream_async(HOST, port, ssl_ctx=None)
