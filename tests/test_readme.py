@@ -59,6 +59,8 @@ EXPECTED: Dict[str, List[str]] = {
     "guide/lispworks.md": ["tls-v1-2", "refused: set_ssl_ctx_options: unknown option 'no_tls_v1_3'",
                            "True 2048 True", "True\nkey bits: 256",
                            "b'CHOSEN\\n' (True, 0)\nb'CHOSEN\\n' (True, 0)\n['localhost']"],
+    "guide/security.md": ["localhost (True, 0)", "refused: tlsext_host_name is needed", "b'NAMED\\n'",
+                          "wrong name: 62", "opt-out: (True, 0)"],
     "guide/threads.md": ["4 threads, 4 x (True, 0)", "outstanding: 0"],
     "guide/async.md": ["b'220 ready\\r\\n' None", "tls-v1-3 (True, 0)", "b'secret hello\\r\\n'",
                        "b'bye, in clear\\r\\n' None", "b'HELLO FROM ANYIO\\n'",
