@@ -218,14 +218,15 @@ def new_ssl(
 
 
 def _set_side(ssl: Any, ssl_side: str, host: Optional[str], tlsext_host_name: Any, check_hostname: bool,
-              name_argument: str) -> None:
+              argument: str) -> None:
     if ssl_side == "client":
         sni = host if tlsext_host_name is True or tlsext_host_name is None else tlsext_host_name
-        host_argument = "host" if name_argument == "tlsext_host_name" else name_argument
+        # what an encoding error calls a name that came from host (commssl.anyio: server_hostname)
+        host_argument = "host" if argument == "tlsext_host_name" else argument
         sni_argument = host_argument if sni is host else "tlsext_host_name"
         # after ssl_configure_callback: the verify mode the handshake will use
         name = client_name(ssl, host=host, tlsext_host_name=tlsext_host_name, check_hostname=check_hostname,
-                           argument=name_argument)
+                           argument=argument)
         name_argument = "tlsext_host_name" if isinstance(tlsext_host_name, str) else host_argument
         name_c, name_ip = ffi.NULL, False
         if name:
