@@ -24,7 +24,7 @@ pytest.importorskip("trio")
 import commssl  # noqa: E402
 import commssl.anyio  # noqa: E402
 import policy_peers as pp  # noqa: E402
-from peers import HOST, PKI  # noqa: E402
+from peers import HOST, PKI, recording_server  # noqa: E402
 from revocation_pki import make_crl  # noqa: E402
 
 REVOKED = 23  # X509_V_ERR_CERT_REVOKED
@@ -230,19 +230,12 @@ def test_client_without_a_name(entry: str, material: Material, server_peers: pp.
     call, argument, named = NO_NAME[entry]
     # control: given a name, the same call connects and verifies (commssl server)
     call(trusting()(material), (HOST, server_peers.port("commssl", "good")), **named)
-    # no name: refused before a byte reaches the peer (a plain listener that records them)
-    with socket.create_server((HOST, 0)) as listener:
-        listener.settimeout(pp.HS)
+    # no name: refused before a byte reaches the peer (which records what each client sent)
+    with recording_server() as recorder:
         with pytest.raises(ValueError, match=argument):
-            call(trusting()(material), listener.getsockname())
-        peer, _ = listener.accept()  # the TCP connection was made; its bytes:
-        with peer:
-            peer.settimeout(0.5)
-            try:
-                data = peer.recv(4096)
-            except socket.timeout:
-                data = b""  # still open, and nothing sent
-            assert data == b"", data
+            call(trusting()(material), (HOST, recorder.port))
+        recorder.wait_finished(1)
+        assert recorder.received == [b""], recorder.received  # type: ignore[attr-defined]
 
 
 # -- server side --------------------------------------------------------------------------------------
