@@ -8,6 +8,8 @@ Server rows: one ``serve`` adapter per server entry point (a context manager ser
 exit; each connection's outcome goes to a queue) and client peers (``openssl s_client``,
 ``gnutls-cli``, commssl, CPython ``ssl``) that report every byte of application data they got.
 A served connection first sends ``SECRET``, so a client the server should have refused shows it.
+GnuTLS takes part as a client only: ``gnutls-serv`` (3.7) has no option to listen on 127.0.0.1
+alone, and the tests listen on nothing else.
 """
 
 from __future__ import annotations
