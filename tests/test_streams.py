@@ -19,7 +19,7 @@ import pytest
 
 import commssl
 from commssl import SSLVerificationFailure, lib
-from peers import HOST, PKI, Listener, in_thread, openssl_server, silent_server
+from peers import HOST, PKI, Listener, MemoryBioPeer, in_thread, openssl_server, silent_server
 
 
 def connect(port: int, ctx: Any, host: str = HOST, **kw: Any) -> commssl.SocketStream:
@@ -705,48 +705,6 @@ def test_interleaved_small_reads_over_small_and_big_records_lose_nothing(
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(whole).hexdigest()
 
 
-class _MemoryBioPeer:
-    """A CPython ``ssl`` server over memory BIOs on an accepted socket: the test decides
-    exactly which record bytes go out in which segment."""
-
-    def __init__(self, pki: PKI) -> None:
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(str(pki.server_chain), str(pki.server_key))
-        self.listener = socket.create_server((HOST, 0))
-        self.port = self.listener.getsockname()[1]
-        self.conn: Optional[socket.socket] = None
-
-    def accept_and_handshake(self) -> "_MemoryBioPeer":
-        conn, _ = self.listener.accept()
-        conn.settimeout(5)
-        self.conn = conn
-        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls = self.ctx.wrap_bio(self.incoming, self.outgoing, server_side=True)
-        self.step(self.tls.do_handshake)
-        return self
-
-    def step(self, op: Callable[[], Any]) -> Any:
-        assert self.conn is not None
-        while True:
-            try:
-                return op()
-            except ssl.SSLWantReadError:
-                self.conn.sendall(self.outgoing.read())
-                self.incoming.write(self.conn.recv(65536))
-            finally:
-                self.conn.sendall(self.outgoing.read())
-
-    def record(self, data: bytes) -> bytes:
-        """The TLS record bytes of ``data`` (not sent)."""
-        self.tls.write(data)
-        return self.outgoing.read()
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-        self.listener.close()
-
-
 def _pulled_from_socket(sock: socket.socket, timeout: float = 5.0) -> None:
     """Wait until the kernel holds nothing for ``sock``: what was sent is in the stream's
     read buffer (or in its SSL) now."""
@@ -762,7 +720,7 @@ def test_read_timeout_with_part_of_a_record_buffered_then_the_rest_comes(
     header's first bytes, then the header and part of the body, then whole records
     followed by a partial one. Each time the rest arrives, the next read returns the data
     intact, in order, and nothing twice."""
-    peer = _MemoryBioPeer(pki)
+    peer = MemoryBioPeer(pki)
     fut = in_thread(peer.accept_and_handshake)
     try:
         with connect(peer.port, client_ctx(), tlsext_host_name="localhost", timeout=0.05) as stream:
@@ -832,7 +790,7 @@ def test_detach_after_app_data_close_notify_and_clear_bytes_in_one_segment(
     /tmp/hostile_failures.py for the test of that expectation, and of the >64 KiB case,
     where what the read buffer did not hold is read by the plain stream as plain bytes).
     Within the buffer's 64 KiB nothing of the ciphertext reaches the plain stream."""
-    peer = _MemoryBioPeer(pki)
+    peer = MemoryBioPeer(pki)
     fut = in_thread(peer.accept_and_handshake)
     clear = b"CLEAR-AFTER-CLOSE-NOTIFY\n" * 3
     try:
@@ -965,7 +923,7 @@ def test_detach_reads_more_than_the_buffer_of_unread_data_then_the_clear_bytes(
     close_notify and clear bytes, in one go. detach_ssl reads that data (it is the
     reader's: it came before the close_notify) into the plain stream, in order, then the
     clear bytes; nothing of the TLS records is ever returned as plain data."""
-    peer = _MemoryBioPeer(pki)
+    peer = MemoryBioPeer(pki)
     fut = in_thread(peer.accept_and_handshake)
     clear = b"CLEAR-AFTER-CLOSE-NOTIFY\n"
     try:
