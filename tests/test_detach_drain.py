@@ -145,7 +145,8 @@ def test_detach_refuses_more_than_the_limit_and_keeps_the_first_mib(kind: str, p
     error, plain, _ = _run(kind, "in-flight", data, pki, client_ctx())
     assert isinstance(error, commssl.SSLClosed), error
     name = "detach_ssl_async" if kind == "async" else "detach_ssl"
-    assert str(error) == f"{name}: the peer sent more than {DETACH_DRAIN} bytes instead of answering close_notify"
+    assert str(error) == (f"{name}: the peer sent more than {DETACH_DRAIN} bytes instead of answering "
+                          "close_notify")
     assert plain == data[:DETACH_DRAIN]
 
 

@@ -26,6 +26,7 @@ import threading
 from typing import Any, Awaitable, Callable, List, Optional
 
 from ._binding import ffi
+from ._detach import DetachDrain
 from ._tls import (
     CLOSING,
     DETACHING,
@@ -48,7 +49,6 @@ from ._tls import (
     scratch,
     timeout_arg,
 )
-from ._detach import DetachDrain
 from .connection import Connection, CtxCallback, SSLCallback, new_ssl
 from .contexts import SSLAbstractContext, wants_new_ctx
 from .errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
@@ -660,7 +660,8 @@ class AsyncSSLStream(Connection):
     def _detach_begin(self) -> None:
         """Send our close_notify; then read what has arrived, toward the peer's."""
         try:
-            err = self._tls.mem_step(b"", 0, OP_SHUTDOWN, _NULL, 0, "detach_ssl_async", held=self._detach_hold)
+            err = self._tls.mem_step(b"", 0, OP_SHUTDOWN, _NULL, 0, "detach_ssl_async",
+                                     held=self._detach_hold)
             if err == 0:  # the peer's close_notify had come already: nothing more to read
                 self._detach_done()
                 return

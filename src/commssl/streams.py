@@ -23,6 +23,7 @@ import warnings
 from typing import Any, Optional
 
 from ._binding import ffi, lib
+from ._detach import DetachDrain
 from ._tls import (
     CLOSED,
     HANDSHAKING,
@@ -35,9 +36,8 @@ from ._tls import (
     ms_left,
     timeout_arg,
 )
-from ._detach import DetachDrain
 from .connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
-from .errors import SSLClosed, SSLCondition
+from .errors import SSLCondition
 from .pointers import SSLCtxPointer, SSLPointer
 from .policy import check_hostname_arg
 
@@ -479,7 +479,7 @@ def _shutdown(stream: SocketStream, ssl: Any, retry_count: Optional[int], retry_
         nonlocal waits
         waits -= 1
         if waits <= 0:
-            raise keep.no_answer(f"after {retry_count + 2} tries")  # type: ignore[union-attr]
+            raise keep.no_answer(f"after {retry_count + 2} tries")
 
     while err != lib.COMMSSL_SHUTDOWN_SENT:  # ours is not out yet (the socket was full)
         if err not in (lib.COMMSSL_TIMEOUT, _EINTR):
