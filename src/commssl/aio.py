@@ -1049,10 +1049,12 @@ async def attach_ssl_async(
 async def detach_ssl_async(stream: AsyncSSLStream, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
     """Shut SSL down (close_notify both ways, waiting at most ``timeout``
     seconds for the peer's) and free it; the stream goes on as plain TCP, as
-    in LispWorks. Decrypted data not yet read stays readable, followed by what
-    the peer sends in clear after its close_notify. Does nothing on a plain
-    stream. ``SSLClosed`` when the peer does not answer in time (the stream is
-    then plain but the peer may still speak TLS: close it)."""
+    in LispWorks. What ``detach_ssl`` keeps, this keeps: decrypted data not
+    yet read, then the data the peer sent before its close_notify (these two
+    up to 1 MiB), then what it sends in clear after it. Does nothing on a plain
+    stream. ``SSLClosed`` when the peer does not answer in time, or sends more
+    than 1 MiB instead (the stream is then plain, what was kept readable, but
+    the peer may still speak TLS: close it)."""
     stream = _async_stream(stream, "detach_ssl_async")
     seconds = timeout_arg(timeout, "timeout") or 0.0
     stream._check_open("detach_ssl_async")

@@ -508,8 +508,9 @@ def _shutdown(stream: SocketStream, ssl: Any, retry_count: Optional[int], retry_
 def detach_ssl(stream: SocketStream, retry_count: Optional[int] = 5, retry_timeout: float = 0.1) -> None:
     """Shut SSL down cleanly (close_notify both ways) and free what attaching
     made; the stream goes on as plain TCP. Data the peer sent before its
-    close_notify and not yet read (up to 1 MiB) is read first, and the plain
-    stream returns it, then what the peer sends in clear. ``retry_count=None``
+    close_notify and not yet read (up to 1 MiB; more is ``SSLClosed``, the first
+    MiB kept) is read first, and the plain stream returns it, then what the peer
+    sends in clear (the same as ``detach_ssl_async``). ``retry_count=None``
     does not wait for the peer. Does nothing when no SSL is attached.
     ``ValueError`` while another thread reads or writes the stream."""
     _stream(stream)
