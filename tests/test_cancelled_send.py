@@ -171,3 +171,30 @@ def test_asyncio_stream_cancelled_drain_loses_nothing(pki: PKI, client_ctx: Any)
         asyncio.run(main())
         everything = b"".join(sent)
         assert _check_peer(peer, everything, everything, clean=True) == everything
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_anyio_send_in_a_cancelled_scope_encrypts_nothing_and_the_stream_goes_on(
+        backend: str, pki: PKI, client_ctx: Any) -> None:
+    """A send in a scope cancelled before it starts raises at once, before OpenSSL made any
+    record: nothing of it reaches the peer, later and earlier sends arrive intact, and the
+    stream is not broken. (Without the check its records were made, stayed queued when the
+    lock's checkpoint raised, and went out with the next send: a "cancelled" send delivered.)"""
+    peer = SlowPeer()
+    peer.resume.set()
+    cctx = client_ctx()
+    with peers.cpython_tls_server(pki.server_chain, pki.server_key, handler=peer) as server:
+        async def main() -> None:
+            async with await tls_anyio.connect(HOST, server.port, ssl_ctx=cctx,
+                                               tlsext_host_name="localhost") as stream:
+                await stream.send(b"before\n")
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    await stream.send(b"cancelled\n")
+                assert scope.cancelled_caught
+                await stream.send(b"after\n")
+
+        anyio.run(main, backend=backend)
+        got, error = peer.received()
+    assert error is None, error
+    assert got == b"before\nafter\n"
