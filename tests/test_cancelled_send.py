@@ -33,7 +33,7 @@ pytest.importorskip("trio")
 import commssl.anyio as tls_anyio  # noqa: E402
 
 HOST = "127.0.0.1"
-BIG = 8 * 1024 * 1024  # far more than the socket buffers hold while the peer does not read
+BIG = 2 * 1024 * 1024  # far more than the socket buffers hold while the peer does not read
 
 
 def _chunk(tag: int, size: int) -> bytes:
@@ -89,7 +89,7 @@ def _check_peer(peer: SlowPeer, attempted: bytes, delivered: bytes, clean: bool)
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_anyio_cancelled_send_breaks_the_stream_and_desynchronises_nothing(
         backend: str, pki: PKI, client_ctx: Any) -> None:
-    """hello (sent), 8 MiB cancelled after 0.3 s, 64 KiB cancelled after 0.3 s, then the peer
+    """hello (sent), 2 MiB cancelled after 0.3 s, 64 KiB cancelled after 0.3 s, then the peer
     reads and a last line is sent: without the fix the later sends return normally and the
     peer meets bad_record_mac (records it never got were skipped); with it they raise
     ``BrokenResourceError`` (and so does ``receive``), and the peer's data is a clean prefix."""
@@ -120,7 +120,7 @@ def test_anyio_cancelled_send_breaks_the_stream_and_desynchronises_nothing(
             nonlocal stream
             stream = await tls_anyio.connect(HOST, server.port, ssl_ctx=cctx, tlsext_host_name="localhost")
             raw = stream.transport_stream.extra(anyio.abc.SocketAttribute.raw_socket)
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
             try:
                 await send(b"hello\n", 10)
                 await send(_chunk(1, BIG), 0.3)
@@ -142,7 +142,7 @@ def test_anyio_cancelled_send_breaks_the_stream_and_desynchronises_nothing(
 
 
 def test_asyncio_stream_cancelled_drain_loses_nothing(pki: PKI, client_ctx: Any) -> None:
-    """``AsyncSSLStream``: 8 MiB written, the drain cancelled (``wait_for``), 64 KiB more, that
+    """``AsyncSSLStream``: 2 MiB written, the drain cancelled (``wait_for``), 64 KiB more, that
     drain cancelled too, then the peer reads and a last line goes out: the peer gets every
     byte, in order, and the clean close_notify (the transport holds what ``write`` encrypted)."""
     peer = SlowPeer()
@@ -153,7 +153,7 @@ def test_asyncio_stream_cancelled_drain_loses_nothing(pki: PKI, client_ctx: Any)
         async def main() -> None:
             stream = await commssl.open_tcp_stream_async(HOST, server.port, ssl_ctx=cctx,
                                                          tlsext_host_name="localhost")
-            stream.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+            stream.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
             try:
                 stream.write(sent[0])
                 await stream.drain()
