@@ -32,7 +32,7 @@ from .errors import SSLClosed
 
 __all__ = ["DETACH_DRAIN", "DetachDrain"]
 
-#: What a detach reads, at most, of the data the peer sends before its close_notify.
+#: What a detach keeps, at most, of the peer's decrypted data: unread, or sent before its close_notify.
 DETACH_DRAIN = 1 << 20
 
 
