@@ -341,7 +341,7 @@ class OpenSSLServer(OpenSSLProcess):
 def openssl_server(cert_chain: Path | str, key: Path | str, *, cafile: Path | str | None = None,
                    verify: int | None = None, Verify: int | None = None,
                    verify_return_error: bool = True, extra_args: Sequence[str] = (),
-                   www: bool = False) -> Iterator[OpenSSLServer]:
+                   www: bool = False, relay_stdin: bool = False) -> Iterator[OpenSSLServer]:
     """``openssl s_server`` on 127.0.0.1, any port, serving connections (one at a
     time) until exit.
 
@@ -349,7 +349,9 @@ def openssl_server(cert_chain: Path | str, key: Path | str, *, cafile: Path | st
     echoed back reversed, a line starting with ``CLOSE`` makes it close that
     connection (cleanly), and the output shows "Peer certificate: <subject>"
     or "No peer certificate" per connection. With ``www``: ``-www``, ``GET /``
-    gets a status page (which includes the client certificate, if any).
+    gets a status page (which includes the client certificate, if any). With
+    ``relay_stdin``: neither, what is written to stdin (``send``) goes to the
+    client as application data.
     ``verify``/``Verify`` request/require a client certificate;
     ``-verify_return_error`` is added with them unless disabled (otherwise
     s_server accepts any client certificate). ``extra_args=("-naccept", "1")``
@@ -357,7 +359,9 @@ def openssl_server(cert_chain: Path | str, key: Path | str, *, cafile: Path | st
     """
     with tempfile.TemporaryDirectory(prefix="commssl-s_server-") as tmp:
         args = ["s_server", "-accept", f"{HOST}:0", *_cert_args(cert_chain, Path(tmp)),
-                "-key", str(key), "-www" if www else "-rev"]
+                "-key", str(key)]
+        if not relay_stdin:
+            args.append("-www" if www else "-rev")
         if cafile is not None:
             args += ["-CAfile", str(cafile)]
         if verify is not None:
@@ -580,6 +584,48 @@ def cpython_tls_client(port: int, *, cafile: Path | str | None,
     except BaseException:
         sock.close()
         raise
+
+
+class MemoryBioPeer:
+    """A CPython ``ssl`` server over memory BIOs on an accepted socket: the test decides
+    exactly which record bytes go out in which segment."""
+
+    def __init__(self, pki: PKI) -> None:
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(pki.server_chain), str(pki.server_key))
+        self.listener = socket.create_server((HOST, 0))
+        self.port = self.listener.getsockname()[1]
+        self.conn: socket.socket | None = None
+
+    def accept_and_handshake(self) -> "MemoryBioPeer":
+        conn, _ = self.listener.accept()
+        conn.settimeout(5)
+        self.conn = conn
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = self.ctx.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.step(self.tls.do_handshake)
+        return self
+
+    def step(self, op: Callable[[], object]) -> object:
+        assert self.conn is not None
+        while True:
+            try:
+                return op()
+            except ssl.SSLWantReadError:
+                self.conn.sendall(self.outgoing.read())
+                self.incoming.write(self.conn.recv(65536))
+            finally:
+                self.conn.sendall(self.outgoing.read())
+
+    def record(self, data: bytes) -> bytes:
+        """The TLS record bytes of ``data`` (not sent)."""
+        self.tls.write(data)
+        return self.outgoing.read()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.listener.close()
 
 
 # ------------------------------------------------------------------ raw sockets

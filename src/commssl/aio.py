@@ -26,15 +26,18 @@ import threading
 from typing import Any, Awaitable, Callable, List, Optional
 
 from ._binding import ffi
+from ._detach import DetachDrain
 from ._tls import (
     CLOSING,
     DETACHING,
     HANDSHAKING,
     OP_HANDSHAKE,
+    OP_READ,
     OP_SHUTDOWN,
     OP_WRITE,
     OPEN,
     PLAIN,
+    SCRATCH,
     SHUTDOWN_SENT,
     STATE_NAMES,
     WANT_READ,
@@ -43,6 +46,7 @@ from ._tls import (
     check_after_handshake,
     in_callback,
     in_callback_error,
+    scratch,
     timeout_arg,
 )
 from .connection import Connection, CtxCallback, SSLCallback, new_ssl
@@ -196,6 +200,8 @@ class AsyncSSLStream(Connection):
         self._tls = TLSConnection("AsyncSSLStream", self._abort_transport)
         self._host: Optional[str] = None  # the host a client connected to (attach's default name)
         self._detach_hold: Any = None  # the SSL a detach has pinned while it waits for the peer
+        self._detach_keep: Optional[DetachDrain] = None  # what that detach keeps (_detach.py)
+        self._detach_error: Optional[BaseException] = None  # its own refusal (too much data)
         self._tcp_eof = False  # the peer's FIN (the end of a plain stream, also after a detach)
         self._transport: Optional[asyncio.Transport] = None
         self._done = ffi.new("size_t[2]")  # [0]: bytes done, [1]: bytes pending in the write BIO
@@ -622,51 +628,103 @@ class AsyncSSLStream(Connection):
         ssl = tls.begin_detach("detach_ssl_async")
         if ssl is None:
             return
+        keep = self._detach_keep = DetachDrain("detach_ssl_async", self._rbuf)
+        self._detach_error = None
         self._detach_hold = ssl
         deadline = self._loop.time() + seconds
         try:
             self._maybe_resume_reading(force=True)
-            self._detach_step(b"", 0)
+            self._detach_begin()
             await self._wait_until(
-                lambda: self._detach_hold is None or self._tls.read_error is not None or self._lost, deadline)
+                lambda: self._detach_hold is None or self._detach_error is not None
+                or self._tls.read_error is not None or self._lost, deadline)
+            if self._detach_error is not None:
+                raise self._detach_error
             if self._tls.read_error is not None:
                 raise self._tls.read_error
             if self._detach_hold is not None:
-                raise SSLClosed("detach_ssl_async: the peer did not answer close_notify"
-                                + (" (the connection was lost)" if self._lost else f" within {seconds} s"),
-                                "closed")
+                raise keep.no_answer("(the connection was lost)" if self._lost else f"within {seconds} s")
         finally:
-            self._detach_hold = None
+            self._detach_hold = self._detach_keep = self._detach_error = None
             tls.end_detach()
             # the TLS end (close_notify) is not the end of the plain stream
             self._tls.peer_closed = self._tcp_eof
-            if self._rbuf and not self._read_paused and self._transport is not None and not self._lost:
-                self._read_paused = True  # plain again: read when asked
-                self._transport.pause_reading()
+            self._pause_plain()
+
+    def _pause_plain(self) -> None:
+        """Plain again: read from the socket only when a read asks (see the class docstring)."""
+        if self._rbuf and not self._read_paused and self._transport is not None and not self._lost:
+            self._read_paused = True
+            self._transport.pause_reading()
+
+    def _detach_begin(self) -> None:
+        """Send our close_notify; then read what has arrived, toward the peer's."""
+        try:
+            err = self._tls.mem_step(b"", 0, OP_SHUTDOWN, _NULL, 0, "detach_ssl_async",
+                                     held=self._detach_hold)
+            if err == 0:  # the peer's close_notify had come already: nothing more to read
+                self._detach_done()
+                return
+        except BaseException as exc:
+            self._detach_failed(exc)
+            return
+        self._detach_step(b"", 0)
 
     def _detach_step(self, data: bytes, eof: int) -> None:
-        """During a detach: feed what arrived to OpenSSL's shutdown; once both
-        close_notify have passed, what follows the peer's is clear data."""
+        """During a detach, after our close_notify: decrypt what arrived up to the
+        peer's close_notify (kept by the shared policy, ``_detach.DetachDrain``),
+        then complete the shutdown; what follows the peer's is clear data."""
         ssl = self._detach_hold
-        if ssl is None:  # the shutdown is complete: the peer speaks in clear now
-            if data:
+        keep = self._detach_keep
+        if ssl is None or keep is None or self._detach_error is not None:
+            if data:  # complete (or refused, as detach_ssl): the peer's bytes are plain now
                 self._rbuf += data
             if eof:
                 self._tls.peer_closed = True
+            self._pause_plain()
             self._wake()
             return
+        tls = self._tls
+        buf = scratch()
+        done = tls.mem_done
         try:
-            err = self._tls.mem_step(data, eof, OP_SHUTDOWN, _NULL, 0, "detach_ssl_async", held=ssl)
-            if err == SHUTDOWN_SENT:  # ours went out: the peer's may be waiting in the BIO already
-                err = self._tls.mem_step(b"", 0, OP_SHUTDOWN, _NULL, 0, "detach_ssl_async", held=ssl)
-            if err == 0:
-                self._rbuf += self._tls.take_unread(ssl)
-                self._detach_hold = None
-                if eof:
-                    self._tls.peer_closed = True
+            while True:
+                err = tls.mem_step(data, eof, OP_READ, buf, SCRATCH, "detach_ssl_async", held=ssl)
+                data, eof = b"", 0
+                if done[0]:
+                    try:
+                        keep.keep(ffi.buffer(buf, done[0]))
+                    except SSLClosed as exc:  # too much: the detach's own refusal
+                        self._detach_error = exc
+                        self._wake()
+                        return
+                if err == WANT_READ:
+                    break
+                if err == ZERO_RETURN:  # the peer's close_notify: complete the shutdown
+                    err = tls.mem_step(b"", 0, OP_SHUTDOWN, _NULL, 0, "detach_ssl_async", held=ssl)
+                    if err:
+                        tls.failure(err, "detach_ssl_async")
+                    self._detach_done()
+                    return
         except BaseException as exc:
-            if self._tls.read_error is None:
-                self._tls.read_error = exc
+            self._detach_failed(exc)
+            return
+        self._wake()
+
+    def _detach_done(self) -> None:
+        ssl, keep = self._detach_hold, self._detach_keep
+        assert keep is not None
+        keep.finish(self._tls, ssl)
+        self._detach_hold = None
+        if self._tcp_eof:
+            self._tls.peer_closed = True
+        self._pause_plain()
+        self._wake()
+
+    def _detach_failed(self, exc: BaseException) -> None:
+        """A TLS failure during the detach: raised by it, and by every later read."""
+        if self._tls.read_error is None:
+            self._tls.read_error = exc
         self._wake()
 
     # -- closing ------------------------------------------------------------------
@@ -991,10 +1049,12 @@ async def attach_ssl_async(
 async def detach_ssl_async(stream: AsyncSSLStream, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
     """Shut SSL down (close_notify both ways, waiting at most ``timeout``
     seconds for the peer's) and free it; the stream goes on as plain TCP, as
-    in LispWorks. Decrypted data not yet read stays readable, followed by what
-    the peer sends in clear after its close_notify. Does nothing on a plain
-    stream. ``SSLClosed`` when the peer does not answer in time (the stream is
-    then plain but the peer may still speak TLS: close it)."""
+    in LispWorks. What ``detach_ssl`` keeps, this keeps: decrypted data not
+    yet read, then the data the peer sent before its close_notify (these two
+    up to 1 MiB), then what it sends in clear after it. Does nothing on a plain
+    stream. ``SSLClosed`` when the peer does not answer in time, or sends more
+    than 1 MiB instead (the stream is then plain, what was kept readable, but
+    the peer may still speak TLS: close it)."""
     stream = _async_stream(stream, "detach_ssl_async")
     seconds = timeout_arg(timeout, "timeout") or 0.0
     stream._check_open("detach_ssl_async")

@@ -15,6 +15,16 @@ connection. This module only moves bytes between the core and the byte stream,
 and waits the anyio way (so cancel scopes, ``anyio.fail_after`` and trio's
 cancellation work, and cancelling a handshake leaves nothing behind).
 
+A cancelled ``send`` never desynchronises the record stream. Records that the
+byte stream has not been handed yet (the send was cancelled while another task
+was sending) stay queued and go out first with the next ``send``, ``receive``
+or ``aclose``. Records handed to the byte stream's ``send`` when that send is
+cancelled (or fails) went out in part or not at all, and no anyio byte stream
+says how much: the ``TLSStream`` is then broken, and every later ``send`` and
+``receive`` raises ``anyio.BrokenResourceError`` (``aclose`` closes without
+close_notify). A ``send`` in a scope already cancelled raises before it
+encrypts anything.
+
 One task may send while another receives. ``send_eof`` raises
 ``NotImplementedError``: commssl does not half-close TLS connections (as
 anyio's own ``TLSStream``). ``aclose`` sends close_notify (without waiting for
@@ -27,6 +37,7 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from commssl._binding import ffi
 from commssl._tls import (
@@ -76,6 +87,9 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         self._rbuf = bytearray()  # decrypted, not yet received
         self._send_lock = anyio.Lock()
         self._recv_lock = anyio.Lock()
+        # The byte stream's send that was cancelled or failed with our records in hand:
+        # an unknown part of them went out, so nothing may follow (see the module docstring).
+        self._broken: Optional[BaseException] = None
 
     def __repr__(self) -> str:
         return f"<commssl.anyio.TLSStream {self._side} {STATE_NAMES[self._tls.state]}>"
@@ -97,14 +111,30 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         self._out += view
 
     async def _flush(self) -> None:
-        """Send what OpenSSL wrote, in order (one sender at a time)."""
+        """Send what OpenSSL wrote, in order (one sender at a time). The records
+        leave ``_out`` only as the byte stream's send takes them: cancelled while
+        waiting for the lock, they stay for the next flush. That send cancelled or
+        failed: the stream is broken (``_broken``)."""
         if not self._out:
             return
         async with self._send_lock:
             while self._out:
+                self._check_broken("send")  # another task's send broke it while we waited
                 data = bytes(self._out)
                 self._out.clear()
-                await self.transport_stream.send(data)
+                try:
+                    await self.transport_stream.send(data)
+                except BaseException as exc:  # a cancellation included: how much went out is unknown
+                    self._broken = exc
+                    raise
+
+    def _check_broken(self, what: str) -> None:
+        exc = self._broken
+        if exc is not None:
+            raise anyio.BrokenResourceError(
+                f"{what} on a TLSStream whose earlier send to the byte stream was interrupted "
+                f"({type(exc).__name__}) with TLS records in hand: an unknown part of them went out, "
+                "so the connection cannot go on; close it")
 
     async def _pull(self) -> Tuple[bytes, int]:
         """The next bytes from the byte stream: ``(data, eof)``."""
@@ -161,6 +191,9 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         return _take(rbuf, max_bytes) if len(rbuf) > max_bytes else _take(rbuf, len(rbuf))
 
     async def send(self, item: Any) -> None:
+        """Encrypt ``item`` and send the records (see the module docstring for a
+        cancelled send)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()  # cancelled already: encrypt nothing
         self._check("send")
         if self._tls.read_error is not None and not self._tls.peer_closed:
             raise self._tls.read_error
@@ -184,7 +217,7 @@ class TLSStream(Connection, anyio.abc.ByteStream):
             return
         was_open = tls.state == OPEN
         try:
-            if tls.start_closing() and was_open and self._tls.read_error is None:
+            if tls.start_closing() and was_open and self._tls.read_error is None and self._broken is None:
                 with anyio.move_on_after(5, shield=True):
                     tls.mem_step(b"", 0, OP_SHUTDOWN, _NULL, 0, "close", closing=True)
                     await self._flush()
@@ -205,6 +238,7 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         state = self._tls.state
         if state > OPEN:
             raise anyio.ClosedResourceError(f"{what} on a closed TLSStream")
+        self._check_broken(what)
         sslp = self._tls.sslp
         if sslp is not None and sslp.verifying is not None:
             raise in_callback_error(what)

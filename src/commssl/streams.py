@@ -23,6 +23,7 @@ import warnings
 from typing import Any, Optional
 
 from ._binding import ffi, lib
+from ._detach import DetachDrain
 from ._tls import (
     CLOSED,
     HANDSHAKING,
@@ -36,7 +37,7 @@ from ._tls import (
     timeout_arg,
 )
 from .connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
-from .errors import SSLClosed, SSLCondition
+from .errors import SSLCondition
 from .pointers import SSLCtxPointer, SSLPointer
 from .policy import check_hostname_arg
 
@@ -460,30 +461,25 @@ def socket_stream_handshake(stream: SocketStream, timeout: Optional[float] = Non
     return True
 
 
-#: What a detach reads, at most, of the data the peer sends before its close_notify.
-_DETACH_DRAIN = 1 << 20
-
-
-def _shutdown(stream: SocketStream, ssl: Any, retry_count: Optional[int], retry_timeout: float) -> None:
+def _shutdown(stream: SocketStream, ssl: Any, retry_count: Optional[int], retry_timeout: float,
+              keep: Optional[DetachDrain] = None) -> None:
     """close_notify, then (``retry_count`` not None) wait for the peer's: each wait up
     to ``retry_timeout``, ``retry_count + 1`` of them. What the peer sent before its
-    close_notify (it may not have seen ours yet) is read into the stream's buffer, up
-    to ``_DETACH_DRAIN`` bytes: the plain stream's reader gets it first, then the
-    clear bytes that follow the close_notify."""
+    close_notify (it may not have seen ours yet) goes to ``keep`` (a detach's
+    ``DetachDrain``: the policy, limit and errors shared with ``detach_ssl_async``)."""
     if not lib.SSL_is_init_finished(ssl):
         return
     ms = int(retry_timeout * 1000)
     err = lib.commssl_io(ssl, lib.COMMSSL_OP_SHUTDOWN, ffi.NULL, 0, ffi.NULL, ms)
-    if err == 0 or retry_count is None:  # done; or close(): best effort, never waits or raises
+    if err == 0 or retry_count is None or keep is None:  # done; or close(): best effort, never waits
         return
-    waits, drained = retry_count + 1, 0
+    waits = retry_count + 1
 
     def wait_used() -> None:
         nonlocal waits
         waits -= 1
         if waits <= 0:
-            raise SSLClosed(f"detach_ssl: the peer did not answer close_notify after {retry_count + 2} tries",
-                            "closed")
+            raise keep.no_answer(f"after {retry_count + 2} tries")
 
     while err != lib.COMMSSL_SHUTDOWN_SENT:  # ours is not out yet (the socket was full)
         if err not in (lib.COMMSSL_TIMEOUT, _EINTR):
@@ -492,17 +488,12 @@ def _shutdown(stream: SocketStream, ssl: Any, retry_count: Optional[int], retry_
         err = lib.commssl_io(ssl, lib.COMMSSL_OP_SHUTDOWN, ffi.NULL, 0, ffi.NULL, ms)
         if err == 0:
             return
-    # Ours is out: read until the peer's. (SSL_shutdown would take the peer's data
-    # for an error: "application data after close notify".)
+    # Ours is out: read until the peer's (see _detach.py for why not SSL_shutdown).
     buf, done = _alloc("char[]", _CHUNK), stream._rout  # the detach holds the read lock
     while True:
         err = lib.commssl_io(ssl, lib.COMMSSL_OP_READ, buf, _CHUNK, done, ms)
         if err == 0:
-            drained += done[0]
-            stream._rbuf += ffi.buffer(buf, done[0])
-            if drained > _DETACH_DRAIN:
-                raise SSLClosed(f"detach_ssl: the peer sent more than {_DETACH_DRAIN} bytes instead of "
-                                "answering close_notify", "closed")
+            keep.keep(ffi.buffer(buf, done[0]))
         elif err == lib.SSL_ERROR_ZERO_RETURN:  # the peer's close_notify: complete the shutdown
             err = lib.commssl_io(ssl, lib.COMMSSL_OP_SHUTDOWN, ffi.NULL, 0, ffi.NULL, ms)
             if err == 0:
@@ -517,8 +508,9 @@ def _shutdown(stream: SocketStream, ssl: Any, retry_count: Optional[int], retry_
 def detach_ssl(stream: SocketStream, retry_count: Optional[int] = 5, retry_timeout: float = 0.1) -> None:
     """Shut SSL down cleanly (close_notify both ways) and free what attaching
     made; the stream goes on as plain TCP. Data the peer sent before its
-    close_notify and not yet read (up to 1 MiB) is read first, and the plain
-    stream returns it, then what the peer sends in clear. ``retry_count=None``
+    close_notify and not yet read (up to 1 MiB; more is ``SSLClosed``, the first
+    MiB kept) is read first, and the plain stream returns it, then what the peer
+    sends in clear (the same as ``detach_ssl_async``). ``retry_count=None``
     does not wait for the peer. Does nothing when no SSL is attached.
     ``ValueError`` while another thread reads or writes the stream."""
     _stream(stream)
@@ -539,11 +531,9 @@ def detach_ssl(stream: SocketStream, retry_count: Optional[int] = 5, retry_timeo
             if ssl is None:
                 return
             try:
-                _shutdown(stream, ssl, retry_count, seconds)
-                if lib.SSL_get_shutdown(ssl) & lib.SSL_RECEIVED_SHUTDOWN:
-                    # what the peer sent in clear after its close_notify, already in the
-                    # read buffer: the plain stream's first bytes
-                    stream._rbuf += tls.take_unread(ssl)
+                keep = DetachDrain("detach_ssl", stream._rbuf)
+                _shutdown(stream, ssl, retry_count, seconds, keep)
+                keep.finish(tls, ssl)  # the clear bytes after the peer's close_notify, next
             finally:
                 tls.end_detach()
                 if tls.state != CLOSED and stream._sock.gettimeout() != stream._timeout:
