@@ -465,6 +465,7 @@ def test_a_session_resumes_under_require(pki: PKI, stapling_server: Callable[...
         for _ in range(2):  # and the session of a resumed handshake resumes in its turn
             with connect(srv.port, ctx, session=session) as s:
                 assert commssl.ssl_connection_session_reused(s)
+                assert commssl.ssl_connection_ocsp_response(s) is None  # nothing stapled to it
                 s.write(b"ping\n")
                 assert s.readline() == b"gnip\n"
                 newer = commssl.ssl_connection_session(s)
