@@ -340,3 +340,43 @@ def test_raw_socket_never_sees_the_marker(pki: PKI, server_context: Any, commssl
         commssl.destroy_ssl_ctx(client.ssl_ctx_pointer)
     assert isinstance(only_error(server), commssl.SSLVerificationFailure)
     assert refuse.seen == [([], (False, UNSPECIFIED))]
+
+
+# -- commssl.anyio server side --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_anyio_server_without_certificate(pki: PKI, server_context: Any, backend: str) -> None:
+    anyio = pytest.importorskip("anyio")
+    pytest.importorskip("trio")
+    import commssl.anyio as tls_anyio
+
+    refuse = Recorder(False)
+    ctx = server_context(verify_callback=refuse)
+    failures: List[BaseException] = []
+    served: List[bool] = []
+
+    async def handle(tcp: Any) -> None:
+        try:
+            stream = await tls_anyio.wrap(tcp, ssl_ctx=ctx, ssl_side="server", handshake_timeout=WAIT)
+        except commssl.SSLCondition as exc:
+            failures.append(exc)
+            await tcp.aclose()
+            return
+        async with stream:
+            served.append(True)
+            await stream.send(MARKER + b"\n")
+
+    async def main() -> bytes:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, handle)
+            out: bytes = await anyio.to_thread.run_sync(s_client, pki, port, False, "-tls1_3")
+            tg.cancel_scope.cancel()
+        return out
+
+    out = anyio.run(main, backend=backend)
+    assert MARKER not in out and served == []
+    assert len(failures) == 1 and isinstance(failures[0], commssl.SSLVerificationFailure), failures
+    assert refuse.seen == [([], (False, UNSPECIFIED))]
