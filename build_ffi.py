@@ -280,6 +280,7 @@ SSL *commssl_store_ssl(X509_STORE_CTX *);
 
 int commssl_verify_cb(int, X509_STORE_CTX *);
 int commssl_cert_verify_cb(X509_STORE_CTX *, void *);
+int commssl_decide_no_cert(SSL *);
 extern "Python" int _commssl_verify_py(commssl_state *, int, X509_STORE_CTX *);
 extern "Python" int _commssl_conn_verify_py(commssl_state *, int, X509_STORE_CTX *);
 extern "Python" int _commssl_foreign_verify_py(commssl_ctx_state *, SSL *, int, int, X509_STORE_CTX *);
@@ -380,6 +381,9 @@ int commssl_use_chain_mem(SSL_CTX *, const char *, int);
 int commssl_use_key_mem(SSL_CTX *, const char *, int, const char *);
 int commssl_load_cadata(SSL_CTX *, const char *, int);
 int commssl_reverify(SSL *);
+/* revocation.c, here for SSL_SESSION: resumption under ocsp_stapling="require" */
+int commssl_ocsp_session_ok(SSL *, SSL_SESSION *);
+int commssl_ocsp_resumed_ok(SSL *);
 extern "Python" int _commssl_alpn_py(void *, const unsigned char *, unsigned int);
 extern "Python" void _commssl_keylog_py(void *, const char *);
 """

@@ -443,6 +443,123 @@ def test_asyncio_client_fails_inside_the_handshake(pki: PKI, stapling_server: Ca
     asyncio.run(main())
 
 
+# -- OCSP stapling and resumption ----------------------------------------------------------------
+
+
+def _session_of(port: int, ctx: Any, **kw: Any) -> Any:
+    """A full handshake, a line through s_server (so a TLS 1.3 ticket arrives), its Session."""
+    with connect(port, ctx, **kw) as s:
+        assert not commssl.ssl_connection_session_reused(s)
+        s.write(b"ping\n")
+        assert s.readline() == b"gnip\n"
+        return commssl.ssl_connection_session(s)
+
+
+@pytest.mark.parametrize("tls12", [False, True], ids=["tls1.3", "tls1.2"])
+def test_a_session_resumes_under_require(pki: PKI, stapling_server: Callable[..., Any], tls12: bool) -> None:
+    """The full handshake checked the staple; the resumed one (no staple comes) resumes."""
+    srv = stapling_server(ocsp_response(pki, "good"), tls12)
+    ctx = client(pki, ocsp_stapling="require")
+    session = _session_of(srv.port, ctx)
+    try:
+        for _ in range(2):  # and the session of a resumed handshake resumes in its turn
+            with connect(srv.port, ctx, session=session) as s:
+                assert commssl.ssl_connection_session_reused(s)
+                assert commssl.ssl_connection_ocsp_response(s) is None  # nothing stapled to it
+                s.write(b"ping\n")
+                assert s.readline() == b"gnip\n"
+                newer = commssl.ssl_connection_session(s)
+            session.release()
+            session = newer
+    finally:
+        session.release()
+
+
+@pytest.mark.skipif(shutil.which("gnutls-serv") is None, reason="gnutls-bin not installed")
+def test_a_session_resumes_under_require_with_gnutls_serv(pki: PKI, rv: Any) -> None:
+    staple = rv.file("gnutls-staple.der", ocsp_response(pki, "good"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(["gnutls-serv", "--x509certfile", str(pki.server_chain), "--x509keyfile",
+                             str(pki.server_key), "--ocsp-response", str(staple), "--echo",
+                             "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctx = client(pki, ocsp_stapling="require")
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                with connect(port, ctx) as s:
+                    s.write(b"ping\n")
+                    assert s.readline() == b"ping\n"  # the TLS 1.3 ticket came before it
+                    assert commssl.ssl_connection_ocsp_status(s).verified  # type: ignore[union-attr]
+                    session = commssl.ssl_connection_session(s)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "gnutls-serv did not start"
+                time.sleep(0.05)
+        try:
+            with connect(port, ctx, session=session) as s:
+                assert commssl.ssl_connection_session_reused(s)
+                s.write(b"ping\n")
+                assert s.readline() == b"ping\n"
+        finally:
+            session.release()
+    finally:
+        proc.kill()
+        proc.wait(WAIT)
+
+
+@pytest.mark.parametrize("tls12", [False, True], ids=["tls1.3", "tls1.2"])
+def test_a_session_without_a_checked_staple_does_not_resume_under_require(
+        pki: PKI, stapling_server: Callable[..., Any], tls12: bool) -> None:
+    """A session made while stapling was off (or "if-present" and nothing came) is not
+    offered under "require": a full handshake runs, and checks the staple."""
+    srv = stapling_server(ocsp_response(pki, "good"), tls12)
+    ctx = client(pki)
+    session = _session_of(srv.port, ctx)
+    try:
+        commssl.set_ocsp_stapling(ctx, "require")
+        with connect(srv.port, ctx, session=session) as s:
+            assert not commssl.ssl_connection_session_reused(s)
+            assert commssl.ssl_connection_ocsp_status(s).verified  # type: ignore[union-attr]
+    finally:
+        session.release()
+    bare = stapling_server(None, tls12)  # staples nothing
+    for made_with in (False, "if-present"):
+        ctx = client(pki, ocsp_stapling=made_with)
+        session = _session_of(bare.port, ctx)
+        try:
+            commssl.set_ocsp_stapling(ctx, "require")
+            with pytest.raises(commssl.SSLVerificationFailure) as info:
+                connect(bare.port, ctx, session=session)
+            assert (info.value.verify_code, info.value.depth) == (NEEDED, 0)
+        finally:
+            session.release()
+
+
+@pytest.mark.parametrize("tls12", [False, True], ids=["tls1.3", "tls1.2"])
+def test_require_fails_a_forced_resumption_of_an_unchecked_session(
+        pki: PKI, stapling_server: Callable[..., Any], tls12: bool) -> None:
+    """Below the Session rules (SSL_set_session called directly): the resumed handshake
+    itself fails under "require" when its session's full handshake checked no staple
+    (TLS 1.3: in the status callback OpenSSL runs; TLS 1.2: after the handshake)."""
+    srv = stapling_server(ocsp_response(pki, "good"), tls12)
+    ctx = client(pki)
+    session = _session_of(srv.port, ctx)
+
+    def force(sslp: Any) -> None:
+        commssl.set_ocsp_stapling(sslp, "require")
+        assert commssl.lib.SSL_set_session(sslp.cdata, session.cdata) == 1
+
+    try:
+        with pytest.raises(commssl.SSLVerificationFailure) as info:
+            connect(srv.port, ctx, ssl_configure_callback=force)
+        assert info.value.verify_code == NEEDED
+    finally:
+        session.release()
+
+
 # -- OCSP stapling: the server, to openssl s_client and to commssl ------------------------------
 
 

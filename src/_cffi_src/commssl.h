@@ -122,6 +122,7 @@ int commssl_no_password(char *, int, int, void *);
 SSL *commssl_store_ssl(X509_STORE_CTX *);
 int commssl_verify_cb(int, X509_STORE_CTX *);
 int commssl_cert_verify_cb(X509_STORE_CTX *, void *);
+int commssl_decide_no_cert(SSL *);
 
 /* ---- chains.c ---- */
 static int commssl_copy_stack(X509 *, STACK_OF(X509) *, X509 **, int);
@@ -152,6 +153,8 @@ int commssl_failure_chain(SSL *, X509 **, int);
 int commssl_verify_errors(SSL *, int, int *, int *, char **);
 int commssl_ocsp_failed(SSL *);
 int commssl_ocsp_unreadable(SSL *);
+int commssl_ocsp_session_ok(SSL *, SSL_SESSION *);
+int commssl_ocsp_resumed_ok(SSL *);
 int commssl_is_ocsp_der(const unsigned char *, size_t);
 int commssl_load_crls(SSL_CTX *, const unsigned char *, size_t);
 int commssl_set_ocsp_mode(SSL_CTX *, SSL *, int);

@@ -36,6 +36,11 @@ typedef struct {
 } commssl_ctx_rv;
 
 static int commssl_rv_idx = -1, commssl_ctx_rv_idx = -1;
+/* On an SSL_SESSION: (void *)1 when the full handshake that made it checked a good
+   staple (the client's status callback). OpenSSL copies ex_data pointers when it
+   duplicates a session (a TLS 1.3 ticket's session is a copy of the handshake's),
+   so the mark follows the session through resumptions. */
+static int commssl_sess_idx = -1;
 
 static void commssl_rv_clear(commssl_rv *rv)
 {
@@ -75,7 +80,9 @@ int commssl_rv_init(void)
         commssl_rv_idx = SSL_get_ex_new_index(0, NULL, NULL, commssl_ex_dup, commssl_rv_free);
     if (commssl_ctx_rv_idx < 0)
         commssl_ctx_rv_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, commssl_ex_dup, commssl_ctx_rv_free);
-    return commssl_rv_idx >= 0 && commssl_ctx_rv_idx >= 0;
+    if (commssl_sess_idx < 0)
+        commssl_sess_idx = SSL_SESSION_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    return commssl_rv_idx >= 0 && commssl_ctx_rv_idx >= 0 && commssl_sess_idx >= 0;
 }
 
 static commssl_rv *commssl_rv_get(SSL *ssl, int create)
@@ -408,6 +415,15 @@ static int commssl_staple_server(SSL *ssl, commssl_ctx_rv *cr)
     return _commssl_staple_py(st->py, ssl);
 }
 
+/* The client's OCSP mode: the SSL's own when set, else its context's (0 off,
+   1 ask and record, 2 if-present, 3 require). */
+static int commssl_client_ocsp_mode(SSL *ssl)
+{
+    commssl_ctx_rv *cr = commssl_ctx_rv_get(SSL_get_SSL_CTX(ssl), 0);
+    commssl_rv *rv = commssl_rv_get(ssl, 0);
+    return rv != NULL && rv->ocsp_mode >= 0 ? rv->ocsp_mode : (cr != NULL ? cr->ocsp_mode : 0);
+}
+
 /* Fail the handshake's OCSP check with code, at depth 0: noted with the
    verification errors, kept for the failure mapping (commssl_ocsp_failed), and
    made the verification result. */
@@ -440,22 +456,53 @@ static void commssl_ocsp_fail(SSL *ssl, int code)
 static int commssl_status_cb(SSL *ssl, void *arg)
 {
     commssl_ctx_rv *cr = commssl_ctx_rv_get(SSL_get_SSL_CTX(ssl), 0);
-    commssl_rv *rv;
     commssl_ocsp_result r;
     int mode;
     (void)arg;
 
     if (SSL_is_server(ssl))
         return commssl_staple_server(ssl, cr);
-    rv = commssl_rv_get(ssl, 0);
-    mode = rv != NULL && rv->ocsp_mode >= 0 ? rv->ocsp_mode : (cr != NULL ? cr->ocsp_mode : 0);
+    mode = commssl_client_ocsp_mode(ssl);
     if (mode < 2)
         return 1;
+    if (SSL_session_reused(ssl))
+        /* OpenSSL (3.x) runs this callback on a TLS 1.3 resumption too, where no
+           staple can come (it rides in the Certificate message, which a resumed
+           handshake has not): the check of the full handshake that made the
+           session stands, and "require" fails a session that had none. */
+        return commssl_ocsp_resumed_ok(ssl);
     if (!commssl_ocsp_check(ssl, NULL, NULL, 0, &r) && mode == 2)
         return 1;  /* "if-present": no staple is fine */
-    if (r.code == X509_V_OK)
+    if (r.code == X509_V_OK) {
+        SSL_SESSION *sess = SSL_get_session(ssl);
+        if (sess != NULL)
+            SSL_SESSION_set_ex_data(sess, commssl_sess_idx, (void *)1);
         return 1;
+    }
     commssl_ocsp_fail(ssl, r.code);
+    return 0;
+}
+
+/* 1 when the client ssl may resume sess under its OCSP mode: "require" resumes
+   only a session whose full handshake checked a good staple (commssl_status_cb
+   marks those); the other modes resume any (sessions.py skips a session this
+   refuses, so that a full handshake runs). */
+int commssl_ocsp_session_ok(SSL *ssl, SSL_SESSION *sess)
+{
+    return commssl_client_ocsp_mode(ssl) < 3
+           || (sess != NULL && SSL_SESSION_get_ex_data(sess, commssl_sess_idx) != NULL);
+}
+
+/* After a client's resumed handshake (TLS 1.2, where OpenSSL runs no status
+   callback, and from the status callback for TLS 1.3): 1 when the OCSP mode
+   allows the session (commssl_ocsp_session_ok), else the handshake's OCSP check
+   fails with X509_V_ERR_OCSP_VERIFY_NEEDED, as a full one without a staple does. */
+int commssl_ocsp_resumed_ok(SSL *ssl)
+{
+    if (SSL_is_server(ssl) || !SSL_session_reused(ssl)
+        || commssl_ocsp_session_ok(ssl, SSL_get_session(ssl)))
+        return 1;
+    commssl_ocsp_fail(ssl, X509_V_ERR_OCSP_VERIFY_NEEDED);
     return 0;
 }
 

@@ -92,3 +92,36 @@ int commssl_cert_verify_cb(X509_STORE_CTX *store, void *arg)
     }
     return 0;
 }
+
+/* A server's verify_callback(conn) when the client sent no certificate. OpenSSL
+   verifies nothing then (tls_process_client_certificate skips the chain check
+   for an empty Certificate message and offers no hook: only
+   SSL_VERIFY_FAIL_IF_NO_PEER_CERT can end the handshake there), so the callback
+   runs once the handshake returns, before the connection is used: on a store
+   context holding no certificate, whose error is X509_V_ERR_UNSPECIFIED, so that
+   ssl_connection_copy_peer_certificates gives [] and ssl_connection_verify
+   (False, X509_V_ERR_UNSPECIFIED). Returns 1 accepted, 0 rejected (a callback's
+   exception is parked on the wrapper), -1 out of memory, 2 nothing to decide
+   (not a commssl server SSL with verify_callback(conn), or a certificate came:
+   then the callback ran inside the handshake). */
+int commssl_decide_no_cert(SSL *ssl)
+{
+    commssl_state *st = commssl_get_state(ssl);
+    X509_STORE_CTX *store;
+    int ok;
+
+    if (st == NULL || !st->conn_verify || !SSL_is_server(ssl) || SSL_get0_peer_certificate(ssl) != NULL)
+        return 2;
+    store = X509_STORE_CTX_new();
+    if (store == NULL)
+        return -1;
+    if (!X509_STORE_CTX_init(store, SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl)), NULL, NULL)
+        || !X509_STORE_CTX_set_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx(), ssl)) {
+        X509_STORE_CTX_free(store);
+        return -1;
+    }
+    X509_STORE_CTX_set_error(store, X509_V_ERR_UNSPECIFIED);
+    ok = _commssl_conn_verify_py(st, 0, store);
+    X509_STORE_CTX_free(store);
+    return ok ? 1 : 0;
+}

@@ -39,7 +39,7 @@ from ._binding import drain, ffi, lib, raise_io_error
 from .certificates import failure_chain_data, verification_errors
 from .errors import SSLClosed, SSLCondition, SSLHandshakeTimeout, SSLVerificationFailure
 from .pointers import SSLCtxPointer, SSLPointer
-from .sessions import reverify_resumed
+from .sessions import decide_without_certificate, reverify_resumed
 from .verification import x509_verify_cert_error_string
 
 PLAIN, HANDSHAKING, OPEN, CLOSING, DETACHING, FAILED, CLOSED = range(7)
@@ -165,7 +165,8 @@ def check_after_handshake(sslp: SSLPointer, due: Optional[float] = None,
                           clock: Callable[[], float] = time.monotonic) -> None:
     """After a handshake that OpenSSL completed: re-raise a callback's exception
     (a ``"never"`` client still calls callbacks: a raising callback never passes),
-    and enforce the deadline ``due``, time spent in callbacks included."""
+    verify a resumed session again, let a server's ``verify_callback(conn)`` decide
+    a client that sent no certificate, and enforce the deadline ``due``, time spent in callbacks included."""
     exc = sslp.take_exception()
     if exc is not None:
         raise exc
@@ -177,6 +178,16 @@ def check_after_handshake(sslp: SSLPointer, due: Optional[float] = None,
             raise exc
         if verified is False:
             raise verification_failure(sslp, "handshake (resumed session)")
+    # a server's verify_callback(conn) decides a client without a certificate too (sessions.py)
+    accepted = decide_without_certificate(sslp)
+    exc = sslp.take_exception()
+    if exc is not None:
+        raise exc
+    if accepted is False:
+        raise SSLVerificationFailure(
+            "handshake: the peer sent no certificate and the verify callback rejected it",
+            ("verification", lib.X509_V_ERR_UNSPECIFIED), lib.X509_V_ERR_UNSPECIFIED,
+            "peer did not return a certificate", None)
     if due is not None and clock() > due:
         raise SSLHandshakeTimeout("handshake: timed out (the handshake_timeout passed during the handshake)")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable, List, Mapping, NoReturn, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, Union
 
 from ._binding import check, drain, ffi, lib, text
 from .credentials import _load_key, load_cadata
@@ -241,7 +241,6 @@ class SSLAbstractContext:
         self._pointer = pointer
         self._rebuild: Optional[Callable[[], SSLCtxPointer]] = None
         self._stale = False
-        self._retired: List[SSLCtxPointer] = []
         self._lock = threading.Lock()
         self.name = name
         self.tlsext_host_name = tlsext_host_name
@@ -254,8 +253,10 @@ class SSLAbstractContext:
         if self._stale:
             with self._lock:
                 if self._stale and self._rebuild is not None:
-                    old, self._pointer = self._pointer, self._rebuild()
-                    self._retired.append(old)  # connections made with it keep using it
+                    # The replaced wrapper is dropped: the connections made with it hold it
+                    # (SSLPointer.ctx, and OpenSSL's own reference of each SSL), and its
+                    # SSL_CTX is freed when the last of them goes.
+                    self._pointer = self._rebuild()
                 self._stale = False
         return self._pointer
 
@@ -277,7 +278,7 @@ def reset_ssl_abstract_context(ctx: SSLAbstractContext) -> None:
     """Re-read the context's files (certificate, key, trusted file and directory, DH
     file, CRL file) on its next use: the next connection made with it gets a new
     ``SSL_CTX`` configured from them as they are then; connections made before keep
-    the old one."""
+    the old one, which is freed when the last of them is closed."""
     if not isinstance(ctx, SSLAbstractContext):
         raise TypeError(f"ctx must be an SSLAbstractContext, not {type(ctx).__name__}")
     ctx._stale = True
@@ -303,7 +304,8 @@ def _make(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg
               tlsext_host_name: Optional[str], name: Optional[str],
               crl_file: Any = None, crl_checking: Any = "default",
               ocsp_stapling: Any = False, protocol_version: Any = None, dh_file: Any = None,
-              client_hello_callback: Any = None, cert_request_callback: Any = None) -> SSLCtxPointer:
+              client_hello_callback: Any = None, cert_request_callback: Any = None,
+              fail_if_no_peer_cert: bool = False) -> SSLCtxPointer:
     from .keys import pem_read_key, set_ssl_ctx_dh
     from .lispworks_callbacks import set_cert_request_callback, set_client_hello_callback
 
@@ -316,6 +318,8 @@ def _make(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg
             raise TypeError(f"{argument} must be callable or None, not {type(cb).__name__}")
     if dh_file is not None:
         _path(dh_file, "dh_file")
+    if not isinstance(fail_if_no_peer_cert, bool):
+        raise TypeError(f"fail_if_no_peer_cert must be a bool, not {type(fail_if_no_peer_cert).__name__}")
     if verify_callback is not None and not callable(verify_callback):
         raise TypeError(f"verify_callback must be callable or None, not {type(verify_callback).__name__}")
     if tlsext_host_name is not None and not isinstance(tlsext_host_name, str):
@@ -362,9 +366,13 @@ def _make(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg
     set_crl_checking(ctx, crl_checking)
     if ocsp_stapling is not False:
         set_ocsp_stapling(ctx, ocsp_stapling)
+    if fail_if_no_peer_cert:  # a client without a certificate fails the handshake
+        set_verification_mode(ctx, side, ["verify-peer", "fail-if-no-peer-cert"])
     if verify_callback is not None:
-        # The callback decides after OpenSSL's own check; servers then ask for a certificate.
-        set_verification_mode(ctx, side, "always")
+        # The callback decides after OpenSSL's own check; servers then ask for a
+        # certificate, and the callback decides a client that sends none too (_tls.py).
+        if not fail_if_no_peer_cert:
+            set_verification_mode(ctx, side, "always")
         ctx.conn_verify = verify_callback
         # every SSL made from the context, in commssl or not, asks Python (fail closed)
         ctx._record.conn_verify = 1
@@ -434,12 +442,23 @@ def create_ssl_server_context(
     protocol_version: Union[None, bool, str] = None,
     dh_file: Optional[PathArg] = None,
     client_hello_callback: Optional[Callable[[Any, Optional[str]], Any]] = None,
+    fail_if_no_peer_cert: bool = False,
 ) -> SSLAbstractContext:
     """A server context (LispWorks 8 ``create-ssl-server-context``).
 
     ``cert_file`` holds the certificate and its chain; ``key_file`` (default:
     ``cert_file``) the key. With ``verify_callback(conn) -> bool`` the server asks
-    for a client certificate and the callback decides; without, it asks for none.
+    for a client certificate and the callback decides every handshake: after
+    OpenSSL's check of the certificate that came, or, when the client sent none,
+    with an empty chain (``ssl_connection_copy_peer_certificates(conn) == []``,
+    ``ssl_connection_verify(conn) == (False, X509_V_ERR_UNSPECIFIED)``) right after
+    the handshake, before any data. A falsy answer fails the handshake
+    (``SSLVerificationFailure``). Without ``verify_callback`` it asks for none.
+    ``fail_if_no_peer_cert=True`` requires a client certificate (verify-peer and
+    fail-if-no-peer-cert: OpenSSL ends the handshake of a client that sends none,
+    ``SSLVerificationFailure``) and verifies it against ``openssl_trusted_file`` /
+    ``_directory``; with ``verify_callback`` the callback then sees only clients
+    with a certificate.
     ``crl_file`` and ``crl_checking`` check client certificates' revocation, as for
     ``create_ssl_client_context``. ``protocol_version``: the minimum version, as
     there. ``dh_file``: DH parameters (PEM or DER) for DHE ciphers.
@@ -455,4 +474,5 @@ def create_ssl_server_context(
                      openssl_ssl_configure_callback=openssl_ssl_configure_callback,
                      tlsext_host_name=None, name=name, crl_file=crl_file, crl_checking=crl_checking,
                      protocol_version=protocol_version, dh_file=dh_file,
-                     client_hello_callback=client_hello_callback)
+                     client_hello_callback=client_hello_callback,
+                     fail_if_no_peer_cert=fail_if_no_peer_cert)

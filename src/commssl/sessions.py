@@ -7,12 +7,20 @@ Safety rules (see ``docs/guide/tls-features.md``):
   verification mode and the same Python verify callbacks as the connection that
   made it. Otherwise ``session=`` is skipped and a full handshake runs: a context
   with another trust store or verification never resumes a session it did not make.
+  Under ``ocsp_stapling="require"`` a session is offered only when the full
+  handshake that made it checked a good staple (it is skipped otherwise).
 - OpenSSL does not verify certificates on a resumed handshake. commssl does: after
   every resumed handshake the session's stored chain is verified again against the
   context's trust store as it is now, with the SSL's parameters (host name) and its
   verify callbacks (``verify_callback(conn)`` included, with
   ``ssl_connection_copy_peer_certificates`` returning the session's chain). A
-  failure fails the handshake as on a full one.
+  failure fails the handshake as on a full one. No staple comes on a resumed
+  handshake: under ``"require"`` the check of the full handshake that made the
+  session stands (OpenSSL 3 runs the status callback on a TLS 1.3 resumption, and
+  commssl answers it from that), and a session made without one fails (73).
+- A server abstract context's ``verify_callback(conn)`` also decides a client
+  that sent no certificate (OpenSSL verifies nothing then), full or resumed
+  handshake: ``decide_without_certificate``.
 - A server binds the sessions of each connection to its context and its
   verification (``SSL_set_session_id_context`` with a digest of a random value
   per context wrapper, the verify mode and the verify callbacks): OpenSSL then
@@ -123,6 +131,8 @@ def apply_session(sslp: SSLPointer, ssl: Any, session: Optional[Session], ssl_si
                 and theirs[3] is mine[3])
         if not same:
             return False
+        if not lib.commssl_ocsp_session_ok(ssl, cdata):  # "require", and no staple was checked
+            return False
         if not lib.SSL_set_session(ssl, cdata):  # the SSL takes a reference of its own
             raise_last("session")
         return True
@@ -180,4 +190,21 @@ def reverify_resumed(sslp: SSLPointer) -> Optional[bool]:
     if ok == 0 and lib.SSL_get_verify_mode(ssl) & lib.SSL_VERIFY_PEER:
         drain()
         return False
-    return True
+    # ocsp_stapling="require" (a client): only a session whose full handshake checked a
+    # staple resumes (none comes on a resumption); else fail with OCSP_VERIFY_NEEDED
+    return bool(lib.commssl_ocsp_resumed_ok(ssl))
+
+
+def decide_without_certificate(sslp: SSLPointer) -> Optional[bool]:
+    """A server abstract context's ``verify_callback(conn)`` when the client sent no
+    certificate, full or resumed handshake alike (OpenSSL calls no verify callback
+    then): the callback sees an empty chain. None when there is nothing to decide
+    (a client, no ``verify_callback(conn)``, or a certificate came and the callback
+    ran inside the handshake); True or False, the callback's answer. Its exception
+    is left parked on ``sslp``. The caller holds ``sslp`` pinned."""
+    decided = lib.commssl_decide_no_cert(sslp.cdata)
+    if decided == 2:
+        return None
+    if decided < 0:
+        raise_last("handshake: asking the verify callback about a client without a certificate")
+    return decided == 1
