@@ -46,7 +46,7 @@ EXPECTED: Dict[str, List[str]] = {
                               "was already released", "outstanding: 0",
                               "('serial-number', 387165715252267757836693082728079159041)",
                               "is borrowed; only owned pointers can be released", "kept: localhost\n",
-                              "bytes; a SEQUENCE: True"],
+                              "True True\nlocalhost True", "bytes; a SEQUENCE: True"],
     "guide/contexts.md": ["b'HELLO\\n'", "(False, 20)", "['verify-peer']", "pinned: True"],
     "guide/errors.md": ["SSLVerificationFailure 20 1", "SSLCondition: True OSError: True",
                         "timed out: SSLHandshakeTimeout"],

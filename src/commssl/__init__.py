@@ -12,6 +12,7 @@ from typing import Dict, Union
 
 from ._binding import ffi, lib
 from .aio import AsyncSSLStream, attach_ssl_async, detach_ssl_async, open_tcp_stream_async, start_ssl_server
+from .certificate_bytes import dump_certificate, load_certificate
 from .certificates import (
     copy_certificate,
     get_certificate_common_name,
@@ -163,4 +164,6 @@ __all__ = [
     "set_ssl_ctx_options", "KeyPointer", "read_dhparams", "set_ssl_ctx_dh",
     "ssl_connection_read_dh_params_file", "read_certificate_key_pairs", "set_ssl_ctx_cert_cb",
     "ssl_connection_read_certificates", "reset_ssl_abstract_context",
+    # certificates as bytes (certificate_bytes.py)
+    "dump_certificate", "load_certificate",
 ]
