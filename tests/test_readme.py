@@ -68,7 +68,7 @@ EXPECTED: Dict[str, List[str]] = {
                             "good True", "b'PINNED\\n'", "errors: [(1, 20, 'CN=commssl test intermediate')]",
                             "sent: ['localhost', 'commssl test intermediate']",
                             "built: ['localhost', 'commssl test intermediate', 'commssl test root']",
-                            "byte response", "pin: sha256//"],
+                            "byte response", "curl: --pinnedpubkey sha256//"],
 }
 
 
