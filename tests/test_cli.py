@@ -548,7 +548,8 @@ def test_verified_chain_and_pins(pki: PKI) -> None:
     finally:
         commssl.release_certificate(cert)
     # the pin printed is get_certificate_data's value, pasteable as is (no sha256// prefix)
-    printed = [line.split()[2] for line in text_run.stdout.splitlines() if line.split()[:2] == ["SPKI", "pin"]]
+    printed = [line.split()[2] for line in text_run.stdout.splitlines()
+               if line.split()[:2] == ["SPKI", "pin"]]
     assert printed[0] == leaf["spki_sha256"] == spki
     assert not printed[0].startswith("sha256//")
     assert f"--pinnedpubkey sha256//{spki})" in text_run.stdout  # labelled as curl's value
