@@ -10,7 +10,8 @@ Every view also shows the chain OpenSSL built (``ssl_connection_copy_verified_ce
 ending at the trust anchor) and each certificate's SPKI pin (``spki-sha256``: the bare
 base64 value ``get_certificate_data`` gives; curl's ``--pinnedpubkey`` takes it after
 ``sha256//``). ``--ocsp`` asks the server for a stapled OCSP response
-(``set_ocsp_stapling(ctx, True)``) and shows what ``ssl_connection_ocsp_status`` makes of it; a staple that says revoked or does not verify makes the exit status 1 (kind "ocsp").
+(``set_ocsp_stapling(ctx, True)``) and shows what ``ssl_connection_ocsp_status`` makes of it;
+a staple that says revoked or does not verify makes the exit status 1 (kind "ocsp").
 
 With a HOST it connects with ``make_ssl_ctx(True, "client")`` (the system's trusted
 certificates, plus ``--cafile``/``--capath``), a Python verify callback recording
