@@ -179,6 +179,8 @@ static const int SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE;
 const SSL_METHOD *TLS_method(void);
 const SSL_METHOD *TLS_client_method(void);
 const SSL_METHOD *TLS_server_method(void);
+const SSL_METHOD *SSL_get_ssl_method(const SSL *);
+const SSL_METHOD *SSL_CTX_get_ssl_method(const SSL_CTX *);
 
 SSL_CTX *SSL_CTX_new(const SSL_METHOD *);
 void SSL_CTX_free(SSL_CTX *);

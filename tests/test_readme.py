@@ -49,7 +49,8 @@ EXPECTED: Dict[str, List[str]] = {
                               "True True\nlocalhost True", "bytes; a SEQUENCE: True"],
     "guide/contexts.md": ["b'HELLO\\n'", "(False, 20)", "['verify-peer']", "pinned: True"],
     "guide/errors.md": ["SSLVerificationFailure 20 1", "SSLCondition: True OSError: True",
-                        "timed out: SSLHandshakeTimeout"],
+                        "timed out: SSLHandshakeTimeout",
+                        "SSLFileNotFound no-such-file.pem True"],
     "guide/tls-features.md": ["True\nlocalhost\nx25519\nb'HELLO\\n'", "refused: SSLFailure",
                               "(True, 0)\nb'FROM MEMORY\\n'", "client: http/1.1 server: b'http/1.1\\n'",
                               "['CLIENT_HANDSHAKE_TRAFFIC_SECRET', 'CLIENT_TRAFFIC_SECRET_0', "

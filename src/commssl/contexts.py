@@ -12,7 +12,7 @@ import os
 import threading
 from typing import Any, Callable, List, Mapping, NoReturn, Optional, Sequence, Union
 
-from ._binding import check, drain, ffi, lib, text
+from ._binding import check, drain, ffi, lib, missing_file, text
 from .credentials import _load_key, load_cadata
 from .pointers import SSLCtxPointer, SSLPointer
 from .revocation import set_crl_checking, set_ocsp_stapling, ssl_ctx_load_crl
@@ -117,6 +117,24 @@ def make_ssl_ctx(ssl_ctx: Any = True, ssl_side: str = "server") -> SSLCtxPointer
     return ctx
 
 
+def check_method_side(ssl: Any, ssl_side: str, what: str = "ssl_ctx", *, ctx: bool = False) -> None:
+    """Refuse an ``SSL`` (or with ``ctx``, an ``SSL_CTX``) whose method is for the
+    other side than ``ssl_side``: a context made with ``make_ssl_ctx(..., "server")``
+    (``TLS_server_method``) cannot connect, nor a client one accept, and OpenSSL
+    would only say so mid-handshake as "called a function you should not call".
+    ``"both"`` contexts serve either."""
+    method = lib.SSL_CTX_get_ssl_method(ssl) if ctx else lib.SSL_get_ssl_method(ssl)
+    if method == lib.TLS_server_method():
+        made = "server"
+    elif method == lib.TLS_client_method():
+        made = "client"
+    else:
+        return
+    if ssl_side in ("server", "client") and ssl_side != made:
+        raise ValueError(f"{what} is a {made} context (make_ssl_ctx(..., {made!r})), used on the {ssl_side} "
+                         f"side: make it with ssl_side {ssl_side!r} or 'both'")
+
+
 def destroy_ssl_ctx(ctx: SSLCtxPointer) -> None:
     """Free a context made by ``make_ssl_ctx``: at once, or when the operations
     on it that other threads are running end. Connections still using it keep
@@ -141,7 +159,7 @@ def ssl_ctx_use_certificate_chain_file(ctx: SSLCtxPointer, path: PathArg) -> Non
         ok = lib.SSL_CTX_use_certificate_chain_file(cdata, raw)
     finally:
         pointer._unpin()
-    check(ok, f"ssl_ctx_use_certificate_chain_file({os.fspath(path)!r})")
+    check(ok, f"ssl_ctx_use_certificate_chain_file({os.fspath(path)!r})", (path,))
 
 
 def ssl_ctx_use_privatekey_file(ctx: SSLCtxPointer, path: PathArg) -> None:
@@ -149,7 +167,7 @@ def ssl_ctx_use_privatekey_file(ctx: SSLCtxPointer, path: PathArg) -> None:
     pointer = _ctx(ctx)
     raw = _path(path, "path")
     ok = _load_key(pointer, lambda cdata: lib.SSL_CTX_use_PrivateKey_file(cdata, raw, lib.SSL_FILETYPE_PEM))
-    check(ok, f"ssl_ctx_use_privatekey_file({os.fspath(path)!r})")
+    check(ok, f"ssl_ctx_use_privatekey_file({os.fspath(path)!r})", (path,))
 
 
 def ssl_ctx_load_verify_locations(
@@ -168,12 +186,15 @@ def ssl_ctx_load_verify_locations(
     pointer = _ctx(ctx)
     cf = ffi.NULL if cafile is None else _path(cafile, "cafile")
     cp = ffi.NULL if capath is None else _path(capath, "capath")
+    if capath is not None and not os.path.exists(cp):
+        # OpenSSL takes a missing directory silently (and then trusts nothing from it)
+        raise missing_file(f"ssl_ctx_load_verify_locations(capath={capath!r})", capath)
     cdata = pointer._pin()
     try:
         ok = lib.SSL_CTX_load_verify_locations(cdata, cf, cp)
     finally:
         pointer._unpin()
-    check(ok, f"ssl_ctx_load_verify_locations(cafile={cafile!r}, capath={capath!r})")
+    check(ok, f"ssl_ctx_load_verify_locations(cafile={cafile!r}, capath={capath!r})", (cafile,))
 
 
 def set_ssl_ctx_password_callback(
