@@ -2,8 +2,11 @@
 
 Verification modes with Python or C verify callbacks, and the peer's
 certificates as real ``X509*`` pointers that are copied (reference count +1)
-and released explicitly. The documentation (docs/ in the source) has a tour, the
-API reference and the differences from LispWorks.
+and released explicitly.
+
+Documentation: https://commssl.readthedocs.io (a tour, the user guide, the API
+reference and the differences from LispWorks; also docs/ in the source).
+Source and issues: https://github.com/commssl/commssl
 """
 
 from importlib.metadata import PackageNotFoundError as _NotFound
