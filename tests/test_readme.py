@@ -52,6 +52,8 @@ EXPECTED: Dict[str, List[str]] = {
                         "timed out: SSLHandshakeTimeout",
                         "SSLFileNotFound no-such-file.pem True"],
     "guide/tls-features.md": ["True\nlocalhost\nx25519\nb'HELLO\\n'", "refused: SSLFailure",
+                              "tls-v1-2 ECDHE-ECDSA-AES128-GCM-SHA256\n('tls-v1-2', 'tls-v1-2')\n"
+                              "refused: True\ntls-v1-3 TLS_CHACHA20_POLY1305_SHA256",
                               "(True, 0)\nb'FROM MEMORY\\n'", "client: http/1.1 server: b'http/1.1\\n'",
                               "['CLIENT_HANDSHAKE_TRAFFIC_SECRET', 'CLIENT_TRAFFIC_SECRET_0', "
                               "'EXPORTER_SECRET', 'SERVER_HANDSHAKE_TRAFFIC_SECRET', "

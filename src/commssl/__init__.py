@@ -16,6 +16,7 @@ from typing import Dict, Union
 from ._binding import ffi, lib
 from .aio import AsyncSSLStream, attach_ssl_async, detach_ssl_async, open_tcp_stream_async, start_ssl_server
 from .certificate_bytes import dump_certificate, load_certificate
+from .ciphers import get_protocol_versions, set_ciphers, set_ciphersuites, set_protocol_versions
 from .certificates import (
     copy_certificate,
     get_certificate_common_name,
@@ -171,4 +172,6 @@ __all__ = [
     "ssl_connection_read_certificates", "reset_ssl_abstract_context",
     # certificates as bytes (certificate_bytes.py)
     "dump_certificate", "load_certificate",
+    # cipher and version knobs (ciphers.py)
+    "set_ciphers", "set_ciphersuites", "set_protocol_versions", "get_protocol_versions",
 ]

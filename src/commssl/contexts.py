@@ -13,6 +13,7 @@ import threading
 from typing import Any, Callable, List, Mapping, NoReturn, Optional, Sequence, Union
 
 from ._binding import check, drain, ffi, lib, missing_file, text
+from .ciphers import set_ciphers, set_ciphersuites
 from .credentials import _load_key, load_cadata
 from .pointers import SSLCtxPointer, SSLPointer
 from .revocation import set_crl_checking, set_ocsp_stapling, ssl_ctx_load_crl
@@ -324,7 +325,9 @@ def _make(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg
               tlsext_host_name: Optional[str], name: Optional[str],
               crl_file: Any = None, crl_checking: Any = "default",
               ocsp_stapling: Any = False, protocol_version: Any = None, dh_file: Any = None,
-              client_hello_callback: Any = None, cert_request_callback: Any = None) -> SSLCtxPointer:
+              client_hello_callback: Any = None, cert_request_callback: Any = None,
+              # cipher knobs (ciphers.py)
+              ciphers: Optional[str] = None, ciphersuites: Optional[str] = None) -> SSLCtxPointer:
     from .keys import pem_read_key, set_ssl_ctx_dh
     from .lispworks_callbacks import set_cert_request_callback, set_client_hello_callback
 
@@ -390,6 +393,11 @@ def _make(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg
         # every SSL made from the context, in commssl or not, asks Python (fail closed)
         ctx._record.conn_verify = 1
         lib.SSL_CTX_set_cert_verify_callback(ctx.cdata, lib.commssl_cert_verify_cb, ffi.NULL)
+    # cipher knobs (ciphers.py): before the user's configure callback, which may refine them
+    if ciphers is not None:
+        set_ciphers(ctx, ciphers)
+    if ciphersuites is not None:
+        set_ciphersuites(ctx, ciphersuites)
     if openssl_ctx_configure_callback is not None:
         openssl_ctx_configure_callback(ctx)
     return ctx
@@ -413,6 +421,8 @@ def create_ssl_client_context(
     ocsp_stapling: Union[bool, str] = False,
     protocol_version: Union[None, bool, str] = None,
     cert_request_callback: Optional[Callable[[Any], Any]] = None,
+    ciphers: Optional[str] = None,
+    ciphersuites: Optional[str] = None,
 ) -> SSLAbstractContext:
     """A client context (LispWorks 8 ``create-ssl-client-context``).
 
@@ -427,6 +437,8 @@ def create_ssl_client_context(
     ``"tls-v1-3"`` or ``True``) is the minimum version. ``cert_request_callback(conn)``
     is called when the server asks for a client certificate; a falsy answer aborts the
     handshake (``SSLFailure`` with ``ssl_code`` ``"cert-request-callback"``).
+    ``ciphers`` (TLS 1.2) and ``ciphersuites`` (TLS 1.3) are ``set_ciphers``' and
+    ``set_ciphersuites``' strings; a maximum version is ``set_protocol_versions``'.
     """
     return _abstract("client", cert_file=cert_file, key_file=key_file, password=password,
                      password_callback=password_callback, openssl_trusted_file=openssl_trusted_file,
@@ -435,7 +447,8 @@ def create_ssl_client_context(
                      openssl_ssl_configure_callback=openssl_ssl_configure_callback,
                      tlsext_host_name=tlsext_host_name, name=name, crl_file=crl_file,
                      crl_checking=crl_checking, ocsp_stapling=ocsp_stapling,
-                     protocol_version=protocol_version, cert_request_callback=cert_request_callback)
+                     protocol_version=protocol_version, cert_request_callback=cert_request_callback,
+                     ciphers=ciphers, ciphersuites=ciphersuites)
 
 
 def create_ssl_server_context(
@@ -455,6 +468,8 @@ def create_ssl_server_context(
     protocol_version: Union[None, bool, str] = None,
     dh_file: Optional[PathArg] = None,
     client_hello_callback: Optional[Callable[[Any, Optional[str]], Any]] = None,
+    ciphers: Optional[str] = None,
+    ciphersuites: Optional[str] = None,
 ) -> SSLAbstractContext:
     """A server context (LispWorks 8 ``create-ssl-server-context``).
 
@@ -468,6 +483,7 @@ def create_ssl_server_context(
     (or ``None``) before the server picks its certificate: it may set the
     connection's own with ``ssl_connection_read_certificates``; a falsy answer aborts
     the handshake (``SSLFailure`` with ``ssl_code`` ``"client-hello-callback"``).
+    ``ciphers`` and ``ciphersuites``: as for ``create_ssl_client_context``.
     """
     return _abstract("server", cert_file=cert_file, key_file=key_file, password=password,
                      password_callback=password_callback, openssl_trusted_file=openssl_trusted_file,
@@ -476,4 +492,5 @@ def create_ssl_server_context(
                      openssl_ssl_configure_callback=openssl_ssl_configure_callback,
                      tlsext_host_name=None, name=name, crl_file=crl_file, crl_checking=crl_checking,
                      protocol_version=protocol_version, dh_file=dh_file,
-                     client_hello_callback=client_hello_callback)
+                     client_hello_callback=client_hello_callback,
+                     ciphers=ciphers, ciphersuites=ciphersuites)
