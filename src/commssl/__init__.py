@@ -16,7 +16,6 @@ from typing import Dict, Union
 from ._binding import ffi, lib
 from .aio import AsyncSSLStream, attach_ssl_async, detach_ssl_async, open_tcp_stream_async, start_ssl_server
 from .certificate_bytes import dump_certificate, load_certificate
-from .ciphers import get_protocol_versions, set_ciphers, set_ciphersuites, set_protocol_versions
 from .certificates import (
     copy_certificate,
     get_certificate_common_name,
@@ -25,6 +24,7 @@ from .certificates import (
     pem_read,
     release_certificates_vector,
 )
+from .ciphers import get_protocol_versions, set_ciphers, set_ciphersuites, set_protocol_versions
 from .connection import (
     peer_certificates,
     ssl_connection_copy_peer_certificates,
