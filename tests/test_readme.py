@@ -201,3 +201,50 @@ def test_porting_names_exist() -> None:
     assert len(names) > 50
     for name in names:
         assert name in commssl.__all__, f"porting.md: commssl.{name} is not public"
+
+
+def _stray_table_rows(text: str) -> List[str]:
+    """Lines that look like table rows but belong to no table (Markdown then renders them
+    as literal ``|`` text): a run of ``|`` lines outside code fences whose second line is
+    not the ``|---|`` delimiter row."""
+    stray: List[str] = []
+    run: List[str] = []
+    fenced = False
+    for line in text.splitlines() + [""]:
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not fenced and line.startswith("|"):
+            run.append(line)
+            continue
+        if run and not (len(run) >= 2 and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", run[1].strip())):
+            stray += run
+        run = []
+    return stray
+
+
+def test_every_table_row_is_in_a_table() -> None:
+    """porting.md once had two rows after a blank line: rendered as "| a | b |" text."""
+    pages = [README] + sorted(DOCS.rglob("*.md"))
+    stray = {str(p.relative_to(ROOT)): rows for p in pages if (rows := _stray_table_rows(p.read_text()))}
+    assert stray == {}
+    assert _stray_table_rows("| a | b |\n|---|---|\n| 1 | 2 |\n\n| 3 | 4 |\n") == ["| 3 | 4 |"]
+
+
+def test_default_tls_difference_is_documented_and_true() -> None:
+    """open_tcp_stream is plain TCP without ssl_ctx (LispWorks); commssl.anyio.connect and the
+    httpx transports default to verified TLS: both pages say so, and the signatures agree."""
+    import inspect
+
+    import commssl.anyio
+    import commssl.httpx
+
+    assert inspect.signature(commssl.open_tcp_stream).parameters["ssl_ctx"].default is None
+    assert inspect.signature(commssl.anyio.connect).parameters["ssl_ctx"].default is True
+    for transport in (commssl.httpx.HTTPTransport, commssl.httpx.AsyncHTTPTransport):
+        assert inspect.signature(transport).parameters["ssl_ctx"].default is True
+    for page in ("getting-started.md", "porting.md"):
+        text = " ".join((DOCS / page).read_text().split())
+        assert "```{important}" in (DOCS / page).read_text(), page
+        for words in ("**plain TCP", "`open_tcp_stream(host, 443)` without `ssl_ctx`",
+                      "anyio.connect`", "httpx transports", "verified"):
+            assert words.lower() in text.lower(), (page, words)
