@@ -46,12 +46,15 @@ EXPECTED: Dict[str, List[str]] = {
                               "was already released", "outstanding: 0",
                               "('serial-number', 387165715252267757836693082728079159041)",
                               "is borrowed; only owned pointers can be released", "kept: localhost\n",
-                              "bytes; a SEQUENCE: True"],
+                              "True True\nlocalhost True", "bytes; a SEQUENCE: True"],
     "guide/contexts.md": ["b'HELLO\\n'", "(False, 20)", "['verify-peer']", "pinned: True",
                           "['verify-peer', 'fail-if-no-peer-cert']\n['verify-peer']"],
     "guide/errors.md": ["SSLVerificationFailure 20 1", "SSLCondition: True OSError: True",
-                        "timed out: SSLHandshakeTimeout"],
+                        "timed out: SSLHandshakeTimeout",
+                        "SSLFileNotFound no-such-file.pem True"],
     "guide/tls-features.md": ["True\nlocalhost\nx25519\nb'HELLO\\n'", "refused: SSLFailure",
+                              "tls-v1-2 ECDHE-ECDSA-AES128-GCM-SHA256\n('tls-v1-2', 'tls-v1-2')\n"
+                              "refused: True\ntls-v1-3 TLS_CHACHA20_POLY1305_SHA256",
                               "(True, 0)\nb'FROM MEMORY\\n'", "client: http/1.1 server: b'http/1.1\\n'",
                               "['CLIENT_HANDSHAKE_TRAFFIC_SECRET', 'CLIENT_TRAFFIC_SECRET_0', "
                               "'EXPORTER_SECRET', 'SERVER_HANDSHAKE_TRAFFIC_SECRET', "
@@ -71,7 +74,7 @@ EXPECTED: Dict[str, List[str]] = {
                             "good True", "b'PINNED\\n'", "errors: [(1, 20, 'CN=commssl test intermediate')]",
                             "sent: ['localhost', 'commssl test intermediate']",
                             "built: ['localhost', 'commssl test intermediate', 'commssl test root']",
-                            "byte response", "pin: sha256//"],
+                            "byte response", "curl: --pinnedpubkey sha256//"],
 }
 
 
@@ -201,3 +204,50 @@ def test_porting_names_exist() -> None:
     assert len(names) > 50
     for name in names:
         assert name in commssl.__all__, f"porting.md: commssl.{name} is not public"
+
+
+def _stray_table_rows(text: str) -> List[str]:
+    """Lines that look like table rows but belong to no table (Markdown then renders them
+    as literal ``|`` text): a run of ``|`` lines outside code fences whose second line is
+    not the ``|---|`` delimiter row."""
+    stray: List[str] = []
+    run: List[str] = []
+    fenced = False
+    for line in text.splitlines() + [""]:
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not fenced and line.startswith("|"):
+            run.append(line)
+            continue
+        if run and not (len(run) >= 2 and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", run[1].strip())):
+            stray += run
+        run = []
+    return stray
+
+
+def test_every_table_row_is_in_a_table() -> None:
+    """porting.md once had two rows after a blank line: rendered as "| a | b |" text."""
+    pages = [README] + sorted(DOCS.rglob("*.md"))
+    stray = {str(p.relative_to(ROOT)): rows for p in pages if (rows := _stray_table_rows(p.read_text()))}
+    assert stray == {}
+    assert _stray_table_rows("| a | b |\n|---|---|\n| 1 | 2 |\n\n| 3 | 4 |\n") == ["| 3 | 4 |"]
+
+
+def test_default_tls_difference_is_documented_and_true() -> None:
+    """open_tcp_stream is plain TCP without ssl_ctx (LispWorks); commssl.anyio.connect and the
+    httpx transports default to verified TLS: both pages say so, and the signatures agree."""
+    import inspect
+
+    import commssl.anyio
+    import commssl.httpx
+
+    assert inspect.signature(commssl.open_tcp_stream).parameters["ssl_ctx"].default is None
+    assert inspect.signature(commssl.anyio.connect).parameters["ssl_ctx"].default is True
+    for transport in (commssl.httpx.HTTPTransport, commssl.httpx.AsyncHTTPTransport):
+        assert inspect.signature(transport).parameters["ssl_ctx"].default is True
+    for page in ("getting-started.md", "porting.md"):
+        text = " ".join((DOCS / page).read_text().split())
+        assert "```{important}" in (DOCS / page).read_text(), page
+        for words in ("**plain TCP", "`open_tcp_stream(host, 443)` without `ssl_ctx`",
+                      "anyio.connect`", "httpx transports", "verified"):
+            assert words.lower() in text.lower(), (page, words)

@@ -7,10 +7,11 @@ Usage::
     python -m commssl [::1]:8443 --cafile root.pem --servername localhost --json
 
 Every view also shows the chain OpenSSL built (``ssl_connection_copy_verified_certificates``,
-ending at the trust anchor) and each certificate's SPKI pin (``spki-sha256``, curl's
-``--pinnedpubkey sha256//`` form). ``--ocsp`` asks the server for a stapled OCSP response
-(``set_ocsp_stapling(ctx, True)``) and shows what ``ssl_connection_ocsp_status`` makes of
-it; a staple that says revoked or does not verify makes the exit status 1 (kind "ocsp").
+ending at the trust anchor) and each certificate's SPKI pin (``spki-sha256``: the bare
+base64 value ``get_certificate_data`` gives; curl's ``--pinnedpubkey`` takes it after
+``sha256//``). ``--ocsp`` asks the server for a stapled OCSP response
+(``set_ocsp_stapling(ctx, True)``) and shows what ``ssl_connection_ocsp_status`` makes of it;
+a staple that says revoked or does not verify makes the exit status 1 (kind "ocsp").
 
 With a HOST it connects with ``make_ssl_ctx(True, "client")`` (the system's trusted
 certificates, plus ``--cafile``/``--capath``), a Python verify callback recording

@@ -29,10 +29,15 @@ import sys
 import time
 from typing import Any, Iterable, Iterator, List, Optional, Tuple, Type, Union
 
-import anyio
-import anyio.abc
-import httpcore
-import httpx
+from commssl._extras import missing_extra
+
+try:
+    import anyio
+    import anyio.abc
+    import httpcore
+    import httpx
+except ModuleNotFoundError as _exc:  # without the extra: say how to get it
+    raise missing_extra("commssl.httpx", "httpx", _exc) from _exc
 
 import commssl.anyio as _tls_anyio
 from commssl.connection import CtxCallback, SSLCallback, ssl_connection_protocol_version
