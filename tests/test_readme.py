@@ -222,3 +222,55 @@ def test_default_tls_difference_is_documented_and_true() -> None:
         for words in ("**plain TCP", "`open_tcp_stream(host, 443)` without `ssl_ctx`",
                       "anyio.connect`", "httpx transports", "verified"):
             assert words.lower() in text.lower(), (page, words)
+
+
+def test_serve_writes_every_file_the_pages_name() -> None:
+    """Every certificate file a page's example reads is one serve writes (dh.pem: the LispWorks
+    page makes it itself, with the openssl command it shows)."""
+    from commssl.serve import FILES
+
+    texts = [README.read_text(), *((DOCS / page).read_text() for page in EXPECTED)]
+    named = {name for text in texts for block in re.findall(r"```python\n(.*?)```", text, re.S)
+             for name in re.findall(r"[\"']([\w.-]+\.(?:pem|der|key))[\"']", block)}
+    assert named - {"dh.pem"} <= set(FILES) and "staple.der" in named
+
+
+def test_serve_without_cryptography_says_what_to_install(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['cryptography'] = None; from commssl.cli import main; "
+            "sys.exit(main(['serve', '--port', '0', '--duration', '1']))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert "pip install commssl[serve]" in done.stderr and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, message", [(["--port", "70000"], "--port"),
+                                           (["--duration", "0"], "--duration")])
+def test_serve_usage_errors(args: List[str], message: str, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "commssl", "serve", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and message in done.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_serve_stops_by_itself_and_reports_failed_connections(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "commssl", "serve", "--port", "0", "--duration", "3",
+                             "--dir", str(tmp_path / "set")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = None
+    for line in proc.stdout:
+        found = re.search(r"127\.0\.0\.1:(\d+)", line)
+        if found:
+            port = int(found.group(1))
+            break
+    assert port is not None
+    ctx = commssl.make_ssl_ctx(True, "client")  # the system's roots: the server is not trusted
+    with pytest.raises(commssl.SSLVerificationFailure):
+        commssl.open_tcp_stream("localhost", port, ssl_ctx=ctx, handshake_timeout=10)
+    commssl.destroy_ssl_ctx(ctx)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "stopped" in out
+    assert "a connection failed" in err
+    assert sorted(p.name for p in (tmp_path / "set").iterdir()) == sorted(
+        ["root.pem", "server.pem", "server-chain.pem", "server.key", "client.pem", "client-chain.pem",
+         "client.key", "crl.pem", "revoked-crl.pem", "staple.der"])

@@ -97,8 +97,8 @@ def write_example_files(directory: "str | Path") -> Dict[str, Path]:
              .public_key(key.public_key()).serial_number(serial)
              .not_valid_before(now - datetime.timedelta(hours=1))
              .not_valid_after(now + datetime.timedelta(days=3650)))
-        b = b.add_extension(x509.BasicConstraints(ca=ca is not None, path_length=None if ca in (None, -1) else ca),
-                            critical=True)
+        path_length = None if ca in (None, -1) else ca
+        b = b.add_extension(x509.BasicConstraints(ca=ca is not None, path_length=path_length), critical=True)
         if ca is not None:
             b = b.add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
                                 critical=True)
@@ -118,7 +118,8 @@ def write_example_files(directory: "str | Path") -> Dict[str, Path]:
         return ec.generate_private_key(ec.SECP256R1())
 
     def key_pem(key: Any) -> bytes:
-        return key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        data: bytes = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        return data
 
     root_key, inter_key, server_key, client_key = new_key(), new_key(), new_key(), new_key()
     root = issue(name(ROOT_CN), ROOT_SERIAL, root_key, None, -1)
@@ -250,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "revoked-crl.pem, staple.der...) into DIR and serve TLS on 127.0.0.1:PORT: "
                     "a line comes back in upper case, an HTTP GET gets 'hello PATH'. "
                     "Needs cryptography (pip install commssl[serve]).")
-    parser.add_argument("--dir", default=".", help="where to write the files (default: the current directory)")
+    parser.add_argument("--dir", default=".",
+                        help="where to write the files (default: the current directory)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0: a free one, printed)")
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION,
@@ -281,7 +283,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         server = ExampleServer(directory, args.port, log=True)
     except OSError as exc:
-        print(f"commssl serve: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"commssl serve: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}",
+              file=sys.stderr)
         return 3
     with server:
         print(f"wrote {', '.join(paths)} in {directory}", flush=True)
