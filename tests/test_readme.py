@@ -16,6 +16,7 @@ import io
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -274,3 +275,12 @@ def test_serve_stops_by_itself_and_reports_failed_connections(tmp_path: Path) ->
     assert sorted(p.name for p in (tmp_path / "set").iterdir()) == sorted(
         ["root.pem", "server.pem", "server-chain.pem", "server.key", "client.pem", "client-chain.pem",
          "client.key", "crl.pem", "revoked-crl.pem", "staple.der"])
+
+
+def test_serve_on_a_port_in_use_exits_3_and_writes_nothing(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "commssl", "serve", "--port", str(port)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -177,16 +177,24 @@ class ExampleServer:
     ``errors`` holds what failed connections raised (clients the examples reject on purpose);
     ``log`` also prints one line each on stderr."""
 
-    def __init__(self, directory: "str | Path", port: int = DEFAULT_PORT, *, log: bool = False) -> None:
+    def __init__(self, directory: "str | Path", port: int = DEFAULT_PORT, *, log: bool = False,
+                 listener: Optional[socket.socket] = None) -> None:
         d = Path(directory)
         self._log = log
-        self.ctx = make_ssl_ctx(True, "server")
+        try:
+            self.ctx = make_ssl_ctx(True, "server")
+        except BaseException:
+            if listener is not None:
+                listener.close()
+            raise
         try:
             ssl_ctx_use_certificate_chain_file(self.ctx, str(d / "server-chain.pem"))
             ssl_ctx_use_privatekey_file(self.ctx, str(d / "server.key"))
             set_ocsp_staple(self.ctx, (d / "staple.der").read_bytes())
-            self.listener = socket.create_server(("127.0.0.1", port))
+            self.listener = listener if listener is not None else socket.create_server(("127.0.0.1", port))
         except BaseException:
+            if listener is not None:
+                listener.close()
             destroy_ssl_ctx(self.ctx)
             raise
         self.listener.settimeout(0.1)
@@ -228,12 +236,14 @@ class ExampleServer:
                       flush=True)
 
     def stop(self) -> None:
-        """Stop accepting, wait (bounded) for the connections in progress, free the context."""
+        """Stop accepting, wait (10 s at most in all) for the connections in progress, free the
+        context (a connection still open keeps its own reference to it)."""
+        deadline = time.monotonic() + 10
         self._stop.set()
         self._thread.join(10)
         self.listener.close()
         for t in list(self._handlers):
-            t.join(10)
+            t.join(max(0.0, deadline - time.monotonic()))
         destroy_ssl_ctx(self.ctx)
 
     def __enter__(self) -> "ExampleServer":
@@ -275,18 +285,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        paths = write_example_files(args.dir)
-    except ImportError as exc:
-        print(f"commssl serve: {exc}", file=sys.stderr)
-        return 2
-    directory = Path(args.dir).resolve()
-    try:
-        server = ExampleServer(directory, args.port, log=True)
+        return _serve(args)
+    except KeyboardInterrupt:  # before the server was up
+        return 130
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:  # the port first: a port in use leaves the directory as it was
+        listener = socket.create_server(("127.0.0.1", args.port))
     except OSError as exc:
         print(f"commssl serve: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}",
               file=sys.stderr)
         return 3
-    with server:
+    try:
+        paths = write_example_files(args.dir)
+    except BaseException as exc:
+        listener.close()
+        if isinstance(exc, ImportError):
+            print(f"commssl serve: {exc}", file=sys.stderr)
+            return 2
+        raise
+    directory = Path(args.dir).resolve()
+    with ExampleServer(directory, args.port, log=True, listener=listener) as server:
         print(f"wrote {', '.join(paths)} in {directory}", flush=True)
         print(f"serving TLS on 127.0.0.1:{server.port} for {args.duration:g} s (Ctrl-C stops)", flush=True)
         try:
