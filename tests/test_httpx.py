@@ -205,6 +205,26 @@ def test_http2_falls_back_to_http1_without_alpn_and_refuses_unoffered_h2(
                 ssl_configure_callback=lambda ssl: commssl.set_alpn_protocols(ssl, ["h2"]))
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_abstract_context_configure_callback_still_runs(
+        mode: str, pki: PKI, https_server: Callable[..., HTTPSServer], server_ctx: Any) -> None:
+    """The transport sets its ALPN offer through the SSL configure callback: an abstract
+    context's own callback must still run, after it (so it may change the offer)."""
+    sctx = server_ctx()
+    commssl.set_alpn_protocols(sctx, ["h2", "http/1.1"])
+    server = https_server(sctx)
+    seen: List[str] = []
+
+    def configure(ssl: Any) -> None:
+        seen.append("called")
+        commssl.set_alpn_protocols(ssl, ["http/1.1"])
+
+    ctx = commssl.create_ssl_client_context(openssl_trusted_file=str(pki.root_cert),
+                                            openssl_ssl_configure_callback=configure)
+    (response,) = get_all(mode, [f"https://localhost:{server.port}/a"], ctx, http2=True)
+    assert (response.http_version, response.text, seen) == ("HTTP/1.1", "hello /a client=None", ["called"])
+
+
 def test_transport_arguments() -> None:
     with pytest.raises(ValueError, match="http1 and http2"):
         chttpx.HTTPTransport(http1=False)

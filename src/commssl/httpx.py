@@ -416,7 +416,10 @@ class HTTPTransport(httpx.HTTPTransport):
     ``http2=True`` (needs ``h2``: ``pip install commssl[httpx]``) offers ALPN
     ``["h2", "http/1.1"]`` on each connection and speaks HTTP/2 where the server
     selects it; by default only ``http/1.1`` is offered, whatever ``ssl_ctx``
-    offers. ``http1=False`` with ``http2=True`` offers ``h2`` alone.
+    offers. ``http1=False`` with ``http2=True`` offers ``h2`` alone. The offer is
+    set on each connection's SSL before ``ssl_configure_callback`` (or the abstract
+    context's) runs, so that callback may narrow it; a protocol the server selects
+    that the transport did not offer fails the connection (``httpx.ConnectError``).
     """
 
     def __init__(self, ssl_ctx: Any = True, *, tlsext_host_name: Any = None,
