@@ -227,13 +227,14 @@ def test_default_tls_difference_is_documented_and_true() -> None:
 
 def test_serve_writes_every_file_the_pages_name() -> None:
     """Every certificate file a page's example reads is one serve writes (dh.pem: the LispWorks
-    page makes it itself, with the openssl command it shows)."""
+    page makes it itself, with the openssl command it shows; no-such-file.pem: the errors page's
+    missing file)."""
     from commssl.serve import FILES
 
     texts = [README.read_text(), *((DOCS / page).read_text() for page in EXPECTED)]
     named = {name for text in texts for block in re.findall(r"```python\n(.*?)```", text, re.S)
              for name in re.findall(r"[\"']([\w.-]+\.(?:pem|der|key))[\"']", block)}
-    assert named - {"dh.pem"} <= set(FILES) and "staple.der" in named
+    assert named - {"dh.pem", "no-such-file.pem"} <= set(FILES) and "staple.der" in named
 
 
 def test_serve_without_cryptography_says_what_to_install(tmp_path: Path) -> None:
