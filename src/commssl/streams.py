@@ -619,10 +619,12 @@ def create_ssl_socket_stream(
     check_hostname: bool = True,
 ) -> SocketStream:
     """Wrap an accepted or connected socket in a ``SocketStream`` with SSL
-    attached (``ssl_ctx=None``: plain). The stream owns the socket; on a failed
-    handshake the socket is closed. A client that verifies the server needs
-    ``tlsext_host_name`` (the name its certificate must carry; the address the
-    socket is connected to is not taken for one), or ``check_hostname=False``."""
+    attached (``ssl_ctx=None``: plain). The stream takes the socket's descriptor
+    over (``sock`` is left detached, as by CPython's ``wrap_socket``; use
+    ``stream.socket``); on a failed handshake it is closed. A client that
+    verifies the server needs ``tlsext_host_name`` (the name its certificate
+    must carry; the address the socket is connected to is not taken for one),
+    or ``check_hostname=False``."""
     stream = SocketStream(sock, timeout=timeout)
     if ssl_ctx is None:
         return stream
