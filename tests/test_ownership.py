@@ -279,15 +279,24 @@ racing.report(**results)
 
 
 def test_a_streams_socket_cannot_be_detached_or_given_to_another_stream() -> None:
+    """Nothing but the stream's core closes or hands away its descriptor: ``detach()`` and
+    a second stream are refused, and the socket's own finalizer (which a collection taking
+    the stream and its socket together may run first) leaves it to the stream's close."""
     facts = scenario("""
 srv, cli, errors = handshake_pair()
 detach = outcome_text(cli.socket.detach)
 second = outcome_text(lambda: commssl.SocketStream(cli.socket))
+cli.socket.__del__()  # what the collector calls
+fd_after_finalizer = cli.socket.fileno()
 cli.write(b"x\\n")
-racing.report(detach=detach, second=second, line=srv.readline())
+line = srv.readline()
+cli.close()
+racing.report(detach=detach, second=second, line=line, fd_after_finalizer=fd_after_finalizer,
+              peer_end=outcome_text(srv.readline), closed_fd=cli.socket.fileno())
 """)
     assert facts["detach"].startswith("ValueError") and facts["second"].startswith("ValueError")
-    assert facts["line"] == "b'x\\n'"
+    assert facts["line"] == "b'x\\n'" and facts["fd_after_finalizer"] >= 0
+    assert facts["peer_end"] == "ok" and facts["closed_fd"] == -1  # close_notify, then the descriptor closed
 
 
 # -- 3. a forked child sends nothing ------------------------------------------------------

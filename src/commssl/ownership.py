@@ -69,8 +69,9 @@ class StreamSocket(socket.socket):
     of the stream uses it. ``detach()`` is refused: the stream keeps using the
     descriptor."""
 
-    __slots__ = ("_stream",)
+    __slots__ = ("_stream", "_owned")
     _stream: "Optional[weakref.ReferenceType[Any]]"
+    _owned: bool  # the connection core closes the descriptor (True until _release)
 
     def close(self) -> None:
         ref = getattr(self, "_stream", None)
@@ -89,8 +90,15 @@ class StreamSocket(socket.socket):
 
     def _release(self) -> None:
         """The connection core's last step: close the descriptor for real."""
-        self._stream = None
+        self._stream, self._owned = None, False
         socket.socket.close(self)
+
+    def __del__(self) -> None:
+        # A collection that takes the stream and its socket together runs both finalizers in
+        # any order: the socket's own would close the descriptor before the stream's close
+        # writes its close_notify to that number. Owned, the stream's finalizer releases it.
+        if not getattr(self, "_owned", False):
+            socket.socket.__del__(self)  # type: ignore[attr-defined]  # the C type's finalizer
 
 
 def take_over(sock: socket.socket, stream: Any) -> StreamSocket:
@@ -107,8 +115,8 @@ def take_over(sock: socket.socket, stream: Any) -> StreamSocket:
     except BaseException:
         socket.socket(family, kind, proto, fileno=fd).close()
         raise
+    own._stream, own._owned = weakref.ref(stream), False
     own.settimeout(timeout)
-    own._stream = weakref.ref(stream)
     return own
 
 

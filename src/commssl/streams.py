@@ -83,7 +83,8 @@ class SocketStream(Connection, io.BufferedIOBase):
         self._timeout = timeout_arg(timeout, "timeout")
         # The descriptor is the stream's alone (ownership.py): an `except: sock.close()`
         # in the caller can no longer free the number while the stream still writes to it.
-        self._sock: StreamSocket = take_over(sock, self)
+        own = take_over(sock, self)
+        self._sock: StreamSocket = own
         self._rbuf = bytearray()
         self._rlock = threading.Lock()
         self._wlock = threading.Lock()
@@ -91,8 +92,9 @@ class SocketStream(Connection, io.BufferedIOBase):
         self._rout = ffi.new("size_t[1]")  # bytes read (read lock)
         self._rlater = ffi.new("int[1]")  # what stopped the extra reads (read lock)
         self._wout = ffi.new("size_t[1]")  # bytes written (write lock)
-        self._sock.settimeout(self._timeout)  # also puts the descriptor in the mode Python believes it is in
-        self._tls = TLSConnection("SocketStream", self._sock._release)
+        own.settimeout(self._timeout)  # also puts the descriptor in the mode Python believes it is in
+        self._tls = TLSConnection("SocketStream", own._release)
+        own._owned = True  # from now on the core alone closes it (StreamSocket.__del__)
         self._host: Optional[str] = None  # the host open_tcp_stream dialled: a client attach's name
 
     def __repr__(self) -> str:
