@@ -416,7 +416,7 @@ def test_setters_and_session_reads_race_a_handshake_in_another_thread(name: str)
     facts = scenario(SETTERS + f"""
 side, fn = HAMMERS[{name!r}]
 calls, outcomes = 0, {{}}
-for i in range(int(25 * SCALE) + 3):
+for i in range(int(60 * SCALE) + 3):
     n, results = hammer_round(side, fn)
     calls += n
     for r in results:
