@@ -313,6 +313,9 @@ int commssl_client_names(SSL *, const char *, const char *, int);
 int commssl_read_more(SSL *, char *, size_t, size_t *, int, int *);
 int commssl_set_socket(SSL *, int, int);
 int commssl_holds_unread(SSL *);
+/* the per-SSL operation lock, for setters and accessors (ownership.py) */
+int commssl_lock_ssl(SSL *);
+void commssl_unlock_ssl(SSL *);
 
 /* asyncio streams (aio.py): an SSL over a pair of memory BIOs */
 int commssl_mem_step(SSL *, char *, size_t, int, int, char *, size_t, size_t *, size_t *);
@@ -374,6 +377,7 @@ int SSL_CTX_set_alpn_protos(SSL_CTX *, const unsigned char *, unsigned int);
 int SSL_set_alpn_protos(SSL *, const unsigned char *, unsigned int);
 void SSL_get0_alpn_selected(const SSL *, const unsigned char **, unsigned int *);
 SSL_SESSION *SSL_get1_session(SSL *);
+SSL_SESSION *SSL_get_session(const SSL *);
 void SSL_SESSION_free(SSL_SESSION *);
 int SSL_set_session(SSL *, SSL_SESSION *);
 int SSL_session_reused(const SSL *);

@@ -263,7 +263,7 @@ def test_is_readable_sees_bytes_held_above_the_socket(pki: PKI, client_ctx: Any)
         network = chttpx.NetworkStream(stream, chttpx._Options(client_ctx()))
         assert written.wait(10)  # both records wait in the socket
         assert network.read(10) == b"A" * 10  # one recv took both records; the read returned one
-        assert not chttpx._readable(b)  # nothing left in the socket itself...
+        assert not chttpx._readable(stream.socket)  # nothing left in the socket itself...
         assert network.get_extra_info("is_readable") is True  # ...but the stream holds the B's
         assert network.read(10) == b"B" * 10
         assert network.get_extra_info("is_readable") is False

@@ -39,9 +39,16 @@ int commssl_copy_peer_chain(SSL *ssl, X509_STORE_CTX *verifying, X509 **out, int
             leaf = X509_STORE_CTX_get0_cert(verifying);
         }
     } else {
+        /* The session's chain, read and up-ref'd under the operation lock: a
+           handshake step in another thread may replace the session meanwhile. */
+        int locked = commssl_lock_ssl(ssl), n;
         sk = SSL_get_peer_cert_chain(ssl);
         if (SSL_is_server(ssl))
             leaf = SSL_get0_peer_certificate(ssl);
+        n = commssl_copy_stack(leaf, sk, out, max);
+        if (locked)
+            commssl_unlock_ssl(ssl);
+        return n;
     }
     return commssl_copy_stack(leaf, sk, out, max);
 }

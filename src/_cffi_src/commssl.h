@@ -112,7 +112,12 @@ commssl_ctx_state *commssl_ctx_attach(SSL_CTX *, void *);
 commssl_state *commssl_attach(SSL *, void *, int, int, long);
 void commssl_release_ssl(SSL *);
 int commssl_client_names(SSL *, const char *, const char *, int);
-static CRYPTO_RWLOCK *commssl_oplock(const SSL *);
+typedef struct commssl_oplock_st commssl_oplock_t;
+static commssl_oplock_t *commssl_oplock(const SSL *);
+static void commssl_op_enter(commssl_oplock_t *);
+static void commssl_op_leave(commssl_oplock_t *);
+int commssl_lock_ssl(SSL *);
+void commssl_unlock_ssl(SSL *);
 static int commssl_ex_dup(CRYPTO_EX_DATA *, const CRYPTO_EX_DATA *, void **, int, long, void *);
 
 /* ---- passwords.c ---- */

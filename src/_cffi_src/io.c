@@ -14,10 +14,10 @@ int commssl_do(SSL *ssl, int op, void *buf, size_t len, size_t *done)
        another writes, and a read may write (a TLS 1.3 KeyUpdate answer, an
        alert), so the two would otherwise race inside OpenSSL. Held for the call
        only, never while polling: the other thread's call waits at most that long. */
-    CRYPTO_RWLOCK *lock = commssl_oplock(ssl);
+    commssl_oplock_t *lock = commssl_oplock(ssl);
     int r, e;
     if (lock != NULL)
-        CRYPTO_THREAD_write_lock(lock);
+        commssl_op_enter(lock);
     ERR_clear_error();
     errno = 0;
     switch (op) {
@@ -33,7 +33,7 @@ int commssl_do(SSL *ssl, int op, void *buf, size_t len, size_t *done)
     else
         e = SSL_get_error(ssl, r);
     if (lock != NULL)
-        CRYPTO_THREAD_unlock(lock);
+        commssl_op_leave(lock);
     return e;
 }
 
@@ -71,15 +71,15 @@ int commssl_set_socket(SSL *ssl, int fd, int bufsize)
    lock: a writer's handshake step may be changing the record layer meanwhile. */
 int commssl_holds_unread(SSL *ssl)
 {
-    CRYPTO_RWLOCK *lock = commssl_oplock(ssl);
+    commssl_oplock_t *lock = commssl_oplock(ssl);
     BIO *rbio;
     int r;
     if (lock != NULL)
-        CRYPTO_THREAD_write_lock(lock);
+        commssl_op_enter(lock);
     rbio = SSL_get_rbio(ssl);
     r = SSL_has_pending(ssl) || (rbio != NULL && BIO_ctrl_pending(rbio) > 0);
     if (lock != NULL)
-        CRYPTO_THREAD_unlock(lock);
+        commssl_op_leave(lock);
     return r;
 }
 

@@ -17,12 +17,26 @@ static void commssl_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx
 }
 
 /* The per-SSL operation lock (an ex_data slot of its own: the record's layout
-   is shared with the cdef). */
+   is shared with the cdef), and which thread holds it: a Python callback that
+   OpenSSL calls from inside an operation runs in the thread holding the lock,
+   and a setter it calls on the same SSL must not wait for itself
+   (commssl_lock_ssl). Only the holder writes owner/held, and a thread compares
+   owner with itself only: it reads what it wrote itself, or another thread's id. */
+struct commssl_oplock_st {
+    CRYPTO_RWLOCK *lock;
+    CRYPTO_THREAD_ID owner;
+    volatile int held;
+};
+
 static void commssl_oplock_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
                                 void *argp)
 {
+    commssl_oplock_t *ol = ptr;
     (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
-    CRYPTO_THREAD_lock_free(ptr);
+    if (ol != NULL) {
+        CRYPTO_THREAD_lock_free(ol->lock);
+        OPENSSL_free(ol);
+    }
 }
 
 /* SSL_dup copies ex_data pointers: the copy gets no record instead of sharing
@@ -48,9 +62,46 @@ int commssl_init(void)
     return commssl_ssl_idx >= 0 && commssl_ctx_idx >= 0 && commssl_oplock_idx >= 0;
 }
 
-static CRYPTO_RWLOCK *commssl_oplock(const SSL *ssl)
+static commssl_oplock_t *commssl_oplock(const SSL *ssl)
 {
     return SSL_get_ex_data(ssl, commssl_oplock_idx);
+}
+
+static void commssl_op_enter(commssl_oplock_t *ol)
+{
+    CRYPTO_THREAD_write_lock(ol->lock);
+    ol->owner = CRYPTO_THREAD_get_current_id();
+    ol->held = 1;
+}
+
+static void commssl_op_leave(commssl_oplock_t *ol)
+{
+    ol->held = 0;
+    CRYPTO_THREAD_unlock(ol->lock);
+}
+
+/* The operation lock for a setter or an accessor of session state (ownership.py):
+   1 when taken (commssl_unlock_ssl it); 0 when this thread holds it already (a
+   callback of an operation on this SSL: the operation is paused in this very
+   thread, so the caller goes on under its lock), or the SSL has no lock (one
+   commssl never attached a record to: nothing of commssl's runs on it). Called
+   through cffi, so the GIL is released while it waits. */
+int commssl_lock_ssl(SSL *ssl)
+{
+    commssl_oplock_t *ol = commssl_oplock(ssl);
+    if (ol == NULL)
+        return 0;
+    if (ol->held && CRYPTO_THREAD_compare_id(ol->owner, CRYPTO_THREAD_get_current_id()))
+        return 0;
+    commssl_op_enter(ol);
+    return 1;
+}
+
+void commssl_unlock_ssl(SSL *ssl)
+{
+    commssl_oplock_t *ol = commssl_oplock(ssl);
+    if (ol != NULL)
+        commssl_op_leave(ol);
 }
 
 commssl_state *commssl_get_state(const SSL *ssl)
@@ -105,10 +156,14 @@ commssl_state *commssl_attach(SSL *ssl, void *py, int py_verify, int conn_verify
     if (mode != 0)
         SSL_set_mode(ssl, mode);
     if (st == NULL) {
+        commssl_oplock_t *ol = OPENSSL_zalloc(sizeof *ol);
         CRYPTO_RWLOCK *lock = CRYPTO_THREAD_lock_new();
         st = OPENSSL_zalloc(sizeof *st);
-        if (st == NULL || lock == NULL || !SSL_set_ex_data(ssl, commssl_oplock_idx, lock)) {
+        if (ol != NULL)
+            ol->lock = lock;
+        if (st == NULL || ol == NULL || lock == NULL || !SSL_set_ex_data(ssl, commssl_oplock_idx, ol)) {
             OPENSSL_free(st);
+            OPENSSL_free(ol);
             CRYPTO_THREAD_lock_free(lock);
             return NULL;
         }

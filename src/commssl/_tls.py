@@ -31,6 +31,7 @@ next read, so no data is lost).
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from typing import Any, Callable, NoReturn, Optional, Tuple, Type
@@ -38,6 +39,7 @@ from typing import Any, Callable, NoReturn, Optional, Tuple, Type
 from ._binding import drain, ffi, lib, raise_io_error
 from .certificates import failure_chain_data, verification_errors
 from .errors import SSLClosed, SSLCondition, SSLHandshakeTimeout, SSLVerificationFailure
+from .ownership import release_ssl_claim
 from .pointers import SSLCtxPointer, SSLPointer
 from .sessions import decide_without_certificate, reverify_resumed
 from .verification import x509_verify_cert_error_string
@@ -258,7 +260,7 @@ class TLSConnection:
     __slots__ = ("name", "state", "sslp", "side", "_lock", "_users", "_owns_ssl", "_own_ctx",
                  "_release_transport", "_released", "closed_locally", "pending_error", "conn",
                  "peer_closed", "read_error",
-                 "mem_done", "_wbio", "_send")
+                 "mem_done", "_wbio", "_send", "pid")
 
     def __init__(self, name: str, release_transport: Callable[[], None]) -> None:
         self.name = name  # for messages: "SocketStream", "AsyncSSLStream"
@@ -283,6 +285,9 @@ class TLSConnection:
         self.mem_done: Any = None
         self._wbio: Any = _NULL
         self._send: Optional[Callable[[memoryview], None]] = None
+        # The process whose connection this is (set again at attach): a forked child
+        # sends nothing on it (ownership.py).
+        self.pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"<TLSConnection {self.name} {STATE_NAMES[self.state]} users={self._users}>"
@@ -355,6 +360,7 @@ class TLSConnection:
             self.sslp, self._owns_ssl, self._own_ctx, self.side = sslp, owns, own_ctx, side
             self.state = HANDSHAKING
             self._users = 1
+            self.pid = os.getpid()
         self.conn = conn
         sslp.connection = conn  # x509_store_ctx_get_connection, verify_callback(conn)
         return sslp._pin()
@@ -370,6 +376,8 @@ class TLSConnection:
         except BaseException:
             if owns:
                 sslp._kill()
+            else:
+                release_ssl_claim(sslp)
             if own_ctx is not None:
                 own_ctx._kill()
             raise
@@ -398,6 +406,8 @@ class TLSConnection:
         raises what any other result means."""
         done = self.mem_done
         done[0] = 0
+        if op == OP_SHUTDOWN and self.forked():
+            return 0  # a forked child's close: the parent's session, not ours to end
         ssl = held if held is not None else self.begin(what, closing)
         try:
             err = lib.commssl_mem_step(ssl, data, len(data), eof, op, buf, n, done, done + 1)
@@ -455,6 +465,11 @@ class TLSConnection:
         buf = _alloc("char[]", pending)
         got = lib.BIO_read(rbio, buf, pending)
         return ffi.buffer(buf, got)[:] if got > 0 else b""
+
+    def forked(self) -> bool:
+        """Whether this is a forked child of the process that attached the SSL (or
+        made the stream): its close frees memory and sends nothing."""
+        return os.getpid() != self.pid
 
     def handshake_done(self) -> None:
         with self._lock:
@@ -530,6 +545,12 @@ class TLSConnection:
             if sslp is not None and in_callback(sslp):
                 raise in_callback_error("close()", sslp)
             self.state = CLOSED
+            if self.pid != os.getpid():
+                # A forked child: free, send no close_notify (the session is the parent's).
+                # The operations counted are the parent's threads', which the child does
+                # not have: nothing here waits to release.
+                self._users = 0
+                state = CLOSED
             if self._users:
                 self.closed_locally = True
                 return None, True
@@ -553,6 +574,7 @@ class TLSConnection:
         if sslp is None:
             return
         sslp.connection = None
+        release_ssl_claim(sslp)  # an SSL passed in may serve another connection now
         if self._owns_ssl:
             sslp._kill()
         if self._own_ctx is not None:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Uni
 from . import pointers as _p
 from ._binding import drain, ffi, lib, raise_last
 from .errors import CertificateReleasedError, SSLFailure
+from .ownership import ssl_held
 from .pointers import (
     _LIFE,
     _OWNED,
@@ -109,8 +110,7 @@ def copy_verified_certificates(sslp: SSLPointer) -> List[X509Pointer]:
     """The chain OpenSSL built for the peer, leaf first, ending at the trust
     anchor when it verified, each an owned pointer; ``[]`` when none was built.
     While a verify callback runs: the chain of the verification that just ran."""
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
         verifying = sslp.verifying if sslp.verifying is not None else ffi.NULL
         n = lib.commssl_copy_verified_chain(ssl, verifying, ffi.NULL, 0)
         while True:
@@ -119,16 +119,13 @@ def copy_verified_certificates(sslp: SSLPointer) -> List[X509Pointer]:
             if got <= n:
                 return own_certificates(buf[0:got])
             n = got
-    finally:
-        sslp._unpin()
 
 
 def verification_errors(sslp: SSLPointer) -> List[Tuple[int, int, Optional[str]]]:
     """Every ``(depth, X509_V_ERR code, subject)`` the verify callbacks (and the
     OCSP check) reported during ``sslp``'s last handshake, in order."""
     depth, code, subject = ffi.new("int *"), ffi.new("int *"), ffi.new("char **")
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
         out = []
         n = lib.commssl_verify_errors(ssl, -1, depth, code, subject)
         for i in range(n):
@@ -136,21 +133,16 @@ def verification_errors(sslp: SSLPointer) -> List[Tuple[int, int, Optional[str]]
             name = None if subject[0] == ffi.NULL else ffi.string(subject[0]).decode("utf-8", "replace")
             out.append((int(depth[0]), int(code[0]), name))
         return out
-    finally:
-        sslp._unpin()
 
 
 def failure_chain_data(sslp: SSLPointer) -> List[CertificateData]:
     """``get_certificate_data`` of each certificate the peer sent, leaf first, as
     kept at the handshake's first verification failure (else as the SSL has them)."""
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
         n = lib.commssl_failure_chain(ssl, ffi.NULL, 0)
         buf = ffi.new("X509 *[]", max(n, 1))
         n = lib.commssl_failure_chain(ssl, buf, n)
         certs = own_certificates(buf[0:n])
-    finally:
-        sslp._unpin()
     if not certs:
         certs = copy_peer_certificates(sslp)
     try:

@@ -18,6 +18,7 @@ from .certificates import (
     get_certificate_data,
 )
 from .contexts import SSLAbstractContext, check_method_side, make_ssl_ctx, wants_new_ctx
+from .ownership import claim_ssl, release_ssl_claim, ssl_held
 from .pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
 from .policy import check_hostname_arg, client_name, encode_host_name
 from .revocation import OCSPStatus, ocsp_response, ocsp_status
@@ -102,9 +103,12 @@ def _callback_arg(value: object, argument: str) -> None:
 
 
 def release_new_ssl(sslp: SSLPointer, owns: bool, own_ctx: Optional[SSLCtxPointer]) -> None:
-    """Free what ``new_ssl`` made for a connection that did not take it."""
+    """Free what ``new_ssl`` made for a connection that did not take it (an
+    ``SSLPointer`` passed in is given back: another connection may claim it)."""
     if owns:
         sslp._kill()
+    else:
+        release_ssl_claim(sslp)
     if own_ctx is not None:
         own_ctx._kill()
 
@@ -134,7 +138,9 @@ def new_ssl(
     ``ssl_configure_callback`` only with an SSL made here (as in LispWorks);
     passing either where it would not be called is a ``ValueError``.
     ``session``: a ``Session`` to resume (client side; see ``sessions.py`` for
-    when it is skipped).
+    when it is skipped). An ``SSLPointer`` is claimed for the connection here
+    (``ValueError`` naming ``ssl_ctx`` when another connection has it);
+    ``release_new_ssl`` or the connection's detach or close gives it back.
     """
     if not isinstance(ssl_side, str) or ssl_side not in _SIDES:
         raise (ValueError if isinstance(ssl_side, str) else TypeError)(
@@ -177,6 +183,9 @@ def new_ssl(
             f"or an abstract context, not {ssl_ctx!r}"
         )
     if ctx is None:
+        # Before anything changes on it: a stream's own SSL, or one attached elsewhere,
+        # would be reset under that connection's reader (ownership.py).
+        claim_ssl(ssl_ctx)
         sslp, owns_ssl = ssl_ctx, False
     else:
         try:
@@ -190,6 +199,7 @@ def new_ssl(
             if cdata == ffi.NULL:
                 raise MemoryError("SSL_new failed: " + repr(drain()))
             sslp, owns_ssl = SSLPointer._adopt(cdata, ctx, lib.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER), True
+            sslp._claimed = True  # this connection's from the start (ownership.py)
         except BaseException:
             if own_ctx is not None:
                 own_ctx._kill()
@@ -276,24 +286,18 @@ def ssl_connection_verify(conn: Any) -> Tuple[bool, int]:
     if sslp.verifying is not None:
         code = int(lib.X509_STORE_CTX_get_error(sslp.verifying))
         return code == lib.X509_V_OK, code
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
         if lib.SSL_get0_peer_certificate(ssl) == ffi.NULL:
             return False, int(lib.X509_V_ERR_UNSPECIFIED)
         code = int(lib.SSL_get_verify_result(ssl))
-    finally:
-        sslp._unpin()
     return code == lib.X509_V_OK, code
 
 
 def ssl_connection_protocol_version(conn: Any) -> str:
     """``"tls-v1-3"``, ``"tls-v1-2"``, ``"tls-v1-1"``, ``"tls-v1"``, ``"v3"`` or ``"unknown"``."""
     sslp = ssl_of(conn)
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
         return _VERSIONS.get(lib.SSL_version(ssl), "unknown")
-    finally:
-        sslp._unpin()
 
 
 def ssl_connection_ssl_ref(conn: Any) -> SSLPointer:

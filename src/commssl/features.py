@@ -19,6 +19,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 from ._binding import drain, ffi, lib, raise_last, text
 from ._tls import enter_feature_callback, exit_feature_callback
 from .connection import ssl_of
+from .ownership import ssl_held
 from .pointers import ContextRecords, SSLCtxPointer, SSLPointer
 from .sessions import Session, session_of
 from .verification import _park, ctx_or_ssl, ctx_pointer, park_from_traceback
@@ -50,22 +51,16 @@ def ssl_connection_cipher(conn: Any) -> str:
     """The negotiated cipher suite's OpenSSL name (``"TLS_AES_256_GCM_SHA384"``,
     ``"ECDHE-RSA-AES128-GCM-SHA256"``...); ``""`` before the handshake."""
     sslp = ssl_of(conn)
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
         return text(lib.SSL_get_cipher_name(ssl)).replace("(NONE)", "")
-    finally:
-        sslp._unpin()
 
 
 def ssl_connection_server_name(conn: Any) -> Optional[str]:
     """The SNI host name: on a server the one the client asked for, on a client the
     one it sent; ``None`` when there was none."""
     sslp = ssl_of(conn)
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
         return text(lib.SSL_get_servername(ssl, lib.TLSEXT_NAMETYPE_host_name)) or None
-    finally:
-        sslp._unpin()
 
 
 def ssl_connection_group(conn: Any) -> Optional[str]:
@@ -73,14 +68,16 @@ def ssl_connection_group(conn: Any) -> Optional[str]:
     ``"X25519MLKEM768"``...), as OpenSSL names it; ``None`` before the handshake or
     when there was none (a resumption without key exchange)."""
     sslp = ssl_of(conn)
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
+        # OpenSSL 3.0 reads the session's group outside TLS 1.3, with no NULL check:
+        # none before the handshake (attach_ssl(ssl_side="both"), ssl_configure_callback,
+        # a server's client_hello_callback)
+        if lib.SSL_get_session(ssl) == ffi.NULL:
+            return None
         group = lib.SSL_get_negotiated_group(ssl)
         if group <= 0:
             return None
         return text(lib.SSL_group_to_name(ssl, group)) or None
-    finally:
-        sslp._unpin()
 
 
 def _names(value: object, argument: str) -> List[str]:
@@ -106,14 +103,11 @@ def set_groups(ctx_or_ssl_: Any, groups: Sequence[str]) -> None:
         if not name or any(c in name for c in ":\x00") or not name.isascii():
             raise ValueError(f"groups: {name!r} is not a group name")
     joined = ":".join(names).encode()
-    cdata = target._pin()
-    try:
+    with ssl_held(target) as cdata:
         if isinstance(target, SSLCtxPointer):
             ok = lib.SSL_CTX_set1_groups_list(cdata, joined)
         else:
             ok = lib.SSL_set1_groups_list(cdata, joined)
-    finally:
-        target._unpin()
     if ok != 1:
         drain()
         unknown = _unknown_groups(names)
@@ -171,23 +165,17 @@ def set_alpn_protocols(ctx_or_ssl_: Any, protocols: Sequence[str]) -> None:
     wire = _alpn_wire(protocols)
     buf = wire if wire else ffi.NULL
     if isinstance(target, SSLCtxPointer):
-        cdata = target._pin()
-        try:
+        with ssl_held(target) as cdata:
             if lib.SSL_CTX_set_alpn_protos(cdata, buf, len(wire)) != 0:  # 0 is success here
                 raise_last("set_alpn_protocols")
             f = _features.of(target)
             f.alpn_list = wire
             if not lib.commssl_ctx_set_alpn_select(cdata, buf, len(wire), f.alpn_select is not None):
                 raise_last("set_alpn_protocols")
-        finally:
-            target._unpin()
     else:
-        ssl = target._pin()
-        try:
+        with ssl_held(target) as ssl:
             if lib.SSL_set_alpn_protos(ssl, buf, len(wire)) != 0:
                 raise_last("set_alpn_protocols")
-        finally:
-            target._unpin()
 
 
 def set_alpn_select_callback(ctx: Any, callback: Optional[AlpnSelect]) -> None:
@@ -219,16 +207,13 @@ def set_alpn_select_callback(ctx: Any, callback: Optional[AlpnSelect]) -> None:
 def ssl_connection_alpn_protocol(conn: Any) -> Optional[str]:
     """The protocol ALPN selected, or ``None`` when none was."""
     sslp = ssl_of(conn)
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
         data = ffi.new("const unsigned char **")
         length = ffi.new("unsigned int *")
         lib.SSL_get0_alpn_selected(ssl, data, length)
         if data[0] == ffi.NULL or length[0] == 0:
             return None
         return bytes(ffi.buffer(data[0], length[0])).decode("utf-8", "replace")
-    finally:
-        sslp._unpin()
 
 
 def _parse_alpn(raw: bytes) -> Tuple[List[str], List[int]]:
@@ -376,8 +361,5 @@ def ssl_connection_session(conn: Any) -> Session:
 def ssl_connection_session_reused(conn: Any) -> bool:
     """Whether the handshake resumed a session."""
     sslp = ssl_of(conn)
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
         return bool(lib.SSL_session_reused(ssl))
-    finally:
-        sslp._unpin()

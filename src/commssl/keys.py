@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ._binding import drain, ffi, lib, missing_file, raise_last
 from .errors import SSLFailure
+from .ownership import ssl_held
 from .pointers import (
     _OWNED,
     SSLCtxPointer,
@@ -249,14 +250,11 @@ def set_ssl_ctx_dh(ctx_or_ssl_: Any, *, dh: Optional[KeyPointer] = None,
         raise ValueError(f"dh: {dh!r} is not DH parameters")
     pkey = dh._pin()
     try:
-        cdata = target._pin()
-        try:
+        with ssl_held(target) as cdata:
             if isinstance(target, SSLCtxPointer):
                 ok = lib.commssl_lw_ctx_set_dh(cdata, pkey)
             else:
                 ok = lib.commssl_lw_ssl_set_dh(cdata, pkey)
-        finally:
-            target._unpin()
     finally:
         dh._unpin()
     if not ok:

@@ -20,6 +20,7 @@ from ._tls import enter_feature_callback, exit_feature_callback
 from .connection import ssl_of
 from .errors import SSLFailure
 from .keys import KeyPointer, PassCallback, PassPhrase, PathArg, _Phrase, load_key
+from .ownership import ssl_held
 from .pointers import ContextRecords, SSLCtxPointer, SSLPointer, X509Pointer, pin_certificate
 from .verification import _park, ctx_pointer
 
@@ -103,11 +104,8 @@ def _use(sslp: SSLPointer, result: object) -> None:
                 raise TypeError("the cert_cb cert must be an X509Pointer or PEM bytes, "
                                 f"not {type(cert).__name__}")
             try:
-                ssl = sslp._pin()
-                try:
+                with ssl_held(sslp) as ssl:
                     ok = lib.commssl_lw_use_cert_and_key(ssl, pem if pem else ffi.NULL, len(pem), x, pkey)
-                finally:
-                    sslp._unpin()
             finally:
                 if pinned is not None:
                     pinned._unpin()
@@ -143,11 +141,8 @@ def _commssl_lw_cert_cb_py(py: Any) -> int:
         c = _callbacks.get(sslp.ctx)
         if c is None:
             raise RuntimeError("cert_cb: this connection's context's callbacks cannot be reached")
-        ssl = sslp._pin()
-        try:
+        with ssl_held(sslp) as ssl:
             server = bool(lib.SSL_is_server(ssl))
-        finally:
-            sslp._unpin()
         if c.cert_request is not None and not server:
             conn = sslp.connection
             enter_feature_callback(sslp, "cert request")
@@ -215,11 +210,8 @@ def ssl_connection_read_certificates(conn: Any, key_file: PathArg, *, cert_file:
     key_path = os.fsencode(key_file)
     cert_path = os.fsencode(cert_file) if cert_file is not None else key_path
     phrase = _Phrase(password, password_callback)
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
         ok = lib.commssl_lw_use_files(ssl, cert_path, key_path, phrase.phrase, phrase.userdata)
-    finally:
-        sslp._unpin()
     phrase.check()
     if not ok:
         raise_last(f"ssl_connection_read_certificates({os.fsdecode(key_path)!r})", SSLFailure,

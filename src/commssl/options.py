@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from ._binding import ffi, lib
+from .ownership import ssl_held
 from .pointers import SSLCtxPointer
 from .verification import ctx_or_ssl
 
@@ -46,10 +47,7 @@ def set_ssl_ctx_options(ctx_or_ssl_: Any, **options: bool) -> int:
             raise TypeError(f"set_ssl_ctx_options: option {name} must be a bool, not {type(value).__name__}")
         if value:
             bits |= OPTIONS[name]
-    cdata = target._pin()
-    try:
+    with ssl_held(target) as cdata:
         if isinstance(target, SSLCtxPointer):
             return int(lib.commssl_lw_ctx_set_options(cdata, bits))
         return int(lib.commssl_lw_ssl_set_options(cdata, bits))
-    finally:
-        target._unpin()

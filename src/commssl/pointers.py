@@ -633,7 +633,7 @@ class SSLPointer(_Pointer):
 
     __slots__ = (
         "_record", "_handle", "ctx", "verify", "verifying", "_store",
-        "exception", "_connection",
+        "exception", "_connection", "_claimed",
     )
     ctx: SSLCtxPointer
     verify: Optional[Callable[..., Any]]
@@ -643,6 +643,7 @@ class SSLPointer(_Pointer):
     _record: Any  # commssl_state *: OpenSSL's (ex_data) while alive, then a copy
     _handle: Any
     _connection: Optional["weakref.ReferenceType[Any]"]
+    _claimed: bool  # a connection has it (ownership.claim_ssl)
 
     def __new__(cls, cdata: Any) -> "SSLPointer":
         """The wrapper of an ``SSL*``: the existing one if commssl knows it, else a new
@@ -673,6 +674,7 @@ class SSLPointer(_Pointer):
         self._store = None
         self.exception = None
         self._connection = None
+        self._claimed = False
         self._handle = ffi.new_handle(weakref.ref(self))
         # one C call makes, fills and attaches the record (fail_depth -1, fail_count 0;
         # it adds the context record's own py_verify and conn_verify)
@@ -705,6 +707,7 @@ class SSLPointer(_Pointer):
         self._store = None
         self.exception = None
         self._connection = None
+        self._claimed = False
         self._handle = None
         self._record = ffi.new(_STATE, {"fail_depth": -1})
         return self

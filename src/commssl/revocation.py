@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional, Union
 from ._binding import drain, ffi, lib, missing_file, raise_last, text
 from ._tls import enter_feature_callback, exit_feature_callback
 from .errors import SSLFailure
+from .ownership import ssl_held
 from .pointers import SSLCtxPointer, SSLPointer
 from .verification import _park, ctx_or_ssl, park_from_traceback
 
@@ -102,8 +103,7 @@ def set_crl_checking(ctx: Any, mode: Optional[str]) -> None:
         raise TypeError(f"mode must be None, 'leaf' or 'chain', not {type(mode).__name__}")
     if mode is not None and mode not in _CRL_MODES:
         raise ValueError(f"mode must be None, 'leaf' or 'chain', not {mode!r}")
-    cdata = target._pin()
-    try:
+    with ssl_held(target) as cdata:
         if isinstance(target, SSLCtxPointer):
             param = lib.SSL_CTX_get0_param(cdata)
         else:
@@ -111,8 +111,6 @@ def set_crl_checking(ctx: Any, mode: Optional[str]) -> None:
         lib.X509_VERIFY_PARAM_clear_flags(param, _CRL_MODES["chain"])
         if mode is not None:
             lib.X509_VERIFY_PARAM_set_flags(param, _CRL_MODES[mode])
-    finally:
-        target._unpin()
 
 
 # -- OCSP stapling: the client ----------------------------------------------------------
@@ -136,14 +134,11 @@ def set_ocsp_stapling(ctx_or_ssl_: Any, mode: Union[bool, str]) -> None:
         raise TypeError(f"mode must be False, True, 'if-present' or 'require', not {type(mode).__name__}")
     if mode not in _OCSP_MODES:
         raise ValueError(f"mode must be False, True, 'if-present' or 'require', not {mode!r}")
-    cdata = target._pin()
-    try:
+    with ssl_held(target) as cdata:
         if isinstance(target, SSLCtxPointer):
             ok = lib.commssl_set_ocsp_mode(cdata, ffi.NULL, _OCSP_MODES[mode])
         else:
             ok = lib.commssl_set_ocsp_mode(ffi.NULL, cdata, _OCSP_MODES[mode])
-    finally:
-        target._unpin()
     if not ok:
         raise MemoryError("set_ocsp_stapling: out of memory: " + repr(drain()))
 
@@ -186,12 +181,9 @@ def _utc(stamp: Any) -> Optional[datetime.datetime]:
 def ocsp_response(sslp: SSLPointer) -> Optional[bytes]:
     """The DER OCSP response stapled on ``sslp``'s handshake, or ``None``."""
     out = ffi.new("unsigned char **")
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
         n = lib.SSL_get_tlsext_status_ocsp_resp(ssl, out)
         return None if out[0] == ffi.NULL or n < 0 else ffi.buffer(out[0], n)[:]
-    finally:
-        sslp._unpin()
 
 
 def ocsp_status(sslp: SSLPointer, response: Optional[bytes] = None) -> Optional[OCSPStatus]:
@@ -200,12 +192,9 @@ def ocsp_status(sslp: SSLPointer, response: Optional[bytes] = None) -> Optional[
     r = ffi.new("commssl_ocsp_result *")
     verifying = sslp.verifying if sslp.verifying is not None else ffi.NULL
     der = ffi.NULL if response is None else response
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
         if not lib.commssl_ocsp_check(ssl, verifying, der, 0 if response is None else len(response), r):
             return None
-    finally:
-        sslp._unpin()
     return OCSPStatus(
         status=_STATUS.get(r.status, "unknown"),
         verified=bool(r.verified),

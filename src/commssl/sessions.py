@@ -39,6 +39,7 @@ import os
 from typing import Any, Dict, Optional, Tuple
 
 from ._binding import drain, ffi, lib, raise_last
+from .ownership import ssl_held
 from .pointers import _OWNED, ContextRecords, SSLCtxPointer, SSLPointer, _Owned
 
 
@@ -101,14 +102,11 @@ def release_session(session: Session) -> None:
 
 def session_of(sslp: SSLPointer) -> Session:
     """An owned ``Session`` of the SSL's current session."""
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
         cdata = lib.SSL_get1_session(ssl)
         if cdata == ffi.NULL:
             raise ValueError("the connection has no session (no handshake yet)")
         return Session._own(cdata, _identity(sslp, ssl))
-    finally:
-        sslp._unpin()
 
 
 def apply_session(sslp: SSLPointer, ssl: Any, session: Optional[Session], ssl_side: str) -> bool:

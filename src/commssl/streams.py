@@ -38,6 +38,7 @@ from ._tls import (
 )
 from .connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
 from .errors import SSLCondition
+from .ownership import StreamSocket, take_over
 from .pointers import SSLCtxPointer, SSLPointer
 from .policy import check_hostname_arg
 
@@ -70,13 +71,20 @@ class SocketStream(Connection, io.BufferedIOBase):
     (seconds, or ``None``) bounds each read or write (``TimeoutError``).
     An error met after some data was received is raised with the data kept:
     the next read returns it.
+
+    The stream takes the socket's descriptor over, as CPython's
+    ``SSLContext.wrap_socket`` does: ``sock`` is left detached (``fileno()`` -1,
+    its ``close()`` does nothing), and ``stream.socket`` is the stream's own.
     """
 
     def __init__(self, sock: socket.socket, *, timeout: Optional[float] = None) -> None:
         if not isinstance(sock, socket.socket):
             raise TypeError(f"sock must be a socket.socket, not {type(sock).__name__}")
         self._timeout = timeout_arg(timeout, "timeout")
-        self._sock = sock
+        # The descriptor is the stream's alone (ownership.py): an `except: sock.close()`
+        # in the caller can no longer free the number while the stream still writes to it.
+        own = take_over(sock, self)
+        self._sock: StreamSocket = own
         self._rbuf = bytearray()
         self._rlock = threading.Lock()
         self._wlock = threading.Lock()
@@ -84,8 +92,9 @@ class SocketStream(Connection, io.BufferedIOBase):
         self._rout = ffi.new("size_t[1]")  # bytes read (read lock)
         self._rlater = ffi.new("int[1]")  # what stopped the extra reads (read lock)
         self._wout = ffi.new("size_t[1]")  # bytes written (write lock)
-        sock.settimeout(self._timeout)  # also puts the descriptor in the mode Python believes it is in
-        self._tls = TLSConnection("SocketStream", sock.close)
+        own.settimeout(self._timeout)  # also puts the descriptor in the mode Python believes it is in
+        self._tls = TLSConnection("SocketStream", own._release)
+        own._owned = True  # from now on the core alone closes it (StreamSocket.__del__)
         self._host: Optional[str] = None  # the host open_tcp_stream dialled: a client attach's name
 
     def __repr__(self) -> str:
@@ -103,6 +112,10 @@ class SocketStream(Connection, io.BufferedIOBase):
 
     @property
     def socket(self) -> socket.socket:
+        """The stream's own socket (a ``StreamSocket``): for its address and options.
+        Closing it closes the stream (its transport: close_notify first, as
+        ``close()``); the descriptor is closed once no operation uses it, so the
+        stream never writes to a number it no longer owns. ``detach()`` is refused."""
         return self._sock
 
     @property
@@ -608,10 +621,12 @@ def create_ssl_socket_stream(
     check_hostname: bool = True,
 ) -> SocketStream:
     """Wrap an accepted or connected socket in a ``SocketStream`` with SSL
-    attached (``ssl_ctx=None``: plain). The stream owns the socket; on a failed
-    handshake the socket is closed. A client that verifies the server needs
-    ``tlsext_host_name`` (the name its certificate must carry; the address the
-    socket is connected to is not taken for one), or ``check_hostname=False``."""
+    attached (``ssl_ctx=None``: plain). The stream takes the socket's descriptor
+    over (``sock`` is left detached, as by CPython's ``wrap_socket``; use
+    ``stream.socket``); on a failed handshake it is closed. A client that
+    verifies the server needs ``tlsext_host_name`` (the name its certificate
+    must carry; the address the socket is connected to is not taken for one),
+    or ``check_hostname=False``."""
     stream = SocketStream(sock, timeout=timeout)
     if ssl_ctx is None:
         return stream

@@ -15,6 +15,7 @@ from typing import Any, Callable, List, Optional, Sequence, Union
 
 from . import pointers as _pointers
 from ._binding import ffi, lib, text
+from .ownership import ssl_held
 from .pointers import (
     _EXPIRED,
     _LOANED,
@@ -142,8 +143,7 @@ def set_verification_mode(
             "callback must be None, a callable or a cffi function pointer, "
             f"not {type(callback).__name__}"
         )
-    cdata = target._pin()
-    try:
+    with ssl_held(target) as cdata:
         if isinstance(target, SSLCtxPointer):
             lib.SSL_CTX_set_verify(cdata, flags, c_callback)
             target.verify = py_callback
@@ -153,22 +153,17 @@ def set_verification_mode(
             lib.SSL_set_verify(cdata, flags, c_callback)
             target.verify = py_callback
             target._record.py_verify = py_callback is not None
-    finally:
-        target._unpin()
 
 
 def get_verification_mode(ssl_or_ssl_ctx: Any) -> List[str]:
     """The verify flags as keywords, in the order ``"verify-peer"``,
     ``"fail-if-no-peer-cert"``, ``"verify-client-once"``; ``[]`` for none."""
     target = ctx_or_ssl(ssl_or_ssl_ctx, "ssl_or_ssl_ctx")
-    cdata = target._pin()
-    try:
+    with ssl_held(target) as cdata:
         if isinstance(target, SSLCtxPointer):
             flags = lib.SSL_CTX_get_verify_mode(cdata)
         else:
             flags = lib.SSL_get_verify_mode(cdata)
-    finally:
-        target._unpin()
     return [keyword for keyword, bit in _FLAG_KEYWORDS if flags & bit]
 
 
@@ -179,14 +174,11 @@ def set_verification_depth(ctx_or_ssl_: Any, depth: int) -> None:
         raise TypeError(f"depth must be an int, not {type(depth).__name__}")
     if not 0 <= depth <= 0x7FFFFFFF:
         raise ValueError(f"depth must be a non-negative C int, not {depth}")
-    cdata = target._pin()
-    try:
+    with ssl_held(target) as cdata:
         if isinstance(target, SSLCtxPointer):
             lib.SSL_CTX_set_verify_depth(cdata, depth)
         else:
             lib.SSL_set_verify_depth(cdata, depth)
-    finally:
-        target._unpin()
 
 
 # -- the trampolines' Python side -------------------------------------------
