@@ -24,7 +24,8 @@ def separators_arg(separator: object) -> List[bytes]:
     seps: List[bytes] = []
     for item in items:
         if not isinstance(item, (bytes, bytearray, memoryview)):
-            raise TypeError(f"separator must be bytes-like or a tuple of bytes-like, not {type(item).__name__}")
+            raise TypeError("separator must be bytes-like or a tuple of bytes-like, "
+                            f"not {type(item).__name__}")
         seps.append(bytes(item))
     seps.sort(key=len)
     if not seps[0]:

@@ -984,7 +984,8 @@ async def start_ssl_server(
     seconds = timeout_arg(handshake_timeout, "handshake_timeout")
     limit = _limit_arg(limit)
     if not isinstance(log_missing_close_notify, bool):
-        raise TypeError(f"log_missing_close_notify must be a bool, not {type(log_missing_close_notify).__name__}")
+        raise TypeError("log_missing_close_notify must be a bool, "
+                        f"not {type(log_missing_close_notify).__name__}")
     loop = asyncio.get_running_loop()
     tasks = set()
 
