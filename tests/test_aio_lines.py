@@ -157,7 +157,8 @@ async def _serve_one_rude_client(pki: PKI, sctx: Any, caplog: pytest.LogCaptureF
 
 def _records_of_the_handler(caplog: pytest.LogCaptureFixture) -> List[logging.LogRecord]:
     return [r for r in caplog.records
-            if r.name == "commssl.aio" and ("close_notify" in r.getMessage() or "handler of" in r.getMessage())]
+            if r.name == "commssl.aio"
+            and ("close_notify" in r.getMessage() or "handler of" in r.getMessage())]
 
 
 def test_missing_close_notify_is_logged_quietly_by_default(pki: PKI, server_ctx: Any,

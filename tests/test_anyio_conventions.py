@@ -71,7 +71,8 @@ def test_tls_attributes_are_those_cpython_reports(backend: str, pki: PKI, client
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_server_side_attributes_and_no_client_certificate(backend: str, server_ctx: Any, client_ctx: Any) -> None:
+def test_server_side_attributes_and_no_client_certificate(backend: str, server_ctx: Any,
+                                                          client_ctx: Any) -> None:
     sctx, cctx = server_ctx(), client_ctx()
     commssl.set_alpn_protocols(sctx, ["h2", "http/1.1"])
     commssl.set_alpn_protocols(cctx, ["http/1.1"])
@@ -86,7 +87,8 @@ def test_server_side_attributes_and_no_client_certificate(backend: str, server_c
         async def serve() -> None:
             async with await tls_anyio.wrap(server_side, ssl_ctx=sctx, ssl_side="server") as s:
                 seen.extend([s.extra(TLSAttribute.server_side), s.extra(TLSAttribute.peer_certificate),
-                             s.extra(TLSAttribute.peer_certificate_binary), s.extra(TLSAttribute.alpn_protocol),
+                             s.extra(TLSAttribute.peer_certificate_binary),
+                             s.extra(TLSAttribute.alpn_protocol),
                              commssl.ssl_connection_protocol_version(s)])  # ssl_connection_* take it
                 await s.send(await s.receive())
 
