@@ -128,6 +128,15 @@ def test_a_missing_close_notify_is_broken_resource_or_end_of_stream(backend: str
             await stream.receive()
         await stream.aclose()
 
+        stream = await tls_anyio.connect(HOST, port, ssl_ctx=cctx, server_hostname="localhost")
+        assert await stream.receive() == b"partial"
+        with anyio.fail_after(5):  # unwrap sees the end without close_notify: no wait
+            with pytest.raises(anyio.BrokenResourceError) as info:
+                await stream.unwrap()
+        assert type(info.value.__cause__) is commssl.SSLError
+        with pytest.raises(anyio.ClosedResourceError):
+            await stream.transport_stream.send(b"x")  # a failed unwrap closes the byte stream
+
     with peers.cpython_tls_server(pki.server_chain, pki.server_key, handler=handler) as server:
         anyio.run(main, server.port, backend=backend)
 
@@ -198,3 +207,20 @@ def test_new_arguments_are_checked(server_ctx: Any) -> None:
         b.close()
 
     anyio.run(main, backend="asyncio")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_handshake_errors_peer_leaving_and_protocol_failure(backend: str, client_ctx: Any) -> None:
+    cctx = client_ctx()
+
+    async def main(reset_port: int, plain_port: int) -> None:
+        # a peer that leaves mid-handshake: anyio's BrokenResourceError, the SSLError its cause
+        with pytest.raises(anyio.BrokenResourceError) as info:
+            await tls_anyio.connect(HOST, reset_port, ssl_ctx=cctx, server_hostname="localhost")
+        assert type(info.value.__cause__) is commssl.SSLError
+        # a protocol failure is the commssl condition itself (anyio raises ssl.SSLError)
+        with pytest.raises(commssl.SSLFailure):
+            await tls_anyio.connect(HOST, plain_port, ssl_ctx=cctx, server_hostname="localhost")
+
+    with peers.reset_server() as reset, peers.plaintext_server() as plain:
+        anyio.run(main, reset.port, plain.port, backend=backend)

@@ -91,7 +91,7 @@ async def unwrap(self: "TLSStream") -> Tuple[anyio.abc.AnyByteStream, bytes]:
         self._release()
         await anyio.aclose_forcefully(self.transport_stream)
         if isinstance(exc, SSLCondition):
-            raise broken(exc) from None
+            raise broken(exc) from exc
         raise
     self._unwrapped = True
     self._release()  # plain now: frees nothing more, marks the TLSStream closed
@@ -117,10 +117,13 @@ async def _unwrap_read(self: "TLSStream", ssl: Any, keep: DetachDrain) -> None:
             await self._flush()
             return
         if err == WANT_READ:
+            if eof:  # OpenSSL reports a truncation itself; never wait on an ended stream
+                raise SSLError("unwrap: the peer closed the connection without close_notify", None)
             await self._flush()
             data, eof = await self._pull()
         else:
             data, eof = b"", 0
+
 
 async def close(self: "TLSStream") -> None:
     """``TLSStream.aclose``: with ``standard_compatible``, send close_notify and wait (at most
@@ -148,6 +151,9 @@ async def close(self: "TLSStream") -> None:
                             data, eof = await self._pull()
                             if tls.mem_decrypt(data, eof, bytearray()) == ZERO_RETURN:
                                 break
+                            if eof:  # OpenSSL raises for a truncation; never spin on an ended stream
+                                raise SSLError("close: the peer closed the connection without close_notify",
+                                               None)
     except SSLError as exc:  # exactly SSLError: the peer ended the stream without close_notify
         error = exc if type(exc) is SSLError else None
     except Exception:  # never raises for the peer otherwise: a failed close_notify is still a close

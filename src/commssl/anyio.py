@@ -230,7 +230,7 @@ class TLSStream(Connection, anyio.abc.ByteStream):
             if len(buf):
                 self._tls.mem_step(b"", 0, OP_WRITE, buf, len(buf), "write")
         except SSLCondition as exc:
-            raise _conventions.broken(exc) from None
+            raise _conventions.broken(exc) from exc
         finally:
             ffi.release(buf)  # let go of the caller's buffer now
         await self._flush()
@@ -339,7 +339,7 @@ async def wrap(
         stream._release()
         await anyio.aclose_forcefully(byte_stream)
         if type(exc) is SSLError:  # the peer left, or the byte stream broke (anyio: BrokenResourceError)
-            raise _conventions.broken(exc) from None
+            raise _conventions.broken(exc) from exc
         raise
     return stream
 
