@@ -1,8 +1,8 @@
 """anyio's own TLS tests, run through a thin shim over ``commssl.anyio.wrap``.
 
 Vendored from anyio's ``tests/streams/test_tls.py`` (https://github.com/agronholm/anyio,
-commit 660a06d548ca72759e9d89ed722dd1ad5227afe4, the test file of anyio 4.16), under anyio's
-licence (below). Everything from ``class TestTLSStream`` on is anyio's text, with these
+commit 660a06d548ca72759e9d89ed722dd1ad5227afe4 of August 2026; the installed anyio 4.16.0
+ships no tests), under anyio's licence (below). Everything from ``class TestTLSStream`` on is anyio's text, with these
 changes, each marked ``ADAPTED``:
 
 - ``test_extra_attributes`` (both): ``channel_binding_tls_unique``, ``shared_ciphers`` and

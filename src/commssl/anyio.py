@@ -237,7 +237,11 @@ class TLSStream(Connection, anyio.abc.ByteStream):
 
     async def send_eof(self) -> None:
         """Not supported (TLS has no half-close): ``NotImplementedError``, in anyio's words."""
-        raise _conventions.send_eof_error(self.extra(TLSAttribute.tls_version, None))
+        try:
+            version = self.extra(TLSAttribute.tls_version, None)
+        except Exception:  # closed: the SSL is gone, and the answer is the same refusal
+            version = None
+        raise _conventions.send_eof_error(version)
 
     async def unwrap(self) -> Tuple[anyio.abc.AnyByteStream, bytes]:
         """Do the closing handshake (send close_notify, wait for the peer's) and
