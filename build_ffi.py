@@ -179,6 +179,8 @@ static const int SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE;
 const SSL_METHOD *TLS_method(void);
 const SSL_METHOD *TLS_client_method(void);
 const SSL_METHOD *TLS_server_method(void);
+const SSL_METHOD *SSL_get_ssl_method(const SSL *);
+const SSL_METHOD *SSL_CTX_get_ssl_method(const SSL_CTX *);
 
 SSL_CTX *SSL_CTX_new(const SSL_METHOD *);
 void SSL_CTX_free(SSL_CTX *);
@@ -207,6 +209,14 @@ int SSL_CTX_get_verify_depth(const SSL_CTX *);
 void SSL_CTX_set_cert_verify_callback(SSL_CTX *, int (*)(X509_STORE_CTX *, void *), void *);
 int SSL_CTX_set_cipher_list(SSL_CTX *, const char *);
 int SSL_CTX_set_ciphersuites(SSL_CTX *, const char *);
+int SSL_set_cipher_list(SSL *, const char *);
+int SSL_set_ciphersuites(SSL *, const char *);
+int SSL_set_min_proto_version(SSL *, int);
+int SSL_set_max_proto_version(SSL *, int);
+int SSL_CTX_get_min_proto_version(SSL_CTX *);
+int SSL_CTX_get_max_proto_version(SSL_CTX *);
+int SSL_get_min_proto_version(SSL *);
+int SSL_get_max_proto_version(SSL *);
 
 SSL *SSL_new(SSL_CTX *);
 void SSL_free(SSL *);

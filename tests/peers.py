@@ -9,6 +9,7 @@ Spawned ``openssl`` processes additionally get a parent-death signal (via
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import socket
@@ -748,3 +749,72 @@ def garbage_client(port: int, data: bytes, *, timeout: float = 2.0) -> bytes:
     except OSError:
         pass
     return bytes(received)
+
+
+# ------------------------------------------------------------------------ nginx
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+_NGINX_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+{user}
+events {{ worker_connections 16; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl{http2};
+        ssl_certificate {chain};
+        ssl_certificate_key {key};
+        {extra}
+        location / {{ return 200 "hello from nginx\\n"; }}
+    }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def nginx(chain: Path | str, key: Path | str, *, http2: bool = False, extra: str = "",
+          directory: Path | str | None = None) -> Iterator[int]:
+    """nginx (``ci/setup`` installs nginx-light) serving TLS on 127.0.0.1 with ``chain``/``key``,
+    answering every request with 200 "hello from nginx"; ``http2`` turns HTTP/2 on (ALPN h2),
+    ``extra`` is more ``server`` directives. Yields the port; stopped on exit."""
+    assert NGINX is not None, "nginx is not installed (ci/setup installs it)"
+    with contextlib.ExitStack() as stack:
+        d = Path(directory) if directory is not None else Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="commssl-nginx-")))
+        with socket.socket() as probe:
+            probe.bind((HOST, 0))
+            port = probe.getsockname()[1]
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf = d / "nginx.conf"
+        conf.write_text(_NGINX_CONF.format(d=d, port=port, chain=chain, key=key, user=user, extra=extra,
+                                           http2=" http2" if http2 else ""))
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # ci/asan: only Python's
+        proc = subprocess.Popen([NGINX, "-p", str(d), "-c", str(conf)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + WAIT
+            while True:
+                try:
+                    socket.create_connection((HOST, port), 0.2).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log = (d / "error.log").read_text() if (d / "error.log").exists() else ""
+                        out = proc.stdout.read() if proc.poll() is not None else b""  # type: ignore[union-attr]
+                        raise AssertionError(f"nginx did not start: {out!r} {log}") from None
+                    time.sleep(0.05)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(WAIT)
+            if proc.stdout:
+                proc.stdout.close()

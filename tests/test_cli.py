@@ -282,10 +282,28 @@ def test_openssl_s_server_text(pki: PKI) -> None:
     assert "SANs      DNS:localhost, IP:127.0.0.1" in out
     assert "days left" in out
     assert f"depth 0  ok    {pki.server_cn}" in out
-    assert "result: verified (ok; mode always)" in out
+    assert "result: verified (ok)" in out
     assert r.stderr == ""
     # each certificate fits a short screen
     assert len(out.splitlines()) < 30
+
+
+@pytest.mark.parametrize("chain", ["server_chain", "other_chain"])
+def test_result_lines_do_not_depend_on_verify_mode(pki: PKI, chain: str) -> None:
+    """--verify always (abort the handshake) and never (finish it, then judge) end in the same
+    result line and the same FAILED/OK line, for a trusted and for an untrusted chain."""
+    key = pki.server_key if chain == "server_chain" else pki.other_key
+    ends = []
+    with openssl_server(getattr(pki, chain), key) as server:
+        for mode in ("always", "never"):
+            r = run(f"127.0.0.1:{server.port}", "--cafile", pki.root_cert, "--servername", "localhost",
+                    "--verify", mode, "--no-color")
+            lines = r.stdout.splitlines()
+            ends.append((r.returncode, [line for line in lines if line.startswith("  result:")], lines[-1]))
+    assert ends[0] == ends[1]
+    assert "mode" not in ends[0][1][0]
+    if chain == "other_chain":
+        assert ends[0][2].startswith("FAILED (exit 1): certificate verification failed at depth 1: ")
 
 
 def test_ip_target_checks_the_ip_and_sends_no_sni(pki: PKI) -> None:
@@ -341,7 +359,7 @@ def test_verify_never_goes_on_and_records_every_problem(pki: PKI) -> None:
     assert doc["peer"]["verify"]["mode"] == "never" and doc["peer"]["verify"]["depth"] == 1
     trace = [(s["depth"], s["preverify_ok"]) for s in doc["peer"]["trace"]]
     assert trace[0] == (1, False) and trace[-1] == (0, True)
-    assert "not verified" in one_line(r.stderr)
+    assert "certificate verification failed at depth 1" in one_line(r.stderr)
 
 
 def test_hostname_mismatch_is_depth_0(pki: PKI) -> None:
@@ -525,10 +543,17 @@ def test_verified_chain_and_pins(pki: PKI) -> None:
     leaf = doc["peer"]["chain"][0]
     cert = commssl.pem_read("X509", pki.server_cert)
     try:
-        assert leaf["spki_sha256"] == dict(commssl.get_certificate_data(cert))["spki-sha256"]
+        spki = dict(commssl.get_certificate_data(cert))["spki-sha256"]
+        assert leaf["spki_sha256"] == spki
     finally:
         commssl.release_certificate(cert)
-    assert f"SPKI pin  sha256//{leaf['spki_sha256']}" in text_run.stdout
+    # the pin printed is get_certificate_data's value, pasteable as is (no sha256// prefix)
+    printed = [line.split()[2] for line in text_run.stdout.splitlines()
+               if line.split()[:2] == ["SPKI", "pin"]]
+    assert printed[0] == leaf["spki_sha256"] == spki
+    assert not printed[0].startswith("sha256//")
+    assert f"--pinnedpubkey sha256//{spki})" in text_run.stdout  # labelled as curl's value
+    assert len(printed) == len(doc["peer"]["chain"])
     built = f"chain OpenSSL built: {pki.server_cn} -> {pki.intermediate_cn} -> {pki.root_cn}"
     assert built in text_run.stdout
 
@@ -560,11 +585,17 @@ def test_ocsp_staple_is_shown_and_judged(pki: PKI, tmp_path: Any, status: str) -
     assert datetime.datetime.fromisoformat(ocsp["next_update"]) > datetime.datetime.now(datetime.timezone.utc)
     if status == "good":
         assert r.returncode == 0 and ocsp["verify_code"] == 0 and ocsp["revocation_time"] is None
-        assert "OCSP staple: good, verified (this update" in text_run.stdout
+        assert "OCSP staple: good, response signature checked (this update" in text_run.stdout
+        assert "result: verified (ok)" in text_run.stdout
     else:
         assert r.returncode == 1 and doc["error"]["kind"] == "ocsp"
         assert ocsp["verify_code"] == 23 and ocsp["revocation_reason"] == "keyCompromise"
-        assert "OCSP staple: revoked, verified" in text_run.stdout
+        assert "OCSP staple: revoked, response signature checked" in text_run.stdout
+        # the verdict just before FAILED is the refusal, not "verified"
+        lines = text_run.stdout.splitlines()
+        assert lines[-1].startswith("FAILED (exit 1)")
+        assert lines[-2] == ("  result: REJECTED: the chain is trusted, but the stapled OCSP response says "
+                             "revoked (X509_V_ERR 23)")
         assert one_line(text_run.stderr) == "commssl: the stapled OCSP response: revoked (X509_V_ERR 23)"
 
 

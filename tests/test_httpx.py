@@ -162,9 +162,75 @@ def test_client_certificate_required_by_the_server(mode: str, pki: PKI,
         get_all(mode, [url], client_ctx())  # TLS 1.3: the server's refusal may come with the first read
 
 
+@pytest.mark.skipif(peers.NGINX is None, reason="nginx is not installed (ci/setup installs it for the tests)")
+@pytest.mark.parametrize("mode", MODES)
+def test_http2_through_alpn_against_nginx(mode: str, pki: PKI, client_ctx: Any) -> None:
+    """nginx with http2 selects h2 when offered: http2=True speaks HTTP/2 on it (two requests,
+    one connection), the default speaks HTTP/1.1, also with a context that offers h2 itself."""
+    with peers.nginx(pki.server_chain, pki.server_key, http2=True) as port:
+        url = f"https://localhost:{port}/"
+        first, second = get_all(mode, [url, url + "again"], client_ctx(), http2=True)
+        assert (first.http_version, second.http_version) == ("HTTP/2", "HTTP/2")
+        assert first.status_code == 200 and first.text == second.text == "hello from nginx\n"
+        (plain,) = get_all(mode, [url], client_ctx())
+        assert (plain.http_version, plain.text) == ("HTTP/1.1", "hello from nginx\n")
+        offers_h2 = client_ctx()
+        commssl.set_alpn_protocols(offers_h2, ["h2", "http/1.1"])  # the transport's offer wins
+        (response,) = get_all(mode, [url], offers_h2)
+        assert (response.http_version, response.text) == ("HTTP/1.1", "hello from nginx\n")
+        (response,) = get_all(mode, [url], client_ctx(), http1=False, http2=True)
+        assert response.http_version == "HTTP/2"
+        if mode == "sync":  # what httpcore asks, and the commssl connection, while it is open
+            for http2, alpn in ((True, "h2"), (False, "http/1.1")):
+                with httpx.Client(transport=chttpx.HTTPTransport(client_ctx(), http2=http2)) as c:
+                    with c.stream("GET", url) as r:
+                        stream = r.extensions["network_stream"]
+                        assert stream.get_extra_info("ssl_object").selected_alpn_protocol() == alpn
+                        assert commssl.ssl_connection_alpn_protocol(stream.get_extra_info("commssl")) == alpn
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_http2_falls_back_to_http1_without_alpn_and_refuses_unoffered_h2(
+        mode: str, https_server: Callable[..., HTTPSServer], server_ctx: Any, client_ctx: Any) -> None:
+    server = https_server()  # selects no ALPN protocol
+    url = f"https://localhost:{server.port}/x"
+    (response,) = get_all(mode, [url], client_ctx(), http2=True)
+    assert (response.http_version, response.text) == ("HTTP/1.1", "hello /x client=None")
+    # a configure callback that offers h2 behind the transport's back: the server's h2 is refused
+    sctx = server_ctx()
+    commssl.set_alpn_protocols(sctx, ["h2", "http/1.1"])
+    sneaky = https_server(sctx)
+    with pytest.raises(httpx.ConnectError, match="did not offer"):
+        get_all(mode, [f"https://localhost:{sneaky.port}/"], client_ctx(),
+                ssl_configure_callback=lambda ssl: commssl.set_alpn_protocols(ssl, ["h2"]))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_abstract_context_configure_callback_still_runs(
+        mode: str, pki: PKI, https_server: Callable[..., HTTPSServer], server_ctx: Any) -> None:
+    """The transport sets its ALPN offer through the SSL configure callback: an abstract
+    context's own callback must still run, after it (so it may change the offer)."""
+    sctx = server_ctx()
+    commssl.set_alpn_protocols(sctx, ["h2", "http/1.1"])
+    server = https_server(sctx)
+    seen: List[str] = []
+
+    def configure(ssl: Any) -> None:
+        seen.append("called")
+        commssl.set_alpn_protocols(ssl, ["http/1.1"])
+
+    ctx = commssl.create_ssl_client_context(openssl_trusted_file=str(pki.root_cert),
+                                            openssl_ssl_configure_callback=configure)
+    (response,) = get_all(mode, [f"https://localhost:{server.port}/a"], ctx, http2=True)
+    assert (response.http_version, response.text, seen) == ("HTTP/1.1", "hello /a client=None", ["called"])
+
+
 def test_transport_arguments() -> None:
-    with pytest.raises(ValueError, match="ALPN"):
-        chttpx.HTTPTransport(http2=True)
+    with pytest.raises(ValueError, match="http1 and http2"):
+        chttpx.HTTPTransport(http1=False)
+    with pytest.raises(TypeError, match="http2"):
+        chttpx.AsyncHTTPTransport(http2="yes")
+    chttpx.HTTPTransport(http2=True).close()
     with pytest.raises(TypeError, match="verify"):
         chttpx.AsyncHTTPTransport(verify=False)
     with pytest.raises(TypeError, match="ssl_ctx"):

@@ -225,3 +225,6 @@ def test_ssl_connection_read_certificates_errors(pki: PKI, tmp_path: Path, comms
     server.join()
     assert not server.errors, server.errors
     assert len(errors) == 2 and client is not None
+    # the missing cert_file is a FileNotFoundError naming it (still an SSLFailure)
+    assert isinstance(errors[0], FileNotFoundError) and errors[0].filename == str(tmp_path / "missing.pem")
+    assert not isinstance(errors[1], FileNotFoundError)

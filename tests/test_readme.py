@@ -1,31 +1,30 @@
-"""The README's and the documentation's Python examples run as written, against local servers.
+"""The README's and the documentation's Python examples run as printed, through the command
+the pages tell a user to start: ``python -m commssl serve`` (``commssl.serve``).
 
-Every ```python block of README.md and of each docs/**/*.md page runs, in order, in one
-namespace per page, in a temporary directory holding the test PKI under the names the examples
-use (root.pem, server-chain.pem, server.key, server.pem, client-chain.pem, client.key), and the
-revocation material of the revocation guide: crl.pem (the root's and the intermediate's CRLs,
-nothing revoked), revoked-crl.pem (the server's certificate revoked) and staple.der (a good OCSP
-response for the server's certificate). Port 8443 in an example is a local commssl server that
-answers each line with the line in upper case, stapling staple.der for the clients that ask, and
-an HTTP GET (keep-alive) with ``200`` and ``hello <path>`` (for the httpx examples).
+For each page a ``python -m commssl serve --port 0`` process runs in a fresh temporary directory
+(it writes the certificate set the examples use there: root.pem, server-chain.pem, server.key,
+client-chain.pem, client.key, crl.pem, revoked-crl.pem, staple.der...), and every ```python block
+of the page runs, in order, in one namespace, with that directory as the current directory. The
+one change from the printed text: port 8443 becomes the port the command picked (tests run in
+parallel, and 8443 may be taken). What the blocks print must contain what the page shows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
-import shutil
+import signal
 import socket
-import threading
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
 import commssl
-from peers import PKI
-from revocation_pki import make_crl, ocsp_response
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -46,12 +45,15 @@ EXPECTED: Dict[str, List[str]] = {
                               "was already released", "outstanding: 0",
                               "('serial-number', 387165715252267757836693082728079159041)",
                               "is borrowed; only owned pointers can be released", "kept: localhost\n",
-                              "bytes; a SEQUENCE: True"],
+                              "True True\nlocalhost True", "bytes; a SEQUENCE: True"],
     "guide/contexts.md": ["b'HELLO\\n'", "(False, 20)", "['verify-peer']", "pinned: True",
                           "['verify-peer', 'fail-if-no-peer-cert']\n['verify-peer']"],
     "guide/errors.md": ["SSLVerificationFailure 20 1", "SSLCondition: True OSError: True",
-                        "timed out: SSLHandshakeTimeout"],
+                        "timed out: SSLHandshakeTimeout",
+                        "SSLFileNotFound no-such-file.pem True"],
     "guide/tls-features.md": ["True\nlocalhost\nx25519\nb'HELLO\\n'", "refused: SSLFailure",
+                              "tls-v1-2 ECDHE-ECDSA-AES128-GCM-SHA256\n('tls-v1-2', 'tls-v1-2')\n"
+                              "refused: True\ntls-v1-3 TLS_CHACHA20_POLY1305_SHA256",
                               "(True, 0)\nb'FROM MEMORY\\n'", "client: http/1.1 server: b'http/1.1\\n'",
                               "['CLIENT_HANDSHAKE_TRAFFIC_SECRET', 'CLIENT_TRAFFIC_SECRET_0', "
                               "'EXPORTER_SECRET', 'SERVER_HANDSHAKE_TRAFFIC_SECRET', "
@@ -72,7 +74,7 @@ EXPECTED: Dict[str, List[str]] = {
                             "good True", "b'PINNED\\n'", "errors: [(1, 20, 'CN=commssl test intermediate')]",
                             "sent: ['localhost', 'commssl test intermediate']",
                             "built: ['localhost', 'commssl test intermediate', 'commssl test root']",
-                            "byte response", "pin: sha256//"],
+                            "byte response", "curl: --pinnedpubkey sha256//"],
 }
 
 
@@ -80,80 +82,49 @@ def _blocks(path: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
 
 
-class EchoServer:
-    """A commssl server on 127.0.0.1 until ``stop()``: each connection in its own thread,
-    answering one line with the line in upper case."""
+#: How every page with examples starts: its set-up line, among its first lines.
+SETUP = "python -m commssl serve"
 
-    def __init__(self, ssl_ctx: commssl.SSLCtxPointer) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
-        self.ctx = ssl_ctx
-        self.errors: List[BaseException] = []
-        self.handlers: List[threading.Thread] = []
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:  # timeout: look at the stop flag again
-                continue
-            t = threading.Thread(target=self._serve, args=(sock,), daemon=True)
-            t.start()
-            self.handlers.append(t)
+class Served:
+    """A ``python -m commssl serve --port 0`` process in ``directory``."""
 
-    def _serve(self, sock: socket.socket) -> None:
-        try:
-            with commssl.create_ssl_socket_stream(sock, self.ctx, handshake_timeout=10) as stream:
-                line = stream.readline()
-                while line.startswith(b"GET "):  # HTTP/1.1, keep-alive: for the httpx examples
-                    path = line.split()[1]
-                    while line not in (b"\r\n", b""):
-                        line = stream.readline()
-                    stream.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nhello %s"
-                                 % (len(path) + 6, path))
-                    stream.flush()
-                    line = stream.readline()
-                if line:
-                    stream.write(line.upper())
-        except BaseException as exc:  # a client that rejected us, or was rejected: shown by the page
-            self.errors.append(exc)
+    def __init__(self, directory: Path) -> None:
+        self.errors = ""  # its stderr, once stopped
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen([sys.executable, "-m", "commssl", "serve", "--port", "0",
+                                      "--duration", "120"], cwd=directory, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        lines = []
+        for line in self.proc.stdout:  # the ready line names the port (bounded: --duration)
+            lines.append(line)
+            found = re.search(r"serving TLS on 127\.0\.0\.1:(\d+)", line)
+            if found:
+                self.port = int(found.group(1))
+                break
+        else:
+            self.proc.wait(10)
+            raise AssertionError(f"serve did not start: {lines} {self.proc.stderr.read()}")  # type: ignore[union-attr]
 
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(10)
-        self.listener.close()
-        for t in self.handlers:
-            t.join(10)
-        assert not any(t.is_alive() for t in [self.thread, *self.handlers]), "echo server did not stop"
+    def stop(self) -> str:
+        """Ctrl-C it; returns what it printed on stderr (a line per failed connection)."""
+        self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=30)
+        assert self.proc.returncode == 0 and "stopped" in out, (self.proc.returncode, out, err)
+        self.errors = err
+        return err
 
 
 @contextlib.contextmanager
-def _example_dir(pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                 server_ctx: Callable[..., Any]) -> Iterator[EchoServer]:
-    for name, source in (("root.pem", pki.root_cert), ("server-chain.pem", pki.server_chain),
-                         ("server.key", pki.server_key), ("server.pem", pki.server_cert),
-                         ("client-chain.pem", pki.client_chain), ("client.key", pki.client_key)):
-        shutil.copy(source, tmp_path / name)
-    crls = tmp_path / "crls"
-    (tmp_path / "crl.pem").write_bytes(
-        make_crl(crls, pki.intermediate_cert, pki.intermediate_key, name="inter").read_bytes()
-        + make_crl(crls, pki.root_cert, pki.root_key, name="root").read_bytes())
-    revoked = make_crl(crls, pki.intermediate_cert, pki.intermediate_key, [pki.server_cert], name="revoked")
-    shutil.copy(revoked, tmp_path / "revoked-crl.pem")
-    staple = ocsp_response(pki, "good")
-    (tmp_path / "staple.der").write_bytes(staple)
-    monkeypatch.chdir(tmp_path)
-    ctx = server_ctx()
-    commssl.set_ocsp_staple(ctx, staple)
-    server = EchoServer(ctx)
+def _served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    server = Served(tmp_path)
     try:
+        monkeypatch.chdir(tmp_path)
         yield server
     finally:
-        server.stop()
+        if server.proc.poll() is None:
+            server.stop()
 
 
 def _run(blocks: list[str], port: int, filename: str) -> tuple[str, dict[str, Any]]:
@@ -169,11 +140,10 @@ def test_readme_has_the_tour() -> None:
     assert len(_blocks(README)) >= 1
 
 
-def test_readme_examples_run(pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                             server_ctx: Callable[..., Any]) -> None:
-    with _example_dir(pki, tmp_path, monkeypatch, server_ctx) as server:
+def test_readme_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with _served(tmp_path, monkeypatch) as server:
         printed, _ = _run(_blocks(README), server.port, "README.md")
-    assert server.errors == []
+    assert server.errors == ""  # no connection failed
     assert "(True, 0)" in printed and "['localhost', 'commssl test intermediate']" in printed
     assert "b'HELLO\\n'" in printed
     assert "good\n" in printed  # the pinned client that requires a staple
@@ -184,10 +154,15 @@ def test_every_page_with_examples_is_checked() -> None:
     assert with_examples == set(EXPECTED)
 
 
+@pytest.mark.parametrize("page", ["README.md", *(f"docs/{page}" for page in sorted(EXPECTED))])
+def test_every_page_says_first_how_to_start_the_server(page: str) -> None:
+    first_lines = "\n".join((ROOT / page).read_text().splitlines()[:12])
+    assert SETUP in first_lines, f"{page}: its first lines do not say to run {SETUP!r}"
+
+
 @pytest.mark.parametrize("page", sorted(EXPECTED))
-def test_docs_examples_run(page: str, pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                           server_ctx: Callable[..., Any]) -> None:
-    with _example_dir(pki, tmp_path, monkeypatch, server_ctx) as server:
+def test_docs_examples_run(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with _served(tmp_path, monkeypatch) as server:
         printed, _ = _run(_blocks(DOCS / page), server.port, f"docs/{page}")
     for text in EXPECTED[page]:
         assert text in printed, f"{page}: {text!r} not printed; it printed:\n{printed}"
@@ -202,3 +177,112 @@ def test_porting_names_exist() -> None:
     assert len(names) > 50
     for name in names:
         assert name in commssl.__all__, f"porting.md: commssl.{name} is not public"
+
+
+def _stray_table_rows(text: str) -> List[str]:
+    """Lines that look like table rows but belong to no table (Markdown then renders them
+    as literal ``|`` text): a run of ``|`` lines outside code fences whose second line is
+    not the ``|---|`` delimiter row."""
+    stray: List[str] = []
+    run: List[str] = []
+    fenced = False
+    for line in text.splitlines() + [""]:
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not fenced and line.startswith("|"):
+            run.append(line)
+            continue
+        if run and not (len(run) >= 2 and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", run[1].strip())):
+            stray += run
+        run = []
+    return stray
+
+
+def test_every_table_row_is_in_a_table() -> None:
+    """porting.md once had two rows after a blank line: rendered as "| a | b |" text."""
+    pages = [README] + sorted(DOCS.rglob("*.md"))
+    stray = {str(p.relative_to(ROOT)): rows for p in pages if (rows := _stray_table_rows(p.read_text()))}
+    assert stray == {}
+    assert _stray_table_rows("| a | b |\n|---|---|\n| 1 | 2 |\n\n| 3 | 4 |\n") == ["| 3 | 4 |"]
+
+
+def test_default_tls_difference_is_documented_and_true() -> None:
+    """open_tcp_stream is plain TCP without ssl_ctx (LispWorks); commssl.anyio.connect and the
+    httpx transports default to verified TLS: both pages say so, and the signatures agree."""
+    import inspect
+
+    import commssl.anyio
+    import commssl.httpx
+
+    assert inspect.signature(commssl.open_tcp_stream).parameters["ssl_ctx"].default is None
+    assert inspect.signature(commssl.anyio.connect).parameters["ssl_ctx"].default is True
+    for transport in (commssl.httpx.HTTPTransport, commssl.httpx.AsyncHTTPTransport):
+        assert inspect.signature(transport).parameters["ssl_ctx"].default is True
+    for page in ("getting-started.md", "porting.md"):
+        text = " ".join((DOCS / page).read_text().split())
+        assert "```{important}" in (DOCS / page).read_text(), page
+        for words in ("**plain TCP", "`open_tcp_stream(host, 443)` without `ssl_ctx`",
+                      "anyio.connect`", "httpx transports", "verified"):
+            assert words.lower() in text.lower(), (page, words)
+
+
+def test_serve_writes_every_file_the_pages_name() -> None:
+    """Every certificate file a page's example reads is one serve writes (dh.pem: the LispWorks
+    page makes it itself, with the openssl command it shows; no-such-file.pem: the errors page's
+    missing file)."""
+    from commssl.serve import FILES
+
+    texts = [README.read_text(), *((DOCS / page).read_text() for page in EXPECTED)]
+    named = {name for text in texts for block in re.findall(r"```python\n(.*?)```", text, re.S)
+             for name in re.findall(r"[\"']([\w.-]+\.(?:pem|der|key))[\"']", block)}
+    assert named - {"dh.pem", "no-such-file.pem"} <= set(FILES) and "staple.der" in named
+
+
+def test_serve_without_cryptography_says_what_to_install(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['cryptography'] = None; from commssl.cli import main; "
+            "sys.exit(main(['serve', '--port', '0', '--duration', '1']))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert "pip install commssl[serve]" in done.stderr and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, message", [(["--port", "70000"], "--port"),
+                                           (["--duration", "0"], "--duration")])
+def test_serve_usage_errors(args: List[str], message: str, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "commssl", "serve", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and message in done.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_serve_stops_by_itself_and_reports_failed_connections(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "commssl", "serve", "--port", "0", "--duration", "3",
+                             "--dir", str(tmp_path / "set")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = None
+    for line in proc.stdout:
+        found = re.search(r"127\.0\.0\.1:(\d+)", line)
+        if found:
+            port = int(found.group(1))
+            break
+    assert port is not None
+    ctx = commssl.make_ssl_ctx(True, "client")  # the system's roots: the server is not trusted
+    with pytest.raises(commssl.SSLVerificationFailure):
+        commssl.open_tcp_stream("localhost", port, ssl_ctx=ctx, handshake_timeout=10)
+    commssl.destroy_ssl_ctx(ctx)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "stopped" in out
+    assert "a connection failed" in err
+    assert sorted(p.name for p in (tmp_path / "set").iterdir()) == sorted(
+        ["root.pem", "server.pem", "server-chain.pem", "server.key", "client.pem", "client-chain.pem",
+         "client.key", "crl.pem", "revoked-crl.pem", "staple.der"])
+
+
+def test_serve_on_a_port_in_use_exits_3_and_writes_nothing(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "commssl", "serve", "--port", str(port)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 import commssl
 from commssl.connection import ssl_of
 from commssl.revocation import ocsp_status
-from peers import OPENSSL, PKI, WAIT, openssl_client, openssl_server
+from peers import NGINX, OPENSSL, PKI, WAIT, nginx, openssl_client, openssl_server
 from revocation_pki import der_crl, make_crl, ocsp_response, unauthorized_response
 
 REVOKED = commssl.lib.X509_V_ERR_CERT_REVOKED
@@ -733,34 +733,6 @@ def test_commssl_to_commssl_staples(pki: PKI, commssl_server: Callable[..., Any]
 
 # -- nginx ----------------------------------------------------------------------------------------
 
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-_NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-{user}
-events {{ worker_connections 16; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {chain};
-        ssl_certificate_key {key};
-        ssl_stapling on;
-        ssl_stapling_file {staple};
-        location / {{ return 200 "hello from nginx\\n"; }}
-    }}
-}}
-"""
-
-
 @pytest.mark.skipif(NGINX is None, reason="nginx is not installed (ci/setup installs it for the tests)")
 @pytest.mark.parametrize("status", ["good", "revoked"])
 def test_nginx_ssl_stapling_file(pki: PKI, status: str) -> None:
@@ -768,28 +740,8 @@ def test_nginx_ssl_stapling_file(pki: PKI, status: str) -> None:
         d = Path(tmp)
         staple = d / "staple.der"
         staple.write_bytes(ocsp_response(pki, status))
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        user = "user root;" if os.geteuid() == 0 else ""
-        conf = d / "nginx.conf"
-        conf.write_text(_NGINX_CONF.format(d=d, port=port, chain=pki.server_chain, key=pki.server_key,
-                                           staple=staple, user=user))
-        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # ci/asan: only Python's
-        proc = subprocess.Popen([NGINX, "-p", str(d), "-c", str(conf)], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env=env)
-        try:
-            deadline = time.monotonic() + WAIT
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.2).close()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        log = (d / "error.log").read_text() if (d / "error.log").exists() else ""
-                        out = proc.stdout.read() if proc.poll() is not None else b""  # type: ignore[union-attr]
-                        raise AssertionError(f"nginx did not start: {out!r} {log}") from None
-                    time.sleep(0.05)
+        extra = f"ssl_stapling on;\n        ssl_stapling_file {staple};"
+        with nginx(pki.server_chain, pki.server_key, extra=extra, directory=d) as port:
             if status == "good":
                 with connect(port, client(pki, ocsp_stapling="require"), tlsext_host_name="localhost") as s:
                     s.write(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
@@ -800,11 +752,6 @@ def test_nginx_ssl_stapling_file(pki: PKI, status: str) -> None:
                 with pytest.raises(commssl.SSLVerificationFailure) as info:
                     connect(port, client(pki, ocsp_stapling="require"), tlsext_host_name="localhost")
                 assert (info.value.verify_code, info.value.depth) == (REVOKED, 0)
-        finally:
-            proc.terminate()
-            proc.wait(WAIT)
-            if proc.stdout:
-                proc.stdout.close()
 
 
 # -- diagnostics ---------------------------------------------------------------------------------

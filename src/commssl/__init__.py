@@ -2,8 +2,11 @@
 
 Verification modes with Python or C verify callbacks, and the peer's
 certificates as real ``X509*`` pointers that are copied (reference count +1)
-and released explicitly. The documentation (docs/ in the source) has a tour, the
-API reference and the differences from LispWorks.
+and released explicitly.
+
+Documentation: https://commssl.readthedocs.io (a tour, the user guide, the API
+reference and the differences from LispWorks; also docs/ in the source).
+Source and issues: https://github.com/commssl/commssl
 """
 
 from importlib.metadata import PackageNotFoundError as _NotFound
@@ -12,6 +15,7 @@ from typing import Dict, Union
 
 from ._binding import ffi, lib
 from .aio import AsyncSSLStream, attach_ssl_async, detach_ssl_async, open_tcp_stream_async, start_ssl_server
+from .certificate_bytes import dump_certificate, load_certificate
 from .certificates import (
     copy_certificate,
     get_certificate_common_name,
@@ -20,6 +24,7 @@ from .certificates import (
     pem_read,
     release_certificates_vector,
 )
+from .ciphers import get_protocol_versions, set_ciphers, set_ciphersuites, set_protocol_versions
 from .connection import (
     peer_certificates,
     ssl_connection_copy_peer_certificates,
@@ -50,6 +55,7 @@ from .errors import (
     SSLCondition,
     SSLError,
     SSLFailure,
+    SSLFileNotFound,
     SSLHandshakeTimeout,
     SSLVerificationFailure,
     SSLVersionOrCipherMismatch,
@@ -139,7 +145,8 @@ __all__ = [
     "ssl_connection_copy_verified_certificates", "ssl_connection_ocsp_response",
     "ssl_connection_ocsp_status",
     "CertificateReleasedError", "SSLAbstractContext", "SSLClosed", "SSLCondition", "SSLCtxPointer",
-    "SSLError", "SSLFailure", "SSLHandshakeTimeout", "SSLPointer", "SSLVerificationFailure",
+    "SSLError", "SSLFailure", "SSLFileNotFound", "SSLHandshakeTimeout", "SSLPointer",
+    "SSLVerificationFailure",
     "SSLVersionOrCipherMismatch", "SocketStream", "X509Pointer", "X509StoreCtxPointer",
     "__version__", "attach_ssl", "copy_certificate", "create_ssl_client_context",
     "create_ssl_server_context", "create_ssl_socket_stream", "destroy_ssl_ctx", "detach_ssl", "ffi",
@@ -163,4 +170,8 @@ __all__ = [
     "set_ssl_ctx_options", "KeyPointer", "read_dhparams", "set_ssl_ctx_dh",
     "ssl_connection_read_dh_params_file", "read_certificate_key_pairs", "set_ssl_ctx_cert_cb",
     "ssl_connection_read_certificates", "reset_ssl_abstract_context",
+    # certificates as bytes (certificate_bytes.py)
+    "dump_certificate", "load_certificate",
+    # cipher and version knobs (ciphers.py)
+    "set_ciphers", "set_ciphersuites", "set_protocol_versions", "get_protocol_versions",
 ]

@@ -3,8 +3,9 @@ and the one path that turns OpenSSL's error queue into exceptions."""
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import List, NoReturn, Optional, Type
+from typing import Any, List, NoReturn, Optional, Sequence, Type
 
 from ._openssl import ffi, lib
 from .errors import (
@@ -12,6 +13,7 @@ from .errors import (
     SSLCondition,
     SSLError,
     SSLFailure,
+    SSLFileNotFound,
     SSLVersionOrCipherMismatch,
 )
 
@@ -62,17 +64,36 @@ def drain() -> List[int]:
         codes.append(code)
 
 
-def raise_last(what: str, exc: Type[SSLCondition] = SSLFailure) -> NoReturn:
-    """Raise ``exc`` for a failed call, with OpenSSL's reason strings."""
+def _not_found(codes: List[int]) -> bool:
+    """Whether OpenSSL's queue holds a failed ``fopen`` for a missing file."""
+    return any(lib.ERR_GET_LIB(c) == lib.ERR_LIB_SYS and lib.ERR_GET_REASON(c) == errno.ENOENT for c in codes)
+
+
+def missing_file(what: str, path: Any, ssl_code: Optional[int] = None) -> SSLFileNotFound:
+    """The one ``SSLFileNotFound`` for a path that does not exist, naming it."""
+    shown = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else str(path)
+    where = "" if repr(shown) in what else f": {shown!r}"
+    return SSLFileNotFound(f"{what}: No such file or directory{where}", shown, ssl_code)
+
+
+def raise_last(what: str, exc: Type[SSLCondition] = SSLFailure,
+               files: Sequence[Any] = ()) -> NoReturn:
+    """Raise ``exc`` for a failed call, with OpenSSL's reason strings; or, when the
+    call opened one of ``files`` and that failed for a missing file,
+    ``SSLFileNotFound`` naming the first of them that does not exist."""
     codes = drain()
+    if files and _not_found(codes):
+        gone = [f for f in files if f is not None and not os.path.exists(f)]
+        raise missing_file(what, (gone or list(files))[0], codes[-1])
     reasons = "; ".join(text(lib.ERR_reason_error_string(c)) or error_text(c) for c in codes)
     raise exc(f"{what}: {reasons or 'unknown OpenSSL error'}", codes[-1] if codes else None)
 
 
-def check(ok: int, what: str) -> None:
-    """Raise ``SSLFailure`` with the error queue when an OpenSSL call returned <= 0."""
+def check(ok: int, what: str, files: Sequence[Any] = ()) -> None:
+    """Raise ``SSLFailure`` with the error queue when an OpenSSL call returned <= 0
+    (``SSLFileNotFound`` when it could not open one of ``files``: see ``raise_last``)."""
     if ok <= 0:
-        raise_last(what)
+        raise_last(what, files=files)
 
 
 def raise_io_error(err: int, what: str, os_errno: int = 0) -> NoReturn:

@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m commssl",
         description="Show a TLS server's certificate chain, leaf first, and how it verified "
                     "(the verify callback's trace). Without HOST: a self-contained demo of a "
-                    "commssl server and client with an in-memory certificate chain.",
+                    "commssl server and client with an in-memory certificate chain. "
+                    "'python -m commssl serve --help': the documentation examples' certificates "
+                    "and server.",
         epilog="exit status: 0 verified; 1 verification failed; 2 usage or unreadable file; "
                "3 connection or TLS error (unknown host, refused, timeout, not TLS). "
                "--json prints one document (schema: commssl/cli_schema.json).",

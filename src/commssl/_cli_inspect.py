@@ -278,7 +278,8 @@ def inspect_server(args: argparse.Namespace, host: str, port: int) -> Json:
     elif not doc["peer"]["verify"]["ok"]:
         v = doc["peer"]["verify"]
         doc["error"] = {"kind": "verification",
-                        "message": f"certificate not verified (depth {v['depth']}): {v['message']} "
+                        # worded as describe_error's: one message whatever --verify mode ran
+                        "message": f"certificate verification failed at depth {v['depth']}: {v['message']} "
                                    f"(X509_V_ERR {v['code']})"}
         doc["exit_status"] = EXIT_UNVERIFIED
     elif ocsp is not None and ocsp["stapled"] and ocsp["verify_code"] != 0:

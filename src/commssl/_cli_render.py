@@ -128,7 +128,10 @@ def render_certificate(out: List[str], i: int, cert: Json, st: Style) -> None:
     row("SHA-256", fp[:half].rstrip(":"))
     if fp[half:]:
         row("", fp[half:])
-    row("SPKI pin", f"sha256//{cert['spki_sha256']}")
+    # the value exactly as get_certificate_data's "spki-sha256" (no prefix), so a pin
+    # pasted from here matches; curl wants it after "sha256//"
+    pin = cert["spki_sha256"]
+    row("SPKI pin", f"{pin}  " + st.dim(f"(spki-sha256; curl: --pinnedpubkey sha256//{pin})"))
 
 
 def render_view(out: List[str], title: str, view: Json, st: Style) -> None:
@@ -152,14 +155,19 @@ def render_view(out: List[str], title: str, view: Json, st: Style) -> None:
     ocsp = view["ocsp"]
     if ocsp is not None:
         out.append("  " + st.bold("OCSP staple: ") + render_ocsp(ocsp, st))
+    # One verdict whatever --verify mode ran (the mode is in the JSON): the chain's
+    # result, unless a stapled OCSP response then refused what the chain accepted.
     v = view["verify"]
     if v is None or v["code"] is None:
         out.append(f"  result: {st.warn('not verified: the handshake stopped before verification')}")
+    elif v["ok"] and ocsp is not None and ocsp["stapled"] and ocsp["verify_code"]:
+        out.append(f"  result: {st.bad('REJECTED')}: the chain is trusted, but the stapled OCSP response "
+                   f"says {ocsp['status']} (X509_V_ERR {ocsp['verify_code']})")
     elif v["ok"]:
-        out.append(f"  result: {st.good('verified')} ({v['message']}; mode {v['mode']})")
+        out.append(f"  result: {st.good('verified')} ({v['message']})")
     else:
         out.append(f"  result: {st.bad('NOT verified')} at depth {v['depth']}: {v['message']} "
-                   f"(X509_V_ERR {v['code']}; mode {v['mode']})")
+                   f"(X509_V_ERR {v['code']})")
 
 
 def render_ocsp(ocsp: Json, st: Style) -> str:
@@ -168,7 +176,7 @@ def render_ocsp(ocsp: Json, st: Style) -> str:
     status = ocsp["status"]
     if ocsp["verified"]:
         word = st.good(status) if status == "good" else st.bad(status)
-        text_ = f"{word}, verified"
+        text_ = f"{word}, response signature checked"
     else:
         text_ = st.bad(f"{status}, NOT verified") + f": {ocsp['error']}"
     if ocsp["this_update"]:

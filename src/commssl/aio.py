@@ -51,7 +51,7 @@ from ._tls import (
     timeout_arg,
 )
 from .connection import Connection, CtxCallback, SSLCallback, new_ssl
-from .contexts import SSLAbstractContext, wants_new_ctx
+from .contexts import SSLAbstractContext, check_method_side, wants_new_ctx
 from .errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
 from .pointers import SSLCtxPointer, SSLPointer
 from .policy import check_hostname_arg
@@ -126,8 +126,11 @@ def _check_server_ctx(ssl_ctx: object) -> None:
         if ssl_ctx.side != "server":
             raise ValueError(f"ssl_ctx is a {ssl_ctx.side} context, used on the server side")
     elif isinstance(ssl_ctx, SSLCtxPointer):
-        ssl_ctx._pin()
-        ssl_ctx._unpin()
+        cdata = ssl_ctx._pin()
+        try:
+            check_method_side(cdata, "server", ctx=True)
+        finally:
+            ssl_ctx._unpin()
     elif not wants_new_ctx(ssl_ctx):
         raise (ValueError if isinstance(ssl_ctx, str) else TypeError)(
             "ssl_ctx must be True, 'default', 'v23', an SSLCtxPointer or a server abstract context, "

@@ -40,9 +40,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Optional, Tuple
 
-import anyio
-import anyio.abc
-import anyio.lowlevel
+from commssl._extras import missing_extra
+
+try:
+    import anyio
+    import anyio.abc
+    import anyio.lowlevel
+except ModuleNotFoundError as _exc:  # without the extra: say how to get it
+    raise missing_extra("commssl.anyio", "anyio", _exc) from _exc
+
 from anyio.streams.tls import TLSAttribute
 
 from commssl import _anyio_conventions as _conventions

@@ -223,7 +223,7 @@ def pem_read(thing: str, filename: "os.PathLike[str] | str", *, pass_phrase: Uni
     bio = lib.BIO_new_file(path, b"r")
     if bio == ffi.NULL:
         if errorp:
-            raise_last(f"pem_read: cannot open {os.fsdecode(path)!r}")
+            raise_last(f"pem_read: cannot open {os.fsdecode(path)!r}", files=(filename,))
         drain()  # leave no stale errors for the next call's message
         return None
     try:

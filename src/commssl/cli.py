@@ -5,12 +5,15 @@ Usage::
     python -m commssl                      # the embedded demo (no network needed)
     python -m commssl HOST[:PORT]          # inspect a server (port 443 by default)
     python -m commssl [::1]:8443 --cafile root.pem --servername localhost --json
+    python -m commssl serve [--dir DIR] [--port 8443]   # the docs' certificates and server
+                                                         # (commssl.serve)
 
 Every view also shows the chain OpenSSL built (``ssl_connection_copy_verified_certificates``,
-ending at the trust anchor) and each certificate's SPKI pin (``spki-sha256``, curl's
-``--pinnedpubkey sha256//`` form). ``--ocsp`` asks the server for a stapled OCSP response
-(``set_ocsp_stapling(ctx, True)``) and shows what ``ssl_connection_ocsp_status`` makes of
-it; a staple that says revoked or does not verify makes the exit status 1 (kind "ocsp").
+ending at the trust anchor) and each certificate's SPKI pin (``spki-sha256``: the bare
+base64 value ``get_certificate_data`` gives; curl's ``--pinnedpubkey`` takes it after
+``sha256//``). ``--ocsp`` asks the server for a stapled OCSP response
+(``set_ocsp_stapling(ctx, True)``) and shows what ``ssl_connection_ocsp_status`` makes of it;
+a staple that says revoked or does not verify makes the exit status 1 (kind "ocsp").
 
 With a HOST it connects with ``make_ssl_ctx(True, "client")`` (the system's trusted
 certificates, plus ``--cafile``/``--capath``), a Python verify callback recording
@@ -113,8 +116,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")  # odd names must not crash the report
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["serve"]:  # the examples' certificates and server (a host "serve": serve:443)
+        from .serve import main as serve_main
+        return serve_main(arguments[1:])
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(arguments)
         if not (args.timeout > 0 and math.isfinite(args.timeout)):
             raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
         if args.target is None:

@@ -17,7 +17,7 @@ from .certificates import (
     copy_verified_certificates,
     get_certificate_data,
 )
-from .contexts import SSLAbstractContext, make_ssl_ctx, wants_new_ctx
+from .contexts import SSLAbstractContext, check_method_side, make_ssl_ctx, wants_new_ctx
 from .pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
 from .policy import check_hostname_arg, client_name, encode_host_name
 from .revocation import OCSPStatus, ocsp_response, ocsp_status
@@ -201,6 +201,7 @@ def new_ssl(
         # passed in may belong to a stream another thread closes: pin it.
         ssl = sslp.cdata if owns_ssl else sslp._pin()
         try:
+            check_method_side(ssl, ssl_side)
             _set_side(ssl, ssl_side, host, tlsext_host_name, check_hostname, name_argument)
             if session is not None:
                 apply_session(sslp, ssl, session, ssl_side)

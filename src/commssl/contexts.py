@@ -12,7 +12,8 @@ import os
 import threading
 from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, Union
 
-from ._binding import check, drain, ffi, lib, text
+from ._binding import check, drain, ffi, lib, missing_file, text
+from .ciphers import set_ciphers, set_ciphersuites
 from .credentials import _load_key, load_cadata
 from .pointers import SSLCtxPointer, SSLPointer
 from .revocation import set_crl_checking, set_ocsp_stapling, ssl_ctx_load_crl
@@ -117,6 +118,24 @@ def make_ssl_ctx(ssl_ctx: Any = True, ssl_side: str = "server") -> SSLCtxPointer
     return ctx
 
 
+def check_method_side(ssl: Any, ssl_side: str, what: str = "ssl_ctx", *, ctx: bool = False) -> None:
+    """Refuse an ``SSL`` (or with ``ctx``, an ``SSL_CTX``) whose method is for the
+    other side than ``ssl_side``: a context made with ``make_ssl_ctx(..., "server")``
+    (``TLS_server_method``) cannot connect, nor a client one accept, and OpenSSL
+    would only say so mid-handshake as "called a function you should not call".
+    ``"both"`` contexts serve either."""
+    method = lib.SSL_CTX_get_ssl_method(ssl) if ctx else lib.SSL_get_ssl_method(ssl)
+    if method == lib.TLS_server_method():
+        made = "server"
+    elif method == lib.TLS_client_method():
+        made = "client"
+    else:
+        return
+    if ssl_side in ("server", "client") and ssl_side != made:
+        raise ValueError(f"{what} is a {made} context (make_ssl_ctx(..., {made!r})), used on the {ssl_side} "
+                         f"side: make it with ssl_side {ssl_side!r} or 'both'")
+
+
 def destroy_ssl_ctx(ctx: SSLCtxPointer) -> None:
     """Free a context made by ``make_ssl_ctx``: at once, or when the operations
     on it that other threads are running end. Connections still using it keep
@@ -141,7 +160,7 @@ def ssl_ctx_use_certificate_chain_file(ctx: SSLCtxPointer, path: PathArg) -> Non
         ok = lib.SSL_CTX_use_certificate_chain_file(cdata, raw)
     finally:
         pointer._unpin()
-    check(ok, f"ssl_ctx_use_certificate_chain_file({os.fspath(path)!r})")
+    check(ok, f"ssl_ctx_use_certificate_chain_file({os.fspath(path)!r})", (path,))
 
 
 def ssl_ctx_use_privatekey_file(ctx: SSLCtxPointer, path: PathArg) -> None:
@@ -149,7 +168,7 @@ def ssl_ctx_use_privatekey_file(ctx: SSLCtxPointer, path: PathArg) -> None:
     pointer = _ctx(ctx)
     raw = _path(path, "path")
     ok = _load_key(pointer, lambda cdata: lib.SSL_CTX_use_PrivateKey_file(cdata, raw, lib.SSL_FILETYPE_PEM))
-    check(ok, f"ssl_ctx_use_privatekey_file({os.fspath(path)!r})")
+    check(ok, f"ssl_ctx_use_privatekey_file({os.fspath(path)!r})", (path,))
 
 
 def ssl_ctx_load_verify_locations(
@@ -168,12 +187,15 @@ def ssl_ctx_load_verify_locations(
     pointer = _ctx(ctx)
     cf = ffi.NULL if cafile is None else _path(cafile, "cafile")
     cp = ffi.NULL if capath is None else _path(capath, "capath")
+    if capath is not None and not os.path.exists(cp):
+        # OpenSSL takes a missing directory silently (and then trusts nothing from it)
+        raise missing_file(f"ssl_ctx_load_verify_locations(capath={capath!r})", capath)
     cdata = pointer._pin()
     try:
         ok = lib.SSL_CTX_load_verify_locations(cdata, cf, cp)
     finally:
         pointer._unpin()
-    check(ok, f"ssl_ctx_load_verify_locations(cafile={cafile!r}, capath={capath!r})")
+    check(ok, f"ssl_ctx_load_verify_locations(cafile={cafile!r}, capath={capath!r})", (cafile,))
 
 
 def set_ssl_ctx_password_callback(
@@ -305,7 +327,9 @@ def _make(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg
               crl_file: Any = None, crl_checking: Any = "default",
               ocsp_stapling: Any = False, protocol_version: Any = None, dh_file: Any = None,
               client_hello_callback: Any = None, cert_request_callback: Any = None,
-              fail_if_no_peer_cert: bool = False) -> SSLCtxPointer:
+              fail_if_no_peer_cert: bool = False,
+              # cipher knobs (ciphers.py)
+              ciphers: Optional[str] = None, ciphersuites: Optional[str] = None) -> SSLCtxPointer:
     from .keys import pem_read_key, set_ssl_ctx_dh
     from .lispworks_callbacks import set_cert_request_callback, set_client_hello_callback
 
@@ -377,6 +401,11 @@ def _make(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg
         # every SSL made from the context, in commssl or not, asks Python (fail closed)
         ctx._record.conn_verify = 1
         lib.SSL_CTX_set_cert_verify_callback(ctx.cdata, lib.commssl_cert_verify_cb, ffi.NULL)
+    # cipher knobs (ciphers.py): before the user's configure callback, which may refine them
+    if ciphers is not None:
+        set_ciphers(ctx, ciphers)
+    if ciphersuites is not None:
+        set_ciphersuites(ctx, ciphersuites)
     if openssl_ctx_configure_callback is not None:
         openssl_ctx_configure_callback(ctx)
     return ctx
@@ -400,6 +429,8 @@ def create_ssl_client_context(
     ocsp_stapling: Union[bool, str] = False,
     protocol_version: Union[None, bool, str] = None,
     cert_request_callback: Optional[Callable[[Any], Any]] = None,
+    ciphers: Optional[str] = None,
+    ciphersuites: Optional[str] = None,
 ) -> SSLAbstractContext:
     """A client context (LispWorks 8 ``create-ssl-client-context``).
 
@@ -414,6 +445,8 @@ def create_ssl_client_context(
     ``"tls-v1-3"`` or ``True``) is the minimum version. ``cert_request_callback(conn)``
     is called when the server asks for a client certificate; a falsy answer aborts the
     handshake (``SSLFailure`` with ``ssl_code`` ``"cert-request-callback"``).
+    ``ciphers`` (TLS 1.2) and ``ciphersuites`` (TLS 1.3) are ``set_ciphers``' and
+    ``set_ciphersuites``' strings; a maximum version is ``set_protocol_versions``'.
     """
     return _abstract("client", cert_file=cert_file, key_file=key_file, password=password,
                      password_callback=password_callback, openssl_trusted_file=openssl_trusted_file,
@@ -422,7 +455,8 @@ def create_ssl_client_context(
                      openssl_ssl_configure_callback=openssl_ssl_configure_callback,
                      tlsext_host_name=tlsext_host_name, name=name, crl_file=crl_file,
                      crl_checking=crl_checking, ocsp_stapling=ocsp_stapling,
-                     protocol_version=protocol_version, cert_request_callback=cert_request_callback)
+                     protocol_version=protocol_version, cert_request_callback=cert_request_callback,
+                     ciphers=ciphers, ciphersuites=ciphersuites)
 
 
 def create_ssl_server_context(
@@ -443,6 +477,8 @@ def create_ssl_server_context(
     dh_file: Optional[PathArg] = None,
     client_hello_callback: Optional[Callable[[Any, Optional[str]], Any]] = None,
     fail_if_no_peer_cert: bool = False,
+    ciphers: Optional[str] = None,
+    ciphersuites: Optional[str] = None,
 ) -> SSLAbstractContext:
     """A server context (LispWorks 8 ``create-ssl-server-context``).
 
@@ -466,6 +502,7 @@ def create_ssl_server_context(
     (or ``None``) before the server picks its certificate: it may set the
     connection's own with ``ssl_connection_read_certificates``; a falsy answer aborts
     the handshake (``SSLFailure`` with ``ssl_code`` ``"client-hello-callback"``).
+    ``ciphers`` and ``ciphersuites``: as for ``create_ssl_client_context``.
     """
     return _abstract("server", cert_file=cert_file, key_file=key_file, password=password,
                      password_callback=password_callback, openssl_trusted_file=openssl_trusted_file,
@@ -475,4 +512,5 @@ def create_ssl_server_context(
                      tlsext_host_name=None, name=name, crl_file=crl_file, crl_checking=crl_checking,
                      protocol_version=protocol_version, dh_file=dh_file,
                      client_hello_callback=client_hello_callback,
-                     fail_if_no_peer_cert=fail_if_no_peer_cert)
+                     fail_if_no_peer_cert=fail_if_no_peer_cert,
+                     ciphers=ciphers, ciphersuites=ciphersuites)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno as _errno
+import os as _os
 from typing import Any, List, Optional, Tuple, Union
 
 #: What ``ssl_code`` holds: ``None`` (not recorded), an ``ERR_get_error()`` value,
@@ -31,6 +33,22 @@ class SSLError(SSLCondition):
 
 class SSLFailure(SSLCondition):
     """A protocol failure (``SSL_ERROR_SSL``), e.g. talking TLS to a plain-text peer."""
+
+
+class SSLFileNotFound(FileNotFoundError, SSLFailure):
+    """A file commssl was told to read (a certificate, key, trust, CRL or DH
+    parameters file, or a ``capath`` directory) does not exist.
+
+    A ``FileNotFoundError`` (``errno`` is ``ENOENT``, ``filename`` the path as given)
+    and, as before it existed, an ``SSLFailure``: ``except FileNotFoundError`` and
+    ``except SSLFailure`` both catch it.
+    """
+
+    def __init__(self, message: str, filename: Any, ssl_code: SSLCode = None) -> None:
+        SSLFailure.__init__(self, message, ssl_code)
+        self.errno = _errno.ENOENT
+        self.strerror = _os.strerror(_errno.ENOENT)
+        self.filename = filename
 
 
 class SSLVersionOrCipherMismatch(SSLFailure):

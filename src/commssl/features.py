@@ -116,10 +116,28 @@ def set_groups(ctx_or_ssl_: Any, groups: Sequence[str]) -> None:
         target._unpin()
     if ok != 1:
         drain()
-        raise ValueError(f"groups: OpenSSL {commssl_openssl_text()} does not know (all of) {names!r}")
+        unknown = _unknown_groups(names)
+        raise ValueError(f"groups: {commssl_openssl_text()} does not know "
+                         f"{', '.join(map(repr, unknown or names))}")
+
+
+def _unknown_groups(names: List[str]) -> List[str]:
+    """The names a scratch context refuses one at a time (the target is left as it was)."""
+    scratch = lib.SSL_CTX_new(lib.TLS_method())
+    if scratch == ffi.NULL:
+        drain()
+        return []
+    try:
+        unknown = [n for n in names if lib.SSL_CTX_set1_groups_list(scratch, n.encode()) != 1]
+    finally:
+        lib.SSL_CTX_free(scratch)
+    drain()
+    return unknown
 
 
 def commssl_openssl_text() -> str:
+    """The loaded OpenSSL's version text, e.g. ``"OpenSSL 3.0.13 30 Jan 2024"``
+    (it says "OpenSSL" itself)."""
     return text(lib.OpenSSL_version(lib.OPENSSL_VERSION))
 
 

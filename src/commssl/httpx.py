@@ -14,8 +14,13 @@ A failed handshake is an ``httpx.ConnectError`` whose ``__cause__`` is the
 commssl exception (``SSLVerificationFailure``...) or the verify callback's own
 exception; a handshake timeout is ``httpx.ConnectTimeout``.
 
-HTTP/1.1 only: commssl offers no ALPN yet, so HTTP/2 cannot be negotiated
-(``http2=True`` is refused). Proxies are not supported by these transports.
+HTTP/2: with ``http2=True`` (needs the ``h2`` package, part of the ``httpx``
+extra) each TLS connection offers ALPN ``["h2", "http/1.1"]`` and speaks HTTP/2
+when the server selects ``h2`` (``response.http_version == "HTTP/2"``), HTTP/1.1
+otherwise. Without it the connection offers ``["http/1.1"]`` only, whatever the
+``ssl_ctx`` offers (the offer is set on the connection, never on your context), and
+a server that selects ``h2`` anyway fails the connection. Proxies are not
+supported by these transports.
 ``response.extensions["network_stream"].get_extra_info("commssl")`` is the
 commssl connection (for ``ssl_connection_*``).
 """
@@ -29,14 +34,22 @@ import sys
 import time
 from typing import Any, Iterable, Iterator, List, Optional, Tuple, Type, Union
 
-import anyio
-import anyio.abc
-import httpcore
-import httpx
+from commssl._extras import missing_extra
+
+try:
+    import anyio
+    import anyio.abc
+    import httpcore
+    import httpx
+except ModuleNotFoundError as _exc:  # without the extra: say how to get it
+    raise missing_extra("commssl.httpx", "httpx", _exc) from _exc
 
 import commssl.anyio as _tls_anyio
 from commssl.connection import CtxCallback, SSLCallback, ssl_connection_protocol_version
+from commssl.contexts import SSLAbstractContext
 from commssl.errors import SSLHandshakeTimeout
+from commssl.features import set_alpn_protocols, ssl_connection_alpn_protocol
+from commssl.pointers import SSLPointer
 from commssl.policy import check_hostname_arg
 from commssl.streams import SocketStream, attach_ssl
 
@@ -50,7 +63,8 @@ _VERSIONS = {"tls-v1-3": "TLSv1.3", "tls-v1-2": "TLSv1.2", "tls-v1-1": "TLSv1.1"
 
 class _TLSSettings:
     """What commssl passes httpcore as its ``ssl_context``: httpcore only sets the
-    ALPN protocols on it (there is no ALPN in commssl yet: HTTP/1.1 is spoken)."""
+    ALPN protocols on it. The protocols offered are the transport's (``_Options.alpn``),
+    most preferred first, which httpcore's list (``http/1.1`` first) is not."""
 
     def __init__(self) -> None:
         self.alpn_protocols: List[str] = []
@@ -67,7 +81,8 @@ class SSLObjectInfo:
         self.connection = connection
 
     def selected_alpn_protocol(self) -> Optional[str]:
-        return None  # no ALPN yet
+        """What httpcore asks to choose HTTP/2 (``"h2"``) or HTTP/1.1."""
+        return ssl_connection_alpn_protocol(self.connection)
 
     def version(self) -> Optional[str]:
         return _VERSIONS.get(ssl_connection_protocol_version(self.connection))
@@ -107,15 +122,43 @@ class _Options:
 
     def __init__(self, ssl_ctx: Any = True, *, tlsext_host_name: Any = None,
                  ctx_configure_callback: CtxCallback = None,
-                 ssl_configure_callback: SSLCallback = None, check_hostname: bool = True) -> None:
+                 ssl_configure_callback: SSLCallback = None, check_hostname: bool = True,
+                 alpn: Iterable[str] = ("http/1.1",)) -> None:
         if ssl_ctx is None or ssl_ctx is False:
             raise TypeError("ssl_ctx must be True, 'default', an SSLCtxPointer or a client abstract context, "
                             f"not {ssl_ctx!r} (plain http:// URLs need no TLS settings)")
         self.ssl_ctx = ssl_ctx
+        #: The ALPN offer of every connection, most preferred first.
+        self.alpn = list(alpn)
+        # an abstract context's own callback runs unless one is given (as in open_tcp_stream)
+        if ssl_configure_callback is None and isinstance(ssl_ctx, SSLAbstractContext):
+            ssl_configure_callback = ssl_ctx.ssl_configure_callback
         # the name checked is the origin's host (httpcore's server_hostname), as for a browser
         self.tls: Any = dict(tlsext_host_name=tlsext_host_name, ctx_configure_callback=ctx_configure_callback,
-                             ssl_configure_callback=ssl_configure_callback,
                              check_hostname=check_hostname_arg(check_hostname))
+        if not isinstance(ssl_ctx, SSLPointer):  # an SSLPointer takes no callback: see offer()
+            self.tls["ssl_configure_callback"] = self._configure(ssl_configure_callback)
+
+    def _configure(self, user_callback: SSLCallback) -> Any:
+        def configure(sslp: SSLPointer) -> None:
+            # on the connection's SSL: the context (maybe the user's, shared) is left as it is
+            set_alpn_protocols(sslp, self.alpn)
+            if user_callback is not None:
+                user_callback(sslp)
+        return configure
+
+    def offer(self) -> None:
+        """Before a handshake on an ``ssl_ctx`` that is an SSL: set the offer on it."""
+        if isinstance(self.ssl_ctx, SSLPointer):
+            set_alpn_protocols(self.ssl_ctx, self.alpn)
+
+    def check(self, connection: Any) -> None:
+        """After the handshake: a protocol the transport did not offer fails the connection
+        (httpcore would speak HTTP/2 on an ``h2`` it did not ask for)."""
+        selected = ssl_connection_alpn_protocol(connection)
+        if selected is not None and selected not in self.alpn:
+            raise ValueError(f"the server selected ALPN {selected!r}, which this transport did not offer "
+                             f"({self.alpn}): pass http2=True to speak HTTP/2")
 
 
 # -- sync ------------------------------------------------------------------------------
@@ -149,8 +192,10 @@ class NetworkStream(httpcore.NetworkStream):
         options = self._options
         try:
             with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError, handshake=True):
+                options.offer()
                 attach_ssl(self.stream, ssl_ctx=options.ssl_ctx, ssl_side="client", handshake_timeout=timeout,
                            _host=server_hostname, **options.tls)
+                options.check(self.stream)
         except BaseException:
             self.stream.close()
             raise
@@ -251,12 +296,18 @@ class AsyncNetworkStream(httpcore.AsyncNetworkStream):
                         timeout: Optional[float] = None) -> "AsyncNetworkStream":
         options = self._options
         with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError, handshake=True):
+            options.offer()
             # wrap closes the byte stream when the handshake fails or is cancelled.
             # standard_compatible=False as httpcore's own anyio backend: HTTP frames its
             # messages, so a server's missing close_notify is an end, and closing waits for none.
             tls = await _tls_anyio.wrap(self.stream, ssl_ctx=options.ssl_ctx, ssl_side="client",
                                         server_hostname=server_hostname, handshake_timeout=timeout,
                                         standard_compatible=False, **options.tls)
+            try:
+                options.check(tls)
+            except BaseException:
+                await anyio.aclose_forcefully(tls)
+                raise
         return AsyncNetworkStream(tls, options)
 
     def get_extra_info(self, info: str) -> Any:
@@ -313,17 +364,29 @@ class AsyncNetworkBackend(_Configured, httpcore.AsyncNetworkBackend):
 # -- the transports ---------------------------------------------------------------------------
 
 
+def _alpn(http1: bool, http2: bool) -> List[str]:
+    """The ALPN offer for ``http1``/``http2`` (HTTP/2 preferred), checking both and ``h2``."""
+    for name, value in (("http1", http1), ("http2", http2)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, not {value!r}")
+    if not (http1 or http2):
+        raise ValueError("http1 and http2 are both False: at least one must be True")
+    if http2:
+        try:
+            import h2  # noqa: F401  # httpcore imports it only at the first HTTP/2 connection
+        except ImportError:
+            raise ImportError("http2=True needs the 'h2' package: pip install commssl[httpx]") from None
+    return (["h2"] if http2 else []) + (["http/1.1"] if http1 else [])
+
+
 def _pool_options(limits: Optional[httpx.Limits], pool_options: Any) -> Any:
     for name in ("verify", "cert", "proxy", "trust_env"):
         if name in pool_options:
             raise TypeError(f"{name}= does not apply to commssl's transports: TLS settings come from ssl_ctx"
                             + ("; proxies are not supported" if name == "proxy" else ""))
-    if pool_options.pop("http2", False):
-        raise ValueError("http2=True: commssl has no ALPN yet, so its transports speak HTTP/1.1 only")
-    pool_options.pop("http1", None)
     limits = limits if limits is not None else httpx.Limits(max_connections=100, max_keepalive_connections=20)
     # httpcore only sets the ALPN protocols on its ssl_context: this stands in for it
-    options: Any = dict(ssl_context=_TLSSettings(), http1=True, http2=False,
+    options: Any = dict(ssl_context=_TLSSettings(),
                         max_connections=limits.max_connections,
                         max_keepalive_connections=limits.max_keepalive_connections,
                         keepalive_expiry=limits.keepalive_expiry)
@@ -351,17 +414,26 @@ class HTTPTransport(httpx.HTTPTransport):
     ``open_tcp_stream``. ``limits`` (``httpx.Limits``) and ``pool_options``
     (``retries``, ``local_address``, ``uds``, ``socket_options``,
     ``keepalive_expiry``...) go to ``httpcore.ConnectionPool``.
+
+    ``http2=True`` (needs ``h2``: ``pip install commssl[httpx]``) offers ALPN
+    ``["h2", "http/1.1"]`` on each connection and speaks HTTP/2 where the server
+    selects it; by default only ``http/1.1`` is offered, whatever ``ssl_ctx``
+    offers. ``http1=False`` with ``http2=True`` offers ``h2`` alone. The offer is
+    set on each connection's SSL before ``ssl_configure_callback`` (or the abstract
+    context's) runs, so that callback may narrow it; a protocol the server selects
+    that the transport did not offer fails the connection (``httpx.ConnectError``).
     """
 
     def __init__(self, ssl_ctx: Any = True, *, tlsext_host_name: Any = None,
                  ctx_configure_callback: CtxCallback = None, ssl_configure_callback: SSLCallback = None,
                  check_hostname: bool = True, limits: Optional[httpx.Limits] = None,
-                 **pool_options: Any) -> None:
+                 http1: bool = True, http2: bool = False, **pool_options: Any) -> None:
         backend = NetworkBackend(ssl_ctx, tlsext_host_name=tlsext_host_name,
                                  check_hostname=check_hostname,
                                  ctx_configure_callback=ctx_configure_callback,
-                                 ssl_configure_callback=ssl_configure_callback)
-        self._pool = httpcore.ConnectionPool(network_backend=backend, **_pool_options(limits, pool_options))
+                                 ssl_configure_callback=ssl_configure_callback, alpn=_alpn(http1, http2))
+        self._pool = httpcore.ConnectionPool(network_backend=backend, http1=http1, http2=http2,
+                                             **_pool_options(limits, pool_options))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
@@ -374,17 +446,17 @@ class HTTPTransport(httpx.HTTPTransport):
 class AsyncHTTPTransport(httpx.AsyncHTTPTransport):
     """An ``httpx.AsyncHTTPTransport`` whose TLS is commssl's, on asyncio or trio
     (through anyio): ``httpx.AsyncClient(transport=AsyncHTTPTransport(ssl_ctx=ctx))``.
-    Arguments as for ``HTTPTransport``."""
+    Arguments as for ``HTTPTransport`` (``http2=True`` included)."""
 
     def __init__(self, ssl_ctx: Any = True, *, tlsext_host_name: Any = None,
                  ctx_configure_callback: CtxCallback = None, ssl_configure_callback: SSLCallback = None,
                  check_hostname: bool = True, limits: Optional[httpx.Limits] = None,
-                 **pool_options: Any) -> None:
+                 http1: bool = True, http2: bool = False, **pool_options: Any) -> None:
         backend = AsyncNetworkBackend(ssl_ctx, tlsext_host_name=tlsext_host_name,
                                       check_hostname=check_hostname,
                                       ctx_configure_callback=ctx_configure_callback,
-                                      ssl_configure_callback=ssl_configure_callback)
-        self._pool = httpcore.AsyncConnectionPool(network_backend=backend,
+                                      ssl_configure_callback=ssl_configure_callback, alpn=_alpn(http1, http2))
+        self._pool = httpcore.AsyncConnectionPool(network_backend=backend, http1=http1, http2=http2,
                                                   **_pool_options(limits, pool_options))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

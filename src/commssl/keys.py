@@ -15,7 +15,7 @@ import re
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from ._binding import drain, ffi, lib, raise_last
+from ._binding import drain, ffi, lib, missing_file, raise_last
 from .errors import SSLFailure
 from .pointers import (
     _OWNED,
@@ -144,6 +144,8 @@ def _read_bytes(filename: object, argument: str = "filename") -> Tuple[bytes, st
     try:
         with open(path, "rb") as f:
             return f.read(), path
+    except FileNotFoundError as exc:
+        raise missing_file(f"cannot open {path!r}", path) from exc
     except OSError as exc:
         raise SSLFailure(f"cannot open {path!r}: {exc.strerror}") from exc
 

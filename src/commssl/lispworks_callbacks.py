@@ -222,5 +222,6 @@ def ssl_connection_read_certificates(conn: Any, key_file: PathArg, *, cert_file:
         sslp._unpin()
     phrase.check()
     if not ok:
-        raise_last(f"ssl_connection_read_certificates({os.fsdecode(key_path)!r})", SSLFailure)
+        raise_last(f"ssl_connection_read_certificates({os.fsdecode(key_path)!r})", SSLFailure,
+                   files=(cert_path, key_path))
     drain()

@@ -21,7 +21,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
-from ._binding import drain, ffi, lib, raise_last, text
+from ._binding import drain, ffi, lib, missing_file, raise_last, text
 from ._tls import enter_feature_callback, exit_feature_callback
 from .errors import SSLFailure
 from .pointers import SSLCtxPointer, SSLPointer
@@ -69,6 +69,8 @@ def ssl_ctx_load_crl(ctx: Any, crl: Union[str, bytes, "os.PathLike[str]"]) -> in
         try:
             with open(crl, "rb") as f:
                 data = f.read()
+        except FileNotFoundError as exc:
+            raise missing_file(f"ssl_ctx_load_crl: cannot read {what}", crl) from exc
         except OSError as exc:
             raise SSLFailure(f"ssl_ctx_load_crl: cannot read {what}: {exc.strerror or exc}") from exc
     else:
