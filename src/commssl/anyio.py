@@ -250,26 +250,17 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         raise _conventions.send_eof_error(version)
 
     async def unwrap(self) -> Tuple[anyio.abc.AnyByteStream, bytes]:
-        """Do the closing handshake (send close_notify, wait for the peer's) and
-        return ``(byte stream, bytes)``: the byte stream, open, to go on in clear,
-        and what was received and not yet returned, in order: decrypted data not
-        yet received, application data the peer sent before its close_notify (at
-        most ``commssl._detach.DETACH_DRAIN`` bytes in all), then the clear bytes
-        that followed its close_notify. The ``TLSStream`` is closed (its SSL
-        freed). No time limit (as anyio's): wrap it in ``anyio.fail_after``. A
-        failure, a peer that ends the stream without close_notify, or a
-        cancellation closes the byte stream too and raises (``BrokenResourceError``
-        from the commssl condition for the first two)."""
+        """Do the closing handshake and return ``(byte stream, unread bytes)``, as
+        anyio's: the byte stream stays open (go on in clear), the ``TLSStream`` is
+        closed. No time limit: use ``anyio.fail_after``. Details and errors:
+        ``commssl._anyio_conventions.unwrap``."""
         return await _conventions.unwrap(self)
 
     async def aclose(self) -> None:
-        """Close: with ``standard_compatible``, send close_notify and wait (at most
-        ``close_timeout`` seconds, shielded from cancellation) for the peer's;
-        then close the byte stream and free the SSL. A peer that ends the stream
-        without close_notify meanwhile raises ``BrokenResourceError`` (everything
-        is closed first, as anyio's ``aclose``); a peer that does not answer in
-        time, or a connection that had failed already, closes quietly. Closing
-        again (or after ``unwrap``) does nothing."""
+        """Close; with ``standard_compatible``, send close_notify and wait (at most
+        ``close_timeout`` seconds) for the peer's: a peer that ends the stream
+        without one raises ``BrokenResourceError`` once all is closed, as anyio's
+        ``aclose``. Closing again (or after ``unwrap``) does nothing."""
         await _conventions.close(self)
 
     def _release(self) -> None:
