@@ -67,6 +67,7 @@ EXPECTED: Dict[str, List[str]] = {
     "guide/threads.md": ["4 threads, 4 x (True, 0)", "outstanding: 0"],
     "guide/async.md": ["b'220 ready\\r\\n' None", "tls-v1-3 (True, 0)", "b'secret hello\\r\\n'",
                        "b'bye, in clear\\r\\n' None", "b'HELLO FROM ANYIO\\n'",
+                       "TLSv1.3 False\n((('commonName', 'localhost'),),)",
                        "200 HTTP/1.1 hello /pinned", "refused: SSLVerificationFailure",
                        "async: 200 hello /async"],
     "guide/revocation.md": ["not revoked: (True, 0)", "revoked: 23 at depth 0 certificate revoked",

@@ -27,6 +27,7 @@ from typing import Any, Awaitable, Callable, List, Optional
 
 from ._binding import ffi
 from ._detach import DetachDrain
+from ._separators import Separator, find_separator, separators_arg
 from ._tls import (
     CLOSING,
     DETACHING,
@@ -174,7 +175,8 @@ class AsyncSSLStream(Connection):
 
     Made by ``open_tcp_stream_async`` (client) and ``start_ssl_server``
     (server), with the handshake complete. ``await read(n=-1)``,
-    ``await readexactly(n)``, ``write(data)``, ``await drain()``,
+    ``await readexactly(n)``, ``await readline()``, ``await readuntil(separator)``,
+    ``write(data)``, ``await drain()``,
     ``await close()``; ``async with`` closes it. Every ``ssl_connection_*``
     function and ``peer_certificates()`` accept it.
 
@@ -529,6 +531,65 @@ class AsyncSSLStream(Connection):
         data = _take(rbuf, n)
         self._maybe_resume_reading()
         return data
+
+    async def readuntil(self, separator: Separator = b"\n", limit: int = -1) -> bytes:
+        """The data up to and including ``separator`` (bytes-like, or a tuple of
+        them: the first that ends earliest wins), as ``StreamReader.readuntil``.
+        At the end of stream before a separator, ``asyncio.IncompleteReadError``
+        with all the data left (``expected`` is ``None``) and the buffer emptied.
+        When the data before the separator, or the data read without finding one,
+        is longer than ``limit`` (``-1``: the stream's ``limit``, as
+        ``StreamReader``'s), ``asyncio.LimitOverrunError`` (``consumed``: that
+        length) and the data stays buffered. A peer that closes without
+        close_notify, or a failure, raises that error instead once the buffered
+        data holds no separator."""
+        seps = separators_arg(separator)
+        cap = self._line_limit(limit)
+        self._check_open("readuntil")
+        rbuf = self._rbuf
+        offset = 0
+        while True:
+            end, offset = find_separator(rbuf, seps, offset, cap)
+            if end is not None:
+                data = _take(rbuf, end)
+                self._maybe_resume_reading()
+                return data
+            if self._ended():
+                if self._tls.read_error is not None and not self._tls.peer_closed and not self._closing:
+                    raise self._tls.read_error
+                partial = bytes(rbuf)
+                rbuf.clear()
+                raise asyncio.IncompleteReadError(partial, None)
+            self._maybe_resume_reading(force=True)  # limit may exceed the stream's
+            await self._wait()
+
+    async def readline(self, limit: int = -1) -> bytes:
+        """One line, ending with ``b"\n"``, as ``StreamReader.readline``: at the
+        end of stream the data left (without ``b"\n"``; ``b""`` when none). A line
+        longer than ``limit`` (``-1``: the stream's ``limit``) raises
+        ``ValueError`` and is dropped from the buffer (through its ``b"\n"`` when
+        that was read, else all that was buffered), as ``StreamReader`` does."""
+        cap = self._line_limit(limit)
+        try:
+            return await self.readuntil(b"\n", cap)
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial
+        except asyncio.LimitOverrunError as exc:
+            if self._rbuf.startswith(b"\n", exc.consumed):
+                del self._rbuf[:exc.consumed + 1]
+            else:
+                self._rbuf.clear()
+            self._maybe_resume_reading()
+            raise ValueError(exc.args[0]) from None
+
+    def _line_limit(self, limit: object) -> int:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"limit must be an int, not {type(limit).__name__}")
+        if limit == -1:
+            return self._limit
+        if limit < 1:
+            raise ValueError(f"limit must be -1 (the stream's limit) or >= 1, not {limit}")
+        return limit
 
     # -- writing ----------------------------------------------------------------
 
@@ -896,6 +957,7 @@ async def start_ssl_server(
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
     limit: int = DEFAULT_LIMIT,
+    log_missing_close_notify: bool = False,
     **server_kwargs: Any,
 ) -> asyncio.Server:
     """Listen on ``host:port`` (``port=0``: any; see ``server.sockets``) and run
@@ -909,7 +971,13 @@ async def start_ssl_server(
     certificate, timeout, a callback's exception, a peer that goes away) is
     logged on the ``commssl.aio`` logger and its connection closed; the server
     goes on. The stream is closed when the handler returns or raises (an
-    exception is logged). ``server_kwargs`` go to ``loop.create_server``.
+    exception is logged with its traceback). ``server_kwargs`` go to
+    ``loop.create_server``.
+
+    A handler that lets the ``SSLError`` of a peer that left without
+    close_notify (or whose connection was lost) out is logged quietly, as
+    CPython's asyncio and trio do: one line at DEBUG, no traceback.
+    ``log_missing_close_notify=True`` logs it as any other exception.
     """
     if not callable(handler):
         raise TypeError(f"handler must be a coroutine function, not {type(handler).__name__}")
@@ -918,14 +986,22 @@ async def start_ssl_server(
         _check_server_ctx(ssl_ctx)
     seconds = timeout_arg(handshake_timeout, "handshake_timeout")
     limit = _limit_arg(limit)
+    if not isinstance(log_missing_close_notify, bool):
+        raise TypeError("log_missing_close_notify must be a bool, "
+                        f"not {type(log_missing_close_notify).__name__}")
     loop = asyncio.get_running_loop()
     tasks = set()
 
     async def serve(stream: AsyncSSLStream) -> None:
         try:
             await handler(stream)
-        except Exception:
-            _log.exception("commssl: handler of %r raised", stream)
+        except Exception as exc:
+            # exactly SSLError, and the stream's own: the peer's end without close_notify (or a lost
+            # connection), not a failure of the handler nor a protocol error
+            if not log_missing_close_notify and type(exc) is SSLError and exc is stream._tls.read_error:
+                _log.debug("commssl: %r: the peer left without close_notify: %s", stream, exc)
+            else:
+                _log.exception("commssl: handler of %r raised", stream)
         finally:
             await stream.close()
 

@@ -25,10 +25,15 @@ says how much: the ``TLSStream`` is then broken, and every later ``send`` and
 close_notify). A ``send`` in a scope already cancelled raises before it
 encrypts anything.
 
-One task may send while another receives. ``send_eof`` raises
-``NotImplementedError``: commssl does not half-close TLS connections (as
-anyio's own ``TLSStream``). ``aclose`` sends close_notify (without waiting for
-the peer's) and closes the byte stream.
+One task may send while another receives.
+
+anyio's conventions, as its own ``TLSStream`` (``anyio.streams.tls``): a TLS
+failure during ``send``/``receive`` raises ``anyio.BrokenResourceError`` from
+the commssl condition; the handshake raises the commssl condition itself (as
+anyio raises ``ssl.SSLError``), except a peer that leaves mid-handshake
+(``BrokenResourceError`` from ``SSLError``). ``standard_compatible``, ``unwrap``
+and the closing handshake: ``commssl._anyio_conventions``; the ``TLSAttribute``
+extras (``extra()``, on top of the byte stream's): ``commssl._anyio_extras``.
 """
 
 from __future__ import annotations
@@ -44,11 +49,13 @@ try:
 except ModuleNotFoundError as _exc:  # without the extra: say how to get it
     raise missing_extra("commssl.anyio", "anyio", _exc) from _exc
 
+from anyio.streams.tls import TLSAttribute
+
+from commssl import _anyio_conventions as _conventions
+from commssl._anyio_extras import tls_attributes
 from commssl._binding import ffi
 from commssl._tls import (
-    CLOSED,
     OP_HANDSHAKE,
-    OP_SHUTDOWN,
     OP_WRITE,
     OPEN,
     STATE_NAMES,
@@ -62,12 +69,15 @@ from commssl._tls import (
 )
 from commssl.aio import _take
 from commssl.connection import Connection, CtxCallback, SSLCallback, new_ssl
-from commssl.errors import SSLClosed, SSLError, SSLHandshakeTimeout
+from commssl.errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
 from commssl.policy import check_hostname_arg
 
 __all__ = ["TLSStream", "connect", "wrap"]
 
 _NULL = ffi.NULL
+
+#: How long ``aclose`` waits for the peer's close_notify (``standard_compatible``).
+DEFAULT_CLOSE_TIMEOUT = 5.0
 
 
 def _noop() -> None:
@@ -78,14 +88,18 @@ class TLSStream(Connection, anyio.abc.ByteStream):
     """A TLS connection over an anyio byte stream (made by ``wrap`` or ``connect``).
 
     ``await send(data)``, ``await receive(max_bytes=65536)`` (``anyio.EndOfStream``
-    after the peer's close_notify; a peer that closes without one raises
-    ``SSLError``), ``await aclose()``; ``.ssl``, ``.ssl_ctx``, ``.ssl_side``,
-    ``.transport_stream``; the byte stream's typed attributes (``extra``).
+    after the peer's close_notify), ``await aclose()``, ``await unwrap()``;
+    ``.ssl``, ``.ssl_ctx``, ``.ssl_side``, ``.transport_stream``,
+    ``.standard_compatible``; ``extra()`` with anyio's ``TLSAttribute`` extras
+    and the byte stream's own.
     """
 
-    def __init__(self, transport_stream: anyio.abc.ByteStream, ssl_side: str) -> None:
+    def __init__(self, transport_stream: anyio.abc.AnyByteStream, ssl_side: str,
+                 standard_compatible: bool = True, close_timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
         """Internal: use ``wrap`` or ``connect``."""
         self.transport_stream = transport_stream
+        self.standard_compatible = standard_compatible
+        self._close_timeout = close_timeout
         self._side = ssl_side
         self._tls = TLSConnection("TLSStream", _noop)  # the byte stream is closed by aclose()
         self._out = bytearray()  # what OpenSSL wrote, for the byte stream
@@ -95,9 +109,12 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         # The byte stream's send that was cancelled or failed with our records in hand:
         # an unknown part of them went out, so nothing may follow (see the module docstring).
         self._broken: Optional[BaseException] = None
+        self._ragged = False  # read_error is the peer's end of stream without close_notify
+        self._unwrapped = False
 
     def __repr__(self) -> str:
-        return f"<commssl.anyio.TLSStream {self._side} {STATE_NAMES[self._tls.state]}>"
+        state = "unwrapped" if self._unwrapped else STATE_NAMES[self._tls.state]
+        return f"<commssl.anyio.TLSStream {self._side} {state}>"
 
     # -- accessors ------------------------------------------------------------------
 
@@ -108,7 +125,8 @@ class TLSStream(Connection, anyio.abc.ByteStream):
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return self.transport_stream.extra_attributes
+        """The byte stream's extras, and anyio's ``TLSAttribute`` ones (see ``commssl._anyio_extras``)."""
+        return {**self.transport_stream.extra_attributes, **tls_attributes(self)}
 
     # -- moving bytes -------------------------------------------------------------------
 
@@ -144,7 +162,7 @@ class TLSStream(Connection, anyio.abc.ByteStream):
     async def _pull(self) -> Tuple[bytes, int]:
         """The next bytes from the byte stream: ``(data, eof)``."""
         try:
-            return await self.transport_stream.receive(), 0
+            return bytes(await self.transport_stream.receive()), 0
         except anyio.EndOfStream:
             return b"", 1
         except anyio.BrokenResourceError as exc:
@@ -168,20 +186,30 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         check_after_handshake(sslp, due)
         tls.handshake_done()
 
+    def _read_error(self) -> BaseException:
+        """What ends reading, in anyio's terms: ``EndOfStream`` for a peer's end
+        without close_notify when not ``standard_compatible``, else
+        ``BrokenResourceError`` from the commssl condition."""
+        exc = self._tls.read_error
+        assert exc is not None
+        if self._ragged and not self.standard_compatible:
+            return anyio.EndOfStream()
+        return _conventions.broken(exc)
+
     # -- anyio.abc.ByteStream ----------------------------------------------------------------
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
             raise TypeError(f"max_bytes must be an int, not {type(max_bytes).__name__}")
         if max_bytes < 1:
-            raise ValueError(f"max_bytes must be >= 1, not {max_bytes}")
+            raise ValueError("max_bytes must be a positive integer")  # anyio's words
         self._check("receive")
         rbuf = self._rbuf
         while not rbuf:
             if self._tls.peer_closed:
                 raise anyio.EndOfStream
             if self._tls.read_error is not None:
-                raise self._tls.read_error
+                raise self._read_error()
             async with self._recv_lock:
                 if rbuf or self._tls.peer_closed or self._tls.read_error is not None:
                     continue
@@ -192,6 +220,7 @@ class TLSStream(Connection, anyio.abc.ByteStream):
                         self._tls.peer_closed = True
                 except BaseException as exc:  # what came before it is received first
                     self._tls.read_error = exc
+                    self._ragged = bool(eof) and type(exc) is SSLError
             await self._flush()  # a read may answer (a TLS 1.3 key update)
         return _take(rbuf, max_bytes) if len(rbuf) > max_bytes else _take(rbuf, len(rbuf))
 
@@ -200,37 +229,39 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         cancelled send)."""
         await anyio.lowlevel.checkpoint_if_cancelled()  # cancelled already: encrypt nothing
         self._check("send")
-        if self._tls.read_error is not None and not self._tls.peer_closed:
-            raise self._tls.read_error
+        if self._tls.read_error is not None and not self._tls.peer_closed and not self._ragged:
+            raise _conventions.broken(self._tls.read_error)
         buf = ffi.from_buffer(item)  # TypeError for what is not bytes-like
         try:
             if len(buf):
                 self._tls.mem_step(b"", 0, OP_WRITE, buf, len(buf), "write")
+        except SSLCondition as exc:
+            raise _conventions.broken(exc) from exc
         finally:
             ffi.release(buf)  # let go of the caller's buffer now
         await self._flush()
 
     async def send_eof(self) -> None:
-        raise NotImplementedError("commssl.anyio.TLSStream does not half-close TLS connections: "
-                                  "use aclose()")
+        """Not supported (TLS has no half-close): ``NotImplementedError``, in anyio's words."""
+        try:
+            version = self.extra(TLSAttribute.tls_version, None)
+        except Exception:  # closed: the SSL is gone, and the answer is the same refusal
+            version = None
+        raise _conventions.send_eof_error(version)
+
+    async def unwrap(self) -> Tuple[anyio.abc.AnyByteStream, bytes]:
+        """Do the closing handshake and return ``(byte stream, unread bytes)``, as
+        anyio's: the byte stream stays open (go on in clear), the ``TLSStream`` is
+        closed. No time limit: use ``anyio.fail_after``. Details and errors:
+        ``commssl._anyio_conventions.unwrap``."""
+        return await _conventions.unwrap(self)
 
     async def aclose(self) -> None:
-        """Send close_notify (best effort), close the byte stream, free the SSL.
-        Closing again does nothing."""
-        tls = self._tls
-        if tls.state == CLOSED:
-            return
-        was_open = tls.state == OPEN
-        try:
-            if tls.start_closing() and was_open and self._tls.read_error is None and self._broken is None:
-                with anyio.move_on_after(5, shield=True):
-                    tls.mem_step(b"", 0, OP_SHUTDOWN, _NULL, 0, "close", closing=True)
-                    await self._flush()
-        except Exception:  # never raises for the peer: a failed close_notify is still a close
-            pass
-        finally:
-            self._release()
-            await anyio.aclose_forcefully(self.transport_stream)
+        """Close; with ``standard_compatible``, send close_notify and wait (at most
+        ``close_timeout`` seconds) for the peer's: a peer that ends the stream
+        without one raises ``BrokenResourceError`` once all is closed, as anyio's
+        ``aclose``. Closing again (or after ``unwrap``) does nothing."""
+        await _conventions.close(self)
 
     def _release(self) -> None:
         tls = self._tls
@@ -241,7 +272,7 @@ class TLSStream(Connection, anyio.abc.ByteStream):
 
     def _check(self, what: str) -> None:
         state = self._tls.state
-        if state > OPEN:
+        if state > OPEN or self._unwrapped:
             raise anyio.ClosedResourceError(f"{what} on a closed TLSStream")
         self._check_broken(what)
         sslp = self._tls.sslp
@@ -250,7 +281,7 @@ class TLSStream(Connection, anyio.abc.ByteStream):
 
 
 async def wrap(
-    byte_stream: anyio.abc.ByteStream,
+    byte_stream: anyio.abc.AnyByteStream,
     *,
     ssl_ctx: Any,
     ssl_side: str,
@@ -260,9 +291,12 @@ async def wrap(
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
     check_hostname: bool = True,
+    standard_compatible: bool = True,
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
 ) -> TLSStream:
     """Run the TLS handshake as ``ssl_side`` (``"client"`` or ``"server"``) over
-    ``byte_stream`` and return the ``TLSStream``.
+    ``byte_stream`` (an anyio ``ByteStream``, or an ``ObjectStream`` of bytes such
+    as a stapled pair of memory object streams) and return the ``TLSStream``.
 
     ``ssl_ctx`` as for ``open_tcp_stream`` (client) or ``create_ssl_socket_stream``
     (server). On the client, ``server_hostname`` is the host for SNI and the
@@ -270,23 +304,29 @@ async def wrap(
     ``open_tcp_stream`` overrides either). A client that verifies the server
     needs one of them (else ``ValueError`` naming ``server_hostname``, before
     any byte is sent), or ``check_hostname=False`` to check no name (the chain
-    is still verified). A failure, a verify callback's own
-    exception, ``handshake_timeout`` (``SSLHandshakeTimeout``) or a cancellation
-    raise here, with the SSL freed and ``byte_stream`` closed.
+    is still verified). ``standard_compatible`` and ``close_timeout`` (how long
+    ``aclose`` waits for the peer's close_notify): see the module docstring.
+
+    A failure (the commssl condition: ``SSLVerificationFailure``...), a verify
+    callback's own exception, ``handshake_timeout`` (``SSLHandshakeTimeout``), a
+    peer that leaves (``anyio.BrokenResourceError`` from ``SSLError``) or a
+    cancellation raise here, with the SSL freed and ``byte_stream`` closed.
     """
-    if not isinstance(byte_stream, anyio.abc.ByteStream):
-        raise TypeError(f"byte_stream must be an anyio ByteStream, not {type(byte_stream).__name__}")
+    _conventions.byte_stream_arg(byte_stream)
     if ssl_side not in ("client", "server"):
         raise (ValueError if isinstance(ssl_side, str) else TypeError)(
             f"ssl_side must be 'client' or 'server', not {ssl_side!r}")
     if server_hostname is not None and not isinstance(server_hostname, str):
         raise TypeError(f"server_hostname must be a str or None, not {type(server_hostname).__name__}")
+    compatible = _conventions.standard_compatible_arg(standard_compatible)
     seconds = timeout_arg(handshake_timeout, "handshake_timeout")
+    linger = timeout_arg(close_timeout, "close_timeout")
     sslp, owns, own_ctx = new_ssl(ssl_ctx, ssl_side, host=server_hostname, tlsext_host_name=tlsext_host_name,
                                   ctx_configure_callback=ctx_configure_callback,
                                   ssl_configure_callback=ssl_configure_callback,
                                   check_hostname=check_hostname, name_argument="server_hostname")
-    stream = TLSStream(byte_stream, ssl_side)
+    stream = TLSStream(byte_stream, ssl_side, compatible,
+                       DEFAULT_CLOSE_TIMEOUT if linger is None else linger)
     try:
         stream._tls.attach_mem(sslp, owns, own_ctx, ssl_side, stream, stream._collect)
         due = deadline(seconds)
@@ -295,10 +335,12 @@ async def wrap(
                 await stream._handshake(due)
         except TimeoutError:  # anyio's deadline (callbacks run synchronously: none was cut short)
             raise SSLHandshakeTimeout("handshake: timed out") from None
-    except BaseException:
+    except BaseException as exc:
         stream._tls.fail()
         stream._release()
         await anyio.aclose_forcefully(byte_stream)
+        if type(exc) is SSLError:  # the peer left, or the byte stream broke (anyio: BrokenResourceError)
+            raise _conventions.broken(exc) from exc
         raise
     return stream
 
@@ -314,13 +356,16 @@ async def connect(
     ssl_configure_callback: SSLCallback = None,
     server_hostname: Optional[str] = None,
     check_hostname: bool = True,
+    standard_compatible: bool = True,
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     **connect_tcp_options: Any,
 ) -> TLSStream:
     """Connect to ``host:port`` with ``anyio.connect_tcp`` (``connect_tcp_options``:
     ``local_host``, ``happy_eyeballs_delay``; any other keyword is a
     ``TypeError``) and ``wrap`` as the client: ``server_hostname`` (default:
     ``host``) and ``tlsext_host_name`` give SNI and the name checked as for
-    ``wrap``; ``check_hostname=False`` checks no name."""
+    ``wrap``; ``check_hostname=False`` checks no name; ``standard_compatible``
+    and ``close_timeout`` as for ``wrap``."""
     if not isinstance(host, str):
         raise TypeError(f"host must be a str, not {type(host).__name__}")
     for keyword in connect_tcp_options:
@@ -331,14 +376,17 @@ async def connect(
     if server_hostname is not None and not isinstance(server_hostname, str):
         raise TypeError(f"server_hostname must be a str or None, not {type(server_hostname).__name__}")
     check_hostname_arg(check_hostname)
+    _conventions.standard_compatible_arg(standard_compatible)
     timeout_arg(handshake_timeout, "handshake_timeout")  # refused before any I/O
+    timeout_arg(close_timeout, "close_timeout")
     tcp = await anyio.connect_tcp(host, port, **connect_tcp_options)
     try:
         return await wrap(tcp, ssl_ctx=ssl_ctx, ssl_side="client",
                           server_hostname=host if server_hostname is None else server_hostname,
                           tlsext_host_name=tlsext_host_name, handshake_timeout=handshake_timeout,
                           ctx_configure_callback=ctx_configure_callback,
-                          ssl_configure_callback=ssl_configure_callback, check_hostname=check_hostname)
+                          ssl_configure_callback=ssl_configure_callback, check_hostname=check_hostname,
+                          standard_compatible=standard_compatible, close_timeout=close_timeout)
     except BaseException:  # wrap refused its arguments before taking the stream over
         await anyio.aclose_forcefully(tcp)
         raise
@@ -346,4 +394,3 @@ async def connect(
 
 #: The keywords ``connect`` passes on to ``anyio.connect_tcp`` (its TLS ones are commssl's business).
 _CONNECT_TCP_OPTIONS = ("local_host", "happy_eyeballs_delay")
-

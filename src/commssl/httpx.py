@@ -297,10 +297,12 @@ class AsyncNetworkStream(httpcore.AsyncNetworkStream):
         options = self._options
         with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError, handshake=True):
             options.offer()
-            # wrap closes the byte stream when the handshake fails or is cancelled
+            # wrap closes the byte stream when the handshake fails or is cancelled.
+            # standard_compatible=False as httpcore's own anyio backend: HTTP frames its
+            # messages, so a server's missing close_notify is an end, and closing waits for none.
             tls = await _tls_anyio.wrap(self.stream, ssl_ctx=options.ssl_ctx, ssl_side="client",
                                         server_hostname=server_hostname, handshake_timeout=timeout,
-                                        **options.tls)
+                                        standard_compatible=False, **options.tls)
             try:
                 options.check(tls)
             except BaseException:
