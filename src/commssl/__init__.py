@@ -17,6 +17,7 @@ from ._binding import ffi, lib
 from .aio import AsyncSSLStream, attach_ssl_async, detach_ssl_async, open_tcp_stream_async, start_ssl_server
 from .certificate_bytes import dump_certificate, load_certificate
 from .certificates import (
+    CertificateVector,
     copy_certificate,
     get_certificate_common_name,
     get_certificate_data,
@@ -144,8 +145,8 @@ __all__ = [
     "OCSPStatus", "set_crl_checking", "set_ocsp_staple", "set_ocsp_stapling", "ssl_ctx_load_crl",
     "ssl_connection_copy_verified_certificates", "ssl_connection_ocsp_response",
     "ssl_connection_ocsp_status",
-    "CertificateReleasedError", "SSLAbstractContext", "SSLClosed", "SSLCondition", "SSLCtxPointer",
-    "SSLError", "SSLFailure", "SSLFileNotFound", "SSLHandshakeTimeout", "SSLPointer",
+    "CertificateReleasedError", "CertificateVector", "SSLAbstractContext", "SSLClosed", "SSLCondition",
+    "SSLCtxPointer", "SSLError", "SSLFailure", "SSLFileNotFound", "SSLHandshakeTimeout", "SSLPointer",
     "SSLVerificationFailure",
     "SSLVersionOrCipherMismatch", "SocketStream", "X509Pointer", "X509StoreCtxPointer",
     "__version__", "attach_ssl", "copy_certificate", "create_ssl_client_context",

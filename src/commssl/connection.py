@@ -10,8 +10,10 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from ._binding import drain, ffi, lib
 from ._tls import CLOSED, HANDSHAKING, OPEN, TLSConnection
+from . import certificates as _certificates
 from .certificates import (
     CertificateData,
+    CertificateVector,
     certificates_released,
     copy_peer_certificates,
     copy_verified_certificates,
@@ -252,10 +254,10 @@ def _set_side(ssl: Any, ssl_side: str, host: Optional[str], tlsext_host_name: An
 # -- the ssl_connection_* functions ------------------------------------------
 
 
-def ssl_connection_copy_peer_certificates(conn: Any) -> List[X509Pointer]:
-    """The certificates the peer sent, leaf first, as owned pointers (release
-    them). On the server side the client's leaf is included. ``[]`` when none."""
-    return copy_peer_certificates(conn if type(conn) is SSLPointer else ssl_of(conn))
+# certificates.py's own function (one call less on this per-call path); it finds the SSL
+# of a stream with ssl_of, handed to it here.
+_certificates.ssl_of = ssl_of
+ssl_connection_copy_peer_certificates = copy_peer_certificates
 
 
 def ssl_connection_get_peer_certificates_data(conn: Any) -> List[CertificateData]:
@@ -302,11 +304,11 @@ def ssl_connection_ssl_ref(conn: Any) -> SSLPointer:
 
 
 @contextlib.contextmanager
-def peer_certificates(conn: Any) -> Iterator[List[Optional[X509Pointer]]]:
-    """Copy the peer's certificates; on exit release the elements still owned
-    and not set to ``None`` (set a slot to ``None`` to keep that certificate)."""
-    certs: List[Optional[X509Pointer]] = list(copy_peer_certificates(ssl_of(conn)))
-    with certificates_released(certs) as held:
+def peer_certificates(conn: Any) -> Iterator[CertificateVector]:
+    """Copy the peer's certificates (a ``CertificateVector``); on exit release the
+    elements still owned and not set to ``None`` (set a slot to ``None`` to keep
+    that certificate)."""
+    with certificates_released(copy_peer_certificates(ssl_of(conn))) as held:
         yield held
 
 
