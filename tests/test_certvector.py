@@ -8,7 +8,7 @@ import copy
 import gc
 import pickle
 import warnings
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List
 
 import pytest
 

@@ -17,7 +17,6 @@ from ._binding import ffi, lib
 from .aio import AsyncSSLStream, attach_ssl_async, detach_ssl_async, open_tcp_stream_async, start_ssl_server
 from .certificate_bytes import dump_certificate, load_certificate
 from .certificates import (
-    CertificateVector,
     copy_certificate,
     get_certificate_common_name,
     get_certificate_data,
@@ -25,6 +24,7 @@ from .certificates import (
     pem_read,
     release_certificates_vector,
 )
+from .certvector import CertificateVector
 from .ciphers import get_protocol_versions, set_ciphers, set_ciphersuites, set_protocol_versions
 from .connection import (
     peer_certificates,

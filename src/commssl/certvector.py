@@ -301,8 +301,8 @@ class CertificateVector(Sequence[X509Pointer]):
                     else:
                         hushed["n"] = outer
             if freed or dropped:
-                warnings.warn(f"unreleased CertificateVector of {n} certificates garbage-collected "
-                              f"({freed + dropped} still owned, now freed); call release_certificates_vector()",
+                warnings.warn(f"unreleased CertificateVector of {n} certificates garbage-collected ("
+                              f"{freed + dropped} still owned, freed); call release_certificates_vector()",
                               ResourceWarning, stacklevel=2)
         except Exception:  # interpreter shutdown: modules may be gone
             pass

@@ -8,17 +8,17 @@ import contextlib
 import ipaddress
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
+from . import certificates as _certificates
 from ._binding import drain, ffi, lib
 from ._tls import CLOSED, HANDSHAKING, OPEN, TLSConnection
-from . import certificates as _certificates
 from .certificates import (
     CertificateData,
-    CertificateVector,
     certificates_released,
     copy_peer_certificates,
     copy_verified_certificates,
     get_certificate_data,
 )
+from .certvector import CertificateVector
 from .contexts import SSLAbstractContext, check_method_side, make_ssl_ctx, wants_new_ctx
 from .pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
 from .policy import check_hostname_arg, client_name, encode_host_name
