@@ -358,7 +358,8 @@ def test_garbage_collected_pointer_warns_and_is_freed(pki: PKI, server_ctx: Call
                                                       commssl_server: Callable[..., Any]) -> None:
     server = commssl_server(server_ctx())
     with connect(server.port, client_ctx()) as stream:
-        certs = commssl.ssl_connection_copy_peer_certificates(stream)
+        # a list of the vector's elements: each pointer is then collected on its own
+        certs = list(commssl.ssl_connection_copy_peer_certificates(stream))
     count = commssl.outstanding_certificates()
     with pytest.warns(ResourceWarning, match="unreleased"):
         del certs[1]

@@ -24,6 +24,7 @@ from .certificates import (
     pem_read,
     release_certificates_vector,
 )
+from .certvector import CertificateVector
 from .ciphers import get_protocol_versions, set_ciphers, set_ciphersuites, set_protocol_versions
 from .connection import (
     peer_certificates,
@@ -144,8 +145,8 @@ __all__ = [
     "OCSPStatus", "set_crl_checking", "set_ocsp_staple", "set_ocsp_stapling", "ssl_ctx_load_crl",
     "ssl_connection_copy_verified_certificates", "ssl_connection_ocsp_response",
     "ssl_connection_ocsp_status",
-    "CertificateReleasedError", "SSLAbstractContext", "SSLClosed", "SSLCondition", "SSLCtxPointer",
-    "SSLError", "SSLFailure", "SSLFileNotFound", "SSLHandshakeTimeout", "SSLPointer",
+    "CertificateReleasedError", "CertificateVector", "SSLAbstractContext", "SSLClosed", "SSLCondition",
+    "SSLCtxPointer", "SSLError", "SSLFailure", "SSLFileNotFound", "SSLHandshakeTimeout", "SSLPointer",
     "SSLVerificationFailure",
     "SSLVersionOrCipherMismatch", "SocketStream", "X509Pointer", "X509StoreCtxPointer",
     "__version__", "attach_ssl", "copy_certificate", "create_ssl_client_context",

@@ -13,10 +13,11 @@ import ipaddress
 import os
 import struct
 import threading
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import pointers as _p
 from ._binding import drain, ffi, lib, raise_last
+from .certvector import _ARRAYS, CertificateVector
 from .errors import CertificateReleasedError, SSLFailure
 from .ownership import ssl_held
 from .pointers import (
@@ -35,25 +36,71 @@ from .pointers import (
 
 CertificateData = List[Tuple[str, Any]]
 
-_CHAIN_GUESS = 16
+_CHAIN_GUESS = 16  # the length of the arrays in certvector._ARRAYS
 
 
 _per_thread = threading.local()
 # bound once: lib.NAME is an attribute lookup per call on these per-call paths
 _copy_peer_chain = lib.commssl_copy_peer_chain
+_new_array = ffi.new
+_free_certs = lib.commssl_free_certs
+_pool_pop = _ARRAYS.pop
+_ARRAY = ffi.typeof("X509 *[]")
+_NULL = ffi.NULL
 _serial_into = lib.commssl_serial_into
 _acquire = _p._acquire
 _release = _p._release
 _new = object.__new__
 
 
-def copy_peer_certificates(sslp: SSLPointer) -> List[X509Pointer]:
-    """The certificates the peer sent, leaf first, each an owned pointer. While
-    a verify callback runs, these are the certificates being verified.
+def _no_ssl_of(conn: Any) -> SSLPointer:
+    raise TypeError(f"conn must be an SSLPointer, not {type(conn).__name__}")
 
-    The SSL is pinned for the copy (and the store context of a callback that
-    runs meanwhile, whose chain is read); the unpin and the count of the new
-    owned pointers share one lock round trip."""
+
+#: connection.ssl_of, the SSL of any connection (set by connection.py, which imports this module)
+ssl_of: Callable[[Any], SSLPointer] = _no_ssl_of
+
+
+def copy_peer_certificates(conn: Any) -> CertificateVector:
+    """The certificates the peer sent, leaf first, as a ``CertificateVector`` of
+    owned pointers (release it with ``release_certificates_vector``). On the
+    server side the client's leaf is included. Empty (``== []``) when none.
+    While a verify callback runs, these are the certificates being verified."""
+    sslp = conn if type(conn) is SSLPointer else ssl_of(conn)
+    vec = _new(CertificateVector)  # allocations before the lock, where a collection may start
+    try:
+        array = _pool_pop()  # an array a collected vector left (see CertificateVector.__del__)
+    except IndexError:
+        array = _new_array(_ARRAY, _CHAIN_GUESS)
+    vec._array = array
+    vec._n = 0
+    vec._items = None
+    vec._state = _OWNED
+    _acquire()
+    try:
+        if sslp._state & _LIFE >= _RELEASED:
+            sslp._refuse()
+        if sslp._store is not None:  # a verify callback runs: copy pinned, from its store
+            n = -1
+        else:
+            # The lock is the SSL's pin for this one short C call (up-refs, no callback,
+            # no Python): a release of the SSL waits for it to end. One lock round trip
+            # instead of a pin's and an unpin's.
+            n = _copy_peer_chain(sslp.cdata, _NULL, array, _CHAIN_GUESS)
+            if n <= _CHAIN_GUESS:
+                vec._n = n
+                _p._outstanding += n
+    finally:
+        _release()
+    if n < 0 or n > _CHAIN_GUESS:
+        return _copy_pinned(sslp, vec)
+    return vec
+
+
+def _copy_pinned(sslp: SSLPointer, vec: CertificateVector) -> CertificateVector:
+    """``copy_peer_certificates`` of a chain longer than guessed, or while a verify
+    callback runs (from the store context, pinned): the SSL and the store pinned
+    for the copies, the unpin and the count in one lock round trip."""
     _acquire()
     s = sslp._state
     if (s & _LIFE) >= _RELEASED:
@@ -64,46 +111,35 @@ def copy_peer_certificates(sslp: SSLPointer) -> List[X509Pointer]:
     n = 0
     try:
         sp = sslp._store
-        verifying = ffi.NULL
+        verifying = _NULL
         if sp is not None:
             try:
                 verifying = sp._pin()
             except ValueError:  # the callback just returned: the session holds the chain
                 sp = None
-        # This thread's buffer (the C call runs without the GIL), taken out while in
-        # use: a finalizer that copies a chain meanwhile (the loop below allocates)
-        # gets a buffer of its own instead of overwriting these pointers.
-        mine = _per_thread.__dict__.pop("chain", None)
-        if mine is None:
-            mine = ffi.new("X509 *[]", _CHAIN_GUESS)
-        buf = mine
+        size = _CHAIN_GUESS
+        array = vec._array
         try:
-            try:
-                n = _copy_peer_chain(sslp.cdata, verifying, buf, _CHAIN_GUESS)
-                if n > _CHAIN_GUESS:
-                    buf = ffi.new("X509 *[]", n)
-                    n = _copy_peer_chain(sslp.cdata, verifying, buf, n)
-            finally:
-                if sp is not None:
-                    sp._unpin()
-            out = []
-            for c in buf[0:n]:
-                p = _new(X509Pointer)
-                p.cdata = c
-                p._state = _OWNED
-                out.append(p)
+            n = _copy_peer_chain(sslp.cdata, verifying, array, size)
+            while n > size:  # copied nothing: a longer chain than guessed
+                size = n
+                array = _new_array(_ARRAY, size)
+                n = _copy_peer_chain(sslp.cdata, verifying, array, size)
         finally:
-            _per_thread.chain = mine
+            if sp is not None:
+                sp._unpin()
+        vec._array = array
     except BaseException:
         sslp._unpin()
         raise
     _acquire()
+    vec._n = n
     s = sslp._state = sslp._state - _USER
     _p._outstanding += n
     _release()
     if _RELEASED <= s < _USER:  # freed meanwhile: this was its last user
         sslp._dispose()
-    return out
+    return vec
 
 
 def copy_verified_certificates(sslp: SSLPointer) -> List[X509Pointer]:
@@ -144,7 +180,11 @@ def failure_chain_data(sslp: SSLPointer) -> List[CertificateData]:
         n = lib.commssl_failure_chain(ssl, buf, n)
         certs = own_certificates(buf[0:n])
     if not certs:
-        certs = copy_peer_certificates(sslp)
+        vec = copy_peer_certificates(sslp)
+        try:
+            return [get_certificate_data(c) for c in vec]
+        finally:
+            vec._release_all()
     try:
         return [get_certificate_data(c) for c in certs]
     finally:
@@ -152,14 +192,30 @@ def failure_chain_data(sslp: SSLPointer) -> List[CertificateData]:
 
 
 def release_certificates_vector(vec: Sequence[Optional[X509Pointer]]) -> None:
-    """``release_certificate`` on every element that is not ``None``.
+    """``release_certificate`` on every element that is not ``None``: of a
+    ``CertificateVector`` (what ``ssl_connection_copy_peer_certificates``
+    returns), a list or a tuple.
 
     All or nothing, even against other threads: a bad element (not an
     X509Pointer, borrowed, released, or listed twice) releases nothing.
     """
-    if not isinstance(vec, (list, tuple)):
-        raise TypeError(f"vec must be a list of X509Pointer or None, not {type(vec).__name__}")
-    release_vector(vec)
+    if type(vec) is CertificateVector:  # the one owner of every reference: one C call frees them
+        _acquire()
+        if vec._items is None and vec._state == _OWNED:
+            vec._state = _RELEASED
+            _p._outstanding -= vec._n
+            _release()
+            _free_certs(vec._array, vec._n)
+            return
+        _release()
+        vec._release_slots(True)
+    elif isinstance(vec, CertificateVector):
+        vec._release_all()
+    elif isinstance(vec, (list, tuple)):
+        release_vector(vec)
+    else:
+        raise TypeError(f"vec must be a CertificateVector or a list of X509Pointer or None, "
+                        f"not {type(vec).__name__}")
 
 
 def copy_certificate(cert: X509Pointer) -> X509Pointer:
@@ -172,18 +228,24 @@ def copy_certificate(cert: X509Pointer) -> X509Pointer:
     return own_certificates((cdata,))[0]
 
 
+_Certs = TypeVar("_Certs", CertificateVector, List[Optional[X509Pointer]])
+
+
 @contextlib.contextmanager
-def certificates_released(certs: List[Optional[X509Pointer]]) -> Iterator[List[Optional[X509Pointer]]]:
+def certificates_released(certs: _Certs) -> Iterator[_Certs]:
     """Yield ``certs``; on exit release the elements that are still owned and not ``None``."""
     try:
         yield certs
     finally:
-        for cert in certs:
-            if cert is not None and cert.owned:
-                try:
-                    release_certificate(cert)
-                except CertificateReleasedError:  # another thread released it meanwhile
-                    pass
+        if isinstance(certs, CertificateVector):
+            certs._release_rest()
+        else:
+            for cert in certs:
+                if cert is not None and cert.owned:
+                    try:
+                        release_certificate(cert)
+                    except CertificateReleasedError:  # another thread released it meanwhile
+                        pass
 
 
 def pem_read(thing: str, filename: "os.PathLike[str] | str", *, pass_phrase: Union[None, str, bytes] = None,

@@ -8,6 +8,7 @@ import contextlib
 import ipaddress
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
+from . import certificates as _certificates
 from ._binding import drain, ffi, lib
 from ._tls import CLOSED, HANDSHAKING, OPEN, TLSConnection
 from .certificates import (
@@ -17,6 +18,7 @@ from .certificates import (
     copy_verified_certificates,
     get_certificate_data,
 )
+from .certvector import CertificateVector
 from .contexts import SSLAbstractContext, check_method_side, make_ssl_ctx, wants_new_ctx
 from .ownership import claim_ssl, release_ssl_claim, ssl_held
 from .pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
@@ -262,10 +264,10 @@ def _set_side(ssl: Any, ssl_side: str, host: Optional[str], tlsext_host_name: An
 # -- the ssl_connection_* functions ------------------------------------------
 
 
-def ssl_connection_copy_peer_certificates(conn: Any) -> List[X509Pointer]:
-    """The certificates the peer sent, leaf first, as owned pointers (release
-    them). On the server side the client's leaf is included. ``[]`` when none."""
-    return copy_peer_certificates(conn if type(conn) is SSLPointer else ssl_of(conn))
+# certificates.py's own function (one call less on this per-call path); it finds the SSL
+# of a stream with ssl_of, handed to it here.
+_certificates.ssl_of = ssl_of
+ssl_connection_copy_peer_certificates = copy_peer_certificates
 
 
 def ssl_connection_get_peer_certificates_data(conn: Any) -> List[CertificateData]:
@@ -306,11 +308,11 @@ def ssl_connection_ssl_ref(conn: Any) -> SSLPointer:
 
 
 @contextlib.contextmanager
-def peer_certificates(conn: Any) -> Iterator[List[Optional[X509Pointer]]]:
-    """Copy the peer's certificates; on exit release the elements still owned
-    and not set to ``None`` (set a slot to ``None`` to keep that certificate)."""
-    certs: List[Optional[X509Pointer]] = list(copy_peer_certificates(ssl_of(conn)))
-    with certificates_released(certs) as held:
+def peer_certificates(conn: Any) -> Iterator[CertificateVector]:
+    """Copy the peer's certificates (a ``CertificateVector``); on exit release the
+    elements still owned and not set to ``None`` (set a slot to ``None`` to keep
+    that certificate)."""
+    with certificates_released(copy_peer_certificates(ssl_of(conn))) as held:
         yield held
 
 

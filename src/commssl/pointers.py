@@ -72,6 +72,10 @@ _acquire = _lock.acquire  # bound once: the pin is on every hot path
 _release = _lock.release
 _outstanding = 0
 _uncounted: List[int] = []  # releases by finalizers that found the lock busy
+# Set (``n``, a count) by a CertificateVector's finalizer while it drops the elements
+# made from it: their finalizers count themselves here instead of warning, so a vector
+# collected unreleased warns once for all it held (certvector.py).
+_hushed = threading.local()
 
 
 def _checked(cdata: object, ctype: Any) -> Any:
@@ -305,6 +309,10 @@ class X509Pointer(_Pointer):
                     _release()
                 else:
                     _uncounted.append(1)
+                hushed = _hushed.__dict__
+                if "n" in hushed:  # the vector it came from warns for it
+                    hushed["n"] += 1
+                    return
                 described = f"<X509Pointer 0x{self.address:x} owned>"
                 warnings.warn(f"unreleased {described} garbage-collected; call release_certificate()",
                               ResourceWarning, stacklevel=2)
