@@ -92,6 +92,8 @@ def _is_ip(name: str) -> bool:
     # skips ipaddress's parse and the exception it raises (2 us per handshake).
     if ":" not in name and name.strip(_IPV4_CHARS):
         return False
+    if ":" not in name and any(len(o) > 1 and o[0] == "0" for o in name.split(".")):
+        return False  # a leading zero (octal to some parsers): Python before 3.9.5 took it as an IP
     try:
         ipaddress.ip_address(name)
         return True
