@@ -529,3 +529,46 @@ racing.report(found=found)
     # once OpenSSL has parsed the extension (after client_hello_callback)
     expected["server_name"] = "'NoneType'"
     assert got == expected, got
+
+
+@pytest.mark.parametrize("front", ["anyio.wrap", "open_tcp_stream_async"])
+def test_a_stream_that_cannot_be_made_gives_the_ssl_back(front: str, monkeypatch: Any) -> None:
+    """The stream object failing between new_ssl and the attach leaves the SSLPointer
+    passed in unclaimed: another connection may take it."""
+    import asyncio
+    import socket
+
+    import anyio
+
+    import commssl
+    import commssl.anyio
+    from commssl import aio, lib
+
+    ctx = commssl.make_ssl_ctx(True, "client")
+    sslp = commssl.SSLPointer(lib.SSL_new(ctx.cdata))
+    lib.SSL_free(sslp.cdata)  # the wrapper holds its own reference
+    boom = MemoryError("the stream object could not be made")
+
+    def refuse(*args: Any, **kw: Any) -> None:
+        raise boom
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    try:
+        if front == "anyio.wrap":
+            monkeypatch.setattr(commssl.anyio.TLSStream, "__init__", refuse)
+
+            async def attempt() -> None:
+                tcp = await anyio.connect_tcp("127.0.0.1", port)
+                await commssl.anyio.wrap(tcp, ssl_ctx=sslp, ssl_side="client", check_hostname=False)
+
+            with pytest.raises(MemoryError):
+                anyio.run(attempt)
+        else:
+            monkeypatch.setattr(aio.AsyncSSLStream, "__init__", refuse)
+            with pytest.raises(MemoryError):
+                asyncio.run(commssl.open_tcp_stream_async("127.0.0.1", port, ssl_ctx=sslp, check_hostname=False))
+        assert not sslp._claimed
+    finally:
+        listener.close()
+        commssl.destroy_ssl_ctx(ctx)

@@ -50,7 +50,7 @@ from ._tls import (
     scratch,
     timeout_arg,
 )
-from .connection import Connection, CtxCallback, SSLCallback, new_ssl
+from .connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
 from .contexts import SSLAbstractContext, check_method_side, wants_new_ctx
 from .errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
 from .pointers import SSLCtxPointer, SSLPointer
@@ -919,7 +919,13 @@ async def open_tcp_stream_async(
         if not done.done():
             done.set_exception(exc) if exc is not None else done.set_result(None)
 
-    stream = AsyncSSLStream(loop, "client", limit=limit, handshake_timeout=seconds, on_handshake=on_handshake)
+    try:
+        stream = AsyncSSLStream(loop, "client", limit=limit, handshake_timeout=seconds,
+                                on_handshake=on_handshake)
+    except BaseException:  # an SSLPointer passed in is given back (its claim), a new one freed
+        if ssl_ctx is not None:
+            release_new_ssl(sslp, owns, own_ctx)
+        raise
     stream._host = host
     if ssl_ctx is not None:
         try:

@@ -68,7 +68,7 @@ from commssl._tls import (
     timeout_arg,
 )
 from commssl.aio import _take
-from commssl.connection import Connection, CtxCallback, SSLCallback, new_ssl
+from commssl.connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
 from commssl.errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
 from commssl.policy import check_hostname_arg
 
@@ -325,8 +325,12 @@ async def wrap(
                                   ctx_configure_callback=ctx_configure_callback,
                                   ssl_configure_callback=ssl_configure_callback,
                                   check_hostname=check_hostname, name_argument="server_hostname")
-    stream = TLSStream(byte_stream, ssl_side, compatible,
-                       DEFAULT_CLOSE_TIMEOUT if linger is None else linger)
+    try:
+        stream = TLSStream(byte_stream, ssl_side, compatible,
+                           DEFAULT_CLOSE_TIMEOUT if linger is None else linger)
+    except BaseException:  # an SSLPointer passed in is given back (its claim), a new one freed
+        release_new_ssl(sslp, owns, own_ctx)
+        raise
     try:
         stream._tls.attach_mem(sslp, owns, own_ctx, ssl_side, stream, stream._collect)
         due = deadline(seconds)
