@@ -567,7 +567,8 @@ def test_a_stream_that_cannot_be_made_gives_the_ssl_back(front: str, monkeypatch
         else:
             monkeypatch.setattr(aio.AsyncSSLStream, "__init__", refuse)
             with pytest.raises(MemoryError):
-                asyncio.run(commssl.open_tcp_stream_async("127.0.0.1", port, ssl_ctx=sslp, check_hostname=False))
+                asyncio.run(commssl.open_tcp_stream_async("127.0.0.1", port, ssl_ctx=sslp,
+                                                          check_hostname=False))
         assert not sslp._claimed
     finally:
         listener.close()
