@@ -56,7 +56,8 @@ def test_tls_attributes_are_those_cpython_reports(backend: str, pki: PKI, client
             assert extra(anyio.abc.SocketAttribute.remote_port) == port  # the byte stream's too
             # tls-unique: the client's Finished, which the server reports as its peer's
             assert extra(TLSAttribute.channel_binding_tls_unique) == seen["binding"]
-            assert len(seen["binding"]) == 48  # TLS 1.3 with SHA-384: a hash-long Finished
+            # a TLS 1.3 Finished is as long as the suite's hash
+            assert len(seen["binding"]) == (48 if seen["cipher"][0].endswith("SHA384") else 32)
             assert extra(TLSAttribute.shared_ciphers) is None  # a client's, as anyio's
             assert extra(TLSAttribute.ssl_object, "omitted") == "omitted"
             seen["dict"] = extra(TLSAttribute.peer_certificate)
