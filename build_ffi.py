@@ -138,6 +138,7 @@ SSL = """
 typedef ... SSL_METHOD;
 typedef ... SSL_CTX;
 typedef ... SSL;
+typedef ... SSL_CIPHER;
 static const int SSL_VERIFY_NONE;
 static const int SSL_VERIFY_PEER;
 static const int SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
@@ -262,6 +263,19 @@ X509 *SSL_get0_peer_certificate(const SSL *);
 X509 *SSL_get1_peer_certificate(const SSL *);
 int SSL_get_ex_data_X509_STORE_CTX_idx(void);
 const char *SSL_get_cipher_name(const SSL *);
+const SSL_CIPHER *SSL_get_current_cipher(const SSL *);
+const char *SSL_CIPHER_get_name(const SSL_CIPHER *);
+const char *SSL_CIPHER_get_version(const SSL_CIPHER *);
+int SSL_CIPHER_get_bits(const SSL_CIPHER *, int *);
+/* STACK_OF(SSL_CIPHER) is struct stack_st_SSL_CIPHER (opaque here); the sk_ accessors
+   are macros or inline functions, which API mode wraps */
+struct stack_st_SSL_CIPHER *SSL_get_ciphers(const SSL *);
+struct stack_st_SSL_CIPHER *SSL_get_client_ciphers(const SSL *);
+int sk_SSL_CIPHER_num(const struct stack_st_SSL_CIPHER *);
+const SSL_CIPHER *sk_SSL_CIPHER_value(const struct stack_st_SSL_CIPHER *, int);
+int sk_SSL_CIPHER_find(struct stack_st_SSL_CIPHER *, const SSL_CIPHER *);
+size_t SSL_get_finished(const SSL *, void *, size_t);
+size_t SSL_get_peer_finished(const SSL *, void *, size_t);
 """
 
 # Per-SSL record reached through ex_data: the Python wrapper's handle, what the

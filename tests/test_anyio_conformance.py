@@ -5,10 +5,9 @@ commit 660a06d548ca72759e9d89ed722dd1ad5227afe4 of August 2026; the installed an
 ships no tests), under anyio's licence (below). Everything from ``class TestTLSStream`` on is anyio's text, with these
 changes, each marked ``ADAPTED``:
 
-- ``test_extra_attributes`` (both): ``channel_binding_tls_unique``, ``shared_ciphers`` and
-  ``ssl_object`` are asserted omitted instead of present. Deliberate difference, in
-  docs/guide/async.md, "Differences from anyio's TLSStream": "``ssl_object``,
-  ``channel_binding_tls_unique`` and ``shared_ciphers`` are omitted".
+- ``test_extra_attributes`` (both): ``ssl_object`` is asserted omitted instead of present.
+  Deliberate difference, in docs/guide/async.md, "Differences from anyio's TLSStream":
+  "``ssl_object`` is omitted".
 - not vendored: ``test_default_context_ignore_unexpected_eof_flag_off`` (it mocks anyio's
   ``_call_sslobject_method`` and checks the ``ssl.SSLContext`` anyio makes when given none:
   ``commssl.anyio.wrap`` takes a commssl context, docs/guide/async.md: "``wrap`` takes
@@ -92,7 +91,7 @@ from commssl import lib
 pytestmark = pytest.mark.anyio
 
 #: What commssl.anyio.TLSStream omits of anyio's TLSAttribute (docs/guide/async.md).
-OMITTED = (TLSAttribute.channel_binding_tls_unique, TLSAttribute.shared_ciphers, TLSAttribute.ssl_object)
+OMITTED = (TLSAttribute.ssl_object,)
 
 
 def assert_omitted(stream: Any) -> None:
@@ -342,14 +341,17 @@ class TestTLSStream:
                         assert wrapper.extra(attribute) == stream.extra(attribute)
 
                 assert wrapper.extra(TLSAttribute.alpn_protocol) == "h2"
-                assert_omitted(wrapper)  # ADAPTED: channel_binding_tls_unique
+                assert isinstance(
+                    wrapper.extra(TLSAttribute.channel_binding_tls_unique), bytes
+                )
                 assert isinstance(wrapper.extra(TLSAttribute.cipher), tuple)
                 assert isinstance(wrapper.extra(TLSAttribute.peer_certificate), dict)
                 assert isinstance(
                     wrapper.extra(TLSAttribute.peer_certificate_binary), bytes
                 )
                 assert wrapper.extra(TLSAttribute.server_side) is False
-                # ADAPTED: shared_ciphers and ssl_object are omitted (assert_omitted above)
+                assert wrapper.extra(TLSAttribute.shared_ciphers) is None
+                assert_omitted(wrapper)  # ADAPTED: ssl_object is omitted
                 assert wrapper.extra(TLSAttribute.standard_compatible) is True
                 assert wrapper.extra(TLSAttribute.tls_version).startswith("TLSv")
 
@@ -675,14 +677,19 @@ class TestTLSListener:
             async with stream:
                 try:
                     assert stream.extra(TLSAttribute.alpn_protocol) == "h2"
-                    assert_omitted(stream)  # ADAPTED: channel_binding_tls_unique
+                    assert isinstance(
+                        stream.extra(TLSAttribute.channel_binding_tls_unique), bytes
+                    )
                     assert isinstance(stream.extra(TLSAttribute.cipher), tuple)
                     assert isinstance(stream.extra(TLSAttribute.peer_certificate), dict)
                     assert isinstance(
                         stream.extra(TLSAttribute.peer_certificate_binary), bytes
                     )
                     assert stream.extra(TLSAttribute.server_side) is True
-                    # ADAPTED: shared_ciphers and ssl_object are omitted (assert_omitted above)
+                    shared_ciphers = stream.extra(TLSAttribute.shared_ciphers)
+                    assert isinstance(shared_ciphers, list)
+                    assert len(shared_ciphers) > 1
+                    assert_omitted(stream)  # ADAPTED: ssl_object is omitted
                     assert stream.extra(TLSAttribute.standard_compatible) is True
                     assert stream.extra(TLSAttribute.tls_version).startswith("TLSv")
                 finally:

@@ -5,6 +5,7 @@ test_anyio_conformance.py."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 import time
 from typing import Any, Dict, List
@@ -37,6 +38,7 @@ def test_tls_attributes_are_those_cpython_reports(backend: str, pki: PKI, client
 
     def handler(tls: ssl.SSLSocket) -> None:
         seen["cipher"], seen["version"] = tls.cipher(), tls.version()
+        seen["binding"] = tls.get_channel_binding("tls-unique")
         tls.sendall(b"k")  # seen is filled
         tls.recv(1)
 
@@ -52,9 +54,12 @@ def test_tls_attributes_are_those_cpython_reports(backend: str, pki: PKI, client
             assert extra(TLSAttribute.standard_compatible) is False
             assert extra(TLSAttribute.alpn_protocol) is None
             assert extra(anyio.abc.SocketAttribute.remote_port) == port  # the byte stream's too
-            for omitted in (TLSAttribute.ssl_object, TLSAttribute.shared_ciphers,
-                            TLSAttribute.channel_binding_tls_unique):
-                assert extra(omitted, "omitted") == "omitted"
+            # tls-unique: the client's Finished, which the server reports as its peer's
+            assert extra(TLSAttribute.channel_binding_tls_unique) == seen["binding"]
+            # a TLS 1.3 Finished is as long as the suite's hash
+            assert len(seen["binding"]) == (48 if seen["cipher"][0].endswith("SHA384") else 32)
+            assert extra(TLSAttribute.shared_ciphers) is None  # a client's, as anyio's
+            assert extra(TLSAttribute.ssl_object, "omitted") == "omitted"
             seen["dict"] = extra(TLSAttribute.peer_certificate)
             await stream.send(b"x")
 
@@ -68,6 +73,91 @@ def test_tls_attributes_are_those_cpython_reports(backend: str, pki: PKI, client
         finally:
             sock.close()
     assert seen["dict"] == expected and seen["dict"]["subjectAltName"]
+
+
+#: What the CPython client offers for TLS 1.2 (its TLS 1.3 suites are offered too).
+OFFER = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_server_extras_are_those_cpython_reports(backend: str, version: ssl.TLSVersion, pki: PKI,
+                                                 server_ctx: Any) -> None:
+    """A CPython client connects twice (a full handshake, then a resumption) to a commssl
+    server and to a CPython server: the commssl server's extras are what the client
+    reports of the same connection, and its shared_ciphers what the CPython server
+    reports of the same offer."""
+    sctx = server_ctx()
+    cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    cctx.load_verify_locations(pki.root_cert)
+    cctx.set_ciphers(OFFER)
+    cctx.maximum_version = version
+
+    def client(port: int) -> List[Dict[str, Any]]:
+        seen: List[Dict[str, Any]] = []
+        for _ in range(2):
+            session = seen[0]["session"] if seen else None
+            with socket.create_connection((HOST, port), timeout=10) as raw, \
+                    cctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+                assert tls.recv(1) == b"k"  # a TLS 1.3 ticket came before it: tls.session resumes
+                seen.append({"binding": tls.get_channel_binding("tls-unique"), "cipher": tls.cipher(),
+                             "version": tls.version(), "reused": tls.session_reused,
+                             "session": tls.session})
+                tls.sendall(b"x")
+        return seen
+
+    served: List[Dict[Any, Any]] = []
+
+    async def main() -> List[Dict[str, Any]]:
+        async with await anyio.create_tcp_listener(local_host=HOST) as listener:
+
+            async def serve_two() -> None:
+                for _ in range(2):
+                    raw = await listener.listeners[0].accept()
+                    async with await tls_anyio.wrap(raw, ssl_ctx=sctx, ssl_side="server",
+                                                    standard_compatible=False) as s:  # no close_notify
+                        await s.send(b"k")
+                        served.append({a: s.extra(a) for a in (
+                            TLSAttribute.channel_binding_tls_unique, TLSAttribute.cipher,
+                            TLSAttribute.shared_ciphers, TLSAttribute.tls_version)})
+                        assert await s.receive() == b"x"
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(serve_two)
+                return await anyio.to_thread.run_sync(
+                    client, listener.extra(anyio.abc.SocketAttribute.local_port))
+
+    seen = anyio.run(main, backend=backend)
+    assert [c["reused"] for c in seen] == [False, True]
+    for ours, theirs in zip(served, seen):
+        # tls-unique is the first Finished: the client's in the full handshake, the server's
+        # (this side's own) in the resumption; both ends report the same bytes
+        assert ours[TLSAttribute.channel_binding_tls_unique] == theirs["binding"]
+        assert ours[TLSAttribute.cipher] == theirs["cipher"]  # (name, version, bits) as CPython's
+        assert ours[TLSAttribute.tls_version] == theirs["version"]
+    bindings = [s[TLSAttribute.channel_binding_tls_unique] for s in served]
+    assert bindings[0] != bindings[1]
+
+    cpython_shared: List[Any] = []
+
+    def handler(tls: ssl.SSLSocket) -> None:
+        cpython_shared.append(tls.shared_ciphers())
+        tls.sendall(b"k")
+        tls.recv(1)
+
+    with peers.cpython_tls_server(pki.server_chain, pki.server_key, handler=handler) as server:
+        assert [c["reused"] for c in client(server.port)] == [False, True]
+    # both servers have every suite offered, in orders of their own: the same sets; and, as
+    # CPython's, None in a TLS 1.2 resumption (OpenSSL keeps no client list then)
+    ours_shared = [s[TLSAttribute.shared_ciphers] for s in served]
+    assert [s is None for s in ours_shared] == [s is None for s in cpython_shared] == \
+        [False, version == ssl.TLSVersion.TLSv1_2]
+    # a client capped at TLS 1.2 offers no TLS 1.3 suite
+    offered = {(c["name"], c["protocol"], c["strength_bits"]) for c in cctx.get_ciphers()
+               if version == ssl.TLSVersion.TLSv1_3 or c["protocol"] != "TLSv1.3"}
+    for ours_list, theirs_list in zip(ours_shared, cpython_shared):
+        if ours_list is not None:
+            assert set(ours_list) == set(theirs_list) == offered and len(ours_list) == len(offered) > 3
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -1,28 +1,31 @@
 """anyio's ``TLSAttribute`` extras for ``commssl.anyio.TLSStream``.
 
-Each value is read from the connection's ``SSL`` when asked for, in the form
-anyio's own ``TLSStream`` gives (the forms of CPython's ``ssl.SSLObject``).
-Omitted (``extra()`` raises ``anyio.TypedAttributeLookupError``, or returns its
-default): ``ssl_object`` (commssl has no ``ssl.SSLObject``: use ``.ssl`` and the
-``ssl_connection_*`` functions), ``channel_binding_tls_unique`` and
-``shared_ciphers`` (commssl's binding does not expose ``SSL_get_finished`` nor
-the client's cipher list; anyio's documentation allows an omitted attribute).
+Each value is read from the connection's ``SSL`` when asked for (the SSL pinned,
+and its operation lock held while OpenSSL is read), in the form anyio's own
+``TLSStream`` gives: the forms of CPython's ``ssl.SSLObject`` (``cipher()``,
+``version()``, ``getpeercert()``, ``get_channel_binding("tls-unique")``,
+``shared_ciphers()`` on a server, ``None`` on a client), computed as CPython's
+``_ssl`` computes them. Omitted (``extra()`` raises
+``anyio.TypedAttributeLookupError``, or returns its default): ``ssl_object``
+(commssl has no ``ssl.SSLObject``: use ``.ssl`` and the ``ssl_connection_*``
+functions).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import ssl as _pyssl
 import tempfile
-import threading
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from anyio.streams.tls import TLSAttribute
 
-from ._binding import ffi, lib, raise_last, text
+from ._binding import ffi, lib, text
+from .certificate_bytes import dump_certificate
 from .connection import ssl_of
-from .features import ssl_connection_alpn_protocol, ssl_connection_cipher
+from .features import ssl_connection_alpn_protocol
+from .ownership import ssl_held
+from .pointers import borrow_certificate
 
 __all__ = ["tls_attributes"]
 
@@ -31,10 +34,13 @@ def tls_attributes(stream: Any) -> Dict[Any, Callable[[], Any]]:
     """The ``TLSAttribute`` extras of ``stream`` (a ``commssl.anyio.TLSStream``)."""
     return {
         TLSAttribute.alpn_protocol: lambda: ssl_connection_alpn_protocol(stream),
+        TLSAttribute.channel_binding_tls_unique: lambda: channel_binding_tls_unique(stream),
         TLSAttribute.cipher: lambda: cipher(stream),
         TLSAttribute.peer_certificate: lambda: peer_certificate(stream),
         TLSAttribute.peer_certificate_binary: lambda: peer_certificate_binary(stream),
         TLSAttribute.server_side: lambda: stream.ssl_side == "server",
+        # as anyio's: the server's view only (a client was never sent the list)
+        TLSAttribute.shared_ciphers: lambda: shared_ciphers(stream) if stream.ssl_side == "server" else None,
         TLSAttribute.standard_compatible: lambda: stream.standard_compatible,
         TLSAttribute.tls_version: lambda: tls_version(stream),
     }
@@ -55,21 +61,13 @@ def tls_version(conn: Any) -> Optional[str]:
 def peer_certificate_binary(conn: Any) -> Optional[bytes]:
     """The peer's certificate in DER, or ``None`` when it sent none."""
     sslp = ssl_of(conn)
-    ssl = sslp._pin()
-    try:
+    with ssl_held(sslp) as ssl:
+        # the SSL owns the certificate: read it while the lock keeps a renegotiation
+        # or a post-handshake step of another thread from replacing it
         x509 = lib.SSL_get0_peer_certificate(ssl)
         if x509 == ffi.NULL:
             return None
-        size = lib.i2d_X509(x509, ffi.NULL)
-        if size <= 0:
-            raise_last("peer_certificate_binary")
-        buf = ffi.new("unsigned char[]", size)
-        out = ffi.new("unsigned char **", buf)  # i2d_X509 advances this pointer, not buf
-        if lib.i2d_X509(x509, out) != size:
-            raise_last("peer_certificate_binary")
-        return ffi.buffer(buf, size)[:]
-    finally:
-        sslp._unpin()
+        return dump_certificate(borrow_certificate(x509), "der")
 
 
 def peer_certificate(conn: Any) -> Optional[Dict[str, Any]]:
@@ -101,47 +99,53 @@ def _decode(der: bytes) -> Dict[str, Any]:
 
 
 def cipher(conn: Any) -> Optional[Tuple[str, str, int]]:
-    """``(name, protocol version, secret bits)`` as ``SSLObject.cipher()``, or
-    ``None`` before the handshake. The version and bits come from the table of
-    CPython's ``ssl`` (``SSLContext.get_ciphers``); a suite it does not know gets
-    ``"TLSv1.3"`` for TLS 1.3 names and else the connection's version, and the
-    bits the name states (``AES_128`` -> 128, ``CHACHA20`` -> 256)."""
-    name = ssl_connection_cipher(conn)
-    if not name:
-        return None
-    known = _cipher_table().get(name)
-    if known is not None:
-        return name, known[0], known[1]
-    version = "TLSv1.3" if name.startswith("TLS_") else (tls_version(conn) or "")
-    return name, version, _bits_from_name(name)
+    """``(name, protocol version, secret bits)`` of the negotiated suite, as
+    ``SSLObject.cipher()``; ``None`` before the handshake."""
+    sslp = ssl_of(conn)
+    with ssl_held(sslp) as ssl:
+        current = lib.SSL_get_current_cipher(ssl)
+        return None if current == ffi.NULL else _cipher_tuple(current)
 
 
-_table: Optional[Dict[str, Tuple[str, int]]] = None
-_table_lock = threading.Lock()
+def shared_ciphers(conn: Any) -> Optional[List[Tuple[str, str, int]]]:
+    """On a server, the suites it has enabled that the client also offered, in the
+    server's order, each as ``cipher()`` gives it: ``SSLObject.shared_ciphers()``.
+    ``None`` on a client, before the client's hello, and in a TLS 1.2 resumption
+    (OpenSSL keeps no client list then), as CPython's."""
+    sslp = ssl_of(conn)
+    with ssl_held(sslp) as ssl:
+        ours = lib.SSL_get_ciphers(ssl)
+        theirs = lib.SSL_get_client_ciphers(ssl)  # NULL on a client
+        if ours == ffi.NULL or theirs == ffi.NULL:
+            return None
+        # CPython's algorithm (not SSL_get_shared_ciphers, whose string can be truncated)
+        return [_cipher_tuple(c) for c in
+                (lib.sk_SSL_CIPHER_value(ours, i) for i in range(lib.sk_SSL_CIPHER_num(ours)))
+                if lib.sk_SSL_CIPHER_find(theirs, c) >= 0]
 
 
-def _cipher_table() -> Dict[str, Tuple[str, int]]:
-    global _table
-    with _table_lock:
-        if _table is None:
-            table: Dict[str, Tuple[str, int]] = {}
-            try:
-                ctx = _pyssl.SSLContext(_pyssl.PROTOCOL_TLS_CLIENT)
-                ctx.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
-                for entry in ctx.get_ciphers():
-                    table[str(entry["name"])] = (str(entry["protocol"]), int(entry["strength_bits"]))
-            except (_pyssl.SSLError, KeyError, ValueError):  # an ssl without the table: names alone
-                pass
-            _table = table
-        return _table
+# CPython's PySSL_CB_MAXLEN: a Finished is at most a hash long (64 bytes for SHA-512)
+_FINISHED_MAX = 128
 
 
-def _bits_from_name(name: str) -> int:
-    if "CHACHA20" in name:
-        return 256
-    if "3DES" in name or "DES-CBC3" in name:
-        return 112
-    match = re.search(r"(?:AES|CAMELLIA|ARIA|SM4)[_-]?(\d+)", name)
-    if match:
-        return int(match.group(1))
-    return 128 if "SM4" in name else 0
+def channel_binding_tls_unique(conn: Any) -> Optional[bytes]:
+    """The ``tls-unique`` channel binding (RFC 5929), as
+    ``SSLObject.get_channel_binding("tls-unique")``: the first Finished message of
+    the latest handshake (the client's in a full handshake, the server's in a
+    resumption); ``None`` before the handshake. Under TLS 1.3, where RFC 9266 leaves
+    ``tls-unique`` undefined, the same rule on OpenSSL's Finished messages, as CPython
+    gives it."""
+    sslp = ssl_of(conn)
+    buf = ffi.new("unsigned char[]", _FINISHED_MAX)
+    with ssl_held(sslp) as ssl:
+        client = not lib.SSL_is_server(ssl)
+        if bool(lib.SSL_session_reused(ssl)) != client:  # resumed XOR client: ours came first
+            n = lib.SSL_get_finished(ssl, buf, _FINISHED_MAX)
+        else:
+            n = lib.SSL_get_peer_finished(ssl, buf, _FINISHED_MAX)
+    return ffi.buffer(buf, min(n, _FINISHED_MAX))[:] if n else None
+
+
+def _cipher_tuple(c: Any) -> Tuple[str, str, int]:
+    return (text(lib.SSL_CIPHER_get_name(c)), text(lib.SSL_CIPHER_get_version(c)),
+            int(lib.SSL_CIPHER_get_bits(c, ffi.NULL)))
