@@ -480,7 +480,8 @@ def every_accessor(conn):
 """
 
 EXPECTED = {
-    "copy_peer_certificates": "[]", "get_peer_certificates_data": "[]", "verify": "(False, 1)",
+    "copy_peer_certificates": "CertificateVector([])", "get_peer_certificates_data": "[]",
+    "verify": "(False, 1)",
     "protocol_version": "'str'", "copy_verified_certificates": "[]", "ocsp_response": "None",
     "ocsp_status": "None", "cipher": "''", "group": "None", "alpn_protocol": "None",
     "session": "ValueError", "session_reused": "False",
