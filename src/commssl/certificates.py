@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Typ
 
 from . import pointers as _p
 from ._binding import drain, ffi, lib, raise_last
+from ._types import ConnectionArg
 from .certvector import _ARRAYS, CertificateVector
 from .errors import CertificateReleasedError, SSLFailure
 from .ownership import ssl_held
@@ -61,7 +62,7 @@ def _no_ssl_of(conn: Any) -> SSLPointer:
 ssl_of: Callable[[Any], SSLPointer] = _no_ssl_of
 
 
-def copy_peer_certificates(conn: Any) -> CertificateVector:
+def copy_peer_certificates(conn: ConnectionArg) -> CertificateVector:
     """The certificates the peer sent, leaf first, as a ``CertificateVector`` of
     owned pointers (release it with ``release_certificates_vector``). On the
     server side the client's leaf is included. Empty (``== []``) when none.
