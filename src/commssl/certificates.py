@@ -13,7 +13,20 @@ import ipaddress
 import os
 import struct
 import threading
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Iterator,
+    List,
+    Literal,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from . import pointers as _p
 from ._binding import drain, ffi, lib, raise_last
@@ -34,6 +47,9 @@ from .pointers import (
     release_certificate,
     release_vector,
 )
+
+if TYPE_CHECKING:  # keys imports this module
+    from .keys import KeyPointer
 
 CertificateData = List[Tuple[str, Any]]
 
@@ -249,9 +265,43 @@ def certificates_released(certs: _Certs) -> Iterator[_Certs]:
                         pass
 
 
+@overload
+def pem_read(thing: Literal["X509"], filename: "os.PathLike[str] | str", *,
+             pass_phrase: Union[None, str, bytes] = None,
+             callback: Optional[Callable[[int, bool], Union[str, bytes]]] = None,
+             errorp: Literal[True] = True) -> X509Pointer: ...
+
+
+@overload
+def pem_read(thing: Literal["PrivateKey", "DHparams"], filename: "os.PathLike[str] | str", *,
+             pass_phrase: Union[None, str, bytes] = None,
+             callback: Optional[Callable[[int, bool], Union[str, bytes]]] = None,
+             errorp: Literal[True] = True) -> KeyPointer: ...
+
+
+@overload
+def pem_read(thing: Literal["X509"], filename: "os.PathLike[str] | str", *,
+             pass_phrase: Union[None, str, bytes] = None,
+             callback: Optional[Callable[[int, bool], Union[str, bytes]]] = None,
+             errorp: bool) -> Optional[X509Pointer]: ...
+
+
+@overload
+def pem_read(thing: Literal["PrivateKey", "DHparams"], filename: "os.PathLike[str] | str", *,
+             pass_phrase: Union[None, str, bytes] = None,
+             callback: Optional[Callable[[int, bool], Union[str, bytes]]] = None,
+             errorp: bool) -> Optional[KeyPointer]: ...
+
+
+@overload
 def pem_read(thing: str, filename: "os.PathLike[str] | str", *, pass_phrase: Union[None, str, bytes] = None,
              callback: Optional[Callable[[int, bool], Union[str, bytes]]] = None,
-             errorp: bool = True) -> Any:
+             errorp: bool = True) -> Union[X509Pointer, KeyPointer, None]: ...
+
+
+def pem_read(thing: str, filename: "os.PathLike[str] | str", *, pass_phrase: Union[None, str, bytes] = None,
+             callback: Optional[Callable[[int, bool], Union[str, bytes]]] = None,
+             errorp: bool = True) -> Union[X509Pointer, KeyPointer, None]:
     """Read the first PEM ``thing`` of a file as an owned pointer: ``"X509"`` (a
     certificate: ``X509Pointer``), ``"PrivateKey"`` (a private key, PEM or DER,
     encrypted or not: ``KeyPointer``) or ``"DHparams"`` (DH parameters, PEM or

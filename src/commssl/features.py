@@ -18,7 +18,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from ._binding import drain, ffi, lib, raise_last, text
 from ._tls import enter_feature_callback, exit_feature_callback
-from ._types import ConnectionArg, ContextArg
+from ._types import ConnectionArg, ContextArg, ContextOrSSLArg
 from .connection import ssl_of
 from .ownership import ssl_held
 from .pointers import ContextRecords, SSLCtxPointer, SSLPointer
@@ -91,7 +91,7 @@ def _names(value: object, argument: str) -> List[str]:
     return names
 
 
-def set_groups(ctx_or_ssl_: Any, groups: Sequence[str]) -> None:
+def set_groups(ctx_or_ssl_: ContextOrSSLArg, groups: Sequence[str]) -> None:
     """The key exchange groups offered and accepted, most preferred first
     (``SSL_CTX_set1_groups_list``): names OpenSSL knows, such as ``"X25519"``,
     ``"P-256"``, ``"X25519MLKEM768"`` (OpenSSL >= 3.5). An empty list or a name
@@ -151,7 +151,7 @@ def _alpn_wire(protocols: object) -> bytes:
     return bytes(wire)
 
 
-def set_alpn_protocols(ctx_or_ssl_: Any, protocols: Sequence[str]) -> None:
+def set_alpn_protocols(ctx_or_ssl_: ContextOrSSLArg, protocols: Sequence[str]) -> None:
     """The ALPN protocols, most preferred first (``["h2", "http/1.1"]``).
 
     On a client: the protocols offered (``SSL_CTX_set_alpn_protos`` /

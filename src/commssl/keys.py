@@ -16,7 +16,7 @@ import threading
 from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union, overload
 
 from ._binding import drain, ffi, lib, missing_file, raise_last
-from ._types import ConnectionArg
+from ._types import ConnectionArg, ContextOrSSLArg
 from .errors import SSLFailure
 from .ownership import ssl_held
 from .pointers import (
@@ -244,7 +244,7 @@ def read_dhparams(filename: PathArg, *, pass_phrase: PassPhrase = None,
     return dh
 
 
-def set_ssl_ctx_dh(ctx_or_ssl_: Any, *, dh: Optional[KeyPointer] = None,
+def set_ssl_ctx_dh(ctx_or_ssl_: ContextOrSSLArg, *, dh: Optional[KeyPointer] = None,
                    filename: Optional[PathArg] = None, pass_phrase: PassPhrase = None,
                    callback: Optional[PassCallback] = None) -> bool:
     """The DH parameters of DHE key exchange (TLS 1.2 ``DHE-*`` ciphers) on a

@@ -117,7 +117,7 @@ def set_crl_checking(ctx: ContextOrSSLArg, mode: Optional[str]) -> None:
 # -- OCSP stapling: the client ----------------------------------------------------------
 
 
-def set_ocsp_stapling(ctx_or_ssl_: Any, mode: Union[bool, str]) -> None:
+def set_ocsp_stapling(ctx_or_ssl_: ContextOrSSLArg, mode: Union[bool, str]) -> None:
     """Ask servers for a stapled OCSP response (the TLS status_request extension).
 
     ``mode``: ``False`` (off), ``True`` (ask, record what comes:
