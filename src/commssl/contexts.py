@@ -13,7 +13,7 @@ import threading
 from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, Union
 
 from ._binding import check, drain, ffi, lib, missing_file, text
-from ._types import ContextArg
+from ._types import ContextArg, NewContext
 from .ciphers import set_ciphers, set_ciphersuites
 from .credentials import _load_key, load_cadata
 from .pointers import SSLCtxPointer, SSLPointer
@@ -88,7 +88,7 @@ def wants_new_ctx(ssl_ctx: object) -> bool:
     return ssl_ctx is True or (isinstance(ssl_ctx, str) and ssl_ctx in _NEW_CTX)
 
 
-def make_ssl_ctx(ssl_ctx: Any = True, ssl_side: str = "server") -> SSLCtxPointer:
+def make_ssl_ctx(ssl_ctx: Union[NewContext, SSLCtxPointer] = True, ssl_side: str = "server") -> SSLCtxPointer:
     """A new ``SSL_CTX`` for ``ssl_side`` (``"server"``, ``"client"``, ``"both"``).
 
     ``ssl_ctx``: ``True``, ``"default"`` or ``"v23"`` make a new context (free it
