@@ -78,8 +78,20 @@ EXPECTED: Dict[str, List[str]] = {
 }
 
 
+#: The line before a ```python block that is deliberately not type-correct (it shows a
+#: TypeError, say): ``<!-- untyped: REASON -->``. ci/doc-examples (``mypy --strict`` over the
+#: examples) leaves such a block out; the tests here still run it.
+UNTYPED_MARK = re.compile(r"<!-- untyped: (\S[^\n]*?) -->\n")
+_BLOCK = re.compile(rf"({UNTYPED_MARK.pattern})?```python\n(.*?)```", re.S)
+
+
 def _blocks(path: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
+    return [code for _, _, code in _BLOCK.findall(path.read_text())]
+
+
+def _typed_blocks(path: Path) -> list[str]:
+    """The blocks of ``path`` that ``mypy --strict`` checks: those not marked untyped."""
+    return [code for mark, _, code in _BLOCK.findall(path.read_text()) if not mark]
 
 
 #: How every page with examples starts: its set-up line, among its first lines.
@@ -134,6 +146,14 @@ def _run(blocks: list[str], port: int, filename: str) -> tuple[str, dict[str, An
         for block in blocks:
             exec(compile(block.replace("8443", str(port)), filename, "exec"), namespace)
     return out.getvalue(), namespace
+
+
+def test_untyped_mark_leaves_a_block_out_of_the_type_check(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("```python\na = 1\n```\n<!-- untyped: shows the TypeError -->\n```python\n"
+                    "len(1)\n```\n")
+    assert _blocks(page) == ["a = 1\n", "len(1)\n"]
+    assert _typed_blocks(page) == ["a = 1\n"]
 
 
 def test_readme_has_the_tour() -> None:

@@ -10,10 +10,11 @@ import getpass
 import socket
 import sys
 import time
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, cast
 
 from ._cli_args import EXIT_CONNECTION, EXIT_OK, EXIT_UNVERIFIED, UsageError, _hostport, _is_ip, _readable
 from ._cli_render import Json, certificate_json, chain_json, new_document, new_view
+from ._types import ConnectionArg
 from .certificates import get_certificate_common_name, get_certificate_data
 from .connection import (
     peer_certificates,
@@ -82,7 +83,8 @@ class Recorder:
             "error_text": x509_verify_cert_error_string(code),
             "subject_cn": None if cert is None else get_certificate_common_name(cert),
         })
-        conn = x509_store_ctx_get_connection(store)
+        # a store ctx commssl lends to a callback always has its connection (None: outside one)
+        conn = cast(ConnectionArg, x509_store_ctx_get_connection(store))
         # the chain being built; complete at the last call (the leaf's)
         built = ssl_connection_copy_verified_certificates(conn)
         try:

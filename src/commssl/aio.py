@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any, Awaitable, Callable, List, Optional
+from typing import Any, Awaitable, Callable, List, Optional, Union
 
 from ._binding import ffi
 from ._detach import DetachDrain
@@ -50,6 +50,7 @@ from ._tls import (
     scratch,
     timeout_arg,
 )
+from ._types import ContextArg, NewContext, SSLCtxArg
 from .connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
 from .contexts import SSLAbstractContext, check_method_side, wants_new_ctx
 from .errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
@@ -872,7 +873,7 @@ async def open_tcp_stream_async(
     host: str,
     port: int,
     *,
-    ssl_ctx: Any,
+    ssl_ctx: Optional[SSLCtxArg],
     tlsext_host_name: Any = None,
     handshake_timeout: Optional[float] = None,
     ctx_configure_callback: CtxCallback = None,
@@ -899,7 +900,7 @@ async def open_tcp_stream_async(
     seconds = timeout_arg(handshake_timeout, "handshake_timeout")
     limit = _limit_arg(limit)
     check_hostname_arg(check_hostname)
-    if ssl_ctx is False:
+    if ssl_ctx is False:  # type: ignore[comparison-overlap]  # (from callers not type-checked)
         raise TypeError("ssl_ctx must be None (plain), True, 'default', 'v23', an SSLCtxPointer, an "
                         f"SSLPointer or a client abstract context, not {ssl_ctx!r}")
     if ssl_ctx is None and (tlsext_host_name is not None or ctx_configure_callback is not None
@@ -958,7 +959,7 @@ async def start_ssl_server(
     host: Optional[str],
     port: int,
     *,
-    ssl_ctx: Any,
+    ssl_ctx: Union[None, NewContext, ContextArg],  # None: a plain server
     handshake_timeout: Optional[float] = None,
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
@@ -1078,7 +1079,7 @@ def _async_stream(stream: object, what: str) -> AsyncSSLStream:
 async def attach_ssl_async(
     stream: AsyncSSLStream,
     *,
-    ssl_ctx: Any = True,
+    ssl_ctx: SSLCtxArg = True,
     ssl_side: str = "server",
     tlsext_host_name: Any = None,
     handshake_timeout: Optional[float] = None,

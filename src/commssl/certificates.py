@@ -13,10 +13,24 @@ import ipaddress
 import os
 import struct
 import threading
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Iterator,
+    List,
+    Literal,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from . import pointers as _p
 from ._binding import drain, ffi, lib, raise_last
+from ._types import ConnectionArg
 from .certvector import _ARRAYS, CertificateVector
 from .errors import CertificateReleasedError, SSLFailure
 from .ownership import ssl_held
@@ -33,6 +47,9 @@ from .pointers import (
     release_certificate,
     release_vector,
 )
+
+if TYPE_CHECKING:  # keys imports this module
+    from .keys import KeyPointer
 
 CertificateData = List[Tuple[str, Any]]
 
@@ -61,7 +78,7 @@ def _no_ssl_of(conn: Any) -> SSLPointer:
 ssl_of: Callable[[Any], SSLPointer] = _no_ssl_of
 
 
-def copy_peer_certificates(conn: Any) -> CertificateVector:
+def copy_peer_certificates(conn: ConnectionArg) -> CertificateVector:
     """The certificates the peer sent, leaf first, as a ``CertificateVector`` of
     owned pointers (release it with ``release_certificates_vector``). On the
     server side the client's leaf is included. Empty (``== []``) when none.
@@ -248,9 +265,43 @@ def certificates_released(certs: _Certs) -> Iterator[_Certs]:
                         pass
 
 
+@overload
+def pem_read(thing: Literal["X509"], filename: "os.PathLike[str] | str", *,
+             pass_phrase: Union[None, str, bytes] = None,
+             callback: Optional[Callable[[int, bool], Union[str, bytes]]] = None,
+             errorp: Literal[True] = True) -> X509Pointer: ...
+
+
+@overload
+def pem_read(thing: Literal["PrivateKey", "DHparams"], filename: "os.PathLike[str] | str", *,
+             pass_phrase: Union[None, str, bytes] = None,
+             callback: Optional[Callable[[int, bool], Union[str, bytes]]] = None,
+             errorp: Literal[True] = True) -> KeyPointer: ...
+
+
+@overload
+def pem_read(thing: Literal["X509"], filename: "os.PathLike[str] | str", *,
+             pass_phrase: Union[None, str, bytes] = None,
+             callback: Optional[Callable[[int, bool], Union[str, bytes]]] = None,
+             errorp: bool) -> Optional[X509Pointer]: ...
+
+
+@overload
+def pem_read(thing: Literal["PrivateKey", "DHparams"], filename: "os.PathLike[str] | str", *,
+             pass_phrase: Union[None, str, bytes] = None,
+             callback: Optional[Callable[[int, bool], Union[str, bytes]]] = None,
+             errorp: bool) -> Optional[KeyPointer]: ...
+
+
+@overload
 def pem_read(thing: str, filename: "os.PathLike[str] | str", *, pass_phrase: Union[None, str, bytes] = None,
              callback: Optional[Callable[[int, bool], Union[str, bytes]]] = None,
-             errorp: bool = True) -> Any:
+             errorp: bool = True) -> Union[X509Pointer, KeyPointer, None]: ...
+
+
+def pem_read(thing: str, filename: "os.PathLike[str] | str", *, pass_phrase: Union[None, str, bytes] = None,
+             callback: Optional[Callable[[int, bool], Union[str, bytes]]] = None,
+             errorp: bool = True) -> Union[X509Pointer, KeyPointer, None]:
     """Read the first PEM ``thing`` of a file as an owned pointer: ``"X509"`` (a
     certificate: ``X509Pointer``), ``"PrivateKey"`` (a private key, PEM or DER,
     encrypted or not: ``KeyPointer``) or ``"DHparams"`` (DH parameters, PEM or

@@ -14,6 +14,7 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from ._binding import drain, ffi, lib, text
+from ._types import ContextOrSSLArg
 from .pointers import SSLCtxPointer
 from .verification import ctx_or_ssl
 
@@ -61,7 +62,7 @@ def _apply(target: Any, ctx_setter: Any, ssl_setter: Any, spec: bytes) -> int:
         target._unpin()
 
 
-def set_ciphers(ctx_or_ssl_: Any, ciphers: str) -> None:
+def set_ciphers(ctx_or_ssl_: ContextOrSSLArg, ciphers: str) -> None:
     """The ciphers of TLS 1.2 (``SSL_CTX_set_cipher_list``): an OpenSSL cipher string
     such as ``"ECDHE+AESGCM:!aNULL"`` or ``"ECDHE-ECDSA-AES128-GCM-SHA256"`` (see
     ``openssl ciphers -v``). TLS 1.3 suites are ``set_ciphersuites``'. On an
@@ -89,7 +90,7 @@ def set_ciphers(ctx_or_ssl_: Any, ciphers: str) -> None:
         raise ValueError(f"ciphers: {ciphers!r} selects no cipher {_openssl()} has")
 
 
-def set_ciphersuites(ctx_or_ssl_: Any, ciphersuites: str) -> None:
+def set_ciphersuites(ctx_or_ssl_: ContextOrSSLArg, ciphersuites: str) -> None:
     """The TLS 1.3 ciphersuites, most preferred first (``SSL_CTX_set_ciphersuites``):
     names joined by ``":"``, such as ``"TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"``.
     ``""`` offers no TLS 1.3 suite: pair it with ``set_protocol_versions(ctx,
@@ -122,7 +123,7 @@ def _version(value: object, argument: str) -> Optional[int]:
     return PROTOCOL_VERSIONS[value]
 
 
-def set_protocol_versions(ctx_or_ssl_: Any, minimum: Optional[str] = None,
+def set_protocol_versions(ctx_or_ssl_: ContextOrSSLArg, minimum: Optional[str] = None,
                           maximum: Optional[str] = None) -> None:
     """The lowest and highest protocol version to negotiate, each ``"tls-v1-2"`` or
     ``"tls-v1-3"`` (``ssl_connection_protocol_version``'s keywords), or ``None`` to
@@ -168,7 +169,7 @@ def _name(version: int) -> Optional[str]:
     return _KEYWORDS.get(version, f"0x{version:04x}")
 
 
-def get_protocol_versions(ctx_or_ssl_: Any) -> Tuple[Optional[str], Optional[str]]:
+def get_protocol_versions(ctx_or_ssl_: ContextOrSSLArg) -> Tuple[Optional[str], Optional[str]]:
     """``(minimum, maximum)`` as set: keywords as ``set_protocol_versions`` takes
     them, ``None`` for no bound (OpenSSL's lowest or highest)."""
     target = ctx_or_ssl(ctx_or_ssl_, "ctx_or_ssl")

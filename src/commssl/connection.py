@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 from . import certificates as _certificates
 from ._binding import drain, ffi, lib
 from ._tls import CLOSED, HANDSHAKING, OPEN, TLSConnection
+from ._types import ConnectionArg
 from .certificates import (
     CertificateData,
     certificates_released,
@@ -272,7 +273,7 @@ _certificates.ssl_of = ssl_of
 ssl_connection_copy_peer_certificates = copy_peer_certificates
 
 
-def ssl_connection_get_peer_certificates_data(conn: Any) -> List[CertificateData]:
+def ssl_connection_get_peer_certificates_data(conn: ConnectionArg) -> List[CertificateData]:
     """``get_certificate_data`` of each certificate the peer sent, leaf first."""
     certs = copy_peer_certificates(ssl_of(conn))
     try:
@@ -282,7 +283,7 @@ def ssl_connection_get_peer_certificates_data(conn: Any) -> List[CertificateData
             release_certificate(c)
 
 
-def ssl_connection_verify(conn: Any) -> Tuple[bool, int]:
+def ssl_connection_verify(conn: ConnectionArg) -> Tuple[bool, int]:
     """Whether the peer's chain verified, and the ``X509_V_ERR_*`` code. During
     a verify callback: OpenSSL's result so far. No peer certificate is never a
     success (``X509_V_ERR_UNSPECIFIED``)."""
@@ -297,20 +298,20 @@ def ssl_connection_verify(conn: Any) -> Tuple[bool, int]:
     return code == lib.X509_V_OK, code
 
 
-def ssl_connection_protocol_version(conn: Any) -> str:
+def ssl_connection_protocol_version(conn: ConnectionArg) -> str:
     """``"tls-v1-3"``, ``"tls-v1-2"``, ``"tls-v1-1"``, ``"tls-v1"``, ``"v3"`` or ``"unknown"``."""
     sslp = ssl_of(conn)
     with ssl_held(sslp) as ssl:
         return _VERSIONS.get(lib.SSL_version(ssl), "unknown")
 
 
-def ssl_connection_ssl_ref(conn: Any) -> SSLPointer:
+def ssl_connection_ssl_ref(conn: ConnectionArg) -> SSLPointer:
     """The connection's ``SSLPointer``."""
     return ssl_of(conn)
 
 
 @contextlib.contextmanager
-def peer_certificates(conn: Any) -> Iterator[CertificateVector]:
+def peer_certificates(conn: ConnectionArg) -> Iterator[CertificateVector]:
     """Copy the peer's certificates (a ``CertificateVector``); on exit release the
     elements still owned and not set to ``None`` (set a slot to ``None`` to keep
     that certificate)."""
@@ -321,7 +322,7 @@ def peer_certificates(conn: Any) -> Iterator[CertificateVector]:
 # -- revocation and the verified chain (revocation.py, certificates.py) ---------------
 
 
-def ssl_connection_copy_verified_certificates(conn: Any) -> List[X509Pointer]:
+def ssl_connection_copy_verified_certificates(conn: ConnectionArg) -> List[X509Pointer]:
     """The chain OpenSSL built for the peer, leaf first, ending at the trust anchor
     (when it verified), as owned pointers (release them); ``[]`` when no chain was
     built. Inside ``verify_callback(conn)``: the chain of the attempt that just ran,
@@ -330,14 +331,14 @@ def ssl_connection_copy_verified_certificates(conn: Any) -> List[X509Pointer]:
     return copy_verified_certificates(ssl_of(conn))
 
 
-def ssl_connection_ocsp_response(conn: Any) -> Optional[bytes]:
+def ssl_connection_ocsp_response(conn: ConnectionArg) -> Optional[bytes]:
     """The DER OCSP response the server stapled (``set_ocsp_stapling`` asks for
     one), or ``None``. Also inside ``verify_callback(conn)`` on TLS 1.3; on TLS 1.2
     the staple comes after the certificate, so it is not there yet."""
     return ocsp_response(ssl_of(conn))
 
 
-def ssl_connection_ocsp_status(conn: Any) -> Optional[OCSPStatus]:
+def ssl_connection_ocsp_status(conn: ConnectionArg) -> Optional[OCSPStatus]:
     """The stapled response checked against the verified chain and the context's
     trust store (an ``OCSPStatus``), or ``None`` when nothing was stapled."""
     return ocsp_status(ssl_of(conn))

@@ -13,6 +13,7 @@ import threading
 from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, Union
 
 from ._binding import check, drain, ffi, lib, missing_file, text
+from ._types import ContextArg, NewContext
 from .ciphers import set_ciphers, set_ciphersuites
 from .credentials import _load_key, load_cadata
 from .pointers import SSLCtxPointer, SSLPointer
@@ -87,7 +88,7 @@ def wants_new_ctx(ssl_ctx: object) -> bool:
     return ssl_ctx is True or (isinstance(ssl_ctx, str) and ssl_ctx in _NEW_CTX)
 
 
-def make_ssl_ctx(ssl_ctx: Any = True, ssl_side: str = "server") -> SSLCtxPointer:
+def make_ssl_ctx(ssl_ctx: Union[NewContext, SSLCtxPointer] = True, ssl_side: str = "server") -> SSLCtxPointer:
     """A new ``SSL_CTX`` for ``ssl_side`` (``"server"``, ``"client"``, ``"both"``).
 
     ``ssl_ctx``: ``True``, ``"default"`` or ``"v23"`` make a new context (free it
@@ -151,7 +152,7 @@ def _path(path: object, argument: str) -> bytes:
     return os.fsencode(path)
 
 
-def ssl_ctx_use_certificate_chain_file(ctx: SSLCtxPointer, path: PathArg) -> None:
+def ssl_ctx_use_certificate_chain_file(ctx: ContextArg, path: PathArg) -> None:
     """Load the certificate, then its chain, from a PEM file."""
     pointer = _ctx(ctx)
     raw = _path(path, "path")
@@ -163,7 +164,7 @@ def ssl_ctx_use_certificate_chain_file(ctx: SSLCtxPointer, path: PathArg) -> Non
     check(ok, f"ssl_ctx_use_certificate_chain_file({os.fspath(path)!r})", (path,))
 
 
-def ssl_ctx_use_privatekey_file(ctx: SSLCtxPointer, path: PathArg) -> None:
+def ssl_ctx_use_privatekey_file(ctx: ContextArg, path: PathArg) -> None:
     """Load the private key (PEM); an encrypted one asks the password callback."""
     pointer = _ctx(ctx)
     raw = _path(path, "path")
@@ -172,7 +173,7 @@ def ssl_ctx_use_privatekey_file(ctx: SSLCtxPointer, path: PathArg) -> None:
 
 
 def ssl_ctx_load_verify_locations(
-    ctx: SSLCtxPointer, cafile: Optional[PathArg] = None, capath: Optional[PathArg] = None,
+    ctx: ContextArg, cafile: Optional[PathArg] = None, capath: Optional[PathArg] = None,
     *, cadata: Optional[bytes] = None,
 ) -> None:
     """Trust the certificates in ``cafile`` and/or the hashed directory ``capath``,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Union
 
 from ._binding import check, drain, ffi, lib, raise_last
+from ._types import ContextArg
 from .verification import ctx_pointer as _ctx
 
 _MAX = 2**31 - 1
@@ -25,7 +26,7 @@ def _data(value: object, argument: str) -> bytes:
     return value
 
 
-def ssl_ctx_use_certificate_chain(ctx: Any, pem_bytes: bytes) -> None:
+def ssl_ctx_use_certificate_chain(ctx: ContextArg, pem_bytes: bytes) -> None:
     """Use the certificate and its chain from PEM bytes: the leaf first, then the
     certificates sent with it (as ``ssl_ctx_use_certificate_chain_file``)."""
     pointer = _ctx(ctx)
@@ -57,7 +58,7 @@ def _load_key(pointer: Any, load: Callable[[Any], int]) -> int:
     return ok
 
 
-def ssl_ctx_use_privatekey(ctx: Any, pem_or_der_bytes: bytes,
+def ssl_ctx_use_privatekey(ctx: ContextArg, pem_or_der_bytes: bytes,
                            password: Union[None, str, bytes] = None) -> None:
     """Use the private key in PEM or DER bytes (PKCS#8, traditional, or encrypted
     PKCS#8). An encrypted key is opened with ``password``, else with the context's
@@ -81,7 +82,7 @@ def ssl_ctx_use_privatekey(ctx: Any, pem_or_der_bytes: bytes,
     check(ok, "ssl_ctx_use_privatekey")
 
 
-def load_cadata(ctx: Any, cadata: object) -> int:
+def load_cadata(ctx: ContextArg, cadata: object) -> int:
     """Trust the certificates in ``cadata``: PEM (one or more) or DER (one).
     Returns how many were added."""
     pointer = _ctx(ctx)

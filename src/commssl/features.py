@@ -18,6 +18,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from ._binding import drain, ffi, lib, raise_last, text
 from ._tls import enter_feature_callback, exit_feature_callback
+from ._types import ConnectionArg, ContextArg, ContextOrSSLArg
 from .connection import ssl_of
 from .ownership import ssl_held
 from .pointers import ContextRecords, SSLCtxPointer, SSLPointer
@@ -47,7 +48,7 @@ _features: "ContextRecords[_CtxFeatures]" = ContextRecords(lambda ctx: _CtxFeatu
 # -- what a connection negotiated ------------------------------------------------------
 
 
-def ssl_connection_cipher(conn: Any) -> str:
+def ssl_connection_cipher(conn: ConnectionArg) -> str:
     """The negotiated cipher suite's OpenSSL name (``"TLS_AES_256_GCM_SHA384"``,
     ``"ECDHE-RSA-AES128-GCM-SHA256"``...); ``""`` before the handshake."""
     sslp = ssl_of(conn)
@@ -55,7 +56,7 @@ def ssl_connection_cipher(conn: Any) -> str:
         return text(lib.SSL_get_cipher_name(ssl)).replace("(NONE)", "")
 
 
-def ssl_connection_server_name(conn: Any) -> Optional[str]:
+def ssl_connection_server_name(conn: ConnectionArg) -> Optional[str]:
     """The SNI host name: on a server the one the client asked for, on a client the
     one it sent; ``None`` when there was none."""
     sslp = ssl_of(conn)
@@ -63,7 +64,7 @@ def ssl_connection_server_name(conn: Any) -> Optional[str]:
         return text(lib.SSL_get_servername(ssl, lib.TLSEXT_NAMETYPE_host_name)) or None
 
 
-def ssl_connection_group(conn: Any) -> Optional[str]:
+def ssl_connection_group(conn: ConnectionArg) -> Optional[str]:
     """The key exchange group of the handshake (``"x25519"``, ``"secp256r1"``,
     ``"X25519MLKEM768"``...), as OpenSSL names it; ``None`` before the handshake or
     when there was none (a resumption without key exchange)."""
@@ -90,7 +91,7 @@ def _names(value: object, argument: str) -> List[str]:
     return names
 
 
-def set_groups(ctx_or_ssl_: Any, groups: Sequence[str]) -> None:
+def set_groups(ctx_or_ssl_: ContextOrSSLArg, groups: Sequence[str]) -> None:
     """The key exchange groups offered and accepted, most preferred first
     (``SSL_CTX_set1_groups_list``): names OpenSSL knows, such as ``"X25519"``,
     ``"P-256"``, ``"X25519MLKEM768"`` (OpenSSL >= 3.5). An empty list or a name
@@ -150,7 +151,7 @@ def _alpn_wire(protocols: object) -> bytes:
     return bytes(wire)
 
 
-def set_alpn_protocols(ctx_or_ssl_: Any, protocols: Sequence[str]) -> None:
+def set_alpn_protocols(ctx_or_ssl_: ContextOrSSLArg, protocols: Sequence[str]) -> None:
     """The ALPN protocols, most preferred first (``["h2", "http/1.1"]``).
 
     On a client: the protocols offered (``SSL_CTX_set_alpn_protos`` /
@@ -178,7 +179,7 @@ def set_alpn_protocols(ctx_or_ssl_: Any, protocols: Sequence[str]) -> None:
                 raise_last("set_alpn_protocols")
 
 
-def set_alpn_select_callback(ctx: Any, callback: Optional[AlpnSelect]) -> None:
+def set_alpn_select_callback(ctx: ContextArg, callback: Optional[AlpnSelect]) -> None:
     """A server's ALPN choice in Python: ``callback(conn, offered) -> str | None``
     per handshake, with the protocols the client offered (``list[str]``, in its
     order). Return one of them to select it, or ``None`` to go on without ALPN.
@@ -204,7 +205,7 @@ def set_alpn_select_callback(ctx: Any, callback: Optional[AlpnSelect]) -> None:
         raise_last("set_alpn_select_callback")
 
 
-def ssl_connection_alpn_protocol(conn: Any) -> Optional[str]:
+def ssl_connection_alpn_protocol(conn: ConnectionArg) -> Optional[str]:
     """The protocol ALPN selected, or ``None`` when none was."""
     sslp = ssl_of(conn)
     with ssl_held(sslp) as ssl:
@@ -268,7 +269,7 @@ def _commssl_alpn_py(py: Any, data: Any, length: int) -> int:
 # -- key logging ---------------------------------------------------------------------------
 
 
-def set_keylog(ctx: Any, target: KeylogTarget) -> None:
+def set_keylog(ctx: ContextArg, target: KeylogTarget) -> None:
     """Log the TLS secrets of every handshake on ``ctx`` in the NSS key log format
     (``CLIENT_RANDOM ...``, ``CLIENT_HANDSHAKE_TRAFFIC_SECRET ...``), which
     Wireshark reads to decrypt captures. Anyone holding these lines can decrypt
@@ -351,14 +352,14 @@ def _commssl_keylog_py(py: Any, line: Any) -> None:
 # -- sessions ------------------------------------------------------------------------------
 
 
-def ssl_connection_session(conn: Any) -> Session:
+def ssl_connection_session(conn: ConnectionArg) -> Session:
     """The connection's TLS session as an owned ``Session`` (release it), to resume
     with ``session=`` on a later connection. A TLS 1.3 server sends its tickets after
     the handshake: take the session after the first read (``Session.resumable``)."""
     return session_of(ssl_of(conn))
 
 
-def ssl_connection_session_reused(conn: Any) -> bool:
+def ssl_connection_session_reused(conn: ConnectionArg) -> bool:
     """Whether the handshake resumed a session."""
     sslp = ssl_of(conn)
     with ssl_held(sslp) as ssl:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union, overload
 
 from ._binding import drain, ffi, lib, missing_file, raise_last
+from ._types import ConnectionArg, ContextOrSSLArg
 from .errors import SSLFailure
 from .ownership import ssl_held
 from .pointers import (
@@ -198,6 +199,18 @@ _dh_cache: Dict[str, KeyPointer] = {}
 _dh_lock = threading.Lock()
 
 
+@overload
+def read_dhparams(filename: PathArg, *, pass_phrase: PassPhrase = None,
+                  callback: Optional[PassCallback] = None, errorp: Literal[True] = True,
+                  force: bool = False) -> KeyPointer: ...
+
+
+@overload
+def read_dhparams(filename: PathArg, *, pass_phrase: PassPhrase = None,
+                  callback: Optional[PassCallback] = None, errorp: bool,
+                  force: bool = False) -> Optional[KeyPointer]: ...
+
+
 def read_dhparams(filename: PathArg, *, pass_phrase: PassPhrase = None,
                   callback: Optional[PassCallback] = None, errorp: bool = True,
                   force: bool = False) -> Optional[KeyPointer]:
@@ -231,7 +244,7 @@ def read_dhparams(filename: PathArg, *, pass_phrase: PassPhrase = None,
     return dh
 
 
-def set_ssl_ctx_dh(ctx_or_ssl_: Any, *, dh: Optional[KeyPointer] = None,
+def set_ssl_ctx_dh(ctx_or_ssl_: ContextOrSSLArg, *, dh: Optional[KeyPointer] = None,
                    filename: Optional[PathArg] = None, pass_phrase: PassPhrase = None,
                    callback: Optional[PassCallback] = None) -> bool:
     """The DH parameters of DHE key exchange (TLS 1.2 ``DHE-*`` ciphers) on a
@@ -262,7 +275,7 @@ def set_ssl_ctx_dh(ctx_or_ssl_: Any, *, dh: Optional[KeyPointer] = None,
     return True
 
 
-def ssl_connection_read_dh_params_file(conn: Any, filename: PathArg) -> None:
+def ssl_connection_read_dh_params_file(conn: ConnectionArg, filename: PathArg) -> None:
     """Read DH parameters (PEM or DER) for this connection alone (a server's
     ``SSL_set0_tmp_dh_pkey``)."""
     from .connection import ssl_of

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 
 from ._binding import drain, ffi, lib, raise_last
 from ._tls import enter_feature_callback, exit_feature_callback
+from ._types import ConnectionArg, ContextArg
 from .connection import ssl_of
 from .errors import SSLFailure
 from .keys import KeyPointer, PassCallback, PassPhrase, PathArg, _Phrase, load_key
@@ -48,7 +49,7 @@ def _install_cert_cb(pointer: SSLCtxPointer) -> None:
         pointer._unpin()
 
 
-def set_ssl_ctx_cert_cb(ctx: Any, function: Optional[CertCallback]) -> None:
+def set_ssl_ctx_cert_cb(ctx: ContextArg, function: Optional[CertCallback]) -> None:
     """Choose the certificate per handshake (``SSL_CTX_set_cert_cb``): ``function(ssl)``
     gets the connection's ``SSLPointer`` and returns ``(cert, key)`` or ``None`` (no
     change: the context's certificate, if any). ``cert``: an ``X509Pointer`` or PEM
@@ -192,7 +193,8 @@ def _commssl_lw_client_hello_py(py: Any, name: Any) -> int:
         return 0
 
 
-def ssl_connection_read_certificates(conn: Any, key_file: PathArg, *, cert_file: Optional[PathArg] = None,
+def ssl_connection_read_certificates(conn: ConnectionArg, key_file: PathArg, *,
+                                     cert_file: Optional[PathArg] = None,
                                      password: PassPhrase = None,
                                      password_callback: Optional[PassCallback] = None) -> None:
     """This connection's certificate (with its chain, from ``cert_file``, default

@@ -9,9 +9,10 @@ accepted as 0: setting it changes nothing.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Dict
 
 from ._binding import ffi, lib
+from ._types import ContextOrSSLArg
 from .ownership import ssl_held
 from .pointers import SSLCtxPointer
 from .verification import ctx_or_ssl
@@ -32,7 +33,7 @@ OPTIONS: Dict[str, int] = _table()
 """Every option name ``set_ssl_ctx_options`` accepts, with its bit(s) here (0: none)."""
 
 
-def set_ssl_ctx_options(ctx_or_ssl_: Any, **options: bool) -> int:
+def set_ssl_ctx_options(ctx_or_ssl_: ContextOrSSLArg, **options: bool) -> int:
     """OR the ``SSL_OP_*`` bit of every option given as true into the options of a
     context (``SSL_CTX_set_options``) or a connection's SSL (``SSL_set_options``);
     false ones are ignored (options are only ever added, as in LispWorks). Returns the

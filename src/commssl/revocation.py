@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional, Union
 
 from ._binding import drain, ffi, lib, missing_file, raise_last, text
 from ._tls import enter_feature_callback, exit_feature_callback
+from ._types import ContextArg, ContextOrSSLArg
 from .errors import SSLFailure
 from .ownership import ssl_held
 from .pointers import SSLCtxPointer, SSLPointer
@@ -53,7 +54,7 @@ def _ctx_pointer(ctx: object, argument: str = "ctx") -> SSLCtxPointer:
 # -- CRLs ---------------------------------------------------------------------------
 
 
-def ssl_ctx_load_crl(ctx: Any, crl: Union[str, bytes, "os.PathLike[str]"]) -> int:
+def ssl_ctx_load_crl(ctx: ContextArg, crl: Union[str, bytes, "os.PathLike[str]"]) -> int:
     """Add certificate revocation lists to the context's trust store.
 
     ``crl``: a path (str or ``os.PathLike``) of a PEM or DER file, or the
@@ -88,7 +89,7 @@ def ssl_ctx_load_crl(ctx: Any, crl: Union[str, bytes, "os.PathLike[str]"]) -> in
     return int(n)
 
 
-def set_crl_checking(ctx: Any, mode: Optional[str]) -> None:
+def set_crl_checking(ctx: ContextOrSSLArg, mode: Optional[str]) -> None:
     """Check certificates against the loaded CRLs: ``None`` (off), ``"leaf"`` (the
     peer's own certificate: ``X509_V_FLAG_CRL_CHECK``) or ``"chain"`` (every
     certificate below the trust anchor: ``..._CRL_CHECK_ALL``).
@@ -116,7 +117,7 @@ def set_crl_checking(ctx: Any, mode: Optional[str]) -> None:
 # -- OCSP stapling: the client ----------------------------------------------------------
 
 
-def set_ocsp_stapling(ctx_or_ssl_: Any, mode: Union[bool, str]) -> None:
+def set_ocsp_stapling(ctx_or_ssl_: ContextOrSSLArg, mode: Union[bool, str]) -> None:
     """Ask servers for a stapled OCSP response (the TLS status_request extension).
 
     ``mode``: ``False`` (off), ``True`` (ask, record what comes:
@@ -210,7 +211,7 @@ def ocsp_status(sslp: SSLPointer, response: Optional[bytes] = None) -> Optional[
 # -- OCSP stapling: the server ------------------------------------------------------------
 
 
-def set_ocsp_staple(ctx: Any, response: Union[None, bytes, StapleCallback]) -> None:
+def set_ocsp_staple(ctx: ContextArg, response: Union[None, bytes, StapleCallback]) -> None:
     """Staple an OCSP response for the clients that ask for one.
 
     ``response``: ``bytes`` (a DER OCSP response, sent as it is to every client

@@ -20,7 +20,7 @@ import io
 import socket
 import threading
 import warnings
-from typing import Any, Optional
+from typing import Any, Literal, Optional, Union
 
 from ._binding import ffi, lib
 from ._detach import DetachDrain
@@ -36,6 +36,7 @@ from ._tls import (
     ms_left,
     timeout_arg,
 )
+from ._types import SSLCtxArg
 from .connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
 from .errors import SSLCondition
 from .ownership import StreamSocket, take_over
@@ -393,7 +394,7 @@ def _stream(stream: object) -> SocketStream:
 def attach_ssl(
     stream: SocketStream,
     *,
-    ssl_ctx: Any = True,
+    ssl_ctx: SSLCtxArg = True,
     ssl_side: str = "server",
     ctx_configure_callback: CtxCallback = None,
     ssl_configure_callback: SSLCallback = None,
@@ -564,7 +565,7 @@ def open_tcp_stream(
     host: str,
     port: int,
     *,
-    ssl_ctx: Any = None,
+    ssl_ctx: Union[None, Literal[False], SSLCtxArg] = None,  # None or False: plain TCP
     tlsext_host_name: Any = None,
     handshake_timeout: Optional[float] = None,
     timeout: Optional[float] = None,
@@ -610,7 +611,7 @@ def open_tcp_stream(
 
 def create_ssl_socket_stream(
     sock: socket.socket,
-    ssl_ctx: Any,
+    ssl_ctx: Optional[SSLCtxArg],
     *,
     ssl_side: str = "server",
     handshake_timeout: Optional[float] = None,

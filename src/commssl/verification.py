@@ -15,6 +15,7 @@ from typing import Any, Callable, List, Optional, Sequence, Union
 
 from . import pointers as _pointers
 from ._binding import ffi, lib, text
+from ._types import ConnectionArg, ContextOrSSLArg
 from .ownership import ssl_held
 from .pointers import (
     _EXPIRED,
@@ -155,7 +156,7 @@ def set_verification_mode(
             target._record.py_verify = py_callback is not None
 
 
-def get_verification_mode(ssl_or_ssl_ctx: Any) -> List[str]:
+def get_verification_mode(ssl_or_ssl_ctx: ContextOrSSLArg) -> List[str]:
     """The verify flags as keywords, in the order ``"verify-peer"``,
     ``"fail-if-no-peer-cert"``, ``"verify-client-once"``; ``[]`` for none."""
     target = ctx_or_ssl(ssl_or_ssl_ctx, "ssl_or_ssl_ctx")
@@ -167,7 +168,7 @@ def get_verification_mode(ssl_or_ssl_ctx: Any) -> List[str]:
     return [keyword for keyword, bit in _FLAG_KEYWORDS if flags & bit]
 
 
-def set_verification_depth(ctx_or_ssl_: Any, depth: int) -> None:
+def set_verification_depth(ctx_or_ssl_: ContextOrSSLArg, depth: int) -> None:
     """Limit the chain length OpenSSL accepts (``SSL[_CTX]_set_verify_depth``)."""
     target = ctx_or_ssl(ctx_or_ssl_, "ctx_or_ssl")
     if isinstance(depth, bool) or not isinstance(depth, int):
@@ -399,7 +400,7 @@ def x509_verify_cert_error_string(code: int) -> str:
     return text(lib.X509_verify_cert_error_string(code))
 
 
-def x509_store_ctx_get_connection(store_ctx: X509StoreCtxPointer) -> Any:
+def x509_store_ctx_get_connection(store_ctx: X509StoreCtxPointer) -> Optional[ConnectionArg]:
     """The commssl connection being verified (a stream), or its ``SSLPointer``
     when no stream owns it yet."""
     _pin_store(store_ctx)
