@@ -216,17 +216,7 @@ def release_certificates_vector(vec: Sequence[Optional[X509Pointer]]) -> None:
     All or nothing, even against other threads: a bad element (not an
     X509Pointer, borrowed, released, or listed twice) releases nothing.
     """
-    if type(vec) is CertificateVector:  # the one owner of every reference: one C call frees them
-        _acquire()
-        if vec._items is None and vec._state == _OWNED:
-            vec._state = _RELEASED
-            _p._outstanding -= vec._n
-            _release()
-            _free_certs(vec._array, vec._n)
-            return
-        _release()
-        vec._release_slots(True)
-    elif isinstance(vec, CertificateVector):
+    if isinstance(vec, CertificateVector):  # the one owner of every reference: one C call frees them
         vec._release_all()
     elif isinstance(vec, (list, tuple)):
         release_vector(vec)
