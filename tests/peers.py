@@ -537,12 +537,13 @@ def _serving(serve: Callable[[Listener, socket.socket], None], conn_timeout: flo
 @contextlib.contextmanager
 def cpython_tls_server(certfile_chain: Path | str, keyfile: Path | str, *,
                        cafile: Path | str | None = None, require_client_cert: bool = False,
-                       handler: Callable[[ssl.SSLSocket], None] = echo,
+                       handler: Callable[[ssl.SSLSocket], None] = echo, tickets: bool = True,
                        ) -> Iterator[Listener]:
     """CPython ``ssl`` server; each connection handled by ``handler(sslsock)``.
 
     With ``cafile`` client certificates are requested (CERT_OPTIONAL) or, with
-    ``require_client_cert``, required. Yields ``.port``, ``.errors`` (exceptions
+    ``require_client_cert``, required; ``tickets=False`` sends no TLS 1.3 session
+    tickets. Yields ``.port``, ``.errors`` (exceptions
     from handshakes and handlers) and ``.peer_certs`` (DER or None per
     completed handshake).
     """
@@ -553,6 +554,8 @@ def cpython_tls_server(certfile_chain: Path | str, keyfile: Path | str, *,
         ctx.verify_mode = ssl.CERT_OPTIONAL
     if require_client_cert:
         ctx.verify_mode = ssl.CERT_REQUIRED
+    if not tickets:  # TLS 1.3 session tickets: unread by a client that only writes (see its users)
+        ctx.num_tickets = 0
 
     def serve(server: Listener, conn: socket.socket) -> None:
         with ctx.wrap_socket(conn, server_side=True) as tls:
