@@ -522,16 +522,23 @@ class AsyncSSLStream(Connection):
         rbuf = self._rbuf
         while len(rbuf) < n:
             if self._ended():
-                if self._tls.read_error is not None and not self._tls.peer_closed and not self._closing:
-                    raise self._tls.read_error
-                partial = bytes(rbuf)
-                rbuf.clear()
-                raise asyncio.IncompleteReadError(partial, n)
+                raise self._incomplete(n)
             self._maybe_resume_reading(force=True)  # n may exceed the limit
             await self._wait()
         data = _take(rbuf, n)
         self._maybe_resume_reading()
         return data
+
+    def _incomplete(self, expected: Optional[int]) -> BaseException:
+        """What ends a read wanting more at the end of the stream: the stored error
+        (a failure, a truncation), else ``IncompleteReadError`` with all the data
+        left, the buffer emptied."""
+        tls = self._tls
+        if tls.read_error is not None and not tls.peer_closed and not self._closing:
+            return tls.read_error
+        partial = bytes(self._rbuf)
+        self._rbuf.clear()
+        return asyncio.IncompleteReadError(partial, expected)
 
     async def readuntil(self, separator: Separator = b"\n", limit: int = -1) -> bytes:
         """The data up to and including ``separator`` (bytes-like, or a tuple of
@@ -556,11 +563,7 @@ class AsyncSSLStream(Connection):
                 self._maybe_resume_reading()
                 return data
             if self._ended():
-                if self._tls.read_error is not None and not self._tls.peer_closed and not self._closing:
-                    raise self._tls.read_error
-                partial = bytes(rbuf)
-                rbuf.clear()
-                raise asyncio.IncompleteReadError(partial, None)
+                raise self._incomplete(None)
             self._maybe_resume_reading(force=True)  # limit may exceed the stream's
             await self._wait()
 
