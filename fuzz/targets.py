@@ -39,10 +39,10 @@ if atheris is not None and __name__ == "__main__" and "--plain" not in sys.argv:
         import commssl
 else:
     import commssl
-from commssl._binding import drain, ffi, lib  # noqa: E402 (after the instrumented import)
-from commssl._tls import raise_failure  # noqa: E402
-from commssl.connection import new_ssl  # noqa: E402
-from commssl.pointers import own_certificates  # noqa: E402
+from commssl._core.binding import drain, ffi, lib  # noqa: E402 (after the instrumented import)
+from commssl._core.pointers import own_certificates  # noqa: E402
+from commssl.io.connection import new_ssl  # noqa: E402
+from commssl.io.tls import raise_failure  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import seeds  # noqa: E402

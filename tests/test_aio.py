@@ -117,7 +117,7 @@ def test_echo_and_accessors_commssl_both_sides(pki: PKI, server_ctx: Any, client
     async def main() -> None:
         async with serving(handler, sctx) as server:
             stream = await open_tcp_stream_async("localhost", port_of(server), ssl_ctx=cctx)
-            assert isinstance(stream, AsyncSSLStream) and isinstance(stream, commssl.connection.Connection)
+            assert isinstance(stream, AsyncSSLStream) and isinstance(stream, commssl.io.connection.Connection)
             assert stream.ssl_side == "client" and stream.ssl_ctx is cctx
             assert ssl_connection_ssl_ref(stream) is stream.ssl
             assert ssl_connection_protocol_version(stream) == "tls-v1-3"
@@ -894,7 +894,7 @@ def test_bad_arguments(server_ctx: Any, client_ctx: Any) -> None:
             await open_tcp_stream_async(HOST, 1, ssl_ctx=server_abstract)
         with pytest.raises(ValueError, match="client context"):
             await start_ssl_server(echo, HOST, 0, ssl_ctx=client_abstract)
-        sslp = commssl.connection.new_ssl(sctx, "server")[0]
+        sslp = commssl.io.connection.new_ssl(sctx, "server")[0]
         try:
             with pytest.raises(TypeError, match="SSLPointer"):
                 await start_ssl_server(echo, HOST, 0, ssl_ctx=sslp)

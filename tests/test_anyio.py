@@ -57,7 +57,8 @@ def test_echo_with_commssl_blocking_server(backend: str, pki: PKI, server_ctx: A
 
     async def main() -> None:
         stream = await tls_anyio.connect(HOST, server.port, ssl_ctx=cctx, tlsext_host_name="localhost")
-        assert isinstance(stream, anyio.abc.ByteStream) and isinstance(stream, commssl.connection.Connection)
+        assert isinstance(stream, anyio.abc.ByteStream)
+        assert isinstance(stream, commssl.io.connection.Connection)
         assert stream.ssl is commssl.ssl_connection_ssl_ref(stream) and stream.ssl_ctx is cctx
         assert commssl.ssl_connection_verify(stream) == (True, 0)
         assert commssl.ssl_connection_protocol_version(stream) == "tls-v1-3"

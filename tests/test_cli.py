@@ -24,7 +24,7 @@ import pytest
 
 import commssl
 from commssl import cli
-from commssl.demo import CLIENT_CN, CLIENT_EMAIL, INTERMEDIATE_CN, ROOT_CN, SERVER_CN, run_demo
+from commssl.cli.local_demo import CLIENT_CN, CLIENT_EMAIL, INTERMEDIATE_CN, ROOT_CN, SERVER_CN, run_demo
 from peers import OPENSSL, PKI, openssl_server, plaintext_server, reset_server, silent_server
 
 ANSI = re.compile(r"\x1b\[")
@@ -82,7 +82,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-SCHEMA_DOC = json.loads((Path(cli.__file__).parent / "cli_schema.json").read_text())
+SCHEMA_DOC = json.loads((Path(cli.__file__).parent.parent / "cli_schema.json").read_text())
 _JSON_TYPES = {"object": dict, "array": list, "string": str, "integer": int, "boolean": bool,
                "null": type(None)}
 

@@ -81,7 +81,7 @@ def test_without_the_root_in_the_defaults_the_server_is_refused(pki: PKI, tmp_pa
 
 
 def test_fallback_bundle_only_when_the_default_file_is_missing(tmp_path: Path) -> None:
-    from commssl.contexts import fallback_bundle
+    from commssl.config.contexts import fallback_bundle
 
     present = tmp_path / "present.pem"
     present.write_text("x")
@@ -95,7 +95,7 @@ def test_fallback_bundle_only_when_the_default_file_is_missing(tmp_path: Path) -
 
 def test_client_trusts_a_system_bundle_when_the_default_file_is_missing(
         pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from commssl import contexts
+    from commssl.config import contexts
 
     empty = tmp_path / "certs"
     empty.mkdir()

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Tuple
 import pytest
 
 import commssl
-from commssl._detach import DETACH_DRAIN
+from commssl.io.detach import DETACH_DRAIN
 from helpers import connect
 from peers import HOST, PKI, MemoryBioPeer, in_thread, openssl_server
 

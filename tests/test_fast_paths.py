@@ -19,7 +19,7 @@ import pytest
 
 import commssl
 from commssl import CertificateReleasedError, X509Pointer
-from commssl.connection import _is_ip
+from commssl.io.connection import _is_ip
 from peers import OPENSSL, PKI, cpython_tls_server
 
 

@@ -15,8 +15,8 @@ from typing import Dict
 import pytest
 
 import commssl
-from commssl._binding import drain
-from commssl.pointers import own_certificates
+from commssl._core.binding import drain
+from commssl._core.pointers import own_certificates
 
 FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
 sys.path.insert(0, str(FUZZ))

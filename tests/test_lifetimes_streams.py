@@ -310,7 +310,7 @@ def test_timeouts_refuse_what_the_c_loops_cannot_take(bad: float, commssl_server
             stream.timeout = bad
         stream.write(b"x\n")
         assert stream.readline() == b"x\n"
-    assert commssl.connection.new_ssl  # the timeouts were refused before any SSL was made
+    assert commssl.io.connection.new_ssl  # the timeouts were refused before any SSL was made
 
 
 def test_handshake_timeout_counts_time_spent_in_callbacks(server_ctx: Callable[..., Any],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import commssl
-from commssl.options import OPTIONS
+from commssl.config.options import OPTIONS
 from peers import PKI, openssl_server
 
 HS = 10.0

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import pytest
 
 import commssl
-import commssl.policy as policy
+import commssl.io.policy as policy
 import peers
 from commssl import SSLVerificationFailure, lib
 from peers import HOST, PKI, WAIT
@@ -426,7 +426,7 @@ def test_without_the_idna_package(client_ctx: Any) -> None:
     code = (
         "import socket, sys\n"
         "sys.modules['idna'] = None  # as if not installed\n"
-        "import commssl, commssl.policy as p\n"
+        "import commssl, commssl.io.policy as p\n"
         "assert p.encode_host_name('bücher.de', 'host') == b'xn--bcher-kva.de'\n"
         "a, b = socket.socketpair()\n"
         "try:\n"

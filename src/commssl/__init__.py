@@ -13,10 +13,24 @@ from importlib.metadata import PackageNotFoundError as _NotFound
 from importlib.metadata import version as _dist_version
 from typing import Dict, Union
 
-from ._binding import ffi, lib
-from .aio import AsyncSSLStream, attach_ssl_async, detach_ssl_async, open_tcp_stream_async, start_ssl_server
-from .certificate_bytes import dump_certificate, load_certificate
-from .certificates import (
+from commssl._core.binding import ffi, lib
+from commssl._core.pointers import (
+    SSLCtxPointer,
+    SSLPointer,
+    X509Pointer,
+    X509StoreCtxPointer,
+    outstanding_certificates,
+    release_certificate,
+)
+from commssl.aio import (
+    AsyncSSLStream,
+    attach_ssl_async,
+    detach_ssl_async,
+    open_tcp_stream_async,
+    start_ssl_server,
+)
+from commssl.config.certificate_bytes import dump_certificate, load_certificate
+from commssl.config.certificates import (
     copy_certificate,
     get_certificate_common_name,
     get_certificate_data,
@@ -24,20 +38,9 @@ from .certificates import (
     pem_read,
     release_certificates_vector,
 )
-from .certvector import CertificateVector
-from .ciphers import get_protocol_versions, set_ciphers, set_ciphersuites, set_protocol_versions
-from .connection import (
-    peer_certificates,
-    ssl_connection_copy_peer_certificates,
-    ssl_connection_copy_verified_certificates,
-    ssl_connection_get_peer_certificates_data,
-    ssl_connection_ocsp_response,
-    ssl_connection_ocsp_status,
-    ssl_connection_protocol_version,
-    ssl_connection_ssl_ref,
-    ssl_connection_verify,
-)
-from .contexts import (
+from commssl.config.certvector import CertificateVector
+from commssl.config.ciphers import get_protocol_versions, set_ciphers, set_ciphersuites, set_protocol_versions
+from commssl.config.contexts import (
     SSLAbstractContext,
     create_ssl_client_context,
     create_ssl_server_context,
@@ -49,19 +52,8 @@ from .contexts import (
     ssl_ctx_use_certificate_chain_file,
     ssl_ctx_use_privatekey_file,
 )
-from .credentials import ssl_ctx_use_certificate_chain, ssl_ctx_use_privatekey
-from .errors import (
-    CertificateReleasedError,
-    SSLClosed,
-    SSLCondition,
-    SSLError,
-    SSLFailure,
-    SSLFileNotFound,
-    SSLHandshakeTimeout,
-    SSLVerificationFailure,
-    SSLVersionOrCipherMismatch,
-)
-from .features import (
+from commssl.config.credentials import ssl_ctx_use_certificate_chain, ssl_ctx_use_privatekey
+from commssl.config.features import (
     set_alpn_protocols,
     set_alpn_select_callback,
     set_groups,
@@ -73,43 +65,24 @@ from .features import (
     ssl_connection_session,
     ssl_connection_session_reused,
 )
-from .keys import (
+from commssl.config.keys import (
     KeyPointer,
     read_certificate_key_pairs,
     read_dhparams,
     set_ssl_ctx_dh,
     ssl_connection_read_dh_params_file,
 )
-from .lispworks_callbacks import set_ssl_ctx_cert_cb, ssl_connection_read_certificates
-from .options import set_ssl_ctx_options
-from .pointers import (
-    SSLCtxPointer,
-    SSLPointer,
-    X509Pointer,
-    X509StoreCtxPointer,
-    outstanding_certificates,
-    release_certificate,
-)
-from .revocation import (
+from commssl.config.lispworks_callbacks import set_ssl_ctx_cert_cb, ssl_connection_read_certificates
+from commssl.config.options import set_ssl_ctx_options
+from commssl.config.revocation import (
     OCSPStatus,
     set_crl_checking,
     set_ocsp_staple,
     set_ocsp_stapling,
     ssl_ctx_load_crl,
 )
-from .sessions import Session, release_session
-from .streams import (
-    SocketStream,
-    attach_ssl,
-    create_ssl_socket_stream,
-    detach_ssl,
-    open_tcp_stream,
-    socket_stream_ctx,
-    socket_stream_handshake,
-    socket_stream_ssl,
-    socket_stream_ssl_side,
-)
-from .verification import (
+from commssl.config.sessions import Session, release_session
+from commssl.config.verification import (
     get_verification_mode,
     set_verification_depth,
     set_verification_mode,
@@ -119,6 +92,39 @@ from .verification import (
     x509_store_ctx_get_error_depth,
     x509_store_ctx_set_error,
     x509_verify_cert_error_string,
+)
+from commssl.errors import (
+    CertificateReleasedError,
+    SSLClosed,
+    SSLCondition,
+    SSLError,
+    SSLFailure,
+    SSLFileNotFound,
+    SSLHandshakeTimeout,
+    SSLVerificationFailure,
+    SSLVersionOrCipherMismatch,
+)
+from commssl.io.connection import (
+    peer_certificates,
+    ssl_connection_copy_peer_certificates,
+    ssl_connection_copy_verified_certificates,
+    ssl_connection_get_peer_certificates_data,
+    ssl_connection_ocsp_response,
+    ssl_connection_ocsp_status,
+    ssl_connection_protocol_version,
+    ssl_connection_ssl_ref,
+    ssl_connection_verify,
+)
+from commssl.streams import (
+    SocketStream,
+    attach_ssl,
+    create_ssl_socket_stream,
+    detach_ssl,
+    open_tcp_stream,
+    socket_stream_ctx,
+    socket_stream_handshake,
+    socket_stream_ssl,
+    socket_stream_ssl_side,
 )
 
 try:  # one source of truth: the version in pyproject.toml, as installed
@@ -130,7 +136,7 @@ except _NotFound:  # imported from a source tree that was never installed
 def openssl_version() -> Dict[str, Union[str, int]]:
     """The OpenSSL the extension was built against and the one loaded now:
     ``{"built": text, "loaded": text, "built_number": int, "loaded_number": int}``."""
-    from ._binding import text
+    from commssl._core.binding import text
 
     return {
         "built": text(lib.OPENSSL_VERSION_TEXT),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from .cli import main
+from commssl.cli import main
 
 __all__ = ["main"]
 

@@ -19,13 +19,23 @@ from typing import TYPE_CHECKING, Any, Optional, Tuple
 import anyio
 import anyio.abc
 
-from ._binding import ffi
-from ._detach import DetachDrain
-from ._tls import CLOSED, OP_READ, OP_SHUTDOWN, OPEN, SCRATCH, SHUTDOWN_SENT, WANT_READ, ZERO_RETURN, scratch
-from .errors import SSLCondition, SSLError
+from commssl._core.binding import ffi
+from commssl.errors import SSLCondition, SSLError
+from commssl.io.detach import DetachDrain
+from commssl.io.tls import (
+    CLOSED,
+    OP_READ,
+    OP_SHUTDOWN,
+    OPEN,
+    SCRATCH,
+    SHUTDOWN_SENT,
+    WANT_READ,
+    ZERO_RETURN,
+    scratch,
+)
 
 if TYPE_CHECKING:
-    from .anyio import TLSStream
+    from commssl.anyio import TLSStream
 
 __all__ = ["broken", "byte_stream_arg", "close", "send_eof_error", "standard_compatible_arg", "unwrap"]
 

@@ -25,10 +25,16 @@ import logging
 import threading
 from typing import Any, Awaitable, Callable, List, Optional, Union
 
-from ._binding import ffi
-from ._detach import DetachDrain
-from ._separators import Separator, find_separator, separators_arg
-from ._tls import (
+from commssl._core.binding import ffi
+from commssl._core.pointers import SSLCtxPointer, SSLPointer
+from commssl._core.types import ContextArg, NewContext, SSLCtxArg
+from commssl._separators import Separator, find_separator, separators_arg
+from commssl.config.contexts import SSLAbstractContext, check_method_side, wants_new_ctx
+from commssl.errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
+from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
+from commssl.io.detach import DetachDrain
+from commssl.io.policy import check_hostname_arg
+from commssl.io.tls import (
     CLOSING,
     DETACHING,
     HANDSHAKING,
@@ -50,12 +56,6 @@ from ._tls import (
     scratch,
     timeout_arg,
 )
-from ._types import ContextArg, NewContext, SSLCtxArg
-from .connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
-from .contexts import SSLAbstractContext, check_method_side, wants_new_ctx
-from .errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
-from .pointers import SSLCtxPointer, SSLPointer
-from .policy import check_hostname_arg
 
 __all__ = [
     "AsyncSSLStream", "attach_ssl_async", "detach_ssl_async", "open_tcp_stream_async", "start_ssl_server",

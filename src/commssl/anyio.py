@@ -53,8 +53,12 @@ from anyio.streams.tls import TLSAttribute
 
 from commssl import _anyio_conventions as _conventions
 from commssl._anyio_extras import tls_attributes
-from commssl._binding import ffi
-from commssl._tls import (
+from commssl._core.binding import ffi
+from commssl.aio import _take
+from commssl.errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
+from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
+from commssl.io.policy import check_hostname_arg
+from commssl.io.tls import (
     OP_HANDSHAKE,
     OP_WRITE,
     OPEN,
@@ -67,10 +71,6 @@ from commssl._tls import (
     in_callback_error,
     timeout_arg,
 )
-from commssl.aio import _take
-from commssl.connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
-from commssl.errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
-from commssl.policy import check_hostname_arg
 
 __all__ = ["TLSStream", "connect", "wrap"]
 

@@ -45,12 +45,12 @@ except ModuleNotFoundError as _exc:  # without the extra: say how to get it
     raise missing_extra("commssl.httpx", "httpx", _exc) from _exc
 
 import commssl.anyio as _tls_anyio
-from commssl.connection import CtxCallback, SSLCallback, ssl_connection_protocol_version
-from commssl.contexts import SSLAbstractContext
+from commssl._core.pointers import SSLPointer
+from commssl.config.contexts import SSLAbstractContext
+from commssl.config.features import set_alpn_protocols, ssl_connection_alpn_protocol
 from commssl.errors import SSLHandshakeTimeout
-from commssl.features import set_alpn_protocols, ssl_connection_alpn_protocol
-from commssl.pointers import SSLPointer
-from commssl.policy import check_hostname_arg
+from commssl.io.connection import CtxCallback, SSLCallback, ssl_connection_protocol_version
+from commssl.io.policy import check_hostname_arg
 from commssl.streams import SocketStream, attach_ssl
 
 __all__ = ["AsyncHTTPTransport", "AsyncNetworkBackend", "HTTPTransport", "NetworkBackend"]

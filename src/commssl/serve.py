@@ -35,14 +35,14 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .contexts import (
+from commssl.config.contexts import (
     destroy_ssl_ctx,
     make_ssl_ctx,
     ssl_ctx_use_certificate_chain_file,
     ssl_ctx_use_privatekey_file,
 )
-from .revocation import set_ocsp_staple
-from .streams import create_ssl_socket_stream
+from commssl.config.revocation import set_ocsp_staple
+from commssl.streams import create_ssl_socket_stream
 
 __all__ = ["DEFAULT_DURATION", "DEFAULT_PORT", "FILES", "ExampleServer", "main", "write_example_files"]
 

@@ -22,9 +22,15 @@ import threading
 import warnings
 from typing import Any, Literal, Optional, Union
 
-from ._binding import ffi, lib
-from ._detach import DetachDrain
-from ._tls import (
+from commssl._core.binding import ffi, lib
+from commssl._core.ownership import StreamSocket, take_over
+from commssl._core.pointers import SSLCtxPointer, SSLPointer
+from commssl._core.types import SSLCtxArg
+from commssl.errors import SSLCondition
+from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
+from commssl.io.detach import DetachDrain
+from commssl.io.policy import check_hostname_arg
+from commssl.io.tls import (
     CLOSED,
     HANDSHAKING,
     OPEN,
@@ -36,12 +42,6 @@ from ._tls import (
     ms_left,
     timeout_arg,
 )
-from ._types import SSLCtxArg
-from .connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
-from .errors import SSLCondition
-from .ownership import StreamSocket, take_over
-from .pointers import SSLCtxPointer, SSLPointer
-from .policy import check_hostname_arg
 
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 _CHUNK = 64 * 1024

@@ -45,8 +45,8 @@ import warnings
 import weakref
 from typing import Any, Callable, Generic, Iterable, List, NoReturn, Optional, TypeVar
 
-from ._binding import ffi, lib
-from .errors import CertificateReleasedError
+from commssl._core.binding import ffi, lib
+from commssl.errors import CertificateReleasedError
 
 # lives (the low three bits of _state); >= _RELEASED is dead
 _OWNED, _BORROWED, _LOANED, _RELEASED, _EXPIRED = 0, 1, 2, 3, 4

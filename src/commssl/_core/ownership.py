@@ -32,8 +32,8 @@ import threading
 import weakref
 from typing import Any, Optional, Union
 
-from ._binding import lib
-from .pointers import SSLCtxPointer, SSLPointer
+from commssl._core.binding import lib
+from commssl._core.pointers import SSLCtxPointer, SSLPointer
 
 # -- one connection per SSL ------------------------------------------------------------
 

@@ -28,13 +28,10 @@ from typing import (
     overload,
 )
 
-from . import pointers as _p
-from ._binding import drain, ffi, lib, raise_last
-from ._types import ConnectionArg
-from .certvector import _ARRAYS, CertificateVector
-from .errors import CertificateReleasedError, SSLFailure
-from .ownership import ssl_held
-from .pointers import (
+from commssl._core import pointers as _p
+from commssl._core.binding import drain, ffi, lib, raise_last
+from commssl._core.ownership import ssl_held
+from commssl._core.pointers import (
     _LIFE,
     _OWNED,
     _RELEASED,
@@ -47,9 +44,12 @@ from .pointers import (
     release_certificate,
     release_vector,
 )
+from commssl._core.types import ConnectionArg
+from commssl.config.certvector import _ARRAYS, CertificateVector
+from commssl.errors import CertificateReleasedError, SSLFailure
 
 if TYPE_CHECKING:  # keys imports this module
-    from .keys import KeyPointer
+    from commssl.config.keys import KeyPointer
 
 CertificateData = List[Tuple[str, Any]]
 
@@ -307,7 +307,7 @@ def pem_read(thing: str, filename: "os.PathLike[str] | str", *, pass_phrase: Uni
     if thing not in ("X509", "PrivateKey", "DHparams"):
         raise ValueError(f"pem_read reads thing 'X509', 'PrivateKey' or 'DHparams', not {thing!r}")
     if thing != "X509":
-        from .keys import pem_read_key
+        from commssl.config.keys import pem_read_key
 
         return pem_read_key(thing, filename, pass_phrase, callback, errorp)
     if pass_phrase is not None and callback is not None:

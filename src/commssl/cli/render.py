@@ -10,9 +10,9 @@ import math
 import os
 from typing import Any, Dict, List, Optional, TextIO
 
-from . import openssl_version
-from ._cli_args import EXIT_CONNECTION, EXIT_OK, _hostport
-from .certificates import CertificateData
+from commssl import openssl_version
+from commssl.cli.args import EXIT_CONNECTION, EXIT_OK, _hostport
+from commssl.config.certificates import CertificateData
 
 SCHEMA = 2
 
@@ -196,7 +196,7 @@ def render_text(doc: Json, st: Style) -> str:
     if doc["cipher"]:
         tls += f", {doc['cipher']}"
     if doc["mode"] == "demo":
-        from .demo import CLIENT_CN, INTERMEDIATE_CN, ROOT_CN, SERVER_CN
+        from commssl.cli.local_demo import CLIENT_CN, INTERMEDIATE_CN, ROOT_CN, SERVER_CN
 
         out.append(st.bold("commssl demo") + f" ({openssl_version()['loaded']}): a commssl server and client "
                    "in this process")

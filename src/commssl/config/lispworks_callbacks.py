@@ -15,15 +15,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Tuple, Union
 
-from ._binding import drain, ffi, lib, raise_last
-from ._tls import enter_feature_callback, exit_feature_callback
-from ._types import ConnectionArg, ContextArg
-from .connection import ssl_of
-from .errors import SSLFailure
-from .keys import KeyPointer, PassCallback, PassPhrase, PathArg, _Phrase, load_key
-from .ownership import ssl_held
-from .pointers import ContextRecords, SSLCtxPointer, SSLPointer, X509Pointer, pin_certificate
-from .verification import _park, ctx_pointer
+from commssl._core.binding import drain, ffi, lib, raise_last
+from commssl._core.ownership import ssl_held
+from commssl._core.pointers import ContextRecords, SSLCtxPointer, SSLPointer, X509Pointer, pin_certificate
+from commssl._core.types import ConnectionArg, ContextArg
+from commssl.config.keys import KeyPointer, PassCallback, PassPhrase, PathArg, _Phrase, load_key
+from commssl.config.verification import _park, ctx_pointer
+from commssl.errors import SSLFailure
+from commssl.io.connection import ssl_of
+from commssl.io.tls import enter_feature_callback, exit_feature_callback
 
 CertCallback = Callable[[SSLPointer], Optional[Tuple[Union[X509Pointer, bytes], Union[KeyPointer, bytes]]]]
 

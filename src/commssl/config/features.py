@@ -16,14 +16,14 @@ import threading
 import weakref
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
-from ._binding import drain, ffi, lib, raise_last, text
-from ._tls import enter_feature_callback, exit_feature_callback
-from ._types import ConnectionArg, ContextArg, ContextOrSSLArg
-from .connection import ssl_of
-from .ownership import ssl_held
-from .pointers import ContextRecords, SSLCtxPointer, SSLPointer
-from .sessions import Session, session_of
-from .verification import _park, ctx_or_ssl, ctx_pointer, park_from_traceback
+from commssl._core.binding import drain, ffi, lib, raise_last, text
+from commssl._core.ownership import ssl_held
+from commssl._core.pointers import ContextRecords, SSLCtxPointer, SSLPointer
+from commssl._core.types import ConnectionArg, ContextArg, ContextOrSSLArg
+from commssl.config.sessions import Session, session_of
+from commssl.config.verification import _park, ctx_or_ssl, ctx_pointer, park_from_traceback
+from commssl.io.connection import ssl_of
+from commssl.io.tls import enter_feature_callback, exit_feature_callback
 
 lib.commssl_features_init()
 

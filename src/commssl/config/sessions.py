@@ -38,9 +38,9 @@ import hashlib
 import os
 from typing import Any, Dict, Optional, Tuple
 
-from ._binding import drain, ffi, lib, raise_last
-from .ownership import ssl_held
-from .pointers import _OWNED, ContextRecords, SSLCtxPointer, SSLPointer, _Owned
+from commssl._core.binding import drain, ffi, lib, raise_last
+from commssl._core.ownership import ssl_held
+from commssl._core.pointers import _OWNED, ContextRecords, SSLCtxPointer, SSLPointer, _Owned
 
 
 def _identity(sslp: SSLPointer, ssl: Any) -> Tuple[Any, ...]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal, Union
 
-from .pointers import SSLCtxPointer, SSLPointer
+from commssl._core.pointers import SSLCtxPointer, SSLPointer
 
 if TYPE_CHECKING:  # these modules import this one's users: no cycle at run time
-    from .connection import Connection
-    from .contexts import SSLAbstractContext
+    from commssl.config.contexts import SSLAbstractContext
+    from commssl.io.connection import Connection
 
 ContextArg = Union[SSLCtxPointer, "SSLAbstractContext"]
 ContextOrSSLArg = Union[SSLCtxPointer, "SSLAbstractContext", SSLPointer]

@@ -12,14 +12,14 @@ import os
 import threading
 from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, Union
 
-from ._binding import check, drain, ffi, lib, missing_file, text
-from ._types import ContextArg, NewContext
-from .ciphers import set_ciphers, set_ciphersuites
-from .credentials import _load_key, load_cadata
-from .pointers import SSLCtxPointer, SSLPointer
-from .revocation import set_crl_checking, set_ocsp_stapling, ssl_ctx_load_crl
-from .verification import ctx_pointer as _ctx
-from .verification import set_verification_mode
+from commssl._core.binding import check, drain, ffi, lib, missing_file, text
+from commssl._core.pointers import SSLCtxPointer, SSLPointer
+from commssl._core.types import ContextArg, NewContext
+from commssl.config.ciphers import set_ciphers, set_ciphersuites
+from commssl.config.credentials import _load_key, load_cadata
+from commssl.config.revocation import set_crl_checking, set_ocsp_stapling, ssl_ctx_load_crl
+from commssl.config.verification import ctx_pointer as _ctx
+from commssl.config.verification import set_verification_mode
 
 PathArg = Union[str, "os.PathLike[str]"]
 PasswordCallback = Callable[[int, bool], Union[str, bytes]]
@@ -331,8 +331,8 @@ def _make(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg
               fail_if_no_peer_cert: bool = False,
               # cipher knobs (ciphers.py)
               ciphers: Optional[str] = None, ciphersuites: Optional[str] = None) -> SSLCtxPointer:
-    from .keys import pem_read_key, set_ssl_ctx_dh
-    from .lispworks_callbacks import set_cert_request_callback, set_client_hello_callback
+    from commssl.config.keys import pem_read_key, set_ssl_ctx_dh
+    from commssl.config.lispworks_callbacks import set_cert_request_callback, set_client_hello_callback
 
     if protocol_version is not None and protocol_version is not True and protocol_version not in _PROTOCOLS:
         raise ValueError("protocol_version must be 'tls-v1-2', 'tls-v1-3', True or None, "

@@ -12,11 +12,39 @@ import sys
 import time
 from typing import Any, List, Optional, Tuple, cast
 
-from ._cli_args import EXIT_CONNECTION, EXIT_OK, EXIT_UNVERIFIED, UsageError, _hostport, _is_ip, _readable
-from ._cli_render import Json, certificate_json, chain_json, new_document, new_view
-from ._types import ConnectionArg
-from .certificates import get_certificate_common_name, get_certificate_data
-from .connection import (
+from commssl._core.pointers import SSLCtxPointer, X509StoreCtxPointer, release_certificate
+from commssl._core.types import ConnectionArg
+from commssl.cli.args import (
+    EXIT_CONNECTION,
+    EXIT_OK,
+    EXIT_UNVERIFIED,
+    UsageError,
+    _hostport,
+    _is_ip,
+    _readable,
+)
+from commssl.cli.render import Json, certificate_json, chain_json, new_document, new_view
+from commssl.config.certificates import get_certificate_common_name, get_certificate_data
+from commssl.config.contexts import (
+    destroy_ssl_ctx,
+    make_ssl_ctx,
+    set_ssl_ctx_password_callback,
+    ssl_ctx_load_verify_locations,
+    ssl_ctx_use_certificate_chain_file,
+    ssl_ctx_use_privatekey_file,
+)
+from commssl.config.features import ssl_connection_cipher, ssl_connection_server_name
+from commssl.config.revocation import set_ocsp_stapling
+from commssl.config.verification import (
+    set_verification_mode,
+    x509_store_ctx_get_connection,
+    x509_store_ctx_get_current_cert,
+    x509_store_ctx_get_error,
+    x509_store_ctx_get_error_depth,
+    x509_verify_cert_error_string,
+)
+from commssl.errors import SSLCondition, SSLHandshakeTimeout, SSLVerificationFailure
+from commssl.io.connection import (
     peer_certificates,
     ssl_connection_copy_verified_certificates,
     ssl_connection_get_peer_certificates_data,
@@ -25,27 +53,7 @@ from .connection import (
     ssl_connection_protocol_version,
     ssl_connection_verify,
 )
-from .contexts import (
-    destroy_ssl_ctx,
-    make_ssl_ctx,
-    set_ssl_ctx_password_callback,
-    ssl_ctx_load_verify_locations,
-    ssl_ctx_use_certificate_chain_file,
-    ssl_ctx_use_privatekey_file,
-)
-from .errors import SSLCondition, SSLHandshakeTimeout, SSLVerificationFailure
-from .features import ssl_connection_cipher, ssl_connection_server_name
-from .pointers import SSLCtxPointer, X509StoreCtxPointer, release_certificate
-from .revocation import set_ocsp_stapling
-from .streams import SocketStream, attach_ssl, open_tcp_stream
-from .verification import (
-    set_verification_mode,
-    x509_store_ctx_get_connection,
-    x509_store_ctx_get_current_cert,
-    x509_store_ctx_get_error,
-    x509_store_ctx_get_error_depth,
-    x509_verify_cert_error_string,
-)
+from commssl.streams import SocketStream, attach_ssl, open_tcp_stream
 
 #: OpenSSL's X509_V_OK (0, part of its ABI): the verify callback's code for a passing call.
 X509_V_OK = 0
@@ -300,7 +308,7 @@ def inspect_server(args: argparse.Namespace, host: str, port: int) -> Json:
 
 def demo(timeout: float) -> Json:
     """Run ``commssl.demo`` with recording callbacks and fill the JSON document."""
-    from .demo import run_demo  # the demo's PKI code is only needed here
+    from commssl.cli.local_demo import run_demo  # the demo's PKI code is only needed here
 
     client, server = Recorder(), Recorder()
     result = run_demo(client, server, timeout)

@@ -21,13 +21,13 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
-from ._binding import drain, ffi, lib, missing_file, raise_last, text
-from ._tls import enter_feature_callback, exit_feature_callback
-from ._types import ContextArg, ContextOrSSLArg
-from .errors import SSLFailure
-from .ownership import ssl_held
-from .pointers import SSLCtxPointer, SSLPointer
-from .verification import _park, ctx_or_ssl, park_from_traceback
+from commssl._core.binding import drain, ffi, lib, missing_file, raise_last, text
+from commssl._core.ownership import ssl_held
+from commssl._core.pointers import SSLCtxPointer, SSLPointer
+from commssl._core.types import ContextArg, ContextOrSSLArg
+from commssl.config.verification import _park, ctx_or_ssl, park_from_traceback
+from commssl.errors import SSLFailure
+from commssl.io.tls import enter_feature_callback, exit_feature_callback
 
 if not lib.commssl_rv_init():
     raise ImportError("commssl: cannot allocate OpenSSL ex_data indexes for revocation")

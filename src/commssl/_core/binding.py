@@ -7,8 +7,8 @@ import errno
 import os
 from typing import Any, List, NoReturn, Optional, Sequence, Type
 
-from ._openssl import ffi, lib
-from .errors import (
+from commssl._openssl import ffi, lib
+from commssl.errors import (
     SSLClosed,
     SSLCondition,
     SSLError,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import binascii
 from typing import Optional
 
-from ._binding import drain, ffi, lib, text
-from .pointers import X509Pointer, own_certificates, pin_certificate
+from commssl._core.binding import drain, ffi, lib, text
+from commssl._core.pointers import X509Pointer, own_certificates, pin_certificate
 
 _ENCODINGS = ("pem", "der")
 _MAX = 2**31 - 1

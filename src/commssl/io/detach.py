@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._binding import lib
-from .errors import SSLClosed
+from commssl._core.binding import lib
+from commssl.errors import SSLClosed
 
 __all__ = ["DETACH_DRAIN", "DetachDrain"]
 

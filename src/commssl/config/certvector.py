@@ -23,9 +23,9 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, Iterator, List, NoReturn, Optional, Union, overload
 
-from . import pointers as _p
-from ._binding import ffi, lib
-from .pointers import _LIFE, _OWNED, _RELEASED, _USER, X509Pointer
+from commssl._core import pointers as _p
+from commssl._core.binding import ffi, lib
+from commssl._core.pointers import _LIFE, _OWNED, _RELEASED, _USER, X509Pointer
 
 _acquire = _p._acquire
 _release = _p._release

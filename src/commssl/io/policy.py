@@ -18,7 +18,7 @@ import functools
 from types import ModuleType
 from typing import Any, Optional
 
-from ._binding import lib
+from commssl._core.binding import lib
 
 #: Characters whose IDNA 2003 and IDNA 2008 (UTS 46, non-transitional) forms
 #: differ: the four deviation characters, and capital sharp s, which UTS 46 maps

@@ -8,24 +8,24 @@ import contextlib
 import ipaddress
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-from . import certificates as _certificates
-from ._binding import drain, ffi, lib
-from ._tls import CLOSED, HANDSHAKING, OPEN, TLSConnection
-from ._types import ConnectionArg
-from .certificates import (
+from commssl._core.binding import drain, ffi, lib
+from commssl._core.ownership import claim_ssl, release_ssl_claim, ssl_held
+from commssl._core.pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
+from commssl._core.types import ConnectionArg
+from commssl.config import certificates as _certificates
+from commssl.config.certificates import (
     CertificateData,
     certificates_released,
     copy_peer_certificates,
     copy_verified_certificates,
     get_certificate_data,
 )
-from .certvector import CertificateVector
-from .contexts import SSLAbstractContext, check_method_side, make_ssl_ctx, wants_new_ctx
-from .ownership import claim_ssl, release_ssl_claim, ssl_held
-from .pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
-from .policy import check_hostname_arg, client_name, encode_host_name
-from .revocation import OCSPStatus, ocsp_response, ocsp_status
-from .sessions import apply_session, bind_server_sessions
+from commssl.config.certvector import CertificateVector
+from commssl.config.contexts import SSLAbstractContext, check_method_side, make_ssl_ctx, wants_new_ctx
+from commssl.config.revocation import OCSPStatus, ocsp_response, ocsp_status
+from commssl.config.sessions import apply_session, bind_server_sessions
+from commssl.io.policy import check_hostname_arg, client_name, encode_host_name
+from commssl.io.tls import CLOSED, HANDSHAKING, OPEN, TLSConnection
 
 CtxCallback = Optional[Callable[[SSLCtxPointer], Any]]
 SSLCallback = Optional[Callable[[SSLPointer], Any]]

@@ -15,11 +15,9 @@ import re
 import threading
 from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union, overload
 
-from ._binding import drain, ffi, lib, missing_file, raise_last
-from ._types import ConnectionArg, ContextOrSSLArg
-from .errors import SSLFailure
-from .ownership import ssl_held
-from .pointers import (
+from commssl._core.binding import drain, ffi, lib, missing_file, raise_last
+from commssl._core.ownership import ssl_held
+from commssl._core.pointers import (
     _OWNED,
     SSLCtxPointer,
     X509Pointer,
@@ -27,7 +25,9 @@ from .pointers import (
     own_certificates,
     release_vector,
 )
-from .verification import ctx_or_ssl
+from commssl._core.types import ConnectionArg, ContextOrSSLArg
+from commssl.config.verification import ctx_or_ssl
+from commssl.errors import SSLFailure
 
 PassPhrase = Union[None, str, bytes]
 PassCallback = Callable[[int, bool], Union[str, bytes]]
@@ -278,7 +278,7 @@ def set_ssl_ctx_dh(ctx_or_ssl_: ContextOrSSLArg, *, dh: Optional[KeyPointer] = N
 def ssl_connection_read_dh_params_file(conn: ConnectionArg, filename: PathArg) -> None:
     """Read DH parameters (PEM or DER) for this connection alone (a server's
     ``SSL_set0_tmp_dh_pkey``)."""
-    from .connection import ssl_of
+    from commssl.io.connection import ssl_of
 
     sslp = ssl_of(conn)
     data, path = _read_bytes(filename)

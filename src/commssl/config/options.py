@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Dict
 
-from ._binding import ffi, lib
-from ._types import ContextOrSSLArg
-from .ownership import ssl_held
-from .pointers import SSLCtxPointer
-from .verification import ctx_or_ssl
+from commssl._core.binding import ffi, lib
+from commssl._core.ownership import ssl_held
+from commssl._core.pointers import SSLCtxPointer
+from commssl._core.types import ContextOrSSLArg
+from commssl.config.verification import ctx_or_ssl
 
 
 def _table() -> Dict[str, int]:

@@ -47,7 +47,7 @@ terminal, without ``--no-color`` and with ``NO_COLOR`` unset or empty.
 JSON (``--json``, schema 2)
 ---------------------------
 One document on stdout, for every exit status except 2. Its schema is the JSON
-Schema ``cli_schema.json`` beside this module (shipped with the package); the
+Schema ``commssl/cli_schema.json`` (shipped with the package); the
 documentation's command-line page explains each key. New keys come only with a
 new ``schema`` number.
 """
@@ -58,10 +58,12 @@ import math
 import sys
 from typing import Optional, Sequence
 
+from commssl._core.pointers import outstanding_certificates
+
 # The command in three parts: _cli_args (parsing), _cli_inspect (connecting, through the
 # public API), _cli_render (the JSON document and its text). The names below are
 # re-exported: commssl.cli's own API as before the split.
-from ._cli_args import (
+from commssl.cli.args import (
     DEFAULT_PORT,
     DEFAULT_TIMEOUT,
     EXIT_CONNECTION,
@@ -72,7 +74,7 @@ from ._cli_args import (
     build_parser,
     parse_target,
 )
-from ._cli_inspect import (
+from commssl.cli.inspect import (
     REJECTION_WINDOW,
     Recorder,
     await_rejection,
@@ -83,7 +85,7 @@ from ._cli_inspect import (
     ocsp_json,
     verify_json,
 )
-from ._cli_render import (
+from commssl.cli.render import (
     SCHEMA,
     Json,
     Style,
@@ -98,7 +100,6 @@ from ._cli_render import (
     render_view,
     use_color,
 )
-from .pointers import outstanding_certificates
 
 __all__ = [
     "DEFAULT_PORT", "DEFAULT_TIMEOUT", "EXIT_CONNECTION", "EXIT_OK", "EXIT_UNVERIFIED", "EXIT_USAGE",
@@ -118,7 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             reconfigure(errors="backslashreplace")  # odd names must not crash the report
     arguments = sys.argv[1:] if argv is None else list(argv)
     if arguments[:1] == ["serve"]:  # the examples' certificates and server (a host "serve": serve:443)
-        from .serve import main as serve_main
+        from commssl.serve import main as serve_main
         return serve_main(arguments[1:])
     try:
         args = build_parser().parse_args(arguments)

@@ -36,13 +36,13 @@ import threading
 import time
 from typing import Any, Callable, NoReturn, Optional, Tuple, Type
 
-from ._binding import drain, ffi, lib, raise_io_error
-from .certificates import failure_chain_data, verification_errors
-from .errors import SSLClosed, SSLCondition, SSLHandshakeTimeout, SSLVerificationFailure
-from .ownership import release_ssl_claim
-from .pointers import SSLCtxPointer, SSLPointer
-from .sessions import decide_without_certificate, reverify_resumed
-from .verification import x509_verify_cert_error_string
+from commssl._core.binding import drain, ffi, lib, raise_io_error
+from commssl._core.ownership import release_ssl_claim
+from commssl._core.pointers import SSLCtxPointer, SSLPointer
+from commssl.config.certificates import failure_chain_data, verification_errors
+from commssl.config.sessions import decide_without_certificate, reverify_resumed
+from commssl.config.verification import x509_verify_cert_error_string
+from commssl.errors import SSLClosed, SSLCondition, SSLHandshakeTimeout, SSLVerificationFailure
 
 PLAIN, HANDSHAKING, OPEN, CLOSING, DETACHING, FAILED, CLOSED = range(7)
 STATE_NAMES = ("plain", "handshaking", "open", "closing", "detaching", "failed", "closed")

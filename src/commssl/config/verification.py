@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Sequence, Union
 
-from . import pointers as _pointers
-from ._binding import ffi, lib, text
-from ._types import ConnectionArg, ContextOrSSLArg
-from .ownership import ssl_held
-from .pointers import (
+from commssl._core import pointers as _pointers
+from commssl._core.binding import ffi, lib, text
+from commssl._core.ownership import ssl_held
+from commssl._core.pointers import (
     _EXPIRED,
     _LOANED,
     _USER,
@@ -29,6 +28,7 @@ from .pointers import (
     lend_store_ctx,
     loan_certificate,
 )
+from commssl._core.types import ConnectionArg, ContextOrSSLArg
 
 VerifyCallback = Callable[[bool, X509StoreCtxPointer], Any]
 Mode = Union[int, str, Sequence[str]]

@@ -18,20 +18,20 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple
 
-from . import _demo
-from ._binding import check, ffi, lib, raise_last, text
-from .certificates import CertificateData
-from .connection import (
+from commssl import _demo
+from commssl._core.binding import check, ffi, lib, raise_last, text
+from commssl._core.pointers import SSLCtxPointer, X509Pointer, own_certificates, release_certificate
+from commssl.config.certificates import CertificateData
+from commssl.config.contexts import destroy_ssl_ctx, make_ssl_ctx
+from commssl.config.verification import set_verification_mode
+from commssl.errors import SSLVerificationFailure
+from commssl.io.connection import (
     ssl_connection_get_peer_certificates_data,
     ssl_connection_protocol_version,
     ssl_connection_ssl_ref,
     ssl_connection_verify,
 )
-from .contexts import destroy_ssl_ctx, make_ssl_ctx
-from .errors import SSLVerificationFailure
-from .pointers import SSLCtxPointer, X509Pointer, own_certificates, release_certificate
-from .streams import SocketStream, create_ssl_socket_stream, open_tcp_stream
-from .verification import set_verification_mode
+from commssl.streams import SocketStream, create_ssl_socket_stream, open_tcp_stream
 
 ROOT_CN = "commssl demo root"
 INTERMEDIATE_CN = "commssl demo intermediate"

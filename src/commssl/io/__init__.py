@@ -1,0 +1,1 @@
+"""Connections: the TLS state machine, the policy each one is held to, the accessors."""
