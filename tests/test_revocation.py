@@ -24,8 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 import commssl
+from commssl._core.args import ssl_of
 from commssl.config.revocation import ocsp_status
-from commssl.io.connection import ssl_of
 from peers import NGINX, OPENSSL, PKI, WAIT, nginx, openssl_client, openssl_server
 from revocation_pki import der_crl, make_crl, ocsp_response, unauthorized_response
 

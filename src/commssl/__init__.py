@@ -9,9 +9,6 @@ reference and the differences from LispWorks; also docs/ in the source).
 Source and issues: https://github.com/commssl/commssl
 """
 
-from importlib.metadata import PackageNotFoundError as _NotFound
-from importlib.metadata import version as _dist_version
-from typing import Dict, Union
 
 from commssl._core.binding import ffi, lib
 from commssl._core.pointers import (
@@ -22,6 +19,7 @@ from commssl._core.pointers import (
     outstanding_certificates,
     release_certificate,
 )
+from commssl._core.version import __version__, openssl_version
 from commssl.aio import (
     AsyncSSLStream,
     attach_ssl_async,
@@ -126,25 +124,6 @@ from commssl.streams import (
     socket_stream_ssl,
     socket_stream_ssl_side,
 )
-
-try:  # one source of truth: the version in pyproject.toml, as installed
-    __version__: str = _dist_version("commssl")
-except _NotFound:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
-
-
-def openssl_version() -> Dict[str, Union[str, int]]:
-    """The OpenSSL the extension was built against and the one loaded now:
-    ``{"built": text, "loaded": text, "built_number": int, "loaded_number": int}``."""
-    from commssl._core.binding import text
-
-    return {
-        "built": text(lib.OPENSSL_VERSION_TEXT),
-        "loaded": text(lib.OpenSSL_version(lib.OPENSSL_VERSION)),
-        "built_number": int(lib.OPENSSL_VERSION_NUMBER),
-        "loaded_number": int(lib.OpenSSL_version_num()),
-    }
-
 
 __all__ = [
     "AsyncSSLStream", "attach_ssl_async", "detach_ssl_async", "open_tcp_stream_async", "start_ssl_server",

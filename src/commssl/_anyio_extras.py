@@ -20,12 +20,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from anyio.streams.tls import TLSAttribute
 
+from commssl._core.args import ssl_of
 from commssl._core.binding import ffi, lib, text
 from commssl._core.ownership import ssl_held
 from commssl._core.pointers import borrow_certificate
 from commssl.config.certificate_bytes import dump_certificate
 from commssl.config.features import ssl_connection_alpn_protocol
-from commssl.io.connection import ssl_of
 
 __all__ = ["tls_attributes"]
 

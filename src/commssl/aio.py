@@ -26,6 +26,7 @@ import threading
 from typing import Any, Awaitable, Callable, List, Optional, Union
 
 from commssl._core.binding import ffi
+from commssl._core.callbacks import in_callback, in_callback_error
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl._core.types import ContextArg, NewContext, SSLCtxArg
 from commssl._separators import Separator, find_separator, separators_arg
@@ -51,8 +52,6 @@ from commssl.io.tls import (
     ZERO_RETURN,
     TLSConnection,
     check_after_handshake,
-    in_callback,
-    in_callback_error,
     scratch,
     timeout_arg,
 )

@@ -54,6 +54,7 @@ from anyio.streams.tls import TLSAttribute
 from commssl import _anyio_conventions as _conventions
 from commssl._anyio_extras import tls_attributes
 from commssl._core.binding import ffi
+from commssl._core.callbacks import in_callback_error
 from commssl.aio import _take
 from commssl.errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
 from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
@@ -68,7 +69,6 @@ from commssl.io.tls import (
     TLSConnection,
     check_after_handshake,
     deadline,
-    in_callback_error,
     timeout_arg,
 )
 

@@ -23,6 +23,7 @@ import warnings
 from typing import Any, Literal, Optional, Union
 
 from commssl._core.binding import ffi, lib
+from commssl._core.callbacks import in_callback, in_callback_error
 from commssl._core.ownership import StreamSocket, take_over
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl._core.types import SSLCtxArg
@@ -37,8 +38,6 @@ from commssl.io.tls import (
     TLSConnection,
     check_after_handshake,
     deadline,
-    in_callback,
-    in_callback_error,
     ms_left,
     timeout_arg,
 )

@@ -10,21 +10,37 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Union
+from typing import Literal, Protocol, Union
 
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
 
-if TYPE_CHECKING:  # these modules import this one's users: no cycle at run time
-    from commssl.config.contexts import SSLAbstractContext
-    from commssl.io.connection import Connection
 
-ContextArg = Union[SSLCtxPointer, "SSLAbstractContext"]
-ContextOrSSLArg = Union[SSLCtxPointer, "SSLAbstractContext", SSLPointer]
-ConnectionArg = Union[SSLPointer, "Connection"]
+class AbstractContext(Protocol):
+    """What stands for an ``SSL_CTX``: an ``SSLAbstractContext`` (``create_ssl_client_context``)."""
+
+    @property
+    def ssl_ctx_pointer(self) -> SSLCtxPointer: ...
+
+
+class ConnectionBase:
+    """The base of every connection kind (``SocketStream``, ``AsyncSSLStream``,
+    ``commssl.anyio.TLSStream``): ``commssl.io.connection.Connection`` fills it in."""
+
+    __slots__ = ()
+
+    def _ssl_pointer(self) -> SSLPointer:
+        """The live ``SSLPointer``, or ``ValueError`` naming why there is none."""
+        raise NotImplementedError
+
+
+ContextArg = Union[SSLCtxPointer, AbstractContext]
+ContextOrSSLArg = Union[SSLCtxPointer, AbstractContext, SSLPointer]
+ConnectionArg = Union[SSLPointer, ConnectionBase]
 #: The ``ssl_ctx`` values that make a new context (``make_ssl_ctx``'s).
 NewContext = Literal[True, "default", "v23"]
 #: What ``ssl_ctx`` of ``attach_ssl``, ``open_tcp_stream`` and their async and socket forms takes
 #: (``open_tcp_stream`` also ``None``: plain TCP).
-SSLCtxArg = Union[NewContext, SSLCtxPointer, SSLPointer, "SSLAbstractContext"]
+SSLCtxArg = Union[NewContext, SSLCtxPointer, SSLPointer, AbstractContext]
 
-__all__ = ["ConnectionArg", "ContextArg", "ContextOrSSLArg", "NewContext", "SSLCtxArg"]
+__all__ = ["AbstractContext", "ConnectionArg", "ConnectionBase", "ContextArg", "ContextOrSSLArg",
+           "NewContext", "SSLCtxArg"]

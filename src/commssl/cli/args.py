@@ -8,7 +8,7 @@ import ipaddress
 import os
 from typing import NoReturn, Tuple
 
-from commssl import __version__, openssl_version
+from commssl._core.version import __version__, openssl_version
 
 EXIT_OK, EXIT_UNVERIFIED, EXIT_USAGE, EXIT_CONNECTION = 0, 1, 2, 3
 DEFAULT_PORT = 443

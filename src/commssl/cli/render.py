@@ -10,7 +10,7 @@ import math
 import os
 from typing import Any, Dict, List, Optional, TextIO
 
-from commssl import openssl_version
+from commssl._core.version import openssl_version
 from commssl.cli.args import EXIT_CONNECTION, EXIT_OK, _hostport
 from commssl.config.certificates import CertificateData
 

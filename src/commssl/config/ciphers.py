@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
+from commssl._core.args import ctx_or_ssl
 from commssl._core.binding import drain, ffi, lib, text
 from commssl._core.pointers import SSLCtxPointer
 from commssl._core.types import ContextOrSSLArg
-from commssl.config.verification import ctx_or_ssl
 
 #: The version keywords (as ``ssl_connection_protocol_version`` returns them) these accept.
 PROTOCOL_VERSIONS: Dict[str, int] = {"tls-v1-2": lib.TLS1_2_VERSION, "tls-v1-3": lib.TLS1_3_VERSION}

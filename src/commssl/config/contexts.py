@@ -12,13 +12,13 @@ import os
 import threading
 from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, Union
 
+from commssl._core.args import ctx_pointer as _ctx
 from commssl._core.binding import check, drain, ffi, lib, missing_file, text
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl._core.types import ContextArg, NewContext
 from commssl.config.ciphers import set_ciphers, set_ciphersuites
 from commssl.config.credentials import _load_key, load_cadata
 from commssl.config.revocation import set_crl_checking, set_ocsp_stapling, ssl_ctx_load_crl
-from commssl.config.verification import ctx_pointer as _ctx
 from commssl.config.verification import set_verification_mode
 
 PathArg = Union[str, "os.PathLike[str]"]

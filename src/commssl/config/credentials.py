@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Union
 
+from commssl._core.args import ctx_pointer as _ctx
 from commssl._core.binding import check, drain, ffi, lib, raise_last
 from commssl._core.types import ContextArg
-from commssl.config.verification import ctx_pointer as _ctx
 
 _MAX = 2**31 - 1
 

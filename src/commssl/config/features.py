@@ -16,14 +16,13 @@ import threading
 import weakref
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
+from commssl._core.args import ctx_or_ssl, ctx_pointer, ssl_of
 from commssl._core.binding import drain, ffi, lib, raise_last, text
+from commssl._core.callbacks import enter_feature_callback, exit_feature_callback, onerror, park
 from commssl._core.ownership import ssl_held
 from commssl._core.pointers import ContextRecords, SSLCtxPointer, SSLPointer
 from commssl._core.types import ConnectionArg, ContextArg, ContextOrSSLArg
 from commssl.config.sessions import Session, session_of
-from commssl.config.verification import _park, ctx_or_ssl, ctx_pointer, park_from_traceback
-from commssl.io.connection import ssl_of
-from commssl.io.tls import enter_feature_callback, exit_feature_callback
 
 lib.commssl_features_init()
 
@@ -231,11 +230,7 @@ def _parse_alpn(raw: bytes) -> Tuple[List[str], List[int]]:
     return names, offsets
 
 
-def _sslp_onerror(exc_type: Any, exc: BaseException, tb: Any) -> None:
-    park_from_traceback(exc, tb)  # the C side then fails closed
-
-
-@ffi.def_extern(error=-2, onerror=_sslp_onerror)
+@ffi.def_extern(error=-2, onerror=onerror)
 def _commssl_alpn_py(py: Any, data: Any, length: int) -> int:
     sslp: Optional[SSLPointer] = ffi.from_handle(py)()  # the record holds a weak reference's handle
     if sslp is None:  # the wrapper is gone: fail closed
@@ -262,7 +257,7 @@ def _commssl_alpn_py(py: Any, data: Any, length: int) -> int:
                              f"(it offered {offered!r})")
         return offsets[offered.index(choice)]
     except BaseException as exc:
-        _park(sslp, exc)
+        park(sslp, exc)
         return -2
 
 
@@ -331,7 +326,7 @@ class _FileLog:
             self._finalizer()
 
 
-@ffi.def_extern(onerror=_sslp_onerror)
+@ffi.def_extern(onerror=onerror)
 def _commssl_keylog_py(py: Any, line: Any) -> None:
     sslp: Optional[SSLPointer] = ffi.from_handle(py)()  # the record holds a weak reference's handle
     if sslp is None:
@@ -346,7 +341,7 @@ def _commssl_keylog_py(py: Any, line: Any) -> None:
             finally:
                 exit_feature_callback()
     except BaseException as exc:
-        _park(sslp, exc)
+        park(sslp, exc)
 
 
 # -- sessions ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import re
 import threading
 from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union, overload
 
+from commssl._core.args import ctx_or_ssl
 from commssl._core.binding import drain, ffi, lib, missing_file, raise_last
 from commssl._core.ownership import ssl_held
 from commssl._core.pointers import (
@@ -26,7 +27,6 @@ from commssl._core.pointers import (
     release_vector,
 )
 from commssl._core.types import ConnectionArg, ContextOrSSLArg
-from commssl.config.verification import ctx_or_ssl
 from commssl.errors import SSLFailure
 
 PassPhrase = Union[None, str, bytes]
@@ -278,7 +278,7 @@ def set_ssl_ctx_dh(ctx_or_ssl_: ContextOrSSLArg, *, dh: Optional[KeyPointer] = N
 def ssl_connection_read_dh_params_file(conn: ConnectionArg, filename: PathArg) -> None:
     """Read DH parameters (PEM or DER) for this connection alone (a server's
     ``SSL_set0_tmp_dh_pkey``)."""
-    from commssl.io.connection import ssl_of
+    from commssl._core.args import ssl_of
 
     sslp = ssl_of(conn)
     data, path = _read_bytes(filename)

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Tuple, Union
 
+from commssl._core.args import ctx_pointer, ssl_of
 from commssl._core.binding import drain, ffi, lib, raise_last
+from commssl._core.callbacks import enter_feature_callback, exit_feature_callback, onerror, park
 from commssl._core.ownership import ssl_held
 from commssl._core.pointers import ContextRecords, SSLCtxPointer, SSLPointer, X509Pointer, pin_certificate
 from commssl._core.types import ConnectionArg, ContextArg
 from commssl.config.keys import KeyPointer, PassCallback, PassPhrase, PathArg, _Phrase, load_key
-from commssl.config.verification import _park, ctx_pointer
 from commssl.errors import SSLFailure
-from commssl.io.connection import ssl_of
-from commssl.io.tls import enter_feature_callback, exit_feature_callback
 
 CertCallback = Callable[[SSLPointer], Optional[Tuple[Union[X509Pointer, bytes], Union[KeyPointer, bytes]]]]
 
@@ -119,21 +118,7 @@ def _use(sslp: SSLPointer, result: object) -> None:
         raise_last("cert_cb: the certificate and key cannot be used", SSLFailure)
 
 
-def _trampoline_onerror(exc_type: Any, exc: BaseException, tb: Any) -> None:
-    while tb is not None:
-        py = tb.tb_frame.f_locals.get("py")
-        if py is not None:
-            try:
-                sslp = ffi.from_handle(py)()
-                if sslp is not None:
-                    _park(sslp, exc)
-            except Exception:
-                pass
-            break
-        tb = tb.tb_next
-
-
-@ffi.def_extern(error=0, onerror=_trampoline_onerror)
+@ffi.def_extern(error=0, onerror=onerror)
 def _commssl_lw_cert_cb_py(py: Any) -> int:
     sslp: Optional[SSLPointer] = ffi.from_handle(py)()  # the record holds a weak reference's handle
     if sslp is None:
@@ -164,11 +149,11 @@ def _commssl_lw_cert_cb_py(py: Any) -> int:
                 _use(sslp, result)
         return 1
     except BaseException as exc:
-        _park(sslp, exc)
+        park(sslp, exc)
         return 0
 
 
-@ffi.def_extern(error=0, onerror=_trampoline_onerror)
+@ffi.def_extern(error=0, onerror=onerror)
 def _commssl_lw_client_hello_py(py: Any, name: Any) -> int:
     sslp: Optional[SSLPointer] = ffi.from_handle(py)()
     if sslp is None:
@@ -189,7 +174,7 @@ def _commssl_lw_client_hello_py(py: Any, name: Any) -> int:
             raise SSLFailure("the client_hello_callback refused the handshake", "client-hello-callback")
         return 1
     except BaseException as exc:
-        _park(sslp, exc)
+        park(sslp, exc)
         return 0
 
 

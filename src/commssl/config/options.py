@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Dict
 
+from commssl._core.args import ctx_or_ssl
 from commssl._core.binding import ffi, lib
 from commssl._core.ownership import ssl_held
 from commssl._core.pointers import SSLCtxPointer
 from commssl._core.types import ContextOrSSLArg
-from commssl.config.verification import ctx_or_ssl
 
 
 def _table() -> Dict[str, int]:

@@ -21,13 +21,13 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
+from commssl._core.args import ctx_or_ssl, ctx_pointer
 from commssl._core.binding import drain, ffi, lib, missing_file, raise_last, text
+from commssl._core.callbacks import enter_feature_callback, exit_feature_callback, onerror, park
 from commssl._core.ownership import ssl_held
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl._core.types import ContextArg, ContextOrSSLArg
-from commssl.config.verification import _park, ctx_or_ssl, park_from_traceback
 from commssl.errors import SSLFailure
-from commssl.io.tls import enter_feature_callback, exit_feature_callback
 
 if not lib.commssl_rv_init():
     raise ImportError("commssl: cannot allocate OpenSSL ex_data indexes for revocation")
@@ -44,13 +44,6 @@ _STATUS = {0: "good", 1: "revoked", 2: "unknown"}
 _staplers: "weakref.WeakKeyDictionary[SSLCtxPointer, StapleCallback]" = weakref.WeakKeyDictionary()
 
 
-def _ctx_pointer(ctx: object, argument: str = "ctx") -> SSLCtxPointer:
-    target = ctx_or_ssl(ctx, argument)
-    if not isinstance(target, SSLCtxPointer):
-        raise TypeError(f"{argument} must be an SSLCtxPointer or abstract context, not SSLPointer")
-    return target
-
-
 # -- CRLs ---------------------------------------------------------------------------
 
 
@@ -63,7 +56,7 @@ def ssl_ctx_load_crl(ctx: ContextArg, crl: Union[str, bytes, "os.PathLike[str]"]
     ``crl_file=``). Input that is not a CRL raises ``SSLFailure`` naming the
     argument, and adds nothing.
     """
-    pointer = _ctx_pointer(ctx)
+    pointer = ctx_pointer(ctx)
     if isinstance(crl, (bytes, bytearray, memoryview)):
         data, what = bytes(crl), "crl (bytes)"
     elif isinstance(crl, (str, os.PathLike)):
@@ -226,7 +219,7 @@ def set_ocsp_staple(ctx: ContextArg, response: Union[None, bytes, StapleCallback
     and propagates from the call that drove the server's side of it, as verify
     callbacks' exceptions do.
     """
-    pointer = _ctx_pointer(ctx)
+    pointer = ctx_pointer(ctx)
     if response is None:
         mode, data = 0, b""
     elif isinstance(response, (bytes, bytearray, memoryview)):
@@ -252,12 +245,7 @@ def set_ocsp_staple(ctx: ContextArg, response: Union[None, bytes, StapleCallback
         raise MemoryError("set_ocsp_staple: out of memory: " + repr(drain()))
 
 
-def _onerror(exc_type: Any, exc: BaseException, tb: Any) -> int:
-    park_from_traceback(exc, tb)
-    return int(lib.SSL_TLSEXT_ERR_ALERT_FATAL)  # fail closed
-
-
-@ffi.def_extern(onerror=_onerror)
+@ffi.def_extern(error=int(lib.SSL_TLSEXT_ERR_ALERT_FATAL), onerror=onerror)  # fail closed
 def _commssl_staple_py(py: Any, ssl: Any) -> int:
     sslp: Optional[SSLPointer] = ffi.from_handle(py)()  # the record holds a weak reference's handle
     if sslp is None:  # the wrapper is gone: fail closed
@@ -288,5 +276,5 @@ def _commssl_staple_py(py: Any, ssl: Any) -> int:
             raise MemoryError("set_ocsp_staple: out of memory")
         return int(lib.SSL_TLSEXT_ERR_OK)
     except BaseException as exc:
-        _park(sslp, exc)
+        park(sslp, exc)
         return int(lib.SSL_TLSEXT_ERR_ALERT_FATAL)

@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Any, Callable, List, Optional, Sequence, Union
 
 from commssl._core import pointers as _pointers
+from commssl._core.args import ctx_or_ssl
 from commssl._core.binding import ffi, lib, text
+from commssl._core.callbacks import onerror, park
 from commssl._core.ownership import ssl_held
 from commssl._core.pointers import (
     _EXPIRED,
@@ -49,30 +51,6 @@ _SYMBOLS = {
 }
 _C_CALLBACK = ffi.typeof("int(*)(int, X509_STORE_CTX *)")
 _APPLICATION_VERIFICATION = lib.X509_V_ERR_APPLICATION_VERIFICATION
-
-
-def ctx_or_ssl(obj: object, argument: str) -> Union[SSLCtxPointer, SSLPointer]:
-    """An ``SSLCtxPointer`` or ``SSLPointer`` from what the user passed (abstract
-    contexts stand for their ``SSL_CTX``)."""
-    if isinstance(obj, (SSLCtxPointer, SSLPointer)):
-        return obj
-    pointer = getattr(obj, "ssl_ctx_pointer", None)
-    if isinstance(pointer, SSLCtxPointer):
-        return pointer
-    raise TypeError(
-        f"{argument} must be an SSLCtxPointer, SSLPointer or abstract context, "
-        f"not {type(obj).__name__}"
-    )
-
-
-def ctx_pointer(obj: object, argument: str = "ctx") -> SSLCtxPointer:
-    """The ``SSLCtxPointer`` of a context argument (abstract contexts stand for theirs)."""
-    if isinstance(obj, SSLCtxPointer):
-        return obj
-    pointer = getattr(obj, "ssl_ctx_pointer", None)
-    if isinstance(pointer, SSLCtxPointer):
-        return pointer
-    raise TypeError(f"{argument} must be an SSLCtxPointer or abstract context, not {type(obj).__name__}")
 
 
 def mode_flags(ssl_side: str, mode: Mode) -> int:
@@ -185,35 +163,6 @@ def set_verification_depth(ctx_or_ssl_: ContextOrSSLArg, depth: int) -> None:
 # -- the trampolines' Python side -------------------------------------------
 
 
-def _park(sslp: SSLPointer, exc: BaseException) -> None:
-    if sslp.exception is None:
-        sslp.exception = exc
-
-
-def park_from_traceback(exc: BaseException, tb: Any) -> None:
-    """For every trampoline's ``onerror``, reached only when an exception hits
-    before the callback's own try (a signal, say): park it on the connection the
-    frame names (``sslp``, or the record's handle ``py`` of a weak reference);
-    the trampoline's error result then fails what OpenSSL was doing (closed)."""
-    while tb is not None:
-        frame_locals = tb.tb_frame.f_locals
-        sslp = frame_locals.get("sslp")
-        if not isinstance(sslp, SSLPointer) and frame_locals.get("py") is not None:
-            try:
-                sslp = ffi.from_handle(frame_locals["py"])()
-            except Exception:  # not a handle (a NULL, or another function's "py")
-                sslp = None
-        if isinstance(sslp, SSLPointer):
-            _park(sslp, exc)
-            return
-        tb = tb.tb_next
-
-
-def _onerror(exc_type: Any, exc: BaseException, tb: Any) -> int:
-    park_from_traceback(exc, tb)
-    return 0
-
-
 _from_handle = ffi.from_handle  # bound once: the trampoline runs per certificate per handshake
 _NULL = ffi.NULL
 _new = object.__new__
@@ -244,7 +193,7 @@ def _run_verify(sslp: SSLPointer, decide: Any, whole_chain: bool, ok: int, store
             return 1 if decide(conn if conn is not None else sslp) else 0
         return 1 if decide(ok != 0, sp) else 0
     except BaseException as exc:
-        _park(sslp, exc)
+        park(sslp, exc)
         lib.X509_STORE_CTX_set_error(store, _APPLICATION_VERIFICATION)
         return 0
     finally:
@@ -252,7 +201,7 @@ def _run_verify(sslp: SSLPointer, decide: Any, whole_chain: bool, ok: int, store
         sslp.verifying, sslp._store = outer, outer_sp
 
 
-@ffi.def_extern(onerror=_onerror)
+@ffi.def_extern(onerror=onerror)
 def _commssl_verify_py(st: Any, ok: int, store: Any) -> int:
     # _run_verify inlined: this runs per certificate per handshake
     try:
@@ -272,7 +221,7 @@ def _commssl_verify_py(st: Any, ok: int, store: Any) -> int:
     try:
         return 1 if decide(ok != 0, sp) else 0
     except BaseException as exc:
-        _park(sslp, exc)
+        park(sslp, exc)
         lib.X509_STORE_CTX_set_error(store, _APPLICATION_VERIFICATION)
         return 0
     finally:
@@ -289,7 +238,7 @@ def _commssl_verify_py(st: Any, ok: int, store: Any) -> int:
         sslp.verifying, sslp._store = outer, outer_sp
 
 
-@ffi.def_extern(onerror=_onerror)
+@ffi.def_extern(onerror=onerror)
 def _commssl_conn_verify_py(st: Any, ok: int, store: Any) -> int:
     sslp = _wrapper(st)
     if sslp is None:

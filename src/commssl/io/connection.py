@@ -8,10 +8,11 @@ import contextlib
 import ipaddress
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
+from commssl._core.args import ssl_of
 from commssl._core.binding import drain, ffi, lib
 from commssl._core.ownership import claim_ssl, release_ssl_claim, ssl_held
 from commssl._core.pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
-from commssl._core.types import ConnectionArg
+from commssl._core.types import ConnectionArg, ConnectionBase
 from commssl.config import certificates as _certificates
 from commssl.config.certificates import (
     CertificateData,
@@ -39,7 +40,7 @@ _VERSIONS = {
 }
 
 
-class Connection:
+class Connection(ConnectionBase):
     """Base of the SSL connection kinds (``SocketStream``, ``AsyncSSLStream``):
     ``_tls`` is the connection core (``_tls.TLSConnection``) that owns the state."""
 
@@ -58,6 +59,15 @@ class Connection:
         sslp = self.ssl
         return None if sslp is None else sslp.ctx
 
+    def _ssl_pointer(self) -> SSLPointer:
+        tls = self._tls
+        sslp = tls.sslp
+        if sslp is None:
+            if tls.state == CLOSED:
+                raise ValueError(f"{self!r} is closed")
+            raise ValueError(f"{self!r} has no SSL attached")
+        return sslp
+
     def __copy__(self) -> Any:
         raise TypeError(f"a {type(self).__name__} cannot be copied: it owns its connection")
 
@@ -66,22 +76,6 @@ class Connection:
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise TypeError(f"a {type(self).__name__} cannot be pickled: it owns its connection")
-
-
-def ssl_of(conn: object) -> SSLPointer:
-    """The ``SSLPointer`` of an SSL connection (an ``SSLPointer`` stands for itself)."""
-    if isinstance(conn, SSLPointer):
-        return conn
-    if not isinstance(conn, Connection):
-        raise TypeError("conn must be a SocketStream, an AsyncSSLStream or a commssl.anyio.TLSStream, "
-                        f"not {type(conn).__name__}")
-    tls = conn._tls
-    sslp = tls.sslp
-    if sslp is None:
-        if tls.state == CLOSED:
-            raise ValueError(f"{conn!r} is closed")
-        raise ValueError(f"{conn!r} has no SSL attached")
-    return sslp
 
 
 _IPV4_CHARS = "0123456789."

@@ -37,6 +37,7 @@ import time
 from typing import Any, Callable, NoReturn, Optional, Tuple, Type
 
 from commssl._core.binding import drain, ffi, lib, raise_io_error
+from commssl._core.callbacks import in_callback, in_callback_error
 from commssl._core.ownership import release_ssl_claim
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl.config.certificates import failure_chain_data, verification_errors
@@ -192,59 +193,6 @@ def check_after_handshake(sslp: SSLPointer, due: Optional[float] = None,
             "peer did not return a certificate", None)
     if due is not None and clock() > due:
         raise SSLHandshakeTimeout("handshake: timed out (the handshake_timeout passed during the handshake)")
-
-
-def in_callback_error(what: str, sslp: Optional[SSLPointer] = None) -> ValueError:
-    if sslp is not None and sslp.verifying is None and in_feature_callback(sslp):
-        return ValueError(f"{what} is not allowed inside the connection's own {_feature_kind(sslp)} callback "
-                          "(its handshake is running); raise from the callback to abort the handshake")
-    return ValueError(f"{what} is not allowed inside the connection's own verify callback (its handshake is "
-                      "running); return False from the callback to reject the peer")
-
-
-# -- the other callbacks (ALPN select, key log: features.py) ----------------------------
-# While one runs, the thread running it is inside the connection's handshake: I/O,
-# detach and close on that connection from inside it are refused as from a verify
-# callback (they would wait for the handshake that waits for them). A thread-local
-# stack says which connections this thread is in a callback of; _feature_active
-# counts the callbacks running process-wide, so the common case costs one read.
-
-_feature_local = threading.local()
-_feature_active = 0
-_feature_lock = threading.Lock()
-
-
-def enter_feature_callback(sslp: SSLPointer, kind: str) -> None:
-    global _feature_active
-    stack = getattr(_feature_local, "stack", None)
-    if stack is None:
-        stack = _feature_local.stack = []
-    stack.append((sslp, kind))
-    with _feature_lock:
-        _feature_active += 1
-
-
-def exit_feature_callback() -> None:
-    global _feature_active
-    _feature_local.stack.pop()
-    with _feature_lock:
-        _feature_active -= 1
-
-
-def in_feature_callback(sslp: SSLPointer) -> bool:
-    return bool(_feature_active) and any(s is sslp for s, _ in getattr(_feature_local, "stack", ()))
-
-
-def _feature_kind(sslp: SSLPointer) -> str:
-    for s, kind in reversed(getattr(_feature_local, "stack", ())):
-        if s is sslp:
-            return str(kind)
-    return "TLS"
-
-
-def in_callback(sslp: SSLPointer) -> bool:
-    """True inside one of the connection's own callbacks, in this thread."""
-    return sslp.verifying is not None or (bool(_feature_active) and in_feature_callback(sslp))
 
 
 # -- the connection -----------------------------------------------------------------

@@ -1,0 +1,43 @@
+"""Argument coercion every public function shares: a context or SSL argument to its
+pointer, a connection to its ``SSLPointer``. Errors name the argument and what it accepts."""
+
+from __future__ import annotations
+
+from typing import Union
+
+from commssl._core.pointers import SSLCtxPointer, SSLPointer
+from commssl._core.types import ConnectionBase
+
+
+def ctx_or_ssl(obj: object, argument: str) -> Union[SSLCtxPointer, SSLPointer]:
+    """An ``SSLCtxPointer`` or ``SSLPointer`` from what the user passed (abstract
+    contexts stand for their ``SSL_CTX``)."""
+    if isinstance(obj, (SSLCtxPointer, SSLPointer)):
+        return obj
+    pointer = getattr(obj, "ssl_ctx_pointer", None)
+    if isinstance(pointer, SSLCtxPointer):
+        return pointer
+    raise TypeError(
+        f"{argument} must be an SSLCtxPointer, SSLPointer or abstract context, "
+        f"not {type(obj).__name__}"
+    )
+
+
+def ctx_pointer(obj: object, argument: str = "ctx") -> SSLCtxPointer:
+    """The ``SSLCtxPointer`` of a context argument (abstract contexts stand for theirs)."""
+    if isinstance(obj, SSLCtxPointer):
+        return obj
+    pointer = getattr(obj, "ssl_ctx_pointer", None)
+    if isinstance(pointer, SSLCtxPointer):
+        return pointer
+    raise TypeError(f"{argument} must be an SSLCtxPointer or abstract context, not {type(obj).__name__}")
+
+
+def ssl_of(conn: object) -> SSLPointer:
+    """The ``SSLPointer`` of an SSL connection (an ``SSLPointer`` stands for itself)."""
+    if isinstance(conn, SSLPointer):
+        return conn
+    if not isinstance(conn, ConnectionBase):
+        raise TypeError("conn must be a SocketStream, an AsyncSSLStream or a commssl.anyio.TLSStream, "
+                        f"not {type(conn).__name__}")
+    return conn._ssl_pointer()
