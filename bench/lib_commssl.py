@@ -9,7 +9,7 @@ from typing import Any, Callable, List, Optional, Tuple
 import commssl
 from commssl import ffi, lib
 from commssl.io.connection import new_ssl
-from commssl.io.tls import check_after_handshake, raise_failure
+from commssl.io.handshake import check_after_handshake, raise_failure
 
 from .pki import Chain
 

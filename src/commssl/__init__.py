@@ -27,6 +27,12 @@ from commssl.aio import (
     open_tcp_stream_async,
     start_ssl_server,
 )
+from commssl.config.abstract import (
+    SSLAbstractContext,
+    create_ssl_client_context,
+    create_ssl_server_context,
+    reset_ssl_abstract_context,
+)
 from commssl.config.certificate_bytes import dump_certificate, load_certificate
 from commssl.config.certificates import (
     copy_certificate,
@@ -39,12 +45,8 @@ from commssl.config.certificates import (
 from commssl.config.certvector import CertificateVector
 from commssl.config.ciphers import get_protocol_versions, set_ciphers, set_ciphersuites, set_protocol_versions
 from commssl.config.contexts import (
-    SSLAbstractContext,
-    create_ssl_client_context,
-    create_ssl_server_context,
     destroy_ssl_ctx,
     make_ssl_ctx,
-    reset_ssl_abstract_context,
     set_ssl_ctx_password_callback,
     ssl_ctx_load_verify_locations,
     ssl_ctx_use_certificate_chain_file,

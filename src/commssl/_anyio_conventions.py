@@ -22,17 +22,8 @@ import anyio.abc
 from commssl._core.binding import ffi
 from commssl.errors import SSLCondition, SSLError
 from commssl.io.detach import DetachDrain
-from commssl.io.tls import (
-    CLOSED,
-    OP_READ,
-    OP_SHUTDOWN,
-    OPEN,
-    SCRATCH,
-    SHUTDOWN_SENT,
-    WANT_READ,
-    ZERO_RETURN,
-    scratch,
-)
+from commssl.io.state import CLOSED, OPEN
+from commssl.io.tls import OP_READ, OP_SHUTDOWN, SCRATCH, SHUTDOWN_SENT, WANT_READ, ZERO_RETURN, scratch
 
 if TYPE_CHECKING:
     from commssl.anyio import TLSStream
@@ -93,7 +84,7 @@ async def unwrap(self: "TLSStream") -> Tuple[anyio.abc.AnyByteStream, bytes]:
                 await self._flush()
                 if err == SHUTDOWN_SENT:
                     await _unwrap_read(self, ssl, keep)
-                keep.finish(tls, ssl)
+                keep.finish(ssl)
             finally:
                 tls.end_detach()
     except BaseException as exc:

@@ -30,30 +30,26 @@ from commssl._core.callbacks import in_callback, in_callback_error
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl._core.types import ContextArg, NewContext, SSLCtxArg
 from commssl._separators import Separator, find_separator, separators_arg
-from commssl.config.contexts import SSLAbstractContext, check_method_side, wants_new_ctx
+from commssl.config.abstract import SSLAbstractContext
+from commssl.config.contexts import check_method_side, wants_new_ctx
 from commssl.errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
 from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
 from commssl.io.detach import DetachDrain
+from commssl.io.handshake import check_after_handshake
 from commssl.io.policy import check_hostname_arg
+from commssl.io.state import CLOSING, DETACHING, HANDSHAKING, OPEN, PLAIN
+from commssl.io.timeouts import timeout_arg
 from commssl.io.tls import (
-    CLOSING,
-    DETACHING,
-    HANDSHAKING,
     OP_HANDSHAKE,
     OP_READ,
     OP_SHUTDOWN,
     OP_WRITE,
-    OPEN,
-    PLAIN,
     SCRATCH,
     SHUTDOWN_SENT,
-    STATE_NAMES,
     WANT_READ,
     ZERO_RETURN,
     TLSConnection,
-    check_after_handshake,
     scratch,
-    timeout_arg,
 )
 
 __all__ = [
@@ -236,10 +232,10 @@ class AsyncSSLStream(Connection):
 
     @property
     def _closing(self) -> bool:
-        return self._tls.state >= CLOSING
+        return not self._tls.state.usable
 
     def __repr__(self) -> str:
-        state = STATE_NAMES[self._tls.state]
+        state = self._tls.state.value
         peer = self.get_extra_info("peername")
         return f"<AsyncSSLStream {self._side} {state}{f' peer={peer}' if peer else ''}>"
 
@@ -467,7 +463,7 @@ class AsyncSSLStream(Connection):
     def _check_open(self, what: str) -> None:
         """Refuse I/O on a closed stream, and from inside its own verify callback."""
         tls = self._tls
-        if tls.state >= CLOSING:
+        if not tls.state.usable:
             raise ValueError(f"{what} on a closed AsyncSSLStream")
         sslp = tls.sslp
         if sslp is not None and in_callback(sslp):
@@ -781,7 +777,7 @@ class AsyncSSLStream(Connection):
     def _detach_done(self) -> None:
         ssl, keep = self._detach_hold, self._detach_keep
         assert keep is not None
-        keep.finish(self._tls, ssl)
+        keep.finish(ssl)
         self._detach_hold = None
         if self._tcp_eof:
             self._tls.peer_closed = True

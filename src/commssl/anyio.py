@@ -58,19 +58,10 @@ from commssl._core.callbacks import in_callback_error
 from commssl.aio import _take
 from commssl.errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
 from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
+from commssl.io.handshake import check_after_handshake
 from commssl.io.policy import check_hostname_arg
-from commssl.io.tls import (
-    OP_HANDSHAKE,
-    OP_WRITE,
-    OPEN,
-    STATE_NAMES,
-    WANT_READ,
-    ZERO_RETURN,
-    TLSConnection,
-    check_after_handshake,
-    deadline,
-    timeout_arg,
-)
+from commssl.io.timeouts import deadline, timeout_arg
+from commssl.io.tls import OP_HANDSHAKE, OP_WRITE, WANT_READ, ZERO_RETURN, TLSConnection
 
 __all__ = ["TLSStream", "connect", "wrap"]
 
@@ -113,7 +104,7 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         self._unwrapped = False
 
     def __repr__(self) -> str:
-        state = "unwrapped" if self._unwrapped else STATE_NAMES[self._tls.state]
+        state = "unwrapped" if self._unwrapped else self._tls.state.value
         return f"<commssl.anyio.TLSStream {self._side} {state}>"
 
     # -- accessors ------------------------------------------------------------------
@@ -272,7 +263,7 @@ class TLSStream(Connection, anyio.abc.ByteStream):
 
     def _check(self, what: str) -> None:
         state = self._tls.state
-        if state > OPEN or self._unwrapped:
+        if not state.usable or self._unwrapped:
             raise anyio.ClosedResourceError(f"{what} on a closed TLSStream")
         self._check_broken(what)
         sslp = self._tls.sslp

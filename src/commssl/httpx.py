@@ -46,7 +46,7 @@ except ModuleNotFoundError as _exc:  # without the extra: say how to get it
 
 import commssl.anyio as _tls_anyio
 from commssl._core.pointers import SSLPointer
-from commssl.config.contexts import SSLAbstractContext
+from commssl.config.abstract import SSLAbstractContext
 from commssl.config.features import set_alpn_protocols, ssl_connection_alpn_protocol
 from commssl.errors import SSLHandshakeTimeout
 from commssl.io.connection import CtxCallback, SSLCallback, ssl_connection_protocol_version

@@ -1,8 +1,8 @@
 # Over 400 lines: one class, SocketStream, and its blocking API (attach, handshake, read, write,
-# detach) with the LispWorks-named functions over it; the connection core is _tls.py.
+# detach) with the LispWorks-named functions over it; the connection core is io/tls.py.
 """Blocking socket streams (LispWorks ``socket-stream``) with SSL attached.
 
-``SocketStream`` is a thin adapter over the connection core (``_tls.py``): the
+``SocketStream`` is a thin adapter over the connection core (``commssl.io.tls``): the
 core owns the state, the ``SSL`` and the socket's lifetime; the stream moves
 bytes. Once SSL is attached the socket is non-blocking and each handshake, read
 or write is one C call (``commssl_io`` / ``commssl_read_more``) that polls the
@@ -30,17 +30,11 @@ from commssl._core.types import SSLCtxArg
 from commssl.errors import SSLCondition
 from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
 from commssl.io.detach import DetachDrain
+from commssl.io.handshake import check_after_handshake
 from commssl.io.policy import check_hostname_arg
-from commssl.io.tls import (
-    CLOSED,
-    HANDSHAKING,
-    OPEN,
-    TLSConnection,
-    check_after_handshake,
-    deadline,
-    ms_left,
-    timeout_arg,
-)
+from commssl.io.state import CLOSED, HANDSHAKING, OPEN
+from commssl.io.timeouts import deadline, ms_left, timeout_arg
+from commssl.io.tls import TLSConnection
 
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 _CHUNK = 64 * 1024
@@ -546,7 +540,7 @@ def detach_ssl(stream: SocketStream, retry_count: Optional[int] = 5, retry_timeo
             try:
                 keep = DetachDrain("detach_ssl", stream._rbuf)
                 _shutdown(stream, ssl, retry_count, seconds, keep)
-                keep.finish(tls, ssl)  # the clear bytes after the peer's close_notify, next
+                keep.finish(ssl)  # the clear bytes after the peer's close_notify, next
             finally:
                 tls.end_detach()
                 if tls.state != CLOSED and stream._sock.gettimeout() != stream._timeout:

@@ -3,6 +3,7 @@ pointer, a connection to its ``SSLPointer``. Errors name the argument and what i
 
 from __future__ import annotations
 
+import os
 from typing import Union
 
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
@@ -41,3 +42,10 @@ def ssl_of(conn: object) -> SSLPointer:
         raise TypeError("conn must be a SocketStream, an AsyncSSLStream or a commssl.anyio.TLSStream, "
                         f"not {type(conn).__name__}")
     return conn._ssl_pointer()
+
+
+def path_arg(path: object, argument: str) -> bytes:
+    """A file or directory argument as the bytes OpenSSL takes."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{argument} must be a path (str or os.PathLike), not {type(path).__name__}")
+    return os.fsencode(path)

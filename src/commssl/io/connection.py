@@ -1,6 +1,6 @@
 """What blocking and asyncio SSL connections share: making the ``SSL`` for a
 connection, and the ``ssl_connection_*`` functions, which accept either kind of
-connection. The connection state itself lives in the core, ``_tls.py``."""
+connection. The connection state itself lives in ``commssl.io.tls``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from commssl._core.ownership import claim_ssl, release_ssl_claim, ssl_held
 from commssl._core.pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
 from commssl._core.types import ConnectionArg, ConnectionBase
 from commssl.config import certificates as _certificates
+from commssl.config.abstract import SSLAbstractContext
 from commssl.config.certificates import (
     CertificateData,
     certificates_released,
@@ -22,11 +23,12 @@ from commssl.config.certificates import (
     get_certificate_data,
 )
 from commssl.config.certvector import CertificateVector
-from commssl.config.contexts import SSLAbstractContext, check_method_side, make_ssl_ctx, wants_new_ctx
+from commssl.config.contexts import check_method_side, make_ssl_ctx, wants_new_ctx
 from commssl.config.revocation import OCSPStatus, ocsp_response, ocsp_status
 from commssl.config.sessions import apply_session, bind_server_sessions
 from commssl.io.policy import check_hostname_arg, client_name, encode_host_name
-from commssl.io.tls import CLOSED, HANDSHAKING, OPEN, TLSConnection
+from commssl.io.state import CLOSED, HANDSHAKING, OPEN
+from commssl.io.tls import TLSConnection
 
 CtxCallback = Optional[Callable[[SSLCtxPointer], Any]]
 SSLCallback = Optional[Callable[[SSLPointer], Any]]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from commssl._core.binding import lib
+from commssl._core.binding import ffi, lib
 from commssl.errors import SSLClosed
 
 __all__ = ["DETACH_DRAIN", "DetachDrain"]
@@ -64,14 +64,28 @@ class DetachDrain:
         self.rbuf += data
         self.drained += n
 
-    def finish(self, tls: Any, ssl: Any) -> None:
+    def finish(self, ssl: Any) -> None:
         """The shutdown is over (``ssl`` pinned by the detach): when the peer's
         close_notify came, the clear bytes already received after it follow
-        in the buffer (``TLSConnection.take_unread``)."""
+        in the buffer."""
         if lib.SSL_get_shutdown(ssl) & lib.SSL_RECEIVED_SHUTDOWN:
-            self.rbuf += tls.take_unread(ssl)
+            self.rbuf += _take_unread(ssl)
 
     def no_answer(self, detail: str) -> SSLClosed:
         """The error of a peer that did not send its close_notify in time
         (``detail``: how long was waited, or why the wait ended)."""
         return SSLClosed(f"{self.what}: the peer did not answer close_notify {detail}", "closed")
+
+
+def _take_unread(ssl: Any) -> bytes:
+    """What waits unread in ``ssl``'s incoming BIO, taken out (the caller holds
+    the SSL: a detach). After the peer's close_notify these are the bytes it
+    sent in clear after it: in the memory BIO of memory-BIO mode, or in a
+    socket stream's read buffer (``commssl_set_socket``)."""
+    rbio = lib.SSL_get_rbio(ssl)
+    pending = lib.BIO_ctrl_pending(rbio) if rbio != ffi.NULL else 0
+    if not pending:
+        return b""
+    buf = ffi.new("char[]", pending)
+    got = lib.BIO_read(rbio, buf, pending)
+    return ffi.buffer(buf, got)[:] if got > 0 else b""

@@ -1,5 +1,3 @@
-# Over 400 lines: one class, TLSConnection, whose begin/end/close/attach/detach invariants under
-# one lock must be read together.
 """The connection core: one ``TLSConnection`` per stream owns the stream's state,
 its ``SSL`` and its transport, for the blocking and the asyncio streams alike.
 
@@ -13,43 +11,26 @@ the context the stream made, and the transport (a socket's file descriptor is
 closed only then, so no operation ever polls a descriptor number that was
 reused). ``detach`` and ``attach`` need the connection to themselves.
 
-States::
+The states and their moves: ``commssl.io.state``.
 
-    PLAIN --attach--> HANDSHAKING --handshake done--> OPEN --detach--> DETACHING --> PLAIN
-                           |  (a failed handshake)        |
-                           +--------> FAILED <------------+  (never plaintext again)
-    HANDSHAKING, OPEN --start_closing()--> CLOSING (asyncio's close: only its own
-                                           shutdown steps run)
-    any --close()--> CLOSED (terminal; resources freed by the last operation)
-
-The rest of what every stream kind shares lives here too: the failure mapping
-(a callback's own exception first, then timeouts, verification failures, I/O
-errors), deadlines, and the error met after data was received (kept for the
-next read, so no data is lost).
+The rest of what every stream kind shares lives here too: the memory-BIO engine
+(asyncio, anyio), and the error met after data was received (kept for the next
+read, so no data is lost).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import threading
-import time
 from typing import Any, Callable, NoReturn, Optional, Tuple, Type
 
-from commssl._core.binding import drain, ffi, lib, raise_io_error
+from commssl._core.binding import drain, ffi, lib
 from commssl._core.callbacks import in_callback, in_callback_error
 from commssl._core.ownership import release_ssl_claim
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
-from commssl.config.certificates import failure_chain_data, verification_errors
-from commssl.config.sessions import decide_without_certificate, reverify_resumed
-from commssl.config.verification import x509_verify_cert_error_string
-from commssl.errors import SSLClosed, SSLCondition, SSLHandshakeTimeout, SSLVerificationFailure
-
-PLAIN, HANDSHAKING, OPEN, CLOSING, DETACHING, FAILED, CLOSED = range(7)
-STATE_NAMES = ("plain", "handshaking", "open", "closing", "detaching", "failed", "closed")
-
-#: The largest timeout the C loops take (an int of milliseconds).
-MAX_TIMEOUT_MS = 2**31 - 1
+from commssl.errors import SSLCondition, SSLHandshakeTimeout
+from commssl.io.handshake import raise_failure
+from commssl.io.state import CLOSED, CLOSING, DETACHING, FAILED, HANDSHAKING, OPEN, PLAIN, check_move
 
 # -- memory-BIO mode (the asyncio and anyio adapters) --------------------------------
 
@@ -77,127 +58,6 @@ def scratch() -> Any:
     return buf
 
 
-# -- timeouts ---------------------------------------------------------------------
-
-
-def timeout_arg(value: object, argument: str) -> Optional[float]:
-    """A timeout argument as seconds (``None``: no limit), or the documented error:
-    ``TypeError`` for a non-number, ``ValueError`` for nan, infinities, negatives
-    and anything from 2**31 ms on."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{argument} must be a number of seconds or None, not {type(value).__name__}")
-    if not 0 <= value < (MAX_TIMEOUT_MS + 1) / 1000:  # also refuses nan
-        raise ValueError(f"{argument} must be None or a finite number of seconds >= 0 and below "
-                         f"{(MAX_TIMEOUT_MS + 1) // 1000} (2**31 ms), not {value!r}")
-    return float(value)
-
-
-def deadline(timeout: Optional[float]) -> Optional[float]:
-    return None if timeout is None else time.monotonic() + timeout
-
-
-def ms_left(when: Optional[float]) -> int:
-    """Milliseconds to ``when`` for the C loops (-1: no limit), rounded up: never early."""
-    if when is None:
-        return -1
-    return max(0, math.ceil((when - time.monotonic()) * 1000))
-
-
-# -- the failure mapping ------------------------------------------------------------
-
-
-def raise_failure(sslp: SSLPointer, err: int, what: str,
-                  timeout_exc: Type[Exception] = SSLHandshakeTimeout) -> NoReturn:
-    """Raise what a failed operation on ``sslp`` (pinned) means: a callback's own
-    exception first, then a timeout, a verification failure, or the I/O error."""
-    exc = sslp.take_exception()
-    if exc is not None:
-        drain()
-        raise exc
-    if err == lib.COMMSSL_TIMEOUT:
-        drain()
-        raise timeout_exc(f"{what}: timed out")
-    os_errno = ffi.errno
-    last = lib.ERR_peek_last_error()
-    if last and lib.ERR_GET_LIB(last) == lib.ERR_LIB_SSL:
-        reason = lib.ERR_GET_REASON(last)
-        # INVALID_STATUS_RESPONSE: the OCSP status callback failed the staple; (OpenSSL 3.6,
-        # which decodes a staple before that callback) BAD_CERTIFICATE_STATUS_RESPONSE: it
-        # was no DER OCSP response (revocation block of build_ffi.py, commssl_ocsp_unreadable)
-        if reason == lib.SSL_R_CERTIFICATE_VERIFY_FAILED or (
-                reason == lib.SSL_R_INVALID_STATUS_RESPONSE and lib.commssl_ocsp_failed(sslp.cdata)) or (
-                reason == lib.SSL_R_TLSV1_BAD_CERTIFICATE_STATUS_RESPONSE
-                and lib.commssl_ocsp_unreadable(sslp.cdata)):
-            drain()
-            raise verification_failure(sslp, what)
-        if reason == lib.SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
-            drain()
-            raise SSLVerificationFailure(
-                f"{what}: the peer sent no certificate", ("verification", lib.X509_V_ERR_UNSPECIFIED),
-                lib.X509_V_ERR_UNSPECIFIED, "peer did not return a certificate", None)
-    if (err == lib.SSL_ERROR_SYSCALL and (not last or lib.ERR_GET_LIB(last) == lib.ERR_LIB_SYS)
-            and lib.SSL_get_shutdown(sslp.cdata) & lib.SSL_RECEIVED_SHUTDOWN):
-        # The peer's close_notify came first: whatever the OpenSSL version then says
-        # of a write (3.0: the closed state; 3.5+: EPIPE, queued as a system error),
-        # the answer is the clean close.
-        drain()
-        raise SSLClosed(f"{what}: the peer closed the TLS connection", "closed")
-    raise_io_error(err, what, os_errno)
-
-
-def verification_failure(sslp: SSLPointer, what: str) -> SSLVerificationFailure:
-    rec = sslp._record
-    code = int(lib.SSL_get_verify_result(sslp.cdata))
-    if rec.fail_count and (code == lib.X509_V_OK or code == lib.X509_V_ERR_APPLICATION_VERIFICATION):
-        code = rec.fail_error
-    depth = rec.fail_depth if rec.fail_count else None
-    message = x509_verify_cert_error_string(code)
-    ssl_code: Any = ("verification", code)
-    if code == lib.X509_V_ERR_APPLICATION_VERIFICATION:
-        ssl_code = "verify-callback"
-    at = f" at depth {depth}" if depth is not None else ""
-    # the diagnostics, read while the SSL is still pinned (revocation block of build_ffi.py)
-    return SSLVerificationFailure(f"{what}: certificate verify failed{at}: {message}",
-                                  ssl_code, code, message, depth, verification_errors(sslp),
-                                  failure_chain_data(sslp))
-
-
-def check_after_handshake(sslp: SSLPointer, due: Optional[float] = None,
-                          clock: Callable[[], float] = time.monotonic) -> None:
-    """After a handshake that OpenSSL completed: re-raise a callback's exception
-    (a ``"never"`` client still calls callbacks: a raising callback never passes),
-    verify a resumed session again, let a server's ``verify_callback(conn)`` decide
-    a client that sent no certificate, and enforce the deadline ``due``, time spent in callbacks included."""
-    exc = sslp.take_exception()
-    if exc is not None:
-        raise exc
-    if lib.SSL_session_reused(sslp.cdata):  # OpenSSL verified nothing: commssl does (sessions.py)
-        verified = reverify_resumed(sslp)
-        exc = sslp.take_exception()
-        if exc is not None:
-            drain()
-            raise exc
-        if verified is False:
-            raise verification_failure(sslp, "handshake (resumed session)")
-    # a server's verify_callback(conn) decides a client without a certificate too (sessions.py)
-    accepted = decide_without_certificate(sslp)
-    exc = sslp.take_exception()
-    if exc is not None:
-        raise exc
-    if accepted is False:
-        raise SSLVerificationFailure(
-            "handshake: the peer sent no certificate and the verify callback rejected it",
-            ("verification", lib.X509_V_ERR_UNSPECIFIED), lib.X509_V_ERR_UNSPECIFIED,
-            "peer did not return a certificate", None)
-    if due is not None and clock() > due:
-        raise SSLHandshakeTimeout("handshake: timed out (the handshake_timeout passed during the handshake)")
-
-
-# -- the connection -----------------------------------------------------------------
-
-
 class TLSConnection:
     """The state, the ``SSL`` and the transport of one stream (see the module docstring).
 
@@ -207,8 +67,7 @@ class TLSConnection:
 
     __slots__ = ("name", "state", "sslp", "side", "_lock", "_users", "_owns_ssl", "_own_ctx",
                  "_release_transport", "_released", "closed_locally", "pending_error", "conn",
-                 "peer_closed", "read_error",
-                 "mem_done", "_wbio", "_send", "pid")
+                 "peer_closed", "read_error", "mem_done", "_wbio", "_send", "pid")
 
     def __init__(self, name: str, release_transport: Callable[[], None]) -> None:
         self.name = name  # for messages: "SocketStream", "AsyncSSLStream"
@@ -238,7 +97,7 @@ class TLSConnection:
         self.pid = os.getpid()
 
     def __repr__(self) -> str:
-        return f"<TLSConnection {self.name} {STATE_NAMES[self.state]} users={self._users}>"
+        return f"<TLSConnection {self.name} {self.state.value} users={self._users}>"
 
     # -- operations -------------------------------------------------------------------
 
@@ -263,7 +122,7 @@ class TLSConnection:
                 self._users += 1
                 return None
             sslp = self.sslp
-            if (state > OPEN and not (closing and state == CLOSING)) or (
+            if (state is not OPEN and state is not HANDSHAKING and not (closing and state is CLOSING)) or (
                     sslp is not None and in_callback(sslp)):
                 self._refuse(what)
             self._users += 1
@@ -306,7 +165,7 @@ class TLSConnection:
             if self._users:
                 raise ValueError(f"attach_ssl: another thread is reading or writing the {self.name}")
             self.sslp, self._owns_ssl, self._own_ctx, self.side = sslp, owns, own_ctx, side
-            self.state = HANDSHAKING
+            self.state = check_move(self.state, HANDSHAKING)
             self._users = 1
             self.pid = os.getpid()
         self.conn = conn
@@ -333,9 +192,8 @@ class TLSConnection:
             rbio = lib.BIO_new(lib.BIO_s_mem())
             wbio = lib.BIO_new(lib.BIO_s_mem())
             if rbio == _NULL or wbio == _NULL:
-                for bio in (rbio, wbio):
-                    if bio != _NULL:
-                        lib.BIO_free(bio)
+                lib.BIO_free(rbio)  # BIO_free(NULL) does nothing
+                lib.BIO_free(wbio)
                 self.fail()
                 raise MemoryError("BIO_new failed")
             lib.SSL_set_bio(ssl, rbio, wbio)  # the SSL owns both from now on
@@ -401,19 +259,6 @@ class TLSConnection:
                 rbuf += ffi.buffer(buf, done[0])
             raise
 
-    def take_unread(self, ssl: Any) -> bytes:
-        """What waits unread in ``ssl``'s incoming BIO, taken out (the caller holds
-        the SSL: a detach). After the peer's close_notify these are the bytes it
-        sent in clear after it: in the memory BIO of memory-BIO mode, or in a
-        socket stream's read buffer (``commssl_set_socket``)."""
-        rbio = lib.SSL_get_rbio(ssl)
-        pending = lib.BIO_ctrl_pending(rbio) if rbio != _NULL else 0
-        if not pending:
-            return b""
-        buf = _alloc("char[]", pending)
-        got = lib.BIO_read(rbio, buf, pending)
-        return ffi.buffer(buf, got)[:] if got > 0 else b""
-
     def forked(self) -> bool:
         """Whether this is a forked child of the process that attached the SSL (or
         made the stream): its close frees memory and sends nothing."""
@@ -422,14 +267,14 @@ class TLSConnection:
     def handshake_done(self) -> None:
         with self._lock:
             if self.state == HANDSHAKING:
-                self.state = OPEN
+                self.state = check_move(self.state, OPEN)
 
     def fail(self) -> None:
         """The handshake failed: the connection never carries data again; its SSL
         is freed by the last operation (or close)."""
         with self._lock:
             if self.state in (HANDSHAKING, OPEN):
-                self.state = FAILED
+                self.state = check_move(self.state, FAILED)
 
     def start_closing(self) -> bool:
         """HANDSHAKING/OPEN -> CLOSING (user operations refused, the close's own
@@ -442,7 +287,7 @@ class TLSConnection:
             if sslp is not None and in_callback(sslp):
                 raise in_callback_error("close()", sslp)
             if state in (HANDSHAKING, OPEN):
-                self.state = CLOSING
+                self.state = check_move(self.state, CLOSING)
             return True
 
     def begin_detach(self, what: str) -> Any:
@@ -454,11 +299,11 @@ class TLSConnection:
             if state == PLAIN:
                 return None
             sslp = self.sslp
-            if state > OPEN or (sslp is not None and in_callback(sslp)):
+            if not state.has_tls or (sslp is not None and in_callback(sslp)):
                 self._refuse(what)
             if self._users:
                 raise ValueError(f"{what}: another thread is reading or writing the {self.name}")
-            self.state = DETACHING
+            self.state = check_move(self.state, DETACHING)
             self._users = 1
         return sslp._pin()  # type: ignore[union-attr]
 
@@ -469,7 +314,7 @@ class TLSConnection:
         with self._lock:
             self._users -= 1
             if self.state == DETACHING:
-                self.state = PLAIN
+                self.state = check_move(self.state, PLAIN)
                 sslp, self.sslp, self.side = self.sslp, None, None
                 self._release_ssl(sslp)
                 return
@@ -492,7 +337,7 @@ class TLSConnection:
             sslp = self.sslp
             if sslp is not None and in_callback(sslp):
                 raise in_callback_error("close()", sslp)
-            self.state = CLOSED
+            self.state = check_move(self.state, CLOSED)
             if self.pid != os.getpid():
                 # A forked child: free, send no close_notify (the session is the parent's).
                 # The operations counted are the parent's threads', which the child does
