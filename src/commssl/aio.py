@@ -33,9 +33,9 @@ from commssl._separators import Separator, find_separator, separators_arg
 from commssl.config.abstract import SSLAbstractContext
 from commssl.config.contexts import check_method_side, wants_new_ctx
 from commssl.errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
-from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
+from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl
 from commssl.io.detach import DetachDrain
-from commssl.io.handshake import check_after_handshake
+from commssl.io.handshake import check_after_handshake, release_new_ssl
 from commssl.io.policy import check_hostname_arg
 from commssl.io.state import CLOSING, DETACHING, HANDSHAKING, OPEN, PLAIN
 from commssl.io.timeouts import timeout_arg

@@ -57,8 +57,8 @@ from commssl._core.binding import ffi
 from commssl._core.callbacks import in_callback_error
 from commssl.aio import _take
 from commssl.errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
-from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
-from commssl.io.handshake import check_after_handshake
+from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl
+from commssl.io.handshake import check_after_handshake, release_new_ssl
 from commssl.io.policy import check_hostname_arg
 from commssl.io.timeouts import deadline, timeout_arg
 from commssl.io.tls import OP_HANDSHAKE, OP_WRITE, WANT_READ, ZERO_RETURN, TLSConnection

@@ -28,9 +28,9 @@ from commssl._core.ownership import StreamSocket, take_over
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl._core.types import SSLCtxArg
 from commssl.errors import SSLCondition
-from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl, release_new_ssl
+from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl
 from commssl.io.detach import DetachDrain
-from commssl.io.handshake import check_after_handshake
+from commssl.io.handshake import check_after_handshake, release_new_ssl
 from commssl.io.policy import check_hostname_arg
 from commssl.io.state import CLOSED, HANDSHAKING, OPEN
 from commssl.io.timeouts import deadline, ms_left, timeout_arg

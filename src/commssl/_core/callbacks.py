@@ -28,6 +28,19 @@ def park(sslp: SSLPointer, exc: BaseException) -> None:
         sslp.exception = exc
 
 
+def copy_pass_phrase(value: object, buf: Any, size: int, what: str) -> int:
+    """Copy a pass phrase callback's result into OpenSSL's buffer: its length, or
+    ``TypeError``/``ValueError`` naming ``what`` (the callback) for a bad result."""
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if not isinstance(value, bytes):
+        raise TypeError(f"the {what} callback must return str or bytes, not {type(value).__name__}")
+    if len(value) > size:
+        raise ValueError(f"the {what} is longer than OpenSSL's limit of {size} bytes")
+    ffi.memmove(buf, value, len(value))
+    return len(value)
+
+
 def park_from_traceback(exc: BaseException, tb: Any) -> None:
     """For every trampoline's ``onerror``, reached only when an exception hits
     before the callback's own try (a signal, say): park it on the connection the

@@ -24,15 +24,8 @@ from commssl.cli.args import (
     _readable,
 )
 from commssl.cli.render import Json, certificate_json, chain_json, new_document, new_view
+from commssl.config import contexts
 from commssl.config.certificates import get_certificate_common_name, get_certificate_data
-from commssl.config.contexts import (
-    destroy_ssl_ctx,
-    make_ssl_ctx,
-    set_ssl_ctx_password_callback,
-    ssl_ctx_load_verify_locations,
-    ssl_ctx_use_certificate_chain_file,
-    ssl_ctx_use_privatekey_file,
-)
 from commssl.config.features import ssl_connection_cipher, ssl_connection_server_name
 from commssl.config.revocation import set_ocsp_stapling
 from commssl.config.verification import (
@@ -190,25 +183,25 @@ def client_context(args: argparse.Namespace, recorder: Recorder) -> SSLCtxPointe
             _readable(path, option)
     if args.capath:
         _readable(args.capath, "--capath", directory=True)
-    ctx = make_ssl_ctx(True, "client")
+    ctx = contexts.make_ssl_ctx(True, "client")
     try:
         if args.cafile or args.capath:
             try:
-                ssl_ctx_load_verify_locations(ctx, args.cafile, args.capath)
+                contexts.ssl_ctx_load_verify_locations(ctx, args.cafile, args.capath)
             except SSLCondition as exc:
                 raise UsageError(f"cannot use --cafile/--capath: {str(exc).split(': ', 1)[-1]}") from None
         if args.cert:
-            set_ssl_ctx_password_callback(ctx, _ask_password)
+            contexts.set_ssl_ctx_password_callback(ctx, _ask_password)
             try:
-                ssl_ctx_use_certificate_chain_file(ctx, args.cert)
-                ssl_ctx_use_privatekey_file(ctx, args.key or args.cert)
+                contexts.ssl_ctx_use_certificate_chain_file(ctx, args.cert)
+                contexts.ssl_ctx_use_privatekey_file(ctx, args.key or args.cert)
             except SSLCondition as exc:
                 raise UsageError(f"cannot use --cert/--key: {str(exc).split(': ', 1)[-1]}") from None
         set_verification_mode(ctx, "client", args.verify, recorder)
         if getattr(args, "ocsp", False):
             set_ocsp_stapling(ctx, True)  # ask and record; the verdict is ours, below
     except BaseException:
-        destroy_ssl_ctx(ctx)
+        contexts.destroy_ssl_ctx(ctx)
         raise
     return ctx
 
@@ -270,7 +263,7 @@ def inspect_server(args: argparse.Namespace, host: str, port: int) -> Json:
                         window = min(REJECTION_WINDOW, max(0.0, deadline - time.monotonic()))
                         failure = await_rejection(stream, window)
     finally:
-        destroy_ssl_ctx(ctx)
+        contexts.destroy_ssl_ctx(ctx)
     if verify is None and recorder.chain is not None:
         doc["peer"]["chain"] = recorder.chain
         doc["target"]["servername"] = recorder.sni

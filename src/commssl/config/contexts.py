@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 from commssl._core.args import ctx_pointer as _ctx
 from commssl._core.args import path_arg
 from commssl._core.binding import check, drain, ffi, lib, missing_file, text
+from commssl._core.callbacks import copy_pass_phrase
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl._core.types import ContextArg, NewContext
 from commssl.config.credentials import _load_key, load_cadata
@@ -226,15 +227,8 @@ def _commssl_password_py(buf: Any, size: int, rwflag: int, userdata: Any) -> int
     if pointer is None:  # no wrapper, no pass phrase
         return -1
     try:
-        value = pointer.password(size, bool(rwflag))  # type: ignore[misc]
-        if isinstance(value, str):
-            value = value.encode("utf-8")
-        if not isinstance(value, bytes):
-            raise TypeError(f"the password callback must return str or bytes, not {type(value).__name__}")
-        if len(value) > size:
-            raise ValueError(f"the password is longer than OpenSSL's limit of {size} bytes")
-        ffi.memmove(buf, value, len(value))
-        return len(value)
+        return copy_pass_phrase(pointer.password(size, bool(rwflag)), buf, size,  # type: ignore[misc]
+                                "password")
     except BaseException as exc:
         pointer._password_error = exc
         return -1

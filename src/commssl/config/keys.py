@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union, o
 
 from commssl._core.args import ctx_or_ssl
 from commssl._core.binding import drain, ffi, lib, missing_file, raise_last
+from commssl._core.callbacks import copy_pass_phrase
 from commssl._core.ownership import ssl_held
 from commssl._core.pointers import (
     _OWNED,
@@ -125,15 +126,7 @@ def _commssl_lw_password_py(buf: Any, size: int, rwflag: int, userdata: Any) -> 
     phrase: _Phrase = ffi.from_handle(userdata)
     try:
         assert phrase.callback is not None
-        value = phrase.callback(size, bool(rwflag))
-        if isinstance(value, str):
-            value = value.encode("utf-8")
-        if not isinstance(value, bytes):
-            raise TypeError(f"the pass phrase callback must return str or bytes, not {type(value).__name__}")
-        if len(value) > size:
-            raise ValueError(f"the pass phrase is longer than OpenSSL's limit of {size} bytes")
-        ffi.memmove(buf, value, len(value))
-        return len(value)
+        return copy_pass_phrase(phrase.callback(size, bool(rwflag)), buf, size, "pass phrase")
     except BaseException as exc:
         phrase.error = exc
         return -1

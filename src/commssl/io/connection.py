@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from commssl._core.args import ssl_of
 from commssl._core.binding import drain, ffi, lib
-from commssl._core.ownership import claim_ssl, release_ssl_claim, ssl_held
+from commssl._core.ownership import claim_ssl, ssl_held
 from commssl._core.pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
 from commssl._core.types import ConnectionArg, ConnectionBase
 from commssl.config import certificates as _certificates
@@ -26,6 +26,7 @@ from commssl.config.certvector import CertificateVector
 from commssl.config.contexts import check_method_side, make_ssl_ctx, wants_new_ctx
 from commssl.config.revocation import OCSPStatus, ocsp_response, ocsp_status
 from commssl.config.sessions import apply_session, bind_server_sessions
+from commssl.io.handshake import release_new_ssl
 from commssl.io.policy import check_hostname_arg, client_name, encode_host_name
 from commssl.io.state import CLOSED, HANDSHAKING, OPEN
 from commssl.io.tls import TLSConnection
@@ -101,17 +102,6 @@ def _is_ip(name: str) -> bool:
 def _callback_arg(value: object, argument: str) -> None:
     if value is not None and not callable(value):
         raise TypeError(f"{argument} must be callable or None, not {type(value).__name__}")
-
-
-def release_new_ssl(sslp: SSLPointer, owns: bool, own_ctx: Optional[SSLCtxPointer]) -> None:
-    """Free what ``new_ssl`` made for a connection that did not take it (an
-    ``SSLPointer`` passed in is given back: another connection may claim it)."""
-    if owns:
-        sslp._kill()
-    else:
-        release_ssl_claim(sslp)
-    if own_ctx is not None:
-        own_ctx._kill()
 
 
 def new_ssl(

@@ -10,7 +10,8 @@ import time
 from typing import Any, Callable, NoReturn, Optional, Type
 
 from commssl._core.binding import drain, ffi, lib, raise_io_error
-from commssl._core.pointers import SSLPointer
+from commssl._core.ownership import release_ssl_claim
+from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl.config.certificates import failure_chain_data, verification_errors
 from commssl.config.sessions import decide_without_certificate, reverify_resumed
 from commssl.config.verification import x509_verify_cert_error_string
@@ -102,3 +103,14 @@ def check_after_handshake(sslp: SSLPointer, due: Optional[float] = None,
             "peer did not return a certificate", None)
     if due is not None and clock() > due:
         raise SSLHandshakeTimeout("handshake: timed out (the handshake_timeout passed during the handshake)")
+
+
+def release_new_ssl(sslp: SSLPointer, owns: bool, own_ctx: Optional[SSLCtxPointer]) -> None:
+    """Free what ``new_ssl`` made for a connection that did not take it (an
+    ``SSLPointer`` passed in is given back: another connection may claim it)."""
+    if owns:
+        sslp._kill()
+    else:
+        release_ssl_claim(sslp)
+    if own_ctx is not None:
+        own_ctx._kill()

@@ -29,7 +29,7 @@ from commssl._core.callbacks import in_callback, in_callback_error
 from commssl._core.ownership import release_ssl_claim
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl.errors import SSLCondition, SSLHandshakeTimeout
-from commssl.io.handshake import raise_failure
+from commssl.io.handshake import raise_failure, release_new_ssl
 from commssl.io.state import CLOSED, CLOSING, DETACHING, FAILED, HANDSHAKING, OPEN, PLAIN, check_move
 
 # -- memory-BIO mode (the asyncio and anyio adapters) --------------------------------
@@ -181,12 +181,7 @@ class TLSConnection:
         try:
             ssl = self.attach(sslp, owns, own_ctx, side, conn)
         except BaseException:
-            if owns:
-                sslp._kill()
-            else:
-                release_ssl_claim(sslp)
-            if own_ctx is not None:
-                own_ctx._kill()
+            release_new_ssl(sslp, owns, own_ctx)
             raise
         try:
             rbio = lib.BIO_new(lib.BIO_s_mem())
