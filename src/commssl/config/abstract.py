@@ -224,15 +224,7 @@ def create_ssl_client_context(
     ``ciphers`` (TLS 1.2) and ``ciphersuites`` (TLS 1.3) are ``set_ciphers``' and
     ``set_ciphersuites``' strings; a maximum version is ``set_protocol_versions``'.
     """
-    return _abstract("client", cert_file=cert_file, key_file=key_file, password=password,
-                     password_callback=password_callback, openssl_trusted_file=openssl_trusted_file,
-                     openssl_trusted_directory=openssl_trusted_directory, verify_callback=verify_callback,
-                     openssl_ctx_configure_callback=openssl_ctx_configure_callback,
-                     openssl_ssl_configure_callback=openssl_ssl_configure_callback,
-                     tlsext_host_name=tlsext_host_name, name=name, crl_file=crl_file,
-                     crl_checking=crl_checking, ocsp_stapling=ocsp_stapling,
-                     protocol_version=protocol_version, cert_request_callback=cert_request_callback,
-                     ciphers=ciphers, ciphersuites=ciphersuites)
+    return _abstract("client", **locals())
 
 
 def create_ssl_server_context(
@@ -241,9 +233,10 @@ def create_ssl_server_context(
     key_file: Optional[PathArg] = None,
     password: Union[None, str, bytes] = None,
     password_callback: Optional[PasswordCallback] = None,
+    verify_callback: Optional[Callable[[Any], Any]] = None,
+    fail_if_no_peer_cert: bool = False,
     openssl_trusted_file: Optional[PathArg] = None,
     openssl_trusted_directory: Optional[PathArg] = None,
-    verify_callback: Optional[Callable[[Any], Any]] = None,
     openssl_ctx_configure_callback: Optional[Callable[[SSLCtxPointer], Any]] = None,
     openssl_ssl_configure_callback: Optional[Callable[[SSLPointer], Any]] = None,
     name: Optional[str] = None,
@@ -252,7 +245,6 @@ def create_ssl_server_context(
     protocol_version: Union[None, bool, str] = None,
     dh_file: Optional[PathArg] = None,
     client_hello_callback: Optional[Callable[[Any, Optional[str]], Any]] = None,
-    fail_if_no_peer_cert: bool = False,
     ciphers: Optional[str] = None,
     ciphersuites: Optional[str] = None,
 ) -> SSLAbstractContext:
@@ -280,13 +272,4 @@ def create_ssl_server_context(
     the handshake (``SSLFailure`` with ``ssl_code`` ``"client-hello-callback"``).
     ``ciphers`` and ``ciphersuites``: as for ``create_ssl_client_context``.
     """
-    return _abstract("server", cert_file=cert_file, key_file=key_file, password=password,
-                     password_callback=password_callback, openssl_trusted_file=openssl_trusted_file,
-                     openssl_trusted_directory=openssl_trusted_directory, verify_callback=verify_callback,
-                     openssl_ctx_configure_callback=openssl_ctx_configure_callback,
-                     openssl_ssl_configure_callback=openssl_ssl_configure_callback,
-                     tlsext_host_name=None, name=name, crl_file=crl_file, crl_checking=crl_checking,
-                     protocol_version=protocol_version, dh_file=dh_file,
-                     client_hello_callback=client_hello_callback,
-                     fail_if_no_peer_cert=fail_if_no_peer_cert,
-                     ciphers=ciphers, ciphersuites=ciphersuites)
+    return _abstract("server", tlsext_host_name=None, **locals())
