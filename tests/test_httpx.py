@@ -18,6 +18,7 @@ pytest.importorskip("trio")
 import commssl  # noqa: E402
 import commssl.httpx as chttpx  # noqa: E402
 import peers  # noqa: E402
+from commssl._httpx_network import _Options, _readable  # noqa: E402
 from peers import PKI  # noqa: E402
 
 MODES = ["sync", "asyncio", "trio"]
@@ -231,6 +232,13 @@ def test_transport_arguments() -> None:
     with pytest.raises(TypeError, match="http2"):
         chttpx.AsyncHTTPTransport(http2="yes")
     chttpx.HTTPTransport(http2=True).close()
+    # http2=True is honoured, never refused: each transport's backend offers h2 first (ALPN)
+    for transport_class in (chttpx.HTTPTransport, chttpx.AsyncHTTPTransport):
+        for kw, offer in (({}, ["http/1.1"]), ({"http2": True}, ["h2", "http/1.1"]),
+                          ({"http1": False, "http2": True}, ["h2"])):
+            pool = transport_class(**kw)._pool
+            assert pool._network_backend.options.alpn == offer, (transport_class, kw)
+            assert (pool._http1, pool._http2) == (kw.get("http1", True), kw.get("http2", False))
     with pytest.raises(TypeError, match="verify"):
         chttpx.AsyncHTTPTransport(verify=False)
     with pytest.raises(TypeError, match="ssl_ctx"):
@@ -260,10 +268,10 @@ def test_is_readable_sees_bytes_held_above_the_socket(pki: PKI, client_ctx: Any)
     try:
         stream = commssl.create_ssl_socket_stream(b, client_ctx(), ssl_side="client", handshake_timeout=10,
                                                   timeout=10, tlsext_host_name="localhost")
-        network = chttpx.NetworkStream(stream, chttpx._Options(client_ctx()))
+        network = chttpx.NetworkStream(stream, _Options(client_ctx()))
         assert written.wait(10)  # both records wait in the socket
         assert network.read(10) == b"A" * 10  # one recv took both records; the read returned one
-        assert not chttpx._readable(stream.socket)  # nothing left in the socket itself...
+        assert not _readable(stream.socket)  # nothing left in the socket itself...
         assert network.get_extra_info("is_readable") is True  # ...but the stream holds the B's
         assert network.read(10) == b"B" * 10
         assert network.get_extra_info("is_readable") is False
