@@ -118,6 +118,7 @@ async def unwrap(self: Stream) -> Tuple[anyio.abc.AnyByteStream, bytes]:
     self._rbuf.clear()
     return self.transport_stream, data
 
+
 async def _unwrap_read(self: Stream, ssl: Any, keep: DetachDrain) -> None:
     """After our close_notify: decrypt (and keep) what comes up to the peer's,
     then complete the shutdown (``readside.detach_read``)."""
