@@ -1040,7 +1040,7 @@ def test_tls_inside_asyncio_tls(pki: PKI, server_ctx: Any) -> None:
 def test_the_shared_read_buffer_is_lent_to_one_stream_at_a_time() -> None:
     """A loop that asked for a buffer and has not yet reported the read keeps the shared
     one: another stream asking meanwhile gets a buffer of its own, never the same memory."""
-    from commssl import aio
+    from commssl.aio import events as aio
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -8,29 +8,48 @@ stream without close_notify is a ``BrokenResourceError`` (from ``SSLError``), fr
 ``anyio.EndOfStream`` (what HTTP clients want: httpcore uses ``False``).
 
 Kept out of ``commssl.anyio`` so that the stream's I/O and these rules each read in one
-place. The functions take the stream and use its private state (``_tls``, the locks).
+place. The functions take the stream and use its private state (``_tls``, the locks),
+described by ``Stream`` (a ``Protocol``, so that this module need not import
+``commssl.anyio``, which imports it).
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Optional, Tuple
+from typing import Any, Optional, Protocol, Tuple
 
 import anyio
 import anyio.abc
 
-from commssl._core.binding import ffi
-from commssl.errors import SSLCondition, SSLError
+from commssl.errors import SSLClosed, SSLCondition, SSLError
 from commssl.io.detach import DetachDrain
+from commssl.io.readside import detach_read, end_error, ended, feed, release, send_close_notify
 from commssl.io.state import CLOSED, OPEN
-from commssl.io.tls import OP_READ, OP_SHUTDOWN, SCRATCH, SHUTDOWN_SENT, WANT_READ, ZERO_RETURN, scratch
+from commssl.io.tls import TLSConnection
 
-if TYPE_CHECKING:
-    from commssl.anyio import TLSStream
+__all__ = ["Stream", "broken", "byte_stream_arg", "close", "send_eof_error", "standard_compatible_arg",
+           "unwrap"]
 
-__all__ = ["broken", "byte_stream_arg", "close", "send_eof_error", "standard_compatible_arg", "unwrap"]
 
-_NULL = ffi.NULL
+class Stream(Protocol):
+    """What these functions use of a ``commssl.anyio.TLSStream``."""
+
+    transport_stream: anyio.abc.AnyByteStream
+    standard_compatible: bool
+    _tls: TLSConnection
+    _rbuf: bytearray
+    _recv_lock: anyio.Lock
+    _broken: Optional[BaseException]
+    _close_timeout: float
+    _unwrapped: bool
+
+    def _check(self, what: str) -> None: ...
+
+    def _read_error(self, exc: BaseException) -> BaseException: ...
+
+    async def _flush(self) -> None: ...
+
+    async def _pull(self) -> Tuple[bytes, int]: ...
 
 
 def broken(exc: BaseException) -> anyio.BrokenResourceError:
@@ -60,12 +79,12 @@ def standard_compatible_arg(value: object) -> bool:
     return value
 
 
-async def unwrap(self: "TLSStream") -> Tuple[anyio.abc.AnyByteStream, bytes]:
+async def unwrap(self: Stream) -> Tuple[anyio.abc.AnyByteStream, bytes]:
     """``TLSStream.unwrap``: do the closing handshake (send close_notify, wait for the peer's) and
     return ``(byte stream, bytes)``: the byte stream, open, to go on in clear,
     and what was received and not yet returned, in order: decrypted data not
     yet received, application data the peer sent before its close_notify (at
-    most ``commssl._detach.DETACH_DRAIN`` bytes in all), then the clear bytes
+    most ``commssl.io.detach.DETACH_DRAIN`` bytes in all), then the clear bytes
     that followed its close_notify. The ``TLSStream`` is closed (its SSL
     freed). No time limit (as anyio's): wrap it in ``anyio.fail_after``. A
     failure, a peer that ends the stream without close_notify, or a
@@ -74,59 +93,48 @@ async def unwrap(self: "TLSStream") -> Tuple[anyio.abc.AnyByteStream, bytes]:
     self._check("unwrap")
     tls = self._tls
     if tls.read_error is not None:
-        raise self._read_error()
+        raise self._read_error(tls.read_error)
     try:
         async with self._recv_lock:
             ssl = tls.begin_detach("unwrap")
             try:
                 keep = DetachDrain("unwrap", self._rbuf)
-                err = tls.mem_step(b"", 0, OP_SHUTDOWN, _NULL, 0, "unwrap", held=ssl)
+                wait = send_close_notify(tls, "unwrap", held=ssl)
                 await self._flush()
-                if err == SHUTDOWN_SENT:
+                if wait:
                     await _unwrap_read(self, ssl, keep)
                 keep.finish(ssl)
             finally:
                 tls.end_detach()
     except BaseException as exc:
         self._unwrapped = True
-        self._release()
+        release(tls)
         await anyio.aclose_forcefully(self.transport_stream)
         if isinstance(exc, SSLCondition):
             raise broken(exc) from exc
         raise
     self._unwrapped = True
-    self._release()  # plain now: frees nothing more, marks the TLSStream closed
+    release(tls)  # plain now: frees nothing more, marks the TLSStream closed
     data = bytes(self._rbuf)
     self._rbuf.clear()
     return self.transport_stream, data
 
-async def _unwrap_read(self: "TLSStream", ssl: Any, keep: DetachDrain) -> None:
+
+async def _unwrap_read(self: Stream, ssl: Any, keep: DetachDrain) -> None:
     """After our close_notify: decrypt (and keep) what comes up to the peer's,
-    then complete the shutdown."""
-    tls = self._tls
-    done = tls.mem_done
-    buf = scratch()
+    then complete the shutdown (``readside.detach_read``)."""
     data, eof = b"", 0
     while True:
-        err = tls.mem_step(data, eof, OP_READ, buf, SCRATCH, "unwrap", held=ssl)
-        if done[0]:
-            keep.keep(ffi.buffer(buf, done[0]))
-        if err == ZERO_RETURN:
-            err = tls.mem_step(b"", 0, OP_SHUTDOWN, _NULL, 0, "unwrap", held=ssl)
-            if err:
-                tls.failure(err, "unwrap")
-            await self._flush()
+        result = detach_read(self._tls, ssl, keep, "unwrap", data, eof)
+        if isinstance(result, SSLClosed):  # more than a detach keeps
+            raise result
+        await self._flush()
+        if result:
             return
-        if err == WANT_READ:
-            if eof:  # OpenSSL reports a truncation itself; never wait on an ended stream
-                raise SSLError("unwrap: the peer closed the connection without close_notify", None)
-            await self._flush()
-            data, eof = await self._pull()
-        else:
-            data, eof = b"", 0
+        data, eof = await self._pull()
 
 
-async def close(self: "TLSStream") -> None:
+async def close(self: Stream) -> None:
     """``TLSStream.aclose``: with ``standard_compatible``, send close_notify and wait (at most
     ``close_timeout`` seconds, shielded from cancellation) for the peer's;
     then close the byte stream and free the SSL. A peer that ends the stream
@@ -143,24 +151,26 @@ async def close(self: "TLSStream") -> None:
         if (tls.start_closing() and was_open and self.standard_compatible
                 and tls.read_error is None and self._broken is None):
             with anyio.move_on_after(self._close_timeout, shield=True):
-                err = tls.mem_step(b"", 0, OP_SHUTDOWN, _NULL, 0, "close", closing=True)
+                wait = send_close_notify(tls, "close")
                 await self._flush()
                 # another task's receive holds the byte stream's receiving side: do not wait
-                if err == SHUTDOWN_SENT and not tls.peer_closed and not self._recv_lock.locked():
+                if wait and not self._recv_lock.locked():
                     async with self._recv_lock:
-                        while True:
+                        while not ended(tls):  # what comes is dropped (closing), up to the peer's
                             data, eof = await self._pull()
-                            if tls.mem_decrypt(data, eof, bytearray()) == ZERO_RETURN:
-                                break
-                            if eof:  # OpenSSL raises for a truncation; never spin on an ended stream
+                            if feed(tls, data, eof, self._rbuf) is None and eof and not ended(tls):
+                                # OpenSSL reports a truncation itself; never spin on an ended stream
                                 raise SSLError("close: the peer closed the connection without close_notify",
                                                None)
+                        stored = end_error(tls)
+                        if stored is not None:
+                            raise stored
     except SSLError as exc:  # exactly SSLError: the peer ended the stream without close_notify
         error = exc if type(exc) is SSLError else None
     except Exception:  # never raises for the peer otherwise: a failed close_notify is still a close
         pass
     finally:
-        self._release()
+        release(tls)
         await anyio.aclose_forcefully(self.transport_stream)
     if error is not None:
         raise broken(error)

@@ -7,9 +7,10 @@ an in-memory stream pair...) and returns a ``TLSStream``: an
 ``.ssl``, accepted by every ``ssl_connection_*`` function. ``await connect(host,
 port, ssl_ctx=...)`` opens the TCP connection too.
 
-The connection core (``commssl._tls.TLSConnection``) drives OpenSSL over memory
-BIOs, as for ``AsyncSSLStream``: verification modes, Python and C verify
-callbacks (their exceptions come out of the await that drove the handshake),
+The connection core (``commssl.io.tls.TLSConnection``) drives OpenSSL over memory
+BIOs, as for ``AsyncSSLStream``, and what the peer's bytes mean (data, the end,
+the stored error) is decided for both in ``commssl.io.readside``. Verification
+modes, Python and C verify callbacks (their exceptions come out of the await that drove the handshake),
 host name checks, SNI and the failure mapping are those of every commssl
 connection. This module only moves bytes between the core and the byte stream,
 and waits the anyio way (so cancel scopes, ``anyio.fail_after`` and trio's
@@ -55,17 +56,15 @@ from commssl import _anyio_conventions as _conventions
 from commssl._anyio_extras import tls_attributes
 from commssl._core.binding import ffi
 from commssl._core.callbacks import in_callback_error
-from commssl.aio import _take
-from commssl.errors import SSLClosed, SSLCondition, SSLError, SSLHandshakeTimeout
+from commssl.errors import SSLCondition, SSLError, SSLHandshakeTimeout
 from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl
 from commssl.io.handshake import check_after_handshake, release_new_ssl
 from commssl.io.policy import check_hostname_arg
+from commssl.io.readside import end_error, ended, feed, handshake_step, release, take
 from commssl.io.timeouts import deadline, timeout_arg
-from commssl.io.tls import OP_HANDSHAKE, OP_WRITE, WANT_READ, ZERO_RETURN, TLSConnection
+from commssl.io.tls import OP_WRITE, TLSConnection
 
 __all__ = ["TLSStream", "connect", "wrap"]
-
-_NULL = ffi.NULL
 
 #: How long ``aclose`` waits for the peer's close_notify (``standard_compatible``).
 DEFAULT_CLOSE_TIMEOUT = 5.0
@@ -163,26 +162,20 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         tls = self._tls
         data, eof = b"", 0
         while True:
-            err = tls.mem_step(data, eof, OP_HANDSHAKE, _NULL, 0, "handshake")
+            done = handshake_step(tls, data, eof)
             await self._flush()
-            if err == 0:
+            if done:
                 break
-            if err != WANT_READ:  # the peer's close_notify during the handshake
-                raise SSLClosed("handshake: the peer closed the TLS connection", "closed")
-            if eof:
-                raise SSLError("handshake: the peer closed the connection", None)
             data, eof = await self._pull()
         sslp = tls.sslp
         assert sslp is not None
         check_after_handshake(sslp, due)
         tls.handshake_done()
 
-    def _read_error(self) -> BaseException:
-        """What ends reading, in anyio's terms: ``EndOfStream`` for a peer's end
+    def _read_error(self, exc: BaseException) -> BaseException:
+        """The stored error ``exc`` in anyio's terms: ``EndOfStream`` for a peer's end
         without close_notify when not ``standard_compatible``, else
         ``BrokenResourceError`` from the commssl condition."""
-        exc = self._tls.read_error
-        assert exc is not None
         if self._ragged and not self.standard_compatible:
             return anyio.EndOfStream()
         return _conventions.broken(exc)
@@ -195,33 +188,33 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         if max_bytes < 1:
             raise ValueError("max_bytes must be a positive integer")  # anyio's words
         self._check("receive")
+        tls = self._tls
         rbuf = self._rbuf
         while not rbuf:
-            if self._tls.peer_closed:
-                raise anyio.EndOfStream
-            if self._tls.read_error is not None:
-                raise self._read_error()
+            if ended(tls):
+                error = end_error(tls)
+                if error is None:
+                    raise anyio.EndOfStream
+                raise self._read_error(error)
             async with self._recv_lock:
-                if rbuf or self._tls.peer_closed or self._tls.read_error is not None:
+                if rbuf or ended(tls):
                     continue
                 data, eof = await self._pull()
                 self._check("receive")
-                try:
-                    if self._tls.mem_decrypt(data, eof, rbuf) == ZERO_RETURN:
-                        self._tls.peer_closed = True
-                except BaseException as exc:  # what came before it is received first
-                    self._tls.read_error = exc
+                exc = feed(tls, data, eof, rbuf)  # what came before a failure is received first
+                if exc is not None:
                     self._ragged = bool(eof) and type(exc) is SSLError
             await self._flush()  # a read may answer (a TLS 1.3 key update)
-        return _take(rbuf, max_bytes) if len(rbuf) > max_bytes else _take(rbuf, len(rbuf))
+        return take(rbuf, min(len(rbuf), max_bytes))
 
     async def send(self, item: Any) -> None:
         """Encrypt ``item`` and send the records (see the module docstring for a
         cancelled send)."""
         await anyio.lowlevel.checkpoint_if_cancelled()  # cancelled already: encrypt nothing
         self._check("send")
-        if self._tls.read_error is not None and not self._tls.peer_closed and not self._ragged:
-            raise _conventions.broken(self._tls.read_error)
+        error = end_error(self._tls)
+        if error is not None and not self._ragged:
+            raise _conventions.broken(error)
         buf = ffi.from_buffer(item)  # TypeError for what is not bytes-like
         try:
             if len(buf):
@@ -253,13 +246,6 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         without one raises ``BrokenResourceError`` once all is closed, as anyio's
         ``aclose``. Closing again (or after ``unwrap``) does nothing."""
         await _conventions.close(self)
-
-    def _release(self) -> None:
-        tls = self._tls
-        tls.start_closing()
-        ssl, _ = tls.begin_close()
-        if ssl is not None:
-            tls.end()
 
     def _check(self, what: str) -> None:
         state = self._tls.state
@@ -332,7 +318,7 @@ async def wrap(
             raise SSLHandshakeTimeout("handshake: timed out") from None
     except BaseException as exc:
         stream._tls.fail()
-        stream._release()
+        release(stream._tls)
         await anyio.aclose_forcefully(byte_stream)
         if type(exc) is SSLError:  # the peer left, or the byte stream broke (anyio: BrokenResourceError)
             raise _conventions.broken(exc) from exc
