@@ -25,8 +25,6 @@ from commssl.config.verification import _park, ctx_or_ssl, ctx_pointer, park_fro
 from commssl.io.connection import ssl_of
 from commssl.io.tls import enter_feature_callback, exit_feature_callback
 
-lib.commssl_features_init()
-
 AlpnSelect = Callable[[Any, List[str]], Optional[str]]
 KeylogTarget = Union[None, str, "os.PathLike[str]", Callable[[str], Any]]
 

@@ -29,9 +29,6 @@ from commssl.config.verification import _park, ctx_or_ssl, park_from_traceback
 from commssl.errors import SSLFailure
 from commssl.io.tls import enter_feature_callback, exit_feature_callback
 
-if not lib.commssl_rv_init():
-    raise ImportError("commssl: cannot allocate OpenSSL ex_data indexes for revocation")
-
 StapleCallback = Callable[[Any], Optional[bytes]]
 
 #: ``set_ocsp_stapling`` modes, as the C status callback numbers them.
