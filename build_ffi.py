@@ -88,8 +88,9 @@ def c_source(files: list[str]) -> str:
     parts = []
     for name in files:
         text = _read(name)
-        end = _block(name, text).end()
-        decls = c_declarations(_block(name, text).group(1))
+        block = _block(name, text)
+        end = block.end()
+        decls = f"/* the block as C (build_ffi.c_declarations) */\n{c_declarations(block.group(1))}"
         parts.append(f"/* ==== src/_cffi_src/{name} ==== */\n{text[:end]}\n{decls}{text[end:]}")
     parts.append(END_OF_HELPERS)  # ci/cwarnings: cffi's wrappers follow
     return "\n".join(parts)
