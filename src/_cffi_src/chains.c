@@ -3,6 +3,16 @@
 
 #include "commssl.h"
 
+/* @cdef
+int commssl_copy_peer_chain(SSL *, X509_STORE_CTX *, X509 **, int);
+void commssl_free_certs(X509 **, int);
+int commssl_cert_info(X509 *, unsigned char *, int);
+int commssl_common_name(X509 *, unsigned char **);
+// the serial in the shapes bench/ measured cheapest
+int commssl_serial_into(X509 *, unsigned char *, int);
+int commssl_serial20(X509 *, unsigned char *);
+@end */
+
 /* leaf (when not NULL) then the stack's certificates into out, each with one
    new reference; returns how many there are, copying nothing when that exceeds
    max. The one copy with up-refs behind every chain copy (peer, verified). */
@@ -174,24 +184,14 @@ static int commssl_put_spki(commssl_records *out, X509 *x, const EVP_MD *md)
 }
 
 /* The serial's magnitude (big-endian, in the certificate: any size) and sign:
-   the one serial reader behind commssl_serial, commssl_serial_into,
-   commssl_serial20 and commssl_cert_info. Returns the length. */
+   the one serial reader behind commssl_serial_into, commssl_serial20 and
+   commssl_cert_info. Returns the length. */
 static int commssl_serial_ref(X509 *x, const unsigned char **data, int *negative)
 {
     const ASN1_INTEGER *s = X509_get0_serialNumber(x);
     *data = ASN1_STRING_get0_data(s);
     *negative = ASN1_STRING_type(s) == V_ASN1_NEG_INTEGER;
     return ASN1_STRING_length(s);
-}
-
-int commssl_serial(X509 *x, unsigned char *buf, int size, int *negative)
-{
-    const unsigned char *data;
-    int len = commssl_serial_ref(x, &data, negative);
-    if (len > size)
-        return -len;
-    memcpy(buf, data, (size_t)len);  /* 0 <= len <= size */
-    return len;
 }
 
 int commssl_common_name(X509 *x, unsigned char **out)
@@ -262,11 +262,11 @@ int commssl_cert_info(X509 *x, unsigned char *buf, int cap)
     return ok ? out.len : -1;
 }
 
-/* The serial in three shapes, each a thin wrapper over commssl_serial_ref: they
+/* The serial in two shapes, each a thin wrapper over commssl_serial_ref: they
    differ only in how the answer crosses cffi, where each call and argument costs
    (bench/ measures them), and Python uses each where its shape is the cheapest:
-   commssl_serial (length, sign apart), commssl_serial_into (one int says both),
-   commssl_serial20 (fixed 20-byte buffer, nothing to slice).
+   commssl_serial_into (one int says length and sign), commssl_serial20 (fixed
+   20-byte buffer, nothing to slice).
 
    get_certificate_serial_number in one C call of three arguments (each cffi
    call and argument costs; see bench/): the serial's magnitude, big-endian,

@@ -1,11 +1,13 @@
-/* commssl.h: what the C helpers share. build_ffi.py compiles them as ONE
-   translation unit, in this order: records.c passwords.c verify.c chains.c io.c
-   membio.c revocation.c features.c (each includes this header first; the guard
-   makes the later includes no-ops), followed by cffi's wrappers. Helpers used
-   across files are static and declared here; the helpers Python calls are
-   declared here and, the same, in build_ffi.py's cdef (the compiler checks the
-   two agree: cffi's wrappers call them). demo.c is not among them: it is the
-   separate module commssl._demo (build_ffi.DEMO_FILES). */
+/* commssl.h: what the C helpers share among themselves. build_ffi.py compiles them as
+   ONE translation unit, in its C_FILES order (each includes this header first; the
+   guard makes the later includes no-ops), followed by cffi's wrappers.
+   What Python sees of a file (its helpers, constants, extern "Python" callbacks) is
+   declared once, in the file's own @cdef block, a comment after its #includes:
+   build_ffi.py hands the block to cffi's cdef and writes it back in place as C
+   prototypes, so the compiler checks every definition against it. Here: the includes,
+   the records (their Python parts, between "@cdef NAME" and "@end NAME", go to the
+   cdef as they are), and the static helpers one file defines for another. demo.c is
+   not among them: it is the separate module commssl._demo (build_ffi.DEMO_FILES). */
 #ifndef COMMSSL_H
 #define COMMSSL_H
 
@@ -46,14 +48,12 @@ typedef struct pollfd commssl_pollfd;
 #endif
 #include <openssl/ocsp.h>
 
-/* ---- types the cdef declares too (Python reads and writes their fields) ---- */
+/* ---- the records: one per SSL, one per SSL_CTX (records.c) ---- */
 
-/* Per-SSL record reached through ex_data: the Python wrapper's handle, what the
-   trampolines should call, and the first verification failure seen; and the
-   per-SSL_CTX record: the context wrapper's handle and whether the context has a
-   Python verify callback / verify_callback(conn). Both are allocated in C and
-   freed by OpenSSL with their SSL or SSL_CTX (ex_data free callbacks), so none
-   can dangle; a wrapper clears its handle ("py") when it dies. */
+/* Python's part of the records (pointers.py reads and writes these fields): the
+   wrapper's handle ("py", cleared when the wrapper dies), whether Python decides the
+   verification (a per-certificate callable, verify_callback(conn)), and the first
+   verification failure seen. */
 /* @cdef records: build_ffi.py hands this block to the cdef as it is */
 typedef struct {
     void *py;
@@ -84,6 +84,73 @@ typedef struct {
 } commssl_ocsp_result;
 /* @end ocsp_result */
 
+/* The per-SSL operation lock, and which thread holds it: a Python callback that
+   OpenSSL calls from inside an operation runs in the thread holding the lock, and a
+   setter it calls on the same SSL must not wait for itself (commssl_lock_ssl). Only
+   the holder writes owner/held, and a thread compares owner with itself only. */
+typedef struct {
+    CRYPTO_RWLOCK *lock;         /* NULL until commssl_attach: no lock, nothing of commssl's runs */
+    CRYPTO_THREAD_ID owner;
+    volatile int held;
+} commssl_oplock_t;
+
+#define COMMSSL_MAX_ERRORS 64
+
+typedef struct {
+    int depth, code;
+    char *subject;
+} commssl_verr;
+
+/* revocation.c's part of the SSL's record */
+typedef struct {
+    int ocsp_mode;               /* -1: the context's */
+    int ocsp_failed;             /* the X509_V_ERR_* the status callback failed with */
+    int n_errors;
+    commssl_verr errors[COMMSSL_MAX_ERRORS];
+    STACK_OF(X509) *sent;        /* what the peer sent, kept at the first failure */
+    X509_STORE_CTX *store;       /* the verification the errors belong to */
+} commssl_rv;
+
+/* The per-SSL record: commssl's one SSL ex_data slot, freed by OpenSSL with the SSL
+   (an SSL_dup copy starts without one). commssl_attach makes it for a wrapper's SSL;
+   the revocation and session-ticket code make it on first use for an SSL made
+   outside commssl, which stays foreign (not attached: commssl_get_state gives NULL,
+   and its context's record governs it). */
+typedef struct {
+    commssl_state st;            /* Python's part, first: the record's address is its */
+    int attached;
+    commssl_oplock_t op;
+    commssl_rv rv;
+    STACK_OF(X509) *ticket_chain; /* features.c: the client's chain (leaf excluded) a
+                                    server read from a session ticket, for commssl_reverify */
+} commssl_ssl_rec;
+
+/* revocation.c's part of the context's record: the client's OCSP mode and what a
+   server staples, under the lock */
+typedef struct {
+    CRYPTO_RWLOCK *lock;
+    int ocsp_mode;               /* client: 0 off, 1 ask and record, 2 if-present, 3 require */
+    int staple_mode;             /* server: 0 none, 1 the bytes below, 2 ask Python */
+    unsigned char *staple;
+    size_t staple_len;
+} commssl_ctx_rv;
+
+/* features.c's part: the server's ALPN preference list (wire format), and whether a
+   Python select callback is set */
+typedef struct {
+    unsigned char *protos;
+    unsigned int len;
+    int py;
+} commssl_alpn;
+
+/* The per-SSL_CTX record: commssl's one SSL_CTX ex_data slot, freed with the context;
+   made by commssl_ctx_attach (a wrapper's context) or on first use. */
+typedef struct {
+    commssl_ctx_state st;        /* Python's part, first */
+    commssl_ctx_rv rv;
+    commssl_alpn alpn;
+} commssl_ctx_rec;
+
 /* the operations of commssl_do and commssl_io, and their results beside SSL_ERROR_* */
 enum {
     COMMSSL_OP_HANDSHAKE = 0,
@@ -95,86 +162,31 @@ enum {
     COMMSSL_SHUTDOWN_SENT = -3
 };
 
-/* ---- Python's side: extern "Python" functions (cffi defines them, static) ---- */
-static int _commssl_verify_py(commssl_state *, int, X509_STORE_CTX *);
-static int _commssl_conn_verify_py(commssl_state *, int, X509_STORE_CTX *);
-static int _commssl_foreign_verify_py(commssl_ctx_state *, SSL *, int, int, X509_STORE_CTX *);
-static int _commssl_password_py(char *, int, int, void *);
-static int _commssl_staple_py(void *, SSL *);
-static int _commssl_alpn_py(void *, const unsigned char *, unsigned int);
-static void _commssl_keylog_py(void *, const char *);
+/* ---- static helpers one file defines for the others ---- */
 
-/* ---- records.c ---- */
-int commssl_init(void);
-commssl_state *commssl_get_state(const SSL *);
-commssl_ctx_state *commssl_get_ctx_state(const SSL_CTX *);
-commssl_ctx_state *commssl_ctx_attach(SSL_CTX *, void *);
-commssl_state *commssl_attach(SSL *, void *, int, int, long);
-void commssl_release_ssl(SSL *);
-int commssl_client_names(SSL *, const char *, const char *, int);
-typedef struct commssl_oplock_st commssl_oplock_t;
+/* records.c: the records (_of: NULL when there is none; _make: made on first use,
+   NULL when out of memory), the operation lock, the SSL_SESSION mark */
+static commssl_ssl_rec *commssl_ssl_rec_of(const SSL *);
+static commssl_ssl_rec *commssl_ssl_rec_make(SSL *);
+static commssl_ctx_rec *commssl_ctx_rec_of(const SSL_CTX *);
+static commssl_ctx_rec *commssl_ctx_rec_make(SSL_CTX *);
 static commssl_oplock_t *commssl_oplock(const SSL *);
 static void commssl_op_enter(commssl_oplock_t *);
 static void commssl_op_leave(commssl_oplock_t *);
-int commssl_lock_ssl(SSL *);
-void commssl_unlock_ssl(SSL *);
-static int commssl_ex_dup(CRYPTO_EX_DATA *, const CRYPTO_EX_DATA *, void **, int, long, void *);
+static void commssl_session_mark(SSL_SESSION *);
+static int commssl_session_marked(const SSL_SESSION *);
 
-/* ---- passwords.c ---- */
-int commssl_no_password(char *, int, int, void *);
+/* verify.c */
+static SSL *commssl_store_ssl(X509_STORE_CTX *);
 
-/* ---- verify.c ---- */
-SSL *commssl_store_ssl(X509_STORE_CTX *);
-int commssl_verify_cb(int, X509_STORE_CTX *);
-int commssl_cert_verify_cb(X509_STORE_CTX *, void *);
-int commssl_decide_no_cert(SSL *);
-
-/* ---- chains.c ---- */
+/* chains.c */
 static int commssl_copy_stack(X509 *, STACK_OF(X509) *, X509 **, int);
-int commssl_copy_peer_chain(SSL *, X509_STORE_CTX *, X509 **, int);
-void commssl_free_certs(X509 **, int);
-int commssl_cert_info(X509 *, unsigned char *, int);
-int commssl_serial(X509 *, unsigned char *, int, int *);
-int commssl_serial_into(X509 *, unsigned char *, int);
-int commssl_serial20(X509 *, unsigned char *);
-int commssl_common_name(X509 *, unsigned char **);
 
-/* ---- io.c ---- */
-int commssl_do(SSL *, int, void *, size_t, size_t *);
-int commssl_io(SSL *, int, void *, size_t, size_t *, int);
-int commssl_set_socket(SSL *, int, int);
-int commssl_holds_unread(SSL *);
-int commssl_read_more(SSL *, char *, size_t, size_t *, int, int *);
+/* io.c */
 static int commssl_read_on(SSL *, char *, size_t, size_t *);
 
-/* ---- membio.c ---- */
-int commssl_mem_step(SSL *, char *, size_t, int, int, char *, size_t, size_t *, size_t *);
-
-/* ---- revocation.c ---- */
-int commssl_rv_init(void);
+/* revocation.c */
+static void commssl_rv_clear(commssl_rv *);
 static void commssl_rv_note_store(X509_STORE_CTX *, int);
-int commssl_copy_verified_chain(SSL *, X509_STORE_CTX *, X509 **, int);
-int commssl_failure_chain(SSL *, X509 **, int);
-int commssl_verify_errors(SSL *, int, int *, int *, char **);
-int commssl_ocsp_failed(SSL *);
-int commssl_ocsp_unreadable(SSL *);
-int commssl_ocsp_session_ok(SSL *, SSL_SESSION *);
-int commssl_ocsp_resumed_ok(SSL *);
-int commssl_is_ocsp_der(const unsigned char *, size_t);
-int commssl_load_crls(SSL_CTX *, const unsigned char *, size_t);
-int commssl_set_ocsp_mode(SSL_CTX *, SSL *, int);
-int commssl_set_staple(SSL_CTX *, const unsigned char *, size_t, int);
-int commssl_staple_ssl(SSL *, const unsigned char *, size_t);
-int commssl_ocsp_check(SSL *, X509_STORE_CTX *, const unsigned char *, long, commssl_ocsp_result *);
-
-/* ---- features.c ---- */
-int commssl_features_init(void);
-int commssl_ctx_keep_chains(SSL_CTX *);
-int commssl_ctx_set_alpn_select(SSL_CTX *, const unsigned char *, unsigned int, int);
-void commssl_ctx_set_keylog(SSL_CTX *, int);
-int commssl_use_chain_mem(SSL_CTX *, const char *, int);
-int commssl_use_key_mem(SSL_CTX *, const char *, int, const char *);
-int commssl_load_cadata(SSL_CTX *, const char *, int);
-int commssl_reverify(SSL *);
 
 #endif /* COMMSSL_H */

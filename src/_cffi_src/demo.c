@@ -15,9 +15,12 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-int commssl_demo_cert(const char *cn, const char *san, int is_ca, int pathlen,
-                      uint64_t serial, long not_before, long not_after,
-                      X509 *issuer, EVP_PKEY *issuer_key, X509 **cert_out, EVP_PKEY **key_out);
+/* @cdef
+typedef ... X509;
+typedef ... EVP_PKEY;
+int commssl_demo_cert(const char *, const char *, int, int, uint64_t, long, long,
+                      X509 *, EVP_PKEY *, X509 **, EVP_PKEY **);
+@end */
 
 /* One throwaway certificate per call, made in memory: a fresh EC P-256 key,
    subject CN=cn, signed with SHA-256 by issuer_key (issuer NULL: self-signed

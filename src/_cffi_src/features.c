@@ -1,51 +1,23 @@
-/* features.c: ALPN, key logging, session tickets and in-memory credentials.
-   commssl_features hangs off the SSL_CTX (its own ex_data index, freed with the
-   context): the server's ALPN preference list in wire format, and whether a
-   Python select callback is set. Python is reached through the SSL's commssl
-   record (st->py); an SSL commssl does not know fails closed (ALPN) or logs
+/* features.c: ALPN, key logging, session tickets and in-memory credentials. Its
+   state is its part of the records (commssl.h): on the SSL_CTX, the server's ALPN
+   preference list in wire format and whether a Python select callback is set; on the
+   SSL, the client chain read back from a session ticket. Python is reached through
+   the SSL's record (st->py); an SSL commssl does not know fails closed (ALPN) or logs
    nothing (keylog). */
 
 #include "commssl.h"
 
-typedef struct {
-    unsigned char *alpn;
-    unsigned int alpn_len;
-    int alpn_py;
-} commssl_features;
-
-static int commssl_feat_idx = -1;
-
-static void commssl_features_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
-                                  long argl, void *argp)
-{
-    commssl_features *f = ptr;
-    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
-    if (f != NULL) {
-        OPENSSL_free(f->alpn);
-        OPENSSL_free(f);
-    }
-}
-
-/* SSL ex_data: the client's chain (STACK_OF(X509), leaf excluded) that a server
-   read back from a session ticket's app data, for commssl_reverify. */
-static int commssl_chain_idx = -1;
-
-static void commssl_chain_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
-                               long argl, void *argp)
-{
-    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
-    if (ptr != NULL)
-        sk_X509_pop_free((STACK_OF(X509) *)ptr, X509_free);
-}
-
-int commssl_features_init(void)
-{
-    if (commssl_feat_idx < 0)
-        commssl_feat_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, commssl_features_free);
-    if (commssl_chain_idx < 0)
-        commssl_chain_idx = SSL_get_ex_new_index(0, NULL, NULL, commssl_ex_dup, commssl_chain_free);
-    return commssl_feat_idx >= 0 && commssl_chain_idx >= 0;
-}
+/* @cdef
+int commssl_ctx_keep_chains(SSL_CTX *);
+int commssl_ctx_set_alpn_select(SSL_CTX *, const unsigned char *, unsigned int, int);
+void commssl_ctx_set_keylog(SSL_CTX *, int);
+int commssl_use_chain_mem(SSL_CTX *, const char *, int);
+int commssl_use_key_mem(SSL_CTX *, const char *, int, const char *);
+int commssl_load_cadata(SSL_CTX *, const char *, int);
+int commssl_reverify(SSL *);
+extern "Python" int _commssl_alpn_py(void *, const unsigned char *, unsigned int);
+extern "Python" void _commssl_keylog_py(void *, const char *);
+@end */
 
 /* Session tickets of a server that verifies client certificates. A ticket holds
    the client's leaf but not its chain, which commssl verifies again when the
@@ -54,7 +26,8 @@ int commssl_features_init(void)
    handshake runs). */
 static int commssl_ticket_gen(SSL *s, void *arg)
 {
-    STACK_OF(X509) *chain = SSL_get_ex_data(s, commssl_chain_idx);
+    commssl_ssl_rec *r = commssl_ssl_rec_of(s);
+    STACK_OF(X509) *chain = r != NULL ? r->ticket_chain : NULL;
     SSL_SESSION *sess = SSL_get_session(s);
     unsigned char *buf, *p;
     int i, len;
@@ -96,6 +69,7 @@ static SSL_TICKET_RETURN commssl_ticket_dec(SSL *s, SSL_SESSION *ss, const unsig
     size_t len = 0;
     const unsigned char *p, *end;
     STACK_OF(X509) *chain;
+    commssl_ssl_rec *r;
     (void)keyname; (void)keyname_len; (void)arg;
     switch (status) {
     case SSL_TICKET_SUCCESS:
@@ -131,32 +105,19 @@ static SSL_TICKET_RETURN commssl_ticket_dec(SSL *s, SSL_SESSION *ss, const unsig
             break;
         }
     }
-    if (p != end) {
+    if (p != end || (r = commssl_ssl_rec_make(s)) == NULL) {
         sk_X509_pop_free(chain, X509_free);
         ERR_clear_error();
         return SSL_TICKET_RETURN_IGNORE_RENEW;
     }
-    commssl_chain_free(NULL, SSL_get_ex_data(s, commssl_chain_idx), NULL, 0, 0, NULL);
-    SSL_set_ex_data(s, commssl_chain_idx, chain);
+    sk_X509_pop_free(r->ticket_chain, X509_free);
+    r->ticket_chain = chain;
     return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
 }
 
 int commssl_ctx_keep_chains(SSL_CTX *ctx)
 {
     return SSL_CTX_set_session_ticket_cb(ctx, commssl_ticket_gen, commssl_ticket_dec, NULL);
-}
-
-static commssl_features *commssl_features_of(SSL_CTX *ctx, int create)
-{
-    commssl_features *f = SSL_CTX_get_ex_data(ctx, commssl_feat_idx);
-    if (f == NULL && create) {
-        f = OPENSSL_zalloc(sizeof *f);
-        if (f != NULL && !SSL_CTX_set_ex_data(ctx, commssl_feat_idx, f)) {
-            OPENSSL_free(f);
-            f = NULL;
-        }
-    }
-    return f;
 }
 
 /* The server's ALPN choice. _commssl_alpn_py returns the offset in `in` of the
@@ -166,11 +127,12 @@ static commssl_features *commssl_features_of(SSL_CTX *ctx, int create)
 static int commssl_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                                   const unsigned char *in, unsigned int inlen, void *arg)
 {
-    commssl_features *f = commssl_features_of(SSL_get_SSL_CTX(ssl), 0);
+    commssl_ctx_rec *cr = commssl_ctx_rec_of(SSL_get_SSL_CTX(ssl));
+    commssl_alpn *f = cr != NULL ? &cr->alpn : NULL;
     (void)arg;
     if (f == NULL)
         return SSL_TLSEXT_ERR_NOACK;
-    if (f->alpn_py) {
+    if (f->py) {
         commssl_state *st = commssl_get_state(ssl);
         int r;
         if (st == NULL || st->py == NULL)
@@ -184,8 +146,8 @@ static int commssl_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned 
         *out = in + r + 1;
         return SSL_TLSEXT_ERR_OK;
     }
-    if (f->alpn != NULL
-        && SSL_select_next_proto((unsigned char **)out, outlen, f->alpn, f->alpn_len, in, inlen)
+    if (f->protos != NULL
+        && SSL_select_next_proto((unsigned char **)out, outlen, f->protos, f->len, in, inlen)
            == OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_OK;
     return SSL_TLSEXT_ERR_NOACK;
@@ -194,7 +156,8 @@ static int commssl_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned 
 /* Install (or, with no list and no Python callback, remove) the select callback. */
 int commssl_ctx_set_alpn_select(SSL_CTX *ctx, const unsigned char *protos, unsigned int len, int py)
 {
-    commssl_features *f = commssl_features_of(ctx, 1);
+    commssl_ctx_rec *cr = commssl_ctx_rec_make(ctx);
+    commssl_alpn *f = cr != NULL ? &cr->alpn : NULL;
     unsigned char *copy = NULL;
     if (f == NULL)
         return 0;
@@ -203,10 +166,10 @@ int commssl_ctx_set_alpn_select(SSL_CTX *ctx, const unsigned char *protos, unsig
         if (copy == NULL)
             return 0;
     }
-    OPENSSL_free(f->alpn);
-    f->alpn = copy;
-    f->alpn_len = copy ? len : 0;
-    f->alpn_py = py;
+    OPENSSL_free(f->protos);
+    f->protos = copy;
+    f->len = copy ? len : 0;
+    f->py = py;
     SSL_CTX_set_alpn_select_cb(ctx, (copy != NULL || py) ? commssl_alpn_select_cb : NULL, NULL);
     return 1;
 }
@@ -328,14 +291,15 @@ int commssl_reverify(SSL *ssl)
     X509 *leaf = SSL_get0_peer_certificate(ssl);
     STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
     commssl_state *st = commssl_get_state(ssl);
+    commssl_ssl_rec *r = commssl_ssl_rec_of(ssl);
     X509_STORE_CTX *store;
     int (*vcb)(int, X509_STORE_CTX *) = SSL_get_verify_callback(ssl);
     int ok;
 
     if (leaf == NULL)
         return 1;
-    if (SSL_is_server(ssl) && SSL_get_ex_data(ssl, commssl_chain_idx) != NULL)
-        chain = SSL_get_ex_data(ssl, commssl_chain_idx);  /* from the ticket */
+    if (SSL_is_server(ssl) && r != NULL && r->ticket_chain != NULL)
+        chain = r->ticket_chain;  /* from the ticket */
     store = X509_STORE_CTX_new();
     if (store == NULL)
         return -1;

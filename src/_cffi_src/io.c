@@ -4,6 +4,21 @@
 
 #include "commssl.h"
 
+/* @cdef
+static const int COMMSSL_OP_HANDSHAKE;
+static const int COMMSSL_OP_READ;
+static const int COMMSSL_OP_WRITE;
+static const int COMMSSL_OP_SHUTDOWN;
+static const int COMMSSL_TIMEOUT;
+static const int COMMSSL_EINTR;
+static const int COMMSSL_SHUTDOWN_SENT;
+int commssl_do(SSL *, int, void *, size_t, size_t *);
+int commssl_io(SSL *, int, void *, size_t, size_t *, int);
+int commssl_read_more(SSL *, char *, size_t, size_t *, int, int *);
+int commssl_set_socket(SSL *, int, int);
+int commssl_holds_unread(SSL *);
+@end */
+
 /* One step of an SSL operation. Returns 0 when it completed (for reads and
    writes *done holds the byte count), COMMSSL_SHUTDOWN_SENT when a shutdown
    still waits for the peer's close_notify, else the SSL_ERROR_* code. The

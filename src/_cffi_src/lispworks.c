@@ -1,12 +1,26 @@
 /* lispworks.c: the rest of the LispWorks COMM SSL interface: SSL_OP_* options by
    name, DH parameters and private keys from files, the certificate callback and the
-   client hello callback (owner: options.py, keys.py, lispworks_callbacks.py). Uses
+   client hello callback (config/options.py, keys.py, lispworks_callbacks.py). Uses
    only OpenSSL and commssl_get_state / commssl_state (the SSL's record: st->py is
    the handle of a weak reference to its SSLPointer). */
 #include "commssl.h"
-static int _commssl_lw_password_py(char *, int, int, void *);
-static int _commssl_lw_cert_cb_py(void *);
-static int _commssl_lw_client_hello_py(void *, const char *);
+
+/* @cdef
+int commssl_lw_option(int, const char **, uint64_t *);
+EVP_PKEY *commssl_lw_read_params(const char *, int);
+EVP_PKEY *commssl_lw_read_key(const char *, int, const char *, void *);
+int commssl_lw_key_is_dh(EVP_PKEY *);
+int commssl_lw_ctx_set_dh(SSL_CTX *, EVP_PKEY *);
+int commssl_lw_ssl_set_dh(SSL *, EVP_PKEY *);
+int commssl_lw_use_cert_and_key(SSL *, const char *, int, X509 *, EVP_PKEY *);
+int commssl_lw_use_files(SSL *, const char *, const char *, const char *, void *);
+void commssl_lw_ctx_set_cert_cb(SSL_CTX *, int);
+void commssl_lw_ctx_set_client_hello_cb(SSL_CTX *, int);
+static const int COMMSSL_LW_PASSWORD_PY;
+extern "Python" int _commssl_lw_password_py(char *, int, int, void *);
+extern "Python" int _commssl_lw_cert_cb_py(void *);
+extern "Python" int _commssl_lw_client_hello_py(void *, const char *);
+@end */
 
 /* SSL_OP_* names: OpenSSL 3.0 defines all of these; those marked (3.x) appear in
    later 3.x releases and those marked (LW) are LispWorks names some 3.x builds
@@ -117,9 +131,6 @@ int commssl_lw_option(int i, const char **name, uint64_t *value)
     *value = commssl_lw_options[i].value;
     return 1;
 }
-
-uint64_t commssl_lw_ctx_set_options(SSL_CTX *ctx, uint64_t op) { return SSL_CTX_set_options(ctx, op); }
-uint64_t commssl_lw_ssl_set_options(SSL *ssl, uint64_t op) { return SSL_set_options(ssl, op); }
 
 /* the pass phrase: a fixed one (`phrase`, NUL-terminated) or, with phrase ==
    COMMSSL_LW_PASSWORD_PY, the Python callable behind `u` (a handle); never a

@@ -3,6 +3,10 @@
 
 #include "commssl.h"
 
+/* @cdef
+int commssl_mem_step(SSL *, char *, size_t, int, int, char *, size_t, size_t *, size_t *);
+@end */
+
 /* AsyncSSLStream drives an SSL whose BIOs are two memory BIOs: the event loop
    moves ciphertext between them and the socket. commssl_mem_step does what one
    event needs in one call, instead of a cffi round trip per TLS record:

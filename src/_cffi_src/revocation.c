@@ -1,47 +1,35 @@
 /* revocation.c: CRLs, OCSP stapling (client checks inside the handshake, server staples),
-   the verified chain, and the verification errors of a handshake. Its own
-   records, reached through ex_data slots of their own whose free callbacks
-   free them with the SSL / SSL_CTX (independent of commssl_state's life):
+   the verified chain, and the verification errors of a handshake. Its state is its
+   part of the records (commssl.h, records.c), freed with the SSL / SSL_CTX whoever
+   made it:
    - per SSL (commssl_rv): the client's OCSP mode when set on the SSL, every
      verification error the verify callbacks saw (depth, code, subject), the
      certificates the peer sent at the first failure (a failed handshake does
      not keep them), and the OCSP failure that ended the handshake;
    - per SSL_CTX (commssl_ctx_rv): the client's OCSP mode, and what a server
-     staples (bytes, or ask Python per handshake), under a lock. */
+     staples (bytes, or ask Python per handshake), under a lock;
+   - per SSL_SESSION: the mark of a full handshake that checked a good staple. */
 
 #include "commssl.h"
 
-#define COMMSSL_MAX_ERRORS 64
+/* @cdef
+int commssl_copy_verified_chain(SSL *, X509_STORE_CTX *, X509 **, int);
+int commssl_failure_chain(SSL *, X509 **, int);
+int commssl_verify_errors(SSL *, int, int *, int *, char **);
+int commssl_ocsp_failed(SSL *);
+int commssl_ocsp_unreadable(SSL *);
+int commssl_load_crls(SSL_CTX *, const unsigned char *, size_t);
+int commssl_set_ocsp_mode(SSL_CTX *, SSL *, int);
+int commssl_set_staple(SSL_CTX *, const unsigned char *, size_t, int);
+int commssl_staple_ssl(SSL *, const unsigned char *, size_t);
+int commssl_ocsp_check(SSL *, X509_STORE_CTX *, const unsigned char *, long, commssl_ocsp_result *);
+// resumption under ocsp_stapling="require" (sessions.py)
+int commssl_ocsp_session_ok(SSL *, SSL_SESSION *);
+int commssl_ocsp_resumed_ok(SSL *);
+extern "Python" int _commssl_staple_py(void *, SSL *);
+@end */
 
-typedef struct {
-    int depth, code;
-    char *subject;
-} commssl_verr;
-
-typedef struct {
-    int ocsp_mode;               /* -1: the context's */
-    int ocsp_failed;             /* the X509_V_ERR_* the status callback failed with */
-    int n_errors;
-    commssl_verr errors[COMMSSL_MAX_ERRORS];
-    STACK_OF(X509) *sent;        /* what the peer sent, kept at the first failure */
-    X509_STORE_CTX *store;       /* the verification the errors belong to */
-} commssl_rv;
-
-typedef struct {
-    CRYPTO_RWLOCK *lock;
-    int ocsp_mode;               /* client: 0 off, 1 ask and record, 2 if-present, 3 require */
-    int staple_mode;             /* server: 0 none, 1 the bytes below, 2 ask Python */
-    unsigned char *staple;
-    size_t staple_len;
-} commssl_ctx_rv;
-
-static int commssl_rv_idx = -1, commssl_ctx_rv_idx = -1;
-/* On an SSL_SESSION: (void *)1 when the full handshake that made it checked a good
-   staple (the client's status callback). OpenSSL copies ex_data pointers when it
-   duplicates a session (a TLS 1.3 ticket's session is a copy of the handshake's),
-   so the mark follows the session through resumptions. */
-static int commssl_sess_idx = -1;
-
+/* Empty the verification notes (a new verification starts, or the SSL goes). */
 static void commssl_rv_clear(commssl_rv *rv)
 {
     int i;
@@ -53,77 +41,18 @@ static void commssl_rv_clear(commssl_rv *rv)
     rv->sent = NULL;
 }
 
-static void commssl_rv_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
-{
-    commssl_rv *rv = ptr;
-    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
-    if (rv != NULL) {
-        commssl_rv_clear(rv);
-        OPENSSL_free(rv);
-    }
-}
-
-static void commssl_ctx_rv_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
-{
-    commssl_ctx_rv *cr = ptr;
-    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
-    if (cr != NULL) {
-        OPENSSL_free(cr->staple);
-        CRYPTO_THREAD_lock_free(cr->lock);
-        OPENSSL_free(cr);
-    }
-}
-
-int commssl_rv_init(void)
-{
-    if (commssl_rv_idx < 0)
-        commssl_rv_idx = SSL_get_ex_new_index(0, NULL, NULL, commssl_ex_dup, commssl_rv_free);
-    if (commssl_ctx_rv_idx < 0)
-        commssl_ctx_rv_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, commssl_ex_dup, commssl_ctx_rv_free);
-    if (commssl_sess_idx < 0)
-        commssl_sess_idx = SSL_SESSION_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    return commssl_rv_idx >= 0 && commssl_ctx_rv_idx >= 0 && commssl_sess_idx >= 0;
-}
-
+/* The SSL's part (create: made on first use; NULL when none, or out of memory). */
 static commssl_rv *commssl_rv_get(SSL *ssl, int create)
 {
-    commssl_rv *rv;
-    if (ssl == NULL || commssl_rv_idx < 0)
-        return NULL;
-    rv = SSL_get_ex_data(ssl, commssl_rv_idx);
-    if (rv == NULL && create) {
-        rv = OPENSSL_zalloc(sizeof *rv);
-        if (rv == NULL)
-            return NULL;
-        rv->ocsp_mode = -1;
-        if (!SSL_set_ex_data(ssl, commssl_rv_idx, rv)) {
-            OPENSSL_free(rv);
-            return NULL;
-        }
-    }
-    return rv;
+    commssl_ssl_rec *r = create ? commssl_ssl_rec_make(ssl) : commssl_ssl_rec_of(ssl);
+    return r != NULL ? &r->rv : NULL;
 }
 
 static commssl_ctx_rv *commssl_ctx_rv_get(SSL_CTX *ctx, int create)
 {
-    commssl_ctx_rv *cr;
-    if (ctx == NULL || commssl_ctx_rv_idx < 0)
-        return NULL;
-    cr = SSL_CTX_get_ex_data(ctx, commssl_ctx_rv_idx);
-    if (cr == NULL && create) {
-        cr = OPENSSL_zalloc(sizeof *cr);
-        if (cr == NULL)
-            return NULL;
-        cr->lock = CRYPTO_THREAD_lock_new();
-        if (cr->lock == NULL || !SSL_CTX_set_ex_data(ctx, commssl_ctx_rv_idx, cr)) {
-            CRYPTO_THREAD_lock_free(cr->lock);
-            OPENSSL_free(cr);
-            return NULL;
-        }
-    }
-    return cr;
+    commssl_ctx_rec *r = create ? commssl_ctx_rec_make(ctx) : commssl_ctx_rec_of(ctx);
+    return r != NULL ? &r->rv : NULL;
 }
-
 static char *commssl_name_text(X509 *x)
 {
     BIO *mem;
@@ -476,7 +405,7 @@ static int commssl_status_cb(SSL *ssl, void *arg)
     if (r.code == X509_V_OK) {
         SSL_SESSION *sess = SSL_get_session(ssl);
         if (sess != NULL)
-            SSL_SESSION_set_ex_data(sess, commssl_sess_idx, (void *)1);
+            commssl_session_mark(sess);
         return 1;
     }
     commssl_ocsp_fail(ssl, r.code);
@@ -490,7 +419,7 @@ static int commssl_status_cb(SSL *ssl, void *arg)
 int commssl_ocsp_session_ok(SSL *ssl, SSL_SESSION *sess)
 {
     return commssl_client_ocsp_mode(ssl) < 3
-           || (sess != NULL && SSL_SESSION_get_ex_data(sess, commssl_sess_idx) != NULL);
+           || (sess != NULL && commssl_session_marked(sess));
 }
 
 /* After a client's resumed handshake (TLS 1.2, where OpenSSL runs no status
@@ -526,7 +455,7 @@ int commssl_ocsp_unreadable(SSL *ssl)
 
 /* 1 when data is exactly one DER OCSP response: what a server can staple on
    every OpenSSL (3.6 decodes a staple and sends its re-encoding, or nothing). */
-int commssl_is_ocsp_der(const unsigned char *data, size_t len)
+static int commssl_is_ocsp_der(const unsigned char *data, size_t len)
 {
     const unsigned char *p = data;
     OCSP_RESPONSE *resp;

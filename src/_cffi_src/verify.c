@@ -4,7 +4,16 @@
 
 #include "commssl.h"
 
-SSL *commssl_store_ssl(X509_STORE_CTX *store)
+/* @cdef
+int commssl_verify_cb(int, X509_STORE_CTX *);
+int commssl_cert_verify_cb(X509_STORE_CTX *, void *);
+int commssl_decide_no_cert(SSL *);
+extern "Python" int _commssl_verify_py(commssl_state *, int, X509_STORE_CTX *);
+extern "Python" int _commssl_conn_verify_py(commssl_state *, int, X509_STORE_CTX *);
+extern "Python" int _commssl_foreign_verify_py(commssl_ctx_state *, SSL *, int, int, X509_STORE_CTX *);
+@end */
+
+static SSL *commssl_store_ssl(X509_STORE_CTX *store)
 {
     return (SSL *)X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
 }

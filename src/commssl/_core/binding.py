@@ -22,7 +22,7 @@ if lib.OpenSSL_version_num() < 0x30000000:
         "commssl needs OpenSSL >= 3.0 at run time; loaded "
         + ffi.string(lib.OpenSSL_version(lib.OPENSSL_VERSION)).decode()
     )
-if not lib.commssl_init():  # the ex_data indexes of the per-SSL and per-SSL_CTX records
+if not lib.commssl_init():  # the one C init: ex_data slots of the SSL, SSL_CTX and SSL_SESSION records
     raise ImportError("commssl: OpenSSL refused an ex_data index (out of memory)")
 
 _MISMATCH_REASONS = frozenset(

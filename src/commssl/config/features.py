@@ -24,8 +24,6 @@ from commssl._core.pointers import ContextRecords, SSLCtxPointer, SSLPointer
 from commssl._core.types import ConnectionArg, ContextArg, ContextOrSSLArg
 from commssl.config.sessions import Session, session_of
 
-lib.commssl_features_init()
-
 AlpnSelect = Callable[[Any, List[str]], Optional[str]]
 KeylogTarget = Union[None, str, "os.PathLike[str]", Callable[[str], Any]]
 

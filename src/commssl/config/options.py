@@ -50,5 +50,5 @@ def set_ssl_ctx_options(ctx_or_ssl_: ContextOrSSLArg, **options: bool) -> int:
             bits |= OPTIONS[name]
     with ssl_held(target) as cdata:
         if isinstance(target, SSLCtxPointer):
-            return int(lib.commssl_lw_ctx_set_options(cdata, bits))
-        return int(lib.commssl_lw_ssl_set_options(cdata, bits))
+            return int(lib.SSL_CTX_set_options(cdata, bits))
+        return int(lib.SSL_set_options(cdata, bits))

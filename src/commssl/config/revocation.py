@@ -29,9 +29,6 @@ from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl._core.types import ContextArg, ContextOrSSLArg
 from commssl.errors import SSLFailure
 
-if not lib.commssl_rv_init():
-    raise ImportError("commssl: cannot allocate OpenSSL ex_data indexes for revocation")
-
 StapleCallback = Callable[[Any], Optional[bytes]]
 
 #: ``set_ocsp_stapling`` modes, as the C status callback numbers them.
