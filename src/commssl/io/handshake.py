@@ -35,7 +35,7 @@ def raise_failure(sslp: SSLPointer, err: int, what: str,
         reason = lib.ERR_GET_REASON(last)
         # INVALID_STATUS_RESPONSE: the OCSP status callback failed the staple; (OpenSSL 3.6,
         # which decodes a staple before that callback) BAD_CERTIFICATE_STATUS_RESPONSE: it
-        # was no DER OCSP response (revocation block of build_ffi.py, commssl_ocsp_unreadable)
+        # was no DER OCSP response (src/_cffi_src/revocation.c, commssl_ocsp_unreadable)
         if reason == lib.SSL_R_CERTIFICATE_VERIFY_FAILED or (
                 reason == lib.SSL_R_INVALID_STATUS_RESPONSE and lib.commssl_ocsp_failed(sslp.cdata)) or (
                 reason == lib.SSL_R_TLSV1_BAD_CERTIFICATE_STATUS_RESPONSE
@@ -68,7 +68,7 @@ def verification_failure(sslp: SSLPointer, what: str) -> SSLVerificationFailure:
     if code == lib.X509_V_ERR_APPLICATION_VERIFICATION:
         ssl_code = "verify-callback"
     at = f" at depth {depth}" if depth is not None else ""
-    # the diagnostics, read while the SSL is still pinned (revocation block of build_ffi.py)
+    # the diagnostics, read while the SSL is still pinned (src/_cffi_src/revocation.c)
     return SSLVerificationFailure(f"{what}: certificate verify failed{at}: {message}",
                                   ssl_code, code, message, depth, verification_errors(sslp),
                                   failure_chain_data(sslp))
