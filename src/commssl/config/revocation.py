@@ -1,6 +1,6 @@
 """Revocation: CRLs, OCSP stapling (both sides), and the OCSP status of a staple.
 
-The work is in C (build_ffi.py, the revocation block): CRLs are parsed and added
+The work is in C (src/_cffi_src/revocation.c): CRLs are parsed and added
 to the context's trust store in one call; the client's OCSP check runs inside
 the handshake, in the status callback OpenSSL calls once the server's chain was
 verified and its staple (or none) received, so a bad staple fails the handshake
