@@ -16,7 +16,6 @@ from commssl._core.types import SSLCtxArg
 from commssl._socket_stream import CHUNK, EINTR, READ_BUFFER, SocketStream, alloc, close_notify
 from commssl.io.connection import CtxCallback, SSLCallback, new_ssl
 from commssl.io.detach import DetachDrain
-from commssl.io.handshake import release_new_ssl
 from commssl.io.policy import check_hostname_arg
 from commssl.io.state import CLOSED, HANDSHAKING, OPEN
 from commssl.io.timeouts import deadline, timeout_arg
@@ -70,11 +69,7 @@ def attach_ssl(
         ctx_configure_callback=ctx_configure_callback, ssl_configure_callback=ssl_configure_callback,
         session=session, check_hostname=check_hostname)
     with stream._rlock, stream._wlock:
-        try:
-            ssl = tls.attach(sslp, owns, own_ctx, ssl_side, stream)
-        except BaseException:
-            release_new_ssl(sslp, owns, own_ctx)
-            raise
+        ssl = tls.attach(sslp, owns, own_ctx, ssl_side, stream)
         try:
             if not lib.commssl_set_socket(ssl, stream._sock.fileno(), READ_BUFFER):
                 raise MemoryError("attach_ssl: no memory for the socket BIOs")

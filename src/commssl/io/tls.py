@@ -156,14 +156,19 @@ class TLSConnection:
     def attach(self, sslp: SSLPointer, owns: bool, own_ctx: Optional[SSLCtxPointer], side: str,
                conn: Any) -> Any:
         """Take a new SSL (PLAIN -> HANDSHAKING) and begin the handshake operation:
-        returns the pinned ``SSL*``; ``end()`` it. On refusal the SSL is not taken."""
+        returns the pinned ``SSL*``; ``end()`` it. On refusal the SSL is not taken, and
+        what ``new_ssl`` made is given back (``release_new_ssl``)."""
         with self._lock:
-            if self.state != PLAIN:
-                if self.state in (HANDSHAKING, OPEN):
-                    raise ValueError(f"this {self.name} already has SSL attached")
-                self._refuse("attach_ssl")
-            if self._users:
-                raise ValueError(f"attach_ssl: another thread is reading or writing the {self.name}")
+            try:
+                if self.state != PLAIN:
+                    if self.state in (HANDSHAKING, OPEN):
+                        raise ValueError(f"this {self.name} already has SSL attached")
+                    self._refuse("attach_ssl")
+                if self._users:
+                    raise ValueError(f"attach_ssl: another thread is reading or writing the {self.name}")
+            except BaseException:
+                release_new_ssl(sslp, owns, own_ctx)
+                raise
             self.sslp, self._owns_ssl, self._own_ctx, self.side = sslp, owns, own_ctx, side
             self.state = check_move(self.state, HANDSHAKING)
             self._users = 1
@@ -176,13 +181,8 @@ class TLSConnection:
                    conn: Any, send: Callable[[memoryview], None]) -> None:
         """``attach`` in memory-BIO mode: the SSL gets a pair of memory BIOs, and
         what OpenSSL writes to the outgoing one is handed to ``send`` (a view that
-        keeps its buffer alive) by ``mem_step``. What ``new_ssl`` made is freed
-        when the attach is refused or fails."""
-        try:
-            ssl = self.attach(sslp, owns, own_ctx, side, conn)
-        except BaseException:
-            release_new_ssl(sslp, owns, own_ctx)
-            raise
+        keeps its buffer alive) by ``mem_step``."""
+        ssl = self.attach(sslp, owns, own_ctx, side, conn)
         try:
             rbio = lib.BIO_new(lib.BIO_s_mem())
             wbio = lib.BIO_new(lib.BIO_s_mem())
