@@ -10,8 +10,7 @@ int commssl_lw_option(int, const char **, uint64_t *);
 EVP_PKEY *commssl_lw_read_params(const char *, int);
 EVP_PKEY *commssl_lw_read_key(const char *, int, const char *, void *);
 int commssl_lw_key_is_dh(EVP_PKEY *);
-int commssl_lw_ctx_set_dh(SSL_CTX *, EVP_PKEY *);
-int commssl_lw_ssl_set_dh(SSL *, EVP_PKEY *);
+int commssl_lw_set_dh(SSL_CTX *, SSL *, EVP_PKEY *);
 int commssl_lw_use_cert_and_key(SSL *, const char *, int, X509 *, EVP_PKEY *);
 int commssl_lw_use_files(SSL *, const char *, const char *, const char *, void *);
 void commssl_lw_ctx_set_cert_cb(SSL_CTX *, int);
@@ -209,23 +208,13 @@ EVP_PKEY *commssl_lw_read_key(const char *data, int len, const char *phrase, voi
     return pkey;
 }
 
-/* SSL_[CTX_]set0_tmp_dh_pkey takes the reference: give it one of its own */
-int commssl_lw_ctx_set_dh(SSL_CTX *ctx, EVP_PKEY *dh)
+/* SSL_[CTX_]set0_tmp_dh_pkey takes the reference: give it one of its own. One of
+   ctx and ssl is NULL: the other gets the parameters. */
+int commssl_lw_set_dh(SSL_CTX *ctx, SSL *ssl, EVP_PKEY *dh)
 {
     if (!EVP_PKEY_up_ref(dh))
         return 0;
-    if (!SSL_CTX_set0_tmp_dh_pkey(ctx, dh)) {
-        EVP_PKEY_free(dh);
-        return 0;
-    }
-    return 1;
-}
-
-int commssl_lw_ssl_set_dh(SSL *ssl, EVP_PKEY *dh)
-{
-    if (!EVP_PKEY_up_ref(dh))
-        return 0;
-    if (!SSL_set0_tmp_dh_pkey(ssl, dh)) {
+    if (!(ctx != NULL ? SSL_CTX_set0_tmp_dh_pkey(ctx, dh) : SSL_set0_tmp_dh_pkey(ssl, dh))) {
         EVP_PKEY_free(dh);
         return 0;
     }

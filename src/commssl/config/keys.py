@@ -257,10 +257,8 @@ def set_ssl_ctx_dh(ctx_or_ssl_: ContextOrSSLArg, *, dh: Optional[KeyPointer] = N
     pkey = dh._pin()
     try:
         with ssl_held(target) as cdata:
-            if isinstance(target, SSLCtxPointer):
-                ok = lib.commssl_lw_ctx_set_dh(cdata, pkey)
-            else:
-                ok = lib.commssl_lw_ssl_set_dh(cdata, pkey)
+            on_ctx = isinstance(target, SSLCtxPointer)
+            ok = lib.commssl_lw_set_dh(cdata if on_ctx else ffi.NULL, ffi.NULL if on_ctx else cdata, pkey)
     finally:
         dh._unpin()
     if not ok:
