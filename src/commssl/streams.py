@@ -38,8 +38,7 @@ def attach_ssl(
     *,
     ssl_ctx: SSLCtxArg = True,
     ssl_side: str = "server",
-    ctx_configure_callback: CtxCallback = None,
-    ssl_configure_callback: SSLCallback = None,
+    ctx_configure_callback: CtxCallback = None, ssl_configure_callback: SSLCallback = None,
     handshake_timeout: Optional[float] = None,
     tlsext_host_name: Any = None,
     session: Any = None,
@@ -208,8 +207,7 @@ def open_tcp_stream(
     tlsext_host_name: Any = None,
     handshake_timeout: Optional[float] = None,
     timeout: Optional[float] = None,
-    ctx_configure_callback: CtxCallback = None,
-    ssl_configure_callback: SSLCallback = None,
+    ctx_configure_callback: CtxCallback = None, ssl_configure_callback: SSLCallback = None,
     session: Any = None,
     check_hostname: bool = True,
 ) -> SocketStream:
@@ -252,8 +250,7 @@ def create_ssl_socket_stream(
     handshake_timeout: Optional[float] = None,
     timeout: Optional[float] = None,
     tlsext_host_name: Any = None,
-    ctx_configure_callback: CtxCallback = None,
-    ssl_configure_callback: SSLCallback = None,
+    ctx_configure_callback: CtxCallback = None, ssl_configure_callback: SSLCallback = None,
     check_hostname: bool = True,
 ) -> SocketStream:
     """Wrap an accepted or connected socket in a ``SocketStream`` with SSL
