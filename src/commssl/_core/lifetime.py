@@ -38,10 +38,6 @@ _acquire = _lock.acquire  # bound once: the pin is on every hot path
 _release = _lock.release
 _outstanding = 0  # owned certificates (counted wrappers) handed out and not released
 _uncounted: List[int] = []  # releases by finalizers that found the lock busy
-# Set (``n``, a count) by a CertificateVector's finalizer while it drops the elements
-# made from it: they count themselves here instead of warning, so a vector collected
-# unreleased warns once for all it held.
-_hushed = threading.local()
 
 _new = object.__new__
 _NULL = ffi.NULL
@@ -175,15 +171,6 @@ def _uncount(n: int) -> None:
         _uncounted.extend([1] * n)
 
 
-def collected_quietly() -> bool:
-    """Whether a collected owned certificate's warning is left to the vector it came from."""
-    hushed = _hushed.__dict__
-    if "n" in hushed:
-        hushed["n"] += 1
-        return True
-    return False
-
-
 _L = TypeVar("_L", bound=Life)
 
 
@@ -258,21 +245,10 @@ def copy_peer_chain(sslp: Any, vec: Any, size: int) -> None:
     _release()
     try:
         sp = sslp._store
-        store = _NULL
-        if sp is not None:
-            try:
-                store = sp._pin()
-            except ValueError:  # the callback just returned: the SSL holds the chain
-                sp = None
-        try:
-            n = _copy_peer_chain(sslp.cdata, store, vec._array, size)
-            while n > size:  # copied nothing: a longer chain than guessed
-                size = n
-                vec._array = _new_array(_ARRAY, size)
-                n = _copy_peer_chain(sslp.cdata, store, vec._array, size)
-        finally:
-            if sp is not None:
-                sp._unpin()
+        if sp is None:  # the common case: from the SSL, no store to pin
+            n = _copy_peer_chain(sslp.cdata, _NULL, vec._array, size)
+        if sp is not None or n > size:
+            n = _copy_pinned(sslp, sp, vec, size)
     except BaseException:
         sslp._unpin()
         raise
@@ -283,6 +259,27 @@ def copy_peer_chain(sslp: Any, vec: Any, size: int) -> None:
     _release()
     if _RELEASED <= s < _USER:  # freed meanwhile: this was its last user
         sslp._dispose()
+
+
+def _copy_pinned(sslp: Any, sp: Any, vec: Any, size: int) -> int:
+    """``copy_peer_chain`` while a verify callback runs (``sp``, its store, pinned for
+    the copies) or of a chain longer than ``size``."""
+    store = _NULL
+    if sp is not None:
+        try:
+            store = sp._pin()
+        except ValueError:  # the callback just returned: the SSL holds the chain
+            sp = None
+    try:
+        n = _copy_peer_chain(sslp.cdata, store, vec._array, size)
+        while n > size:  # copied nothing: a longer chain than guessed
+            size = n
+            vec._array = _new_array(_ARRAY, size)
+            n = _copy_peer_chain(sslp.cdata, store, vec._array, size)
+    finally:
+        if sp is not None:
+            sp._unpin()
+    return int(n)
 
 
 def vector_slot(vec: Any, i: int, cls: Type[_L], put: Any = _KEEP) -> _L:
@@ -308,6 +305,21 @@ def vector_owned(vec: Any) -> bool:
     return bool(vec._state == _OWNED)  # a read of one int
 
 
+def release_unread(vec: Any) -> bool:
+    """Release a CertificateVector nobody read a slot of (every reference its own):
+    one C call frees them all. False (nothing done) when that is not the case."""
+    global _outstanding
+    _acquire()
+    if vec._items is not None or vec._state != _OWNED:
+        _release()
+        return False
+    vec._state = _RELEASED
+    _outstanding -= vec._n
+    _release()
+    _free_certs(vec._array, vec._n)
+    return True
+
+
 def release_all(vec: Any, cls: Type[Life], vector: bool, strict: bool = True) -> bool:
     """Release each ``cls`` of ``vec`` (a list or tuple; with ``vector``, a CertificateVector's
     slots) that is not ``None``, all or nothing: one pass under the lock marks each; at the
@@ -317,7 +329,6 @@ def release_all(vec: Any, cls: Type[Life], vector: bool, strict: bool = True) ->
     marked: List[Any] = []
     free_now: List[Any] = []
     held = 0
-    whole = False
     _acquire()
     try:
         items, alive = vec, False
@@ -325,10 +336,7 @@ def release_all(vec: Any, cls: Type[Life], vector: bool, strict: bool = True) ->
             alive = vec._state == _OWNED
             items = vec._items
             if items is None:
-                if alive:  # no slot read: every one held, one C call frees them
-                    whole, items = True, ()
-                else:
-                    items = vec._items = [HELD] * vec._n
+                items = vec._items = [HELD] * vec._n
         for k, got in enumerate(items):
             if got is None:
                 continue
@@ -348,13 +356,11 @@ def release_all(vec: Any, cls: Type[Life], vector: bool, strict: bool = True) ->
                 for done in marked:
                     done._state -= _RELEASED
                 return False
-        _outstanding -= vec._n if whole else len(marked) + held
+        _outstanding -= len(marked) + held
         if vector:
             vec._state = _RELEASED
     finally:
         _release()
-    if whole:
-        _free_certs(vec._array, vec._n)
     for cdata in free_now:
         _X509_free(cdata)
     return True
@@ -362,9 +368,7 @@ def release_all(vec: Any, cls: Type[Life], vector: bool, strict: bool = True) ->
 
 def collect_vector(vec: Any) -> int:
     """For a CertificateVector's ``__del__``: -1 when it was released (its array may
-    serve the next copy), else how many certificates it still owned, now freed. The
-    elements only it held go now, freeing and counting themselves, hushed: the
-    vector's one warning speaks for them."""
+    serve the next copy), else how many held slots it still owned, now freed."""
     try:
         if vec._state != _OWNED:
             return -1
@@ -384,17 +388,5 @@ def collect_vector(vec: Any) -> int:
                 freed += 1
     if freed:
         _uncount(freed)
-    if items is not None:
-        hushed = _hushed.__dict__
-        outer = hushed.get("n")
-        hushed["n"] = 0
-        try:
-            vec._items = items = None
-            freed += hushed["n"]
-        finally:
-            if outer is None:
-                del hushed["n"]
-            else:
-                hushed["n"] = outer
     return freed
 

@@ -5,6 +5,7 @@ verify callback makes. Re-exported by pointers.py, where the other wrappers are.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import Any, Iterable, List, NoReturn, Optional, Sequence
 
@@ -16,6 +17,10 @@ from commssl.errors import CertificateReleasedError
 _NULL = ffi.NULL
 _X509 = ffi.typeof("X509 *")
 _made = _life.made
+# Set (``n``, a count) by a CertificateVector's finalizer while it drops the elements
+# made from it: they count themselves here instead of warning, so a vector collected
+# unreleased warns once for all it held.
+_hushed = threading.local()
 
 
 def _checked(cdata: object, ctype: Any) -> Any:
@@ -69,12 +74,37 @@ class X509Pointer(Life):
             return
         try:
             lib.X509_free(self.cdata)
-            if life == _OWNED and not _life.collected_quietly():
+            if life == _OWNED and not _collected_quietly():
                 described = f"<X509Pointer 0x{self.address:x} owned>"
                 warnings.warn(f"unreleased {described} garbage-collected; call release_certificate()",
                               ResourceWarning, stacklevel=2)
         except Exception:  # interpreter shutdown: modules may be gone
             pass
+
+
+def _collected_quietly() -> bool:
+    """Whether a collected owned certificate's warning is left to the vector it came from."""
+    hushed = _hushed.__dict__
+    if "n" in hushed:
+        hushed["n"] += 1
+        return True
+    return False
+
+
+def drop_quietly(vec: Any) -> int:
+    """Drop a collected CertificateVector's elements (``_items``): those only it held are
+    collected now, freeing and counting themselves instead of warning; returns how many."""
+    hushed = _hushed.__dict__
+    outer = hushed.get("n")
+    hushed["n"] = 0
+    try:
+        vec._items = None
+        return int(hushed["n"])
+    finally:
+        if outer is None:
+            del hushed["n"]
+        else:
+            hushed["n"] = outer
 
 
 def own_certificates(cdatas: Iterable[Any]) -> List[X509Pointer]:

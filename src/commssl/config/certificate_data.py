@@ -10,7 +10,7 @@ import datetime
 import ipaddress
 import struct
 import threading
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from commssl._core.binding import drain, ffi, lib, raise_last
 from commssl._core.pointers import X509Pointer, pin_certificate
@@ -19,22 +19,25 @@ CertificateData = List[Tuple[str, Any]]
 
 _per_thread = threading.local()
 
-_UCHAR20 = ffi.typeof("unsigned char[20]")
-_new_buffer = ffi.new
-_buffer = ffi.buffer
 _serial20 = lib.commssl_serial20
 _serial_into = lib.commssl_serial_into
 _from_bytes = int.from_bytes
+_spare: Dict[str, Any] = {}  # one serial buffer, taken out (atomically) while a call uses it
 
 
 def get_certificate_serial_number(cert: X509Pointer) -> int:
     """The serial number, of any size (negative ones as OpenSSL parsed them)."""
+    # The spare 20-byte buffer, taken out until read (the C call runs without the GIL):
+    # another thread, or a finalizer, that reads a serial meanwhile makes its own.
+    mine = _spare.pop("serial", None)
+    if mine is None:
+        data = bytearray(20)
+        mine = (data, ffi.from_buffer("unsigned char[]", data))
     cdata = pin_certificate(cert)
     try:
-        buf = _new_buffer(_UCHAR20)  # this call's own: the C call runs without the GIL
-        r = _serial20(cdata, buf)  # the sign, or minus the size of a longer serial
+        r = _serial20(cdata, mine[1])  # the sign, or minus the size of a longer serial
         if r >= 0:
-            value = _from_bytes(_buffer(buf), "big")
+            value = _from_bytes(mine[0], "big")
         else:  # longer than RFC 5280 allows (a peer may send it): into a buffer of its size
             data = bytearray(-r)
             r = _serial_into(cdata, ffi.from_buffer("unsigned char[]", data), -r)
@@ -42,6 +45,7 @@ def get_certificate_serial_number(cert: X509Pointer) -> int:
             r &= 1
     finally:
         cert._unpin()
+        _spare["serial"] = mine
     return -value if r else value
 
 

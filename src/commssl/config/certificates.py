@@ -24,7 +24,7 @@ from typing import (
 )
 
 from commssl._core.binding import drain, ffi, lib, raise_last
-from commssl._core.lifetime import copy_peer_chain
+from commssl._core.lifetime import copy_peer_chain, release_unread
 from commssl._core.ownership import ssl_held
 from commssl._core.pointers import (
     SSLPointer,
@@ -135,7 +135,8 @@ def release_certificates_vector(vec: Sequence[Optional[X509Pointer]]) -> None:
     X509Pointer, borrowed, released, or listed twice) releases nothing.
     """
     if isinstance(vec, CertificateVector):  # the one owner of every reference: one C call frees them
-        release_vector(vec, True)
+        if not release_unread(vec):
+            release_vector(vec, True)
     elif isinstance(vec, (list, tuple)):
         release_vector(vec)
     else:

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from typing import Any, Iterator, List, NoReturn, Optional, Union, overload
 
 from commssl._core.binding import ffi
-from commssl._core.lifetime import HELD, collect_vector, vector_owned, vector_slot
+from commssl._core.lifetime import HELD, collect_vector, release_unread, vector_owned, vector_slot
 from commssl._core.pointers import X509Pointer, release_vector
+from commssl._core.x509 import drop_quietly
 
 #: Arrays of 16 ``X509*`` (``_CHAIN_GUESS``) that collected vectors leave for the next
 #: copy: one allocation less per copy. Appended and popped under the GIL only (atomic).
@@ -141,7 +142,8 @@ class CertificateVector(Sequence[X509Pointer]):
 
     def _release_all(self) -> None:
         """``release_certificates_vector(self)``: all or nothing."""
-        release_vector(self, True)
+        if not release_unread(self):
+            release_vector(self, True)
 
     def _release_rest(self) -> None:
         """Release every element still owned, skipping ``None``, released and
@@ -154,7 +156,10 @@ class CertificateVector(Sequence[X509Pointer]):
             if freed < 0:  # released: nothing of it is read again, its array serves the next copy
                 if len(_ARRAYS) < _POOL and len(self._array) == _GUESS:
                     _ARRAYS.append(self._array)
-            elif freed:
+                return
+            if self._items is not None:  # one warning (below) speaks for the elements dropped now
+                freed += drop_quietly(self)
+            if freed:
                 warnings.warn(f"unreleased CertificateVector of {self._n} certificates garbage-collected ("
                               f"{freed} still owned, freed); call release_certificates_vector()",
                               ResourceWarning, stacklevel=2)
