@@ -6,13 +6,8 @@ the connection's ``SSLPointer``.
 
 from __future__ import annotations
 
-import binascii
 import contextlib
-import datetime
-import ipaddress
 import os
-import struct
-import threading
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -28,45 +23,34 @@ from typing import (
     overload,
 )
 
-from commssl._core import pointers as _p
 from commssl._core.binding import drain, ffi, lib, raise_last
+from commssl._core.lifetime import copy_peer_chain, release_unread
 from commssl._core.ownership import ssl_held
 from commssl._core.pointers import (
-    _LIFE,
-    _OWNED,
-    _RELEASED,
-    _USER,
     SSLPointer,
     X509Pointer,
-    live_certificate,
     own_certificates,
     pin_certificate,
     release_certificate,
     release_vector,
 )
 from commssl._core.types import ConnectionArg
+from commssl.config.certificate_data import (
+    CertificateData,
+    get_certificate_common_name,
+    get_certificate_data,
+    get_certificate_serial_number,
+)
 from commssl.config.certvector import _ARRAYS, CertificateVector
 from commssl.errors import CertificateReleasedError, SSLFailure
 
 if TYPE_CHECKING:  # keys imports this module
     from commssl.config.keys import KeyPointer
 
-CertificateData = List[Tuple[str, Any]]
-
 _CHAIN_GUESS = 16  # the length of the arrays in certvector._ARRAYS
-
-
-_per_thread = threading.local()
-# bound once: lib.NAME is an attribute lookup per call on these per-call paths
-_copy_peer_chain = lib.commssl_copy_peer_chain
 _new_array = ffi.new
-_free_certs = lib.commssl_free_certs
 _pool_pop = _ARRAYS.pop
 _ARRAY = ffi.typeof("X509 *[]")
-_NULL = ffi.NULL
-_serial_into = lib.commssl_serial_into
-_acquire = _p._acquire
-_release = _p._release
 _new = object.__new__
 
 
@@ -84,78 +68,12 @@ def copy_peer_certificates(conn: ConnectionArg) -> CertificateVector:
     server side the client's leaf is included. Empty (``== []``) when none.
     While a verify callback runs, these are the certificates being verified."""
     sslp = conn if type(conn) is SSLPointer else ssl_of(conn)
-    vec = _new(CertificateVector)  # allocations before the lock, where a collection may start
+    vec = _new(CertificateVector)
     try:
-        array = _pool_pop()  # an array a collected vector left (see CertificateVector.__del__)
+        vec._array = _pool_pop()  # an array a collected vector left (see CertificateVector.__del__)
     except IndexError:
-        array = _new_array(_ARRAY, _CHAIN_GUESS)
-    vec._array = array
-    vec._n = 0
-    vec._items = None
-    vec._state = _OWNED
-    _acquire()
-    try:
-        if sslp._state & _LIFE >= _RELEASED:
-            sslp._refuse()
-        if sslp._store is not None:  # a verify callback runs: copy pinned, from its store
-            n = -1
-        else:
-            # The lock is the SSL's pin for this one short C call (up-refs, no callback,
-            # no Python): a release of the SSL waits for it to end. One lock round trip
-            # instead of a pin's and an unpin's.
-            n = _copy_peer_chain(sslp.cdata, _NULL, array, _CHAIN_GUESS)
-            if n <= _CHAIN_GUESS:
-                vec._n = n
-                _p._outstanding += n
-    finally:
-        _release()
-    if n < 0 or n > _CHAIN_GUESS:
-        return _copy_pinned(sslp, vec)
-    return vec
-
-
-def _copy_pinned(sslp: SSLPointer, vec: CertificateVector) -> CertificateVector:
-    """``copy_peer_certificates`` of a chain longer than guessed, or while a verify
-    callback runs (from the store context, pinned): the SSL and the store pinned
-    for the copies, the unpin and the count in one lock round trip."""
-    _acquire()
-    s = sslp._state
-    if (s & _LIFE) >= _RELEASED:
-        _release()
-        sslp._refuse()
-    sslp._state = s + _USER
-    _release()
-    n = 0
-    try:
-        sp = sslp._store
-        verifying = _NULL
-        if sp is not None:
-            try:
-                verifying = sp._pin()
-            except ValueError:  # the callback just returned: the session holds the chain
-                sp = None
-        size = _CHAIN_GUESS
-        array = vec._array
-        try:
-            n = _copy_peer_chain(sslp.cdata, verifying, array, size)
-            while n > size:  # copied nothing: a longer chain than guessed
-                size = n
-                array = _new_array(_ARRAY, size)
-                n = _copy_peer_chain(sslp.cdata, verifying, array, size)
-        finally:
-            if sp is not None:
-                sp._unpin()
-        vec._array = array
-    except BaseException:
-        sslp._unpin()
-        raise
-    _acquire()
-    vec._n = n
-    s = sslp._state = sslp._state - _USER
-    _p._outstanding += n
-    _release()
-    if _RELEASED <= s < _USER:  # freed meanwhile: this was its last user
-        sslp._dispose()
+        vec._array = _new_array(_ARRAY, _CHAIN_GUESS)
+    copy_peer_chain(sslp, vec, _CHAIN_GUESS)
     return vec
 
 
@@ -217,7 +135,8 @@ def release_certificates_vector(vec: Sequence[Optional[X509Pointer]]) -> None:
     X509Pointer, borrowed, released, or listed twice) releases nothing.
     """
     if isinstance(vec, CertificateVector):  # the one owner of every reference: one C call frees them
-        vec._release_all()
+        if not release_unread(vec):
+            release_vector(vec, True)
     elif isinstance(vec, (list, tuple)):
         release_vector(vec)
     else:
@@ -333,172 +252,9 @@ def pem_read(thing: str, filename: "os.PathLike[str] | str", *, pass_phrase: Uni
     return own_certificates((x,))[0]
 
 
-# -- reading certificates -------------------------------------------------------
-
-# One 20-byte buffer for every thread, used only under the pointers' lock,
-# which pins the certificate for the short C call (a memcpy of at most 20
-# bytes: no callback, no Python, nothing the garbage collector tracks). That
-# one lock round trip is the pin and the buffer's guard at once: cheaper than
-# a pin, an unpin and a per-thread buffer.
-_serial_data = bytearray(20)
-_serial_buf = ffi.from_buffer("unsigned char[]", _serial_data)
-_serial20 = lib.commssl_serial20
-_from_bytes = int.from_bytes
-
-
-def get_certificate_serial_number(cert: X509Pointer) -> int:
-    """The serial number, of any size (negative ones as OpenSSL parsed them)."""
-    value = 0
-    _acquire()
-    try:
-        if type(cert) is not X509Pointer or (cert._state & _LIFE) >= _RELEASED:
-            live_certificate(cert)  # raises the documented exception
-        r = _serial20(cert.cdata, _serial_buf)
-        if r >= 0:
-            value = _from_bytes(_serial_data, "big")
-    finally:
-        _release()
-    if r < 0:  # longer than RFC 5280 allows (a peer may send it): pinned, into a buffer of its size
-        cdata = pin_certificate(cert)
-        try:
-            data = bytearray(-r)
-            r = _serial_into(cdata, ffi.from_buffer("unsigned char[]", data), -r)
-        finally:
-            cert._unpin()
-        value = _from_bytes(data[: r >> 1], "big")
-        r &= 1
-    return -value if r else value
-
-
-def get_certificate_common_name(cert: X509Pointer) -> Optional[str]:
-    """The subject's common name, or ``None`` when it has none."""
-    out = ffi.new("unsigned char **")
-    cdata = pin_certificate(cert)
-    try:
-        n = lib.commssl_common_name(cdata, out)
-    finally:
-        cert._unpin()
-    if n < 0:
-        return None
-    try:
-        return ffi.unpack(ffi.cast("char *", out[0]), n).decode("utf-8", "replace")
-    finally:
-        lib.OPENSSL_free(out[0])
-
-
-_UTC = datetime.timezone.utc
-_INFO_GUESS = 2048  # bytes of records most certificates fit in
-_record_header = struct.Struct("<BI").unpack_from
-_b64 = binascii.b2a_base64
-
-
-def _utc(b: bytes) -> Optional[datetime.datetime]:
-    # year (2 bytes, big-endian), month, day, hour, minute, second: commssl_cert_info's
-    try:
-        return datetime.datetime(b[0] << 8 | b[1], b[2], b[3], b[4], b[5], b[6], tzinfo=_UTC)
-    except (ValueError, IndexError):  # year 0000: valid ASN.1 (a peer may send it), no datetime
-        return None
-
-
-def _records(cert: X509Pointer) -> bytes:
-    """The tagged records ``commssl_cert_info`` writes (see chains.c)."""
-    # This thread's buffer (the C call runs without the GIL), taken out until its
-    # bytes are copied: a finalizer that reads a certificate meanwhile gets its own.
-    mine = _per_thread.__dict__.pop("info", None)
-    if mine is None:
-        mine = ffi.new("unsigned char[]", _INFO_GUESS)
-    buf = mine
-    try:
-        cdata = pin_certificate(cert)
-        try:
-            n = lib.commssl_cert_info(cdata, buf, _INFO_GUESS)
-            if n > _INFO_GUESS:
-                buf = ffi.new("unsigned char[]", n)
-                n = lib.commssl_cert_info(cdata, buf, n)
-        finally:
-            cert._unpin()
-        if n < 0:
-            raise_last("get_certificate_data")
-        if lib.ERR_peek_error():
-            # An undecodable optional extension (a malformed subjectAltName, say) is
-            # left out, not a failure; its errors must not linger in the queue.
-            drain()
-        return ffi.buffer(buf, n)[:]
-    finally:
-        _per_thread.info = mine
-
-
-def get_certificate_data(cert: X509Pointer) -> CertificateData:
-    """``(keyword, value)`` pairs, as LispWorks' ``(keyword value)`` lists.
-
-    Always ``"subject-common-name"`` (str or None) and ``"serial-number"`` (int);
-    ``"emails"`` (list of str) only when the certificate has addresses; then the
-    OpenSSL extras ``"subject"``, ``"issuer"`` (RFC 2253 strings),
-    ``"issuer-common-name"``, ``"not-before"``, ``"not-after"`` (aware UTC
-    datetimes; None for year 0000, which no datetime holds),
-    ``"subject-alt-names"`` (list of ``(type, value)`` with types ``"DNS"``,
-    ``"IP Address"``, ``"email"``, ``"URI"``) and
-    ``"sha256-fingerprint"`` (colon-separated upper-case hex) and
-    ``"spki-sha256"`` (base64 of the SHA-256 of the DER SubjectPublicKeyInfo:
-    the pin curl's ``--pinnedpubkey sha256//...`` takes, without the prefix).
-    """
-    data = _records(cert)
-    cn: Optional[str] = None
-    issuer_cn: Optional[str] = None
-    not_before: Optional[datetime.datetime] = None
-    not_after: Optional[datetime.datetime] = None
-    serial = 0
-    subject = issuer = fingerprint = spki = ""
-    emails: List[str] = []
-    sans: List[Tuple[str, str]] = []
-    header = _record_header
-    i, end = 0, len(data)
-    while i < end:
-        tag, n = header(data, i)
-        i += 5
-        raw = data[i : i + n]
-        i += n
-        # by tag byte, in the order commssl_cert_info writes them (chains.c)
-        if tag == 67:  # C
-            cn = raw.decode("utf-8", "replace")
-        elif tag == 83 or tag == 78:  # S, N (negative)
-            serial = -int.from_bytes(raw, "big") if tag == 78 else int.from_bytes(raw, "big")
-        elif tag == 69:  # E: as X509_get1_email, each address once
-            email = raw.decode("utf-8", "replace")
-            if email not in emails:
-                emails.append(email)
-        elif tag == 115:  # s
-            subject = raw.decode("utf-8", "replace")
-        elif tag == 105:  # i
-            issuer = raw.decode("utf-8", "replace")
-        elif tag == 99:  # c
-            issuer_cn = raw.decode("utf-8", "replace")
-        elif tag == 98:  # b
-            not_before = _utc(raw)
-        elif tag == 97:  # a
-            not_after = _utc(raw)
-        elif tag == 68:  # D
-            sans.append(("DNS", raw.decode("utf-8", "replace")))
-        elif tag == 73:  # I
-            sans.append(("IP Address", _ip(raw)))
-        elif tag == 77:  # M
-            sans.append(("email", raw.decode("utf-8", "replace")))
-        elif tag == 85:  # U
-            sans.append(("URI", raw.decode("utf-8", "replace")))
-        elif tag == 70:  # F
-            fingerprint = raw.hex(":").upper()
-        elif tag == 80:  # P
-            spki = _b64(raw, newline=False).decode("ascii")
-    out: CertificateData = [("subject-common-name", cn), ("serial-number", serial)]
-    if emails:
-        out.append(("emails", emails))
-    out += [("subject", subject), ("issuer", issuer), ("issuer-common-name", issuer_cn),
-            ("not-before", not_before), ("not-after", not_after), ("subject-alt-names", sans),
-            ("sha256-fingerprint", fingerprint), ("spki-sha256", spki)]
-    return out
-
-
-def _ip(raw: bytes) -> str:
-    if len(raw) in (4, 16):
-        return str(ipaddress.ip_address(raw))
-    return raw.hex()
+__all__ = [
+    "CertificateData", "certificates_released", "copy_certificate", "copy_peer_certificates",
+    "copy_verified_certificates", "failure_chain_data", "get_certificate_common_name",
+    "get_certificate_data", "get_certificate_serial_number", "pem_read", "release_certificates_vector",
+    "ssl_of", "verification_errors",
+]

@@ -20,7 +20,6 @@ from commssl._core.binding import drain, ffi, lib, missing_file, raise_last
 from commssl._core.callbacks import copy_pass_phrase
 from commssl._core.ownership import ssl_held
 from commssl._core.pointers import (
-    _OWNED,
     SSLCtxPointer,
     X509Pointer,
     _Owned,
@@ -51,8 +50,7 @@ class KeyPointer(_Owned):
     @classmethod
     def _own(cls, cdata: Any) -> "KeyPointer":
         self = object.__new__(cls)
-        self.cdata = cdata
-        self._state = _OWNED
+        self._start(cdata)
         self._cached = False
         return self
 
@@ -143,12 +141,6 @@ def _read_bytes(filename: object, argument: str = "filename") -> Tuple[bytes, st
         raise missing_file(f"cannot open {path!r}", path) from exc
     except OSError as exc:
         raise SSLFailure(f"cannot open {path!r}: {exc.strerror}") from exc
-
-
-def _as_bytes(data: object, argument: str) -> bytes:
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
-    raise TypeError(f"{argument} must be bytes, not {type(data).__name__}")
 
 
 def load_key(data: bytes, what: str, pass_phrase: PassPhrase = None,

@@ -40,7 +40,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from commssl._core.binding import drain, ffi, lib, raise_last
 from commssl._core.ownership import ssl_held
-from commssl._core.pointers import _OWNED, ContextRecords, SSLCtxPointer, SSLPointer, _Owned
+from commssl._core.pointers import ContextRecords, SSLCtxPointer, SSLPointer, _Owned
 
 
 def _identity(sslp: SSLPointer, ssl: Any) -> Tuple[Any, ...]:
@@ -67,8 +67,7 @@ class Session(_Owned):
     @classmethod
     def _own(cls, cdata: Any, identity: Tuple[Any, ...]) -> "Session":
         self = object.__new__(cls)
-        self.cdata = cdata
-        self._state = _OWNED
+        self._start(cdata)
         self._identity = identity
         return self
 

@@ -1,5 +1,3 @@
-# Over 400 lines: verification modes, the verify trampolines' Python side and the X509_STORE_CTX
-# helpers, which share the store's pin; just past the mark.
 """Verification modes, verify callbacks, and the ``X509_STORE_CTX`` helpers.
 
 Python callbacks reach OpenSSL through one C trampoline (``commssl_verify_cb``)
@@ -13,15 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Sequence, Union
 
-from commssl._core import pointers as _pointers
 from commssl._core.args import ctx_or_ssl
 from commssl._core.binding import ffi, lib, text
 from commssl._core.callbacks import onerror, park
 from commssl._core.ownership import ssl_held
 from commssl._core.pointers import (
-    _EXPIRED,
-    _LOANED,
-    _USER,
     SSLCtxPointer,
     SSLPointer,
     X509Pointer,
@@ -165,10 +159,6 @@ def set_verification_depth(ctx_or_ssl_: ContextOrSSLArg, depth: int) -> None:
 
 _from_handle = ffi.from_handle  # bound once: the trampoline runs per certificate per handshake
 _NULL = ffi.NULL
-_new = object.__new__
-_acquire = _pointers._acquire
-_release = _pointers._release
-_END = _EXPIRED - _LOANED
 
 
 def _wrapper(st: Any) -> Optional[SSLPointer]:
@@ -214,8 +204,7 @@ def _commssl_verify_py(st: Any, ok: int, store: Any) -> int:
     decide = sslp.verify
     if decide is None:  # the record says Python decides, but no callable is known: closed
         return 0
-    sp = _new(X509StoreCtxPointer)
-    sp.cdata, sp._state, sp._ssl, sp._loans = store, _LOANED, sslp, None
+    sp = lend_store_ctx(store, sslp)
     outer, outer_sp = sslp.verifying, sslp._store
     sslp.verifying, sslp._store = store, sp
     try:
@@ -225,16 +214,9 @@ def _commssl_verify_py(st: Any, ok: int, store: Any) -> int:
         lib.X509_STORE_CTX_set_error(store, _APPLICATION_VERIFICATION)
         return 0
     finally:
-        # sp._end() inlined: refuse new reads, wait for other threads' reads of
-        # the store (OpenSSL frees it when we return), end its certificates' loans
-        _acquire()
-        s = sp._state
-        sp._state = s + _END
-        _release()
-        if s >= _USER:
-            sp._drain()
-        if sp._loans is not None:
-            sp._end_loans()
+        # sp._end(): refuse new reads, wait for other threads' reads of the
+        # store (OpenSSL frees it when we return), end its certificates' loans
+        sp._end()
         sslp.verifying, sslp._store = outer, outer_sp
 
 
