@@ -152,11 +152,14 @@ class CertificateVector(Sequence[X509Pointer]):
 
     def __del__(self) -> None:
         try:
-            freed = collect_vector(self)
-            if freed < 0:  # released: nothing of it is read again, its array serves the next copy
+            # Released (_state is lifetime.py's; non-zero is anything but owned): nothing of it is
+            # read again, its array serves the next copy. Read here, not through a call (4% of a
+            # copy and release).
+            if self._state:
                 if len(_ARRAYS) < _POOL and len(self._array) == _GUESS:
                     _ARRAYS.append(self._array)
                 return
+            freed = collect_vector(self)
             if self._items is not None:  # one warning (below) speaks for the elements dropped now
                 freed += drop_quietly(self)
             if freed:
