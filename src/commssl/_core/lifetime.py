@@ -48,9 +48,25 @@ _copy_peer_chain = lib.commssl_copy_peer_chain
 _new_array = ffi.new
 
 
-class Life:
-    """Base of the pointer wrappers: ``.cdata`` is the cffi pointer, ``_state`` its books;
-    no copies (a copy would be a second owner of one reference)."""
+class Unique:
+    """No copies, no pickles: a copy would be a second owner of one C object."""
+
+    __slots__ = ()
+    _copy_hint = " (it stands for one C object)"
+    _pickle_hint = " (it stands for a C object in this process)"
+
+    def __copy__(self) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} cannot be copied{self._copy_hint}")
+
+    def __deepcopy__(self, memo: Any) -> NoReturn:
+        self.__copy__()
+
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} cannot be pickled{self._pickle_hint}")
+
+
+class Life(Unique):
+    """Base of the pointer wrappers: ``.cdata`` is the cffi pointer, ``_state`` its books."""
 
     __slots__ = ("cdata", "_state", "__weakref__")
     cdata: Any
@@ -72,18 +88,6 @@ class Life:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} 0x{self.address:x}{' dead' if self._dead else ''}>"
-
-    _copy_hint = " (it stands for one C object)"
-    _pickle_hint = " (it stands for a C object in this process)"
-
-    def __copy__(self) -> NoReturn:
-        raise TypeError(f"{type(self).__name__} cannot be copied{self._copy_hint}")
-
-    def __deepcopy__(self, memo: Any) -> NoReturn:
-        raise TypeError(f"{type(self).__name__} cannot be copied{self._copy_hint}")
-
-    def __reduce_ex__(self, protocol: Any) -> NoReturn:
-        raise TypeError(f"{type(self).__name__} cannot be pickled{self._pickle_hint}")
 
     @property
     def _life(self) -> int:

@@ -40,6 +40,18 @@ _SSL = ffi.typeof("SSL *")
 _SSL_CTX = ffi.typeof("SSL_CTX *")
 _STORE_CTX = ffi.typeof("X509_STORE_CTX *")
 _new = object.__new__
+_T = TypeVar("_T")
+
+
+def call_pinned(pointer: Life, fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(cdata, *args)`` with ``pointer`` pinned for the call: its C object lives
+    through it, whatever other threads release meanwhile."""
+    cdata = pointer._pin()
+    try:
+        return fn(cdata, *args)
+    finally:
+        pointer._unpin()
+
 
 
 class _Owned(Life):

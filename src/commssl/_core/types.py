@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol, Union
 
+from commssl._core.lifetime import Unique
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
 
 
@@ -22,11 +23,12 @@ class AbstractContext(Protocol):
     def ssl_ctx_pointer(self) -> SSLCtxPointer: ...
 
 
-class ConnectionBase:
+class ConnectionBase(Unique):
     """The base of every connection kind (``SocketStream``, ``AsyncSSLStream``,
     ``commssl.anyio.TLSStream``): ``commssl.io.connection.Connection`` fills it in."""
 
     __slots__ = ()
+    _copy_hint = _pickle_hint = ": it owns its connection"
 
     def _ssl_pointer(self) -> SSLPointer:
         """The live ``SSLPointer``, or ``ValueError`` naming why there is none."""

@@ -10,7 +10,7 @@ from typing import Any, Callable, NoReturn, Optional, Union
 
 from commssl._core.args import path_arg
 from commssl._core.binding import ffi, lib
-from commssl._core.pointers import SSLCtxPointer, SSLPointer
+from commssl._core.pointers import SSLCtxPointer, SSLPointer, call_pinned
 from commssl.config.ciphers import set_ciphers, set_ciphersuites
 from commssl.config.contexts import (
     PasswordCallback,
@@ -131,11 +131,7 @@ def _make(side: str, *, cert_file: Optional[PathArg], key_file: Optional[PathArg
             path_arg(value, argument)  # checked before anything is made, named as the caller knows it
     ctx = make_ssl_ctx(True, side)
     if protocol_version in _PROTOCOLS:
-        cdata = ctx._pin()
-        try:
-            lib.SSL_CTX_set_min_proto_version(cdata, getattr(lib, _PROTOCOLS[protocol_version]))
-        finally:
-            ctx._unpin()
+        call_pinned(ctx, lib.SSL_CTX_set_min_proto_version, getattr(lib, _PROTOCOLS[protocol_version]))
     if dh_file is not None:
         dh = pem_read_key("DHparams", dh_file, None, None, True)  # read now, not from the cache
         assert dh is not None

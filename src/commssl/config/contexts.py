@@ -15,7 +15,7 @@ from commssl._core.args import ctx_pointer as _ctx
 from commssl._core.args import path_arg
 from commssl._core.binding import check, drain, ffi, lib, missing_file, text
 from commssl._core.callbacks import copy_pass_phrase
-from commssl._core.pointers import SSLCtxPointer, SSLPointer
+from commssl._core.pointers import SSLCtxPointer, SSLPointer, call_pinned
 from commssl._core.types import ContextArg, NewContext
 from commssl.config.credentials import _load_key, load_cadata
 from commssl.config.verification import set_verification_mode
@@ -149,11 +149,7 @@ def ssl_ctx_use_certificate_chain_file(ctx: ContextArg, path: PathArg) -> None:
     """Load the certificate, then its chain, from a PEM file."""
     pointer = _ctx(ctx)
     raw = path_arg(path, "path")
-    cdata = pointer._pin()
-    try:
-        ok = lib.SSL_CTX_use_certificate_chain_file(cdata, raw)
-    finally:
-        pointer._unpin()
+    ok = call_pinned(pointer, lib.SSL_CTX_use_certificate_chain_file, raw)
     check(ok, f"ssl_ctx_use_certificate_chain_file({os.fspath(path)!r})", (path,))
 
 
@@ -184,11 +180,7 @@ def ssl_ctx_load_verify_locations(
     if capath is not None and not os.path.exists(cp):
         # OpenSSL takes a missing directory silently (and then trusts nothing from it)
         raise missing_file(f"ssl_ctx_load_verify_locations(capath={capath!r})", capath)
-    cdata = pointer._pin()
-    try:
-        ok = lib.SSL_CTX_load_verify_locations(cdata, cf, cp)
-    finally:
-        pointer._unpin()
+    ok = call_pinned(pointer, lib.SSL_CTX_load_verify_locations, cf, cp)
     check(ok, f"ssl_ctx_load_verify_locations(cafile={cafile!r}, capath={capath!r})", (cafile,))
 
 

@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional, Union
 
 from commssl._core.args import ctx_pointer as _ctx
 from commssl._core.binding import check, drain, ffi, lib, raise_last
+from commssl._core.pointers import call_pinned
 from commssl._core.types import ContextArg
 
 _MAX = 2**31 - 1
@@ -32,11 +33,7 @@ def ssl_ctx_use_certificate_chain(ctx: ContextArg, pem_bytes: bytes) -> None:
     pointer = _ctx(ctx)
     data = _data(pem_bytes, "pem_bytes")
     drain()
-    cdata = pointer._pin()
-    try:
-        ok = lib.commssl_use_chain_mem(cdata, data, len(data))
-    finally:
-        pointer._unpin()
+    ok = call_pinned(pointer, lib.commssl_use_chain_mem, data, len(data))
     check(ok, "ssl_ctx_use_certificate_chain")
 
 
@@ -88,11 +85,7 @@ def load_cadata(ctx: ContextArg, cadata: object) -> int:
     pointer = _ctx(ctx)
     data = _data(cadata, "cadata")
     drain()
-    cdata = pointer._pin()
-    try:
-        n = lib.commssl_load_cadata(cdata, data, len(data))
-    finally:
-        pointer._unpin()
+    n = call_pinned(pointer, lib.commssl_load_cadata, data, len(data))
     if n <= 0:
         raise_last("ssl_ctx_load_verify_locations(cadata=...)")
     return int(n)

@@ -23,6 +23,7 @@ from commssl._core.pointers import (
     SSLCtxPointer,
     X509Pointer,
     _Owned,
+    call_pinned,
     own_certificates,
     release_vector,
 )
@@ -57,20 +58,12 @@ class KeyPointer(_Owned):
     @property
     def is_dh(self) -> bool:
         """Whether these are DH parameters (or a DH key)."""
-        cdata = self._pin()
-        try:
-            return bool(lib.commssl_lw_key_is_dh(cdata))
-        finally:
-            self._unpin()
+        return bool(call_pinned(self, lib.commssl_lw_key_is_dh))
 
     @property
     def bits(self) -> int:
         """The size in bits (of the DH prime, of the RSA modulus...)."""
-        cdata = self._pin()
-        try:
-            return int(lib.EVP_PKEY_get_bits(cdata))
-        finally:
-            self._unpin()
+        return int(call_pinned(self, lib.EVP_PKEY_get_bits))
 
     def _dispose(self) -> None:
         lib.EVP_PKEY_free(self.cdata)

@@ -19,7 +19,14 @@ from commssl._core.args import ctx_pointer, ssl_of
 from commssl._core.binding import drain, ffi, lib, raise_last
 from commssl._core.callbacks import enter_feature_callback, exit_feature_callback, onerror, park
 from commssl._core.ownership import ssl_held
-from commssl._core.pointers import ContextRecords, SSLCtxPointer, SSLPointer, X509Pointer, pin_certificate
+from commssl._core.pointers import (
+    ContextRecords,
+    SSLCtxPointer,
+    SSLPointer,
+    X509Pointer,
+    call_pinned,
+    pin_certificate,
+)
 from commssl._core.types import ConnectionArg, ContextArg
 from commssl.config.keys import KeyPointer, PassCallback, PassPhrase, PathArg, _Phrase, load_key
 from commssl.errors import SSLFailure
@@ -41,11 +48,7 @@ _callbacks: "ContextRecords[_LwCallbacks]" = ContextRecords(lambda ctx: _LwCallb
 
 def _install_cert_cb(pointer: SSLCtxPointer) -> None:
     c = _callbacks.of(pointer)
-    cdata = pointer._pin()
-    try:
-        lib.commssl_lw_ctx_set_cert_cb(cdata, c.cert_cb is not None or c.cert_request is not None)
-    finally:
-        pointer._unpin()
+    call_pinned(pointer, lib.commssl_lw_ctx_set_cert_cb, c.cert_cb is not None or c.cert_request is not None)
 
 
 def set_ssl_ctx_cert_cb(ctx: ContextArg, function: Optional[CertCallback]) -> None:
@@ -72,11 +75,7 @@ def set_cert_request_callback(ctx: SSLCtxPointer, callback: Optional[Callable[[A
 def set_client_hello_callback(ctx: SSLCtxPointer, callback: Optional[Callable[[Any, Optional[str]], Any]]
                               ) -> None:
     _callbacks.of(ctx).client_hello = callback
-    cdata = ctx._pin()
-    try:
-        lib.commssl_lw_ctx_set_client_hello_cb(cdata, callback is not None)
-    finally:
-        ctx._unpin()
+    call_pinned(ctx, lib.commssl_lw_ctx_set_client_hello_cb, callback is not None)
 
 
 def _use(sslp: SSLPointer, result: object) -> None:

@@ -25,7 +25,7 @@ from commssl._core.args import ctx_or_ssl, ctx_pointer
 from commssl._core.binding import drain, ffi, lib, missing_file, raise_last, text
 from commssl._core.callbacks import enter_feature_callback, exit_feature_callback, onerror, park
 from commssl._core.ownership import ssl_held
-from commssl._core.pointers import SSLCtxPointer, SSLPointer
+from commssl._core.pointers import SSLCtxPointer, SSLPointer, call_pinned
 from commssl._core.types import ContextArg, ContextOrSSLArg
 from commssl.errors import SSLFailure
 
@@ -69,11 +69,7 @@ def ssl_ctx_load_crl(ctx: ContextArg, crl: Union[str, bytes, "os.PathLike[str]"]
         raise TypeError(f"crl must be a path or bytes, not {type(crl).__name__}")
     if not data:
         raise SSLFailure(f"ssl_ctx_load_crl: {what} is empty, not a CRL")
-    cdata = pointer._pin()
-    try:
-        n = lib.commssl_load_crls(cdata, data, len(data))
-    finally:
-        pointer._unpin()
+    n = call_pinned(pointer, lib.commssl_load_crls, data, len(data))
     if n <= 0:
         raise_last(f"ssl_ctx_load_crl: {what} is not a PEM or DER certificate revocation list")
     return int(n)
@@ -231,11 +227,7 @@ def set_ocsp_staple(ctx: ContextArg, response: Union[None, bytes, StapleCallback
         _staplers[pointer] = response  # type: ignore[assignment]
     else:
         _staplers.pop(pointer, None)
-    cdata = pointer._pin()
-    try:
-        ok = lib.commssl_set_staple(cdata, data, len(data), mode)
-    finally:
-        pointer._unpin()
+    ok = call_pinned(pointer, lib.commssl_set_staple, data, len(data), mode)
     if ok < 0:
         raise ValueError("response must be one DER OCSP response (nothing before or after it)")
     if not ok:

@@ -40,7 +40,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from commssl._core.binding import drain, ffi, lib, raise_last
 from commssl._core.ownership import ssl_held
-from commssl._core.pointers import ContextRecords, SSLCtxPointer, SSLPointer, _Owned
+from commssl._core.pointers import ContextRecords, SSLCtxPointer, SSLPointer, _Owned, call_pinned
 
 
 def _identity(sslp: SSLPointer, ssl: Any) -> Tuple[Any, ...]:
@@ -77,11 +77,7 @@ class Session(_Owned):
     def resumable(self) -> bool:
         """Whether OpenSSL could resume it (a TLS 1.3 client gets its ticket after
         the handshake, with the first data read: before, this is False)."""
-        cdata = self._pin()
-        try:
-            return bool(lib.SSL_SESSION_is_resumable(cdata))
-        finally:
-            self._unpin()
+        return bool(call_pinned(self, lib.SSL_SESSION_is_resumable))
 
     def _dispose(self) -> None:
         lib.SSL_SESSION_free(self.cdata)
@@ -139,11 +135,7 @@ def apply_session(sslp: SSLPointer, ssl: Any, session: Optional[Session], ssl_si
 
 def _server_entry(ctx: SSLCtxPointer) -> Tuple[bytes, Dict[Any, bytes]]:
     # the client's chain rides in the tickets, to be verified again on resumption
-    cdata = ctx._pin()
-    try:
-        lib.commssl_ctx_keep_chains(cdata)
-    finally:
-        ctx._unpin()
+    call_pinned(ctx, lib.commssl_ctx_keep_chains)
     return os.urandom(16), {}
 
 

@@ -21,6 +21,7 @@ from commssl._core.pointers import (
     X509Pointer,
     X509StoreCtxPointer,
     borrow_certificate,
+    call_pinned,
     lend_store_ctx,
     loan_certificate,
 )
@@ -183,12 +184,17 @@ def _run_verify(sslp: SSLPointer, decide: Any, whole_chain: bool, ok: int, store
             return 1 if decide(conn if conn is not None else sslp) else 0
         return 1 if decide(ok != 0, sp) else 0
     except BaseException as exc:
-        park(sslp, exc)
-        lib.X509_STORE_CTX_set_error(store, _APPLICATION_VERIFICATION)
-        return 0
+        return _rejected(sslp, exc, store)
     finally:
         sp._end()  # waits for other threads' reads of it, then ends its certificates' loans
         sslp.verifying, sslp._store = outer, outer_sp
+
+
+def _rejected(sslp: SSLPointer, exc: BaseException, store: Any) -> int:
+    """A verify callback raised: park the exception, fail the verification (closed)."""
+    park(sslp, exc)
+    lib.X509_STORE_CTX_set_error(store, _APPLICATION_VERIFICATION)
+    return 0
 
 
 @ffi.def_extern(onerror=onerror)
@@ -210,13 +216,9 @@ def _commssl_verify_py(st: Any, ok: int, store: Any) -> int:
     try:
         return 1 if decide(ok != 0, sp) else 0
     except BaseException as exc:
-        park(sslp, exc)
-        lib.X509_STORE_CTX_set_error(store, _APPLICATION_VERIFICATION)
-        return 0
+        return _rejected(sslp, exc, store)
     finally:
-        # sp._end(): refuse new reads, wait for other threads' reads of the
-        # store (OpenSSL frees it when we return), end its certificates' loans
-        sp._end()
+        sp._end()  # waits for other threads' reads of it, then ends its certificates' loans
         sslp.verifying, sslp._store = outer, outer_sp
 
 
@@ -315,11 +317,7 @@ def x509_store_ctx_set_error(store_ctx: X509StoreCtxPointer, code: int) -> None:
         raise TypeError(f"code must be an int, not {type(code).__name__}")
     if not 0 <= code <= 0x7FFFFFFF:
         raise ValueError(f"code must be an X509_V_ERR_* value (a non-negative int), not {code}")
-    store = store_ctx._pin()
-    try:
-        lib.X509_STORE_CTX_set_error(store, code)
-    finally:
-        store_ctx._unpin()
+    call_pinned(store_ctx, lib.X509_STORE_CTX_set_error, code)
 
 
 def x509_verify_cert_error_string(code: int) -> str:

@@ -45,7 +45,7 @@ _VERSIONS = {
 
 class Connection(ConnectionBase):
     """Base of the SSL connection kinds (``SocketStream``, ``AsyncSSLStream``):
-    ``_tls`` is the connection core (``_tls.TLSConnection``) that owns the state."""
+    ``_tls`` is the connection core (``io.tls.TLSConnection``) that owns the state."""
 
     __slots__ = ()
     _tls: TLSConnection
@@ -71,14 +71,6 @@ class Connection(ConnectionBase):
             raise ValueError(f"{self!r} has no SSL attached")
         return sslp
 
-    def __copy__(self) -> Any:
-        raise TypeError(f"a {type(self).__name__} cannot be copied: it owns its connection")
-
-    def __deepcopy__(self, memo: Any) -> Any:
-        raise TypeError(f"a {type(self).__name__} cannot be copied: it owns its connection")
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        raise TypeError(f"a {type(self).__name__} cannot be pickled: it owns its connection")
 
 
 _IPV4_CHARS = "0123456789."
