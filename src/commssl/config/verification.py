@@ -174,7 +174,7 @@ def _wrapper(st: Any) -> Optional[SSLPointer]:
 def _run_verify(sslp: SSLPointer, decide: Any, whole_chain: bool, ok: int, store: Any) -> int:
     """Run a Python verify decision with the store context lent to it: per
     certificate ``decide(preverify_ok, store_ctx)``, or for the whole chain
-    ``decide(conn)``. (``_commssl_verify_py`` inlines the first kind.)"""
+    ``decide(conn)``."""
     sp = lend_store_ctx(store, sslp)
     outer, outer_sp = sslp.verifying, sslp._store
     sslp.verifying, sslp._store = store, sp
@@ -199,7 +199,6 @@ def _rejected(sslp: SSLPointer, exc: BaseException, store: Any) -> int:
 
 @ffi.def_extern(onerror=onerror)
 def _commssl_verify_py(st: Any, ok: int, store: Any) -> int:
-    # _run_verify inlined: this runs per certificate per handshake
     try:
         # st.py is read under the GIL, as the wrapper's end clears it; NULL raises
         sslp: Optional[SSLPointer] = _from_handle(st.py)()
@@ -210,16 +209,7 @@ def _commssl_verify_py(st: Any, ok: int, store: Any) -> int:
     decide = sslp.verify
     if decide is None:  # the record says Python decides, but no callable is known: closed
         return 0
-    sp = lend_store_ctx(store, sslp)
-    outer, outer_sp = sslp.verifying, sslp._store
-    sslp.verifying, sslp._store = store, sp
-    try:
-        return 1 if decide(ok != 0, sp) else 0
-    except BaseException as exc:
-        return _rejected(sslp, exc, store)
-    finally:
-        sp._end()  # waits for other threads' reads of it, then ends its certificates' loans
-        sslp.verifying, sslp._store = outer, outer_sp
+    return _run_verify(sslp, decide, False, ok, store)
 
 
 @ffi.def_extern(onerror=onerror)
