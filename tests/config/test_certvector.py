@@ -11,12 +11,12 @@ import warnings
 from typing import Any, Callable, Iterator, List
 
 import pytest
+from test_certificates import connect, der
 
 import commssl
 from commssl import CertificateReleasedError, CertificateVector, X509Pointer, ffi, lib
 from peers import PKI
-from test_certificates import connect, der
-from test_lifetimes_pointers import scenario
+from racing import pointer_scenario
 
 
 @pytest.fixture
@@ -190,7 +190,7 @@ def test_vector_reads_and_releases_race_free(pki: PKI) -> None:
     """Element reads, single releases, slot clearing and the vector's release racing
     from two threads: never a double free or a read of a freed certificate (the
     scenario's interpreter would crash), each outcome documented, the count exact."""
-    facts = scenario(pki, """
+    facts = pointer_scenario(pki, """
 sctx, cctx = server_ctx(), client_ctx()
 c = commssl.SSLPointer._adopt(lib.SSL_new(cctx.cdata), cctx)
 s = commssl.SSLPointer._adopt(lib.SSL_new(sctx.cdata), sctx)

@@ -489,7 +489,7 @@ def test_abstract_server_verify_callback_accepts_an_untrusted_client(pki: PKI, a
 def test_abstract_server_verify_callback_and_a_client_without_certificate(
         pki: PKI, abstract: Any, commssl_server: Any) -> None:
     """The callback decides a client that sends no certificate too: it sees an empty
-    chain (test_server_policy.py has the rejections, against real peers)."""
+    chain (test_policy_server.py has the rejections, against real peers)."""
     calls: List[Any] = []
 
     def verify(conn: Any) -> bool:

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from racing import run_scenario
-from test_lifetimes_streams import PRELUDE
+from racing import STREAM_PRELUDE, run_scenario
 
 # More of the prelude: streams over a socket pair handshaking in two threads, and an
 # echo handler for the prelude's server.
@@ -62,7 +61,7 @@ def outcome_text(fn):
 
 
 def scenario(body: str, **kw: Any) -> Any:
-    return run_scenario(PRELUDE + OWN + body, **kw)
+    return run_scenario(STREAM_PRELUDE + OWN + body, **kw)
 
 
 # -- 1. one connection per SSL --------------------------------------------------------------

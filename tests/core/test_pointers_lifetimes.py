@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import json
-import os
 import pickle
 import sys
 import threading
@@ -21,67 +19,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import pytest
 
 import commssl
-import racing
 from commssl import ffi, lib
 from peers import PKI
+from racing import pointer_scenario
 
-SCALE = os.environ.get("COMMSSL_RACE_SCALE", "1")
 Factory = Callable[..., commssl.SSLCtxPointer]
 
-# Prepended to every scenario: the PKI's paths, the scale, an in-memory handshake
-# over a BIO pair on raw SSL*s, and the context factories.
-PRELUDE = """
-import gc, json, os, random, sys, threading, time, warnings
-import commssl, racing
-from commssl import ffi, lib
-P = json.loads(os.environ["LIFETIME_PKI"])
-SCALE = float(os.environ.get("COMMSSL_RACE_SCALE", "1"))
-ALLOWED = {"ok", "ValueError", "CertificateReleasedError"}
-
-def rounds(n):
-    return max(1, int(n * SCALE))
-
-def handshake(c, s):
-    bios = ffi.new("BIO *[2]")
-    assert lib.BIO_new_bio_pair(bios, 0, bios + 1, 0)
-    lib.SSL_set_bio(c, bios[0], bios[0])
-    lib.SSL_set_bio(s, bios[1], bios[1])
-    lib.SSL_set_connect_state(c)
-    lib.SSL_set_accept_state(s)
-    done = [None, None]
-    for _ in range(50):
-        for i, ssl in enumerate((c, s)):
-            if done[i] is None:
-                e = lib.commssl_do(ssl, lib.COMMSSL_OP_HANDSHAKE, ffi.NULL, 0, ffi.NULL)
-                if e == 0 or e not in (lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_WANT_WRITE):
-                    done[i] = e
-        if None not in done:
-            break
-    lib.ERR_clear_error()
-    return done
-
-def server_ctx():
-    ctx = commssl.make_ssl_ctx(True, "server")
-    commssl.ssl_ctx_use_certificate_chain_file(ctx, P["server_chain"])
-    commssl.ssl_ctx_use_privatekey_file(ctx, P["server_key"])
-    return ctx
-
-def client_ctx(callback=None):
-    ctx = commssl.make_ssl_ctx(True, "client")
-    commssl.ssl_ctx_load_verify_locations(ctx, P["root_cert"])
-    if callback is not None:
-        commssl.set_verification_mode(ctx, "client", "always", callback)
-    return ctx
-
-def counts(result):
-    return {side: dict(c) for side, c in result.items()}
-"""
-
-
-def scenario(pki: PKI, body: str, timeout: float = 120.0) -> Dict[str, Any]:
-    paths = {k: str(v) for k, v in vars(pki).items() if not k.startswith("_")}
-    env = {"LIFETIME_PKI": json.dumps(paths), "COMMSSL_RACE_SCALE": SCALE}
-    return racing.run_scenario(PRELUDE + "\n" + body, env=env, timeout=timeout)
 
 
 def only(outcomes: Dict[str, int], allowed: Tuple[str, ...]) -> None:
@@ -94,7 +37,7 @@ def only(outcomes: Dict[str, int], allowed: Tuple[str, ...]) -> None:
 def test_certificate_reads_race_release(pki: PKI) -> None:
     """Every certificate operation against release_certificate in another thread:
     the read completes with the right value, or raises CertificateReleasedError."""
-    facts = scenario(pki, """
+    facts = pointer_scenario(pki, """
 leaf = commssl.pem_read("X509", P["server_cert"])
 truth = {"serial": commssl.get_certificate_serial_number(leaf),
          "cn": commssl.get_certificate_common_name(leaf),
@@ -140,7 +83,7 @@ def test_context_operations_race_destroy(pki: PKI, part: str) -> None:
     or ValueError naming the destroyed context; never a crash or a hang on a
     lock inside a freed store. (Two interpreters: together these scenarios made
     gcc 12's LeakSanitizer crash in its own exit-time scan of dynamic TLS.)"""
-    facts = scenario(pki, """
+    facts = pointer_scenario(pki, """
 def checked(fn):
     def op(ctx):
         try:
@@ -196,7 +139,7 @@ racing.report(results=results)
 def test_ssl_operations_race_free(pki: PKI) -> None:
     """Operations on a connected SSLPointer against its free (_kill) in another
     thread: done on the live SSL with the right result, or ValueError."""
-    facts = scenario(pki, """
+    facts = pointer_scenario(pki, """
 sctx, cctx = server_ctx(), client_ctx()
 wrong = []
 
@@ -255,7 +198,7 @@ def test_store_ctx_and_lent_certificate_race_the_callbacks_end(pki: PKI) -> None
     thread, which keeps reading them while the callback returns and OpenSSL
     frees the store: every read is right or raises (ValueError,
     CertificateReleasedError); none reads freed memory."""
-    facts = scenario(pki, """
+    facts = pointer_scenario(pki, """
 import queue
 handed = queue.Queue()
 outcomes = {}
@@ -327,7 +270,7 @@ def test_gc_cycles_collected_in_any_order(pki: PKI) -> None:
     collected by the garbage collector in whatever order, while another thread
     keeps the pointers' lock busy (finalizers must never wait for it): no crash,
     the owned certificates are counted back, the unreleased ones warn."""
-    facts = scenario(pki, """
+    facts = pointer_scenario(pki, """
 warnings.simplefilter("ignore", ResourceWarning)
 leaf = commssl.pem_read("X509", P["server_cert"])
 stop = threading.Event()
@@ -629,7 +572,7 @@ def test_a_collection_inside_release_vector_whose_finalizers_use_certificates(pk
     inside that loop (forced here with gc.set_threshold(1)). The finalizers it runs pin and
     release certificates themselves: they take the lock their own thread holds (reentrant),
     instead of waiting for it forever, and the books stay right."""
-    facts = scenario(pki, """
+    facts = pointer_scenario(pki, """
 other = commssl.pem_read("X509", P["client_cert"])
 seen = []
 

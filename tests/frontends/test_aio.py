@@ -986,7 +986,7 @@ def test_default_contexts_and_configure_callbacks(pki: PKI) -> None:
 
 
 def test_benchmark_smoke() -> None:
-    script = Path(__file__).resolve().parent.parent / "bench" / "bench_aio.py"
+    script = Path(__file__).resolve().parents[2] / "bench" / "bench_aio.py"
     proc = subprocess.run([sys.executable, str(script), "--smoke"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

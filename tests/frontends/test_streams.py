@@ -784,7 +784,7 @@ def test_detach_after_app_data_close_notify_and_clear_bytes_in_one_segment(
     When the client detaches without reading the application data, the detach reads it
     on its way to the peer's close_notify (OpenSSL's SSL_shutdown would take it for an
     error, "application data after close notify"): the plain stream returns it, then the
-    clear bytes (tests/test_detach_drain.py: the same for detach_ssl_async, beyond 64 KiB,
+    clear bytes (tests/io/test_detach.py: the same for detach_ssl_async, beyond 64 KiB,
     and past the 1 MiB limit).
     Within the buffer's 64 KiB nothing of the ciphertext reaches the plain stream."""
     peer = MemoryBioPeer(pki)

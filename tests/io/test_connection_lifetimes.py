@@ -20,86 +20,14 @@ import pytest
 
 import commssl
 from helpers import connect
-from racing import run_scenario
+from racing import STREAM_PRELUDE, run_scenario
 
 HS = 10.0
 
-# The prelude of the stream scenarios: a test PKI, a commssl echo server that
-# serves any number of connections, and a relay that records what crosses it.
-PRELUDE = """
-import os, socket, threading, tempfile, pathlib, time
-import commssl, peers, racing
-SCALE = float(os.environ.get("COMMSSL_RACE_SCALE", "1"))
-pki = peers.make_pki(pathlib.Path(tempfile.mkdtemp()))
-sctx = commssl.make_ssl_ctx(True, "server")
-commssl.ssl_ctx_use_certificate_chain_file(sctx, pki.server_chain)
-commssl.ssl_ctx_use_privatekey_file(sctx, pki.server_key)
-cctx = commssl.make_ssl_ctx(True, "client")
-commssl.ssl_ctx_load_verify_locations(cctx, pki.root_cert)
-
-def serve(handler, n=10**6):
-    lsock = socket.socket(); lsock.bind(("127.0.0.1", 0)); lsock.listen(64)
-    def one(sock):
-        try:
-            with commssl.create_ssl_socket_stream(sock, sctx, handshake_timeout=10, timeout=10) as s:
-                handler(s)
-        except Exception:
-            pass
-    def run():
-        while True:
-            try:
-                sock, _ = lsock.accept()
-            except OSError:
-                return
-            threading.Thread(target=one, args=(sock,), daemon=True).start()
-    threading.Thread(target=run, daemon=True).start()
-    return lsock.getsockname()[1]
-
-def drain(s):
-    while s.read1(65536):
-        pass
-
-wire = []  # what crossed the relay from the client, per connection
-
-def relay(port):
-    lsock = socket.socket(); lsock.bind(("127.0.0.1", 0)); lsock.listen(64)
-    def pump(a, b, record):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                if record is not None:
-                    record.append(data)
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for x in (a, b):
-                try: x.shutdown(socket.SHUT_RDWR)
-                except OSError: pass
-    def run():
-        while True:
-            try:
-                c, _ = lsock.accept()
-            except OSError:
-                return
-            s = socket.create_connection(("127.0.0.1", port))
-            rec = []
-            wire.append(rec)
-            threading.Thread(target=pump, args=(c, s, rec), daemon=True).start()
-            threading.Thread(target=pump, args=(s, c, None), daemon=True).start()
-    threading.Thread(target=run, daemon=True).start()
-    return lsock.getsockname()[1]
-
-def client(port, **kw):
-    return commssl.open_tcp_stream("127.0.0.1", port, ssl_ctx=cctx, tlsext_host_name="localhost",
-                                   handshake_timeout=10, timeout=10, **kw)
-"""
 
 
 def scenario(body: str, **kw: Any) -> Any:
-    return run_scenario(PRELUDE + body, **kw)
+    return run_scenario(STREAM_PRELUDE + body, **kw)
 
 
 # -- races in their own interpreter ------------------------------------------------------

@@ -7,7 +7,7 @@ Every case must end, within the handshake timeout, in a clean ``SSLCondition``
 subclass (or, where documented, ``b""``), on whichever side commssl is, with
 every X509Pointer accounted for (the autouse ``no_leaks`` fixture). The plain
 cases (garbage, plain text, a reset after the ClientHello, a close without
-close_notify) are in test_errors.py; these are the systematic ones.
+close_notify) are in test_connection_errors.py; these are the systematic ones.
 """
 
 from __future__ import annotations
@@ -509,7 +509,7 @@ def test_record_cut_in_half(pki: PKI, client_ctx: Callable[..., Any]) -> None:
 
 def test_client_leaves_without_close_notify(pki: PKI, server_ctx: Callable[..., Any],
                                             commssl_server: Callable[..., Any]) -> None:
-    """The server side of test_errors' close-without-close_notify: a CPython client
+    """The server side of test_connection_errors' close-without-close_notify: a CPython client
     sends a line and drops the TCP connection without close_notify; the commssl
     server gets the line, then SSLError (unexpected EOF), not b"" (truncation
     must not look like a clean end)."""

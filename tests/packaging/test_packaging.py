@@ -13,7 +13,7 @@ from typing import Dict, List
 
 import commssl
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS_URL = "https://commssl.readthedocs.io"
 SOURCE_URL = "https://github.com/commssl/commssl"
 

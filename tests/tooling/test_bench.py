@@ -19,7 +19,7 @@ import pytest
 
 from helpers import bundled_openssl
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # bench/ beside tests/, as in a source tree or cibuildwheel's test-sources
 

@@ -18,7 +18,7 @@ import commssl
 from commssl._core.binding import drain
 from commssl._core.pointers import own_certificates
 
-FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
+FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 sys.path.insert(0, str(FUZZ))
 import seeds  # noqa: E402
 import targets  # noqa: E402
