@@ -8,7 +8,6 @@ subprocess cannot show (colour decisions, leaks, a demo whose server refuses).
 from __future__ import annotations
 
 import datetime
-import hashlib
 import io
 import json
 import os
@@ -25,6 +24,7 @@ import pytest
 import commssl
 from commssl import cli
 from commssl.cli.local_demo import CLIENT_CN, CLIENT_EMAIL, INTERMEDIATE_CN, ROOT_CN, SERVER_CN, run_demo
+from helpers import fingerprint
 from peers import OPENSSL, PKI, openssl_server, plaintext_server, reset_server, silent_server
 
 ANSI = re.compile(r"\x1b\[")
@@ -63,10 +63,6 @@ def one_line(stderr: str) -> str:
 
 def cns(view: Dict[str, Any]) -> List[Optional[str]]:
     return [c["subject_common_name"] for c in view["chain"]]
-
-
-def fingerprint(der: bytes) -> str:
-    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
 
 
 def not_after(path: Any) -> datetime.datetime:

@@ -4,10 +4,8 @@ peers: commssl, ``openssl s_server``/``s_client`` and CPython ``ssl``."""
 
 from __future__ import annotations
 
-import ctypes
 import datetime
 import gc
-import hashlib
 import subprocess
 import warnings
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 
 import commssl
 from commssl import CertificateReleasedError, SSLFailure, X509Pointer, lib
+from helpers import connect, der, fingerprint, libcrypto
 from peers import (
     OPENSSL,
     PKI,
@@ -29,39 +28,7 @@ from peers import (
 # -- helpers -------------------------------------------------------------------------
 
 
-def _libcrypto() -> ctypes.CDLL:
-    """A ctypes binding of the very libcrypto the compiled module loaded."""
-    with open("/proc/self/maps") as maps:
-        paths = [line.split()[-1] for line in maps if "libcrypto" in line]
-    crypto = ctypes.CDLL(paths[0] if paths else "libcrypto.so.3")
-    crypto.i2d_X509.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
-    crypto.i2d_X509.restype = ctypes.c_int
-    crypto.X509_get_version.argtypes = [ctypes.c_void_p]
-    crypto.X509_get_version.restype = ctypes.c_long
-    return crypto
-
-
-CRYPTO = _libcrypto()
-
-
-def der(cert: X509Pointer) -> bytes:
-    """DER of a certificate through ctypes on ``cert.address`` (not through commssl)."""
-    size = CRYPTO.i2d_X509(cert.address, None)
-    assert size > 0
-    buf = ctypes.create_string_buffer(size)
-    out = ctypes.c_void_p(ctypes.addressof(buf))  # i2d advances this pointer
-    assert CRYPTO.i2d_X509(cert.address, ctypes.byref(out)) == size
-    return buf.raw
-
-
-def fingerprint(der_bytes: bytes) -> str:
-    return ":".join(f"{b:02X}" for b in hashlib.sha256(der_bytes).digest())
-
-
-def connect(port: int, ctx: Any, host: str = "127.0.0.1", **kw: Any) -> commssl.SocketStream:
-    kw.setdefault("handshake_timeout", 5)
-    kw.setdefault("timeout", 5)
-    return commssl.open_tcp_stream(host, port, ssl_ctx=ctx, **kw)
+CRYPTO = libcrypto()
 
 
 def openssl_x509(path: Path, *options: str) -> str:

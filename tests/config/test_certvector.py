@@ -11,10 +11,10 @@ import warnings
 from typing import Any, Callable, Iterator, List
 
 import pytest
-from test_certificates import connect, der
 
 import commssl
 from commssl import CertificateReleasedError, CertificateVector, X509Pointer, ffi, lib
+from helpers import connect, der
 from peers import PKI
 from racing import pointer_scenario
 

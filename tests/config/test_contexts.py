@@ -32,6 +32,7 @@ from peers import (
     HOST,
     OPENSSL,
     PKI,
+    WAIT,
     cpython_tls_client,
     cpython_tls_server,
     in_thread,
@@ -39,7 +40,6 @@ from peers import (
     openssl_server,
 )
 
-WAIT = 10.0
 INTER_CN = PKI.intermediate_cn
 UNSPECIFIED = lib.X509_V_ERR_UNSPECIFIED
 UNABLE_TO_GET_ISSUER_CERT_LOCALLY = lib.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY

@@ -14,9 +14,8 @@ import pytest
 
 import commssl
 import peers
-from peers import PKI
-
-WAIT = 10.0
+from helpers import connect_localhost
+from peers import PKI, WAIT
 
 
 def _trust(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: PKI, where: str) -> None:
@@ -31,11 +30,6 @@ def _trust(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: PKI, where: str
         subprocess.run([peers.OPENSSL, "rehash", str(certs)], check=True, capture_output=True, timeout=WAIT)
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
     monkeypatch.setenv("SSL_CERT_DIR", str(certs))
-
-
-def _connect(port: int, ctx: Any) -> commssl.SocketStream:
-    return commssl.open_tcp_stream("127.0.0.1", port, ssl_ctx=ctx, tlsext_host_name="localhost",
-                                   timeout=WAIT, handshake_timeout=WAIT)
 
 
 def _client(kind: str) -> Callable[[], Any]:
@@ -53,7 +47,7 @@ def test_client_trusts_the_default_ca_file_and_directory(pki: PKI, tmp_path: Pat
     ctx = _client(kind)()
     try:
         with peers.cpython_tls_server(pki.server_chain, pki.server_key, handler=lambda tls: None) as server:
-            stream = _connect(server.port, ctx)
+            stream = connect_localhost(server.port, ctx)
             try:
                 assert commssl.ssl_connection_verify(stream) == (True, 0)
             finally:
@@ -71,7 +65,7 @@ def test_without_the_root_in_the_defaults_the_server_is_refused(pki: PKI, tmp_pa
     try:
         with peers.cpython_tls_server(pki.server_chain, pki.server_key, handler=lambda tls: None) as server:
             with pytest.raises(commssl.SSLVerificationFailure) as info:
-                _connect(server.port, ctx)
+                connect_localhost(server.port, ctx)
         assert info.value.ssl_code == ("verification", 20)  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
     finally:
         commssl.destroy_ssl_ctx(ctx if kind == "make_ssl_ctx" else ctx.ssl_ctx_pointer)
@@ -109,7 +103,7 @@ def test_client_trusts_a_system_bundle_when_the_default_file_is_missing(
             ctx = commssl.make_ssl_ctx(True, "client")
             try:
                 commssl.set_verification_mode(ctx, "client", "never")  # see the verdict, not an error
-                stream = _connect(server.port, ctx)
+                stream = connect_localhost(server.port, ctx)
                 try:
                     assert commssl.ssl_connection_verify(stream)[0] is verified
                 finally:

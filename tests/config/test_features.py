@@ -10,18 +10,12 @@ import subprocess
 import pytest
 
 import commssl
+from helpers import HS, connect_localhost
 from peers import OPENSSL, PKI, in_thread, openssl_client, openssl_server
-
-HS = 10.0
 
 
 def has_mlkem() -> bool:
     return int(commssl.openssl_version()["loaded_number"]) >= 0x30500000
-
-
-def client(port: int, ctx: commssl.SSLCtxPointer, **kw: object) -> commssl.SocketStream:
-    return commssl.open_tcp_stream("127.0.0.1", port, ssl_ctx=ctx, tlsext_host_name="localhost",
-                                   handshake_timeout=HS, timeout=HS, **kw)  # type: ignore[arg-type]
 
 
 # -- accessors -----------------------------------------------------------------------------
@@ -30,7 +24,7 @@ def client(port: int, ctx: commssl.SSLCtxPointer, **kw: object) -> commssl.Socke
 def test_accessors_against_openssl_s_server(pki: PKI, client_ctx) -> None:
     with openssl_server(pki.server_chain, pki.server_key,
                         extra_args=("-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256")) as server:
-        with client(server.port, client_ctx()) as stream:
+        with connect_localhost(server.port, client_ctx()) as stream:
             assert commssl.ssl_connection_cipher(stream) == "TLS_CHACHA20_POLY1305_SHA256"
             assert commssl.ssl_connection_server_name(stream) == "localhost"
             assert commssl.ssl_connection_group(stream) in ("x25519", "X25519", "X25519MLKEM768")
@@ -71,7 +65,7 @@ def test_server_sees_sni_and_group_from_openssl_s_client(pki: PKI, server_ctx, c
 def test_accessors_on_an_sslpointer_and_errors(pki: PKI, client_ctx) -> None:
     ctx = client_ctx()
     with openssl_server(pki.server_chain, pki.server_key) as server:
-        with client(server.port, ctx) as stream:
+        with connect_localhost(server.port, ctx) as stream:
             sslp = commssl.ssl_connection_ssl_ref(stream)
             assert commssl.ssl_connection_cipher(sslp) == commssl.ssl_connection_cipher(stream)
     with pytest.raises(ValueError, match="closed"):
@@ -88,7 +82,7 @@ def test_set_groups_with_openssl_s_server(pki: PKI, client_ctx, group: str, name
     ctx = client_ctx()
     commssl.set_groups(ctx, [group])
     with openssl_server(pki.server_chain, pki.server_key) as server:
-        with client(server.port, ctx) as stream:
+        with connect_localhost(server.port, ctx) as stream:
             assert commssl.ssl_connection_group(stream).lower() == name
             stream.write(b"CLOSE\n")
 
@@ -124,9 +118,9 @@ def test_mlkem_group_or_value_error(pki: PKI, client_ctx) -> None:
     with openssl_server(pki.server_chain, pki.server_key) as server:
         if tuple(int(n) for n in peer.split()[1].split(".")[:2]) < (3, 5):
             with pytest.raises(commssl.SSLCondition):
-                client(server.port, ctx)
+                connect_localhost(server.port, ctx)
             return
-        with client(server.port, ctx) as stream:
+        with connect_localhost(server.port, ctx) as stream:
             assert commssl.ssl_connection_group(stream) == "X25519MLKEM768"
 
 
@@ -144,7 +138,7 @@ def test_group_mismatch_is_a_mismatch_error(pki: PKI, client_ctx) -> None:
     commssl.set_groups(ctx, ["P-521"])
     with openssl_server(pki.server_chain, pki.server_key, extra_args=("-groups", "X25519")) as server:
         with pytest.raises(commssl.SSLCondition):
-            client(server.port, ctx)
+            connect_localhost(server.port, ctx)
 
 
 # -- in-memory credentials --------------------------------------------------------------------
@@ -261,7 +255,7 @@ def test_cadata_verifies_cpython_ssl_server(pki: PKI, form: str) -> None:
     try:
         commssl.ssl_ctx_load_verify_locations(ctx, cadata=cadata)
         with cpython_tls_server(pki.server_chain, pki.server_key) as server:
-            with client(server.port, ctx) as stream:
+            with connect_localhost(server.port, ctx) as stream:
                 assert commssl.ssl_connection_verify(stream) == (True, 0)
                 stream.write(b"ping\n")
                 assert stream.readline() == b"ping\n"

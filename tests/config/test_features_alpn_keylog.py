@@ -15,15 +15,10 @@ from typing import Any, List
 import pytest
 
 import commssl
+from helpers import HS, connect_localhost
 from peers import PKI, in_thread, openssl_client, openssl_server
 
-HS = 10.0
 gnutls = pytest.mark.skipif(shutil.which("gnutls-serv") is None, reason="gnutls-bin not installed")
-
-
-def client(port: int, ctx: Any, **kw: Any) -> commssl.SocketStream:
-    return commssl.open_tcp_stream("127.0.0.1", port, ssl_ctx=ctx, tlsext_host_name="localhost",
-                                   handshake_timeout=HS, timeout=HS, **kw)
 
 
 # -- ALPN: commssl client ------------------------------------------------------------------
@@ -33,7 +28,7 @@ def test_client_alpn_with_openssl_s_server(pki: PKI, client_ctx) -> None:
     ctx = client_ctx()
     commssl.set_alpn_protocols(ctx, ["h2", "http/1.1"])
     with openssl_server(pki.server_chain, pki.server_key, extra_args=("-alpn", "http/1.1,h2")) as server:
-        with client(server.port, ctx) as stream:
+        with connect_localhost(server.port, ctx) as stream:
             assert commssl.ssl_connection_alpn_protocol(stream) == "http/1.1"  # the server's choice
             stream.write(b"CLOSE\n")
 
@@ -41,12 +36,12 @@ def test_client_alpn_with_openssl_s_server(pki: PKI, client_ctx) -> None:
 def test_client_alpn_none_agreed_and_none_offered(pki: PKI, client_ctx) -> None:
     ctx = client_ctx()
     with openssl_server(pki.server_chain, pki.server_key, extra_args=("-alpn", "h2")) as server:
-        with client(server.port, ctx) as stream:
+        with connect_localhost(server.port, ctx) as stream:
             assert commssl.ssl_connection_alpn_protocol(stream) is None
             stream.write(b"CLOSE\n")
         commssl.set_alpn_protocols(ctx, ["spdy/1"])
         with pytest.raises(commssl.SSLCondition):  # s_server answers no_application_protocol
-            client(server.port, ctx)
+            connect_localhost(server.port, ctx)
 
 
 def test_client_alpn_per_ssl_with_cpython_server(pki: PKI, client_ctx) -> None:
@@ -57,7 +52,7 @@ def test_client_alpn_per_ssl_with_cpython_server(pki: PKI, client_ctx) -> None:
 
     with cpython_tls_server(pki.server_chain, pki.server_key, handler=handler) as server:
         # peers' CPython server offers no ALPN: none is selected
-        with client(server.port, client_ctx(),
+        with connect_localhost(server.port, client_ctx(),
                     ssl_configure_callback=lambda s: commssl.set_alpn_protocols(s, ["h2"])) as stream:
             assert stream.readline() == b"-\n"
             assert commssl.ssl_connection_alpn_protocol(stream) is None
@@ -74,7 +69,7 @@ def test_client_alpn_per_ssl_with_cpython_server(pki: PKI, client_ctx) -> None:
             return proto or "-"
 
     fut = in_thread(serve)
-    with client(lsock.getsockname()[1], client_ctx(),
+    with connect_localhost(lsock.getsockname()[1], client_ctx(),
                 ssl_configure_callback=lambda s: commssl.set_alpn_protocols(s, ["http/1.1", "h2"])) as stream:
         assert stream.readline() == b"ok\n"
         assert commssl.ssl_connection_alpn_protocol(stream) == "h2"  # CPython's server preference
@@ -182,7 +177,7 @@ def _connect_retry(port: int, ctx: Any) -> commssl.SocketStream:
     deadline = time.monotonic() + HS
     while True:
         try:
-            return client(port, ctx)
+            return connect_localhost(port, ctx)
         except ConnectionRefusedError:
             if time.monotonic() > deadline:
                 raise
@@ -223,7 +218,7 @@ def test_keylog_file_matches_openssl_s_server(pki: PKI, client_ctx, tmp_path: Pa
     commssl.set_keylog(ctx, ours)
     with openssl_server(pki.server_chain, pki.server_key,
                         extra_args=(version, "-keylogfile", str(theirs))) as server:
-        with client(server.port, ctx) as stream:
+        with connect_localhost(server.port, ctx) as stream:
             stream.write(b"abc\n")
             assert stream.readline() == b"cba\n"
             stream.write(b"CLOSE\n")
@@ -266,12 +261,12 @@ def test_keylog_env_only_when_asked(pki: PKI, client_ctx, tmp_path: Path,
     monkeypatch.setenv("SSLKEYLOGFILE", str(env_file))
     plain = client_ctx()
     with openssl_server(pki.server_chain, pki.server_key) as server:
-        with client(server.port, plain) as stream:
+        with connect_localhost(server.port, plain) as stream:
             stream.write(b"CLOSE\n")
         assert not env_file.exists()  # never honoured unless asked
         asked = client_ctx()
         commssl.set_keylog(asked, "env")
-        with client(server.port, asked) as stream:
+        with connect_localhost(server.port, asked) as stream:
             stream.write(b"CLOSE\n")
     assert "CLIENT_TRAFFIC_SECRET_0" in env_file.read_text()
     monkeypatch.delenv("SSLKEYLOGFILE")

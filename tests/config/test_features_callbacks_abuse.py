@@ -14,9 +14,8 @@ from typing import Any, List
 import pytest
 
 import commssl
+from helpers import QUICK_HS, connect_localhost
 from peers import PKI, in_thread, openssl_client, openssl_server
-
-HS = 5.0
 
 
 class Boom(Exception):
@@ -26,8 +25,7 @@ class Boom(Exception):
 def alpn_client(port: int, client_ctx: Any) -> Any:
     ctx = client_ctx()
     commssl.set_alpn_protocols(ctx, ["h2", "http/1.1"])
-    return commssl.open_tcp_stream("127.0.0.1", port, ssl_ctx=ctx, tlsext_host_name="localhost",
-                                   handshake_timeout=HS, timeout=HS)
+    return connect_localhost(port, ctx, wait=QUICK_HS)
 
 
 # -- ALPN select callback ------------------------------------------------------------------
@@ -135,7 +133,8 @@ def test_alpn_select_raises_in_an_asyncio_server(pki: PKI, client_ctx,
         async def handler(stream: Any) -> None:
             raise AssertionError("no handshake should complete")
 
-        server = await commssl.start_ssl_server(handler, "127.0.0.1", 0, ssl_ctx=ctx, handshake_timeout=HS)
+        server = await commssl.start_ssl_server(handler, "127.0.0.1", 0, ssl_ctx=ctx,
+                                                handshake_timeout=QUICK_HS)
         port = server.sockets[0].getsockname()[1]
         try:
             fut = in_thread(alpn_client, port, client_ctx)
@@ -176,7 +175,7 @@ def test_alpn_callback_unreachable_fails_closed(pki: PKI, server_ctx) -> None:
 
     fut = in_thread(serve)
     out = openssl_client(port, cafile=pki.root_cert, extra_args=("-alpn", "h2"))
-    assert fut.result(HS) <= 0
+    assert fut.result(QUICK_HS) <= 0
     assert out.returncode != 0 or b"no application protocol" in out.stdout + out.stderr
     lsock.close()
 
@@ -199,13 +198,13 @@ def test_keylog_raises_blocking_and_from_a_thread(pki: PKI, client_ctx, exc: Bas
     with openssl_server(pki.server_chain, pki.server_key) as server:
         def connect() -> None:
             commssl.open_tcp_stream("127.0.0.1", server.port, ssl_ctx=ctx, tlsext_host_name="localhost",
-                                    handshake_timeout=HS)
+                                    handshake_timeout=QUICK_HS)
 
         with pytest.raises(type(exc)) as info:
             connect()
         assert info.value is exc
         with pytest.raises(type(exc)):
-            in_thread(connect).result(HS)
+            in_thread(connect).result(QUICK_HS)
 
 
 def test_keylog_raises_asyncio(pki: PKI, client_ctx) -> None:
@@ -213,7 +212,7 @@ def test_keylog_raises_asyncio(pki: PKI, client_ctx) -> None:
 
     async def main(port: int) -> None:
         await commssl.open_tcp_stream_async("127.0.0.1", port, ssl_ctx=ctx, tlsext_host_name="localhost",
-                                            handshake_timeout=HS)
+                                            handshake_timeout=QUICK_HS)
 
     with openssl_server(pki.server_chain, pki.server_key) as server:
         with pytest.raises(ZeroDivisionError):
@@ -234,7 +233,7 @@ def test_keylog_returns_junk_is_ignored(pki: PKI, client_ctx) -> None:
     ctx = keylog_ctx(client_ctx, lambda line: object())  # the return value is not used
     with openssl_server(pki.server_chain, pki.server_key) as server:
         with commssl.open_tcp_stream("127.0.0.1", server.port, ssl_ctx=ctx, tlsext_host_name="localhost",
-                                     handshake_timeout=HS) as stream:
+                                     handshake_timeout=QUICK_HS) as stream:
             stream.write(b"CLOSE\n")
 
 
@@ -253,12 +252,12 @@ def test_keylog_uses_its_own_connection(pki: PKI, client_ctx, action: str) -> No
 
     ctx = keylog_ctx(client_ctx, log)
     with openssl_server(pki.server_chain, pki.server_key) as server:
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=HS)
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=QUICK_HS)
         stream = commssl.SocketStream(sock)
         holder.append(stream)
         with pytest.raises(ValueError, match="inside the connection's own key log callback"):
             commssl.attach_ssl(stream, ssl_ctx=ctx, ssl_side="client", tlsext_host_name="localhost",
-                               handshake_timeout=HS)
+                               handshake_timeout=QUICK_HS)
         with pytest.raises(ValueError):
             stream.write(b"in clear?\n")
         stream.close()
@@ -289,7 +288,8 @@ def test_alpn_select_io_inside_an_asyncio_server(pki: PKI, client_ctx,
         async def handler(stream: Any) -> None:
             raise AssertionError("no handshake should complete")
 
-        server = await commssl.start_ssl_server(handler, "127.0.0.1", 0, ssl_ctx=ctx, handshake_timeout=HS)
+        server = await commssl.start_ssl_server(handler, "127.0.0.1", 0, ssl_ctx=ctx,
+                                                handshake_timeout=QUICK_HS)
         try:
             fut = in_thread(alpn_client, server.sockets[0].getsockname()[1], client_ctx)
             while not fut.done():
@@ -312,7 +312,7 @@ def test_keylog_of_an_ssl_made_outside_commssl_logs_nothing(pki: PKI, client_ctx
     got: List[str] = []
     ctx = keylog_ctx(client_ctx, got.append)
     with openssl_server(pki.server_chain, pki.server_key) as server:
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=HS)
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=QUICK_HS)
         sock.setblocking(True)
         ssl = commssl.lib.SSL_new(ctx.cdata)
         try:

@@ -11,9 +11,8 @@ from typing import Any, List, Optional
 import pytest
 
 import commssl
+from helpers import HS
 from peers import PKI, cpython_tls_client, openssl_client, openssl_server
-
-HS = 10.0
 
 
 def subject_cn(out: bytes) -> str:

@@ -14,9 +14,9 @@ from typing import Any, Callable, Optional
 import pytest
 
 import commssl
+from helpers import QUICK_HS
 from peers import PKI, in_thread, openssl_client, openssl_server
 
-HS = 5.0
 KINDS = ["cert_cb-server", "client_hello", "cert_request", "cert_cb-client"]
 SERVER_KINDS = {"cert_cb-server", "client_hello"}
 OK: Any = {"cert_cb-server": None, "client_hello": True, "cert_request": True}
@@ -58,7 +58,7 @@ def make_ctx(pki: PKI, kind: str, behave: Callable[[Any], Any]) -> Any:
 
 
 def drive_blocking(pki: PKI, kind: str, behave: Callable[[Any], Any], commssl_server: Any,
-                   handshake_timeout: float = HS, threaded: bool = False) -> Optional[BaseException]:
+                   handshake_timeout: float = QUICK_HS, threaded: bool = False) -> Optional[BaseException]:
     """Run one handshake; the exception the commssl side's driving call raised (None: none)."""
     ctx = make_ctx(pki, kind, behave)
     if kind in SERVER_KINDS:
@@ -70,7 +70,7 @@ def drive_blocking(pki: PKI, kind: str, behave: Callable[[Any], Any], commssl_se
 
     def connect() -> None:
         with commssl.open_tcp_stream("127.0.0.1", server.port, ssl_ctx=ctx, tlsext_host_name="localhost",
-                                     handshake_timeout=handshake_timeout, timeout=HS) as stream:
+                                     handshake_timeout=handshake_timeout, timeout=QUICK_HS) as stream:
             stream.write(b"abc\n")
             assert stream.readline() == b"cba\n"
 
@@ -171,7 +171,7 @@ def test_asyncio_server(pki: PKI, kind: str, behaviour: str, caplog: pytest.LogC
         return OK[kind]
 
     ctx = make_ctx(pki, kind, behave)
-    timeout = 0.3 if behaviour == "slow" else HS
+    timeout = 0.3 if behaviour == "slow" else QUICK_HS
 
     async def main() -> None:
         async def handler(stream: Any) -> None:
@@ -213,7 +213,8 @@ def test_asyncio_client(pki: PKI, kind: str, behaviour: str) -> None:
     async def main(port: int) -> None:
         stream = await commssl.open_tcp_stream_async("127.0.0.1", port, ssl_ctx=ctx,
                                                      tlsext_host_name="localhost",
-                                                     handshake_timeout=0.3 if behaviour == "slow" else HS)
+                                                     handshake_timeout=(0.3 if behaviour == "slow"
+                                                                        else QUICK_HS))
         stream.close()
 
     with openssl_server(pki.server_chain, pki.server_key, cafile=pki.root_cert, Verify=1) as server:

@@ -7,9 +7,8 @@ import pytest
 
 import commssl
 from commssl.config.options import OPTIONS
+from helpers import HS
 from peers import PKI, openssl_server
-
-HS = 10.0
 
 LISPWORKS_KEYWORDS = (
     "microsoft_sess_id_bug netscape_challenge_bug netscape_reuse_cipher_change_bug "

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 import commssl
 from commssl._core.args import ssl_of
 from commssl.config.revocation import ocsp_status
+from helpers import connect
 from peers import NGINX, OPENSSL, PKI, WAIT, nginx, openssl_client, openssl_server
 from revocation_pki import der_crl, make_crl, ocsp_response, unauthorized_response
 
@@ -72,10 +73,6 @@ def rv(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Any:
 def client(pki: PKI, **kw: Any) -> Any:
     kw.setdefault("openssl_trusted_file", pki.root_cert)
     return commssl.create_ssl_client_context(**kw)
-
-
-def connect(port: int, ctx: Any, **kw: Any) -> commssl.SocketStream:
-    return commssl.open_tcp_stream("127.0.0.1", port, ssl_ctx=ctx, handshake_timeout=WAIT, **kw)
 
 
 @pytest.fixture

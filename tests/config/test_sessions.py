@@ -13,18 +13,12 @@ from typing import Any, List
 import pytest
 
 import commssl
+from helpers import HS, connect_localhost
 from peers import PKI, openssl_server
-
-HS = 10.0
-
-
-def connect(port: int, ctx: Any, session: Any = None, **kw: Any) -> commssl.SocketStream:
-    return commssl.open_tcp_stream("127.0.0.1", port, ssl_ctx=ctx, tlsext_host_name="localhost",
-                                   handshake_timeout=HS, timeout=HS, session=session, **kw)
 
 
 def first_session(port: int, ctx: Any) -> commssl.Session:
-    with connect(port, ctx) as stream:
+    with connect_localhost(port, ctx) as stream:
         assert not commssl.ssl_connection_session_reused(stream)
         stream.write(b"abc\n")
         assert stream.readline() == b"cba\n"  # a TLS 1.3 ticket has arrived by now
@@ -41,7 +35,7 @@ def test_resumption_with_openssl_s_server(pki: PKI, client_ctx, args: tuple) -> 
     with openssl_server(pki.server_chain, pki.server_key, extra_args=args) as server:
         session = first_session(server.port, ctx)
         try:
-            with connect(server.port, ctx, session=session) as stream:
+            with connect_localhost(server.port, ctx, session=session) as stream:
                 assert commssl.ssl_connection_session_reused(stream)
                 assert commssl.ssl_connection_verify(stream) == (True, 0)
                 stream.write(b"xyz\n")
@@ -55,7 +49,7 @@ def test_resumption_with_cpython_ssl_server_and_asyncio(pki: PKI, client_ctx) ->
     from peers import cpython_tls_server
     ctx = client_ctx()
     with cpython_tls_server(pki.server_chain, pki.server_key) as server:
-        with connect(server.port, ctx) as stream:
+        with connect_localhost(server.port, ctx) as stream:
             stream.write(b"one\n")
             assert stream.readline() == b"one\n"
             session = commssl.ssl_connection_session(stream)
@@ -92,12 +86,12 @@ def test_verify_callback_runs_again_on_resumption(pki: PKI) -> None:
     with openssl_server(pki.server_chain, pki.server_key, extra_args=("-tls1_3",)) as server:
         session = first_session(server.port, ctx)
         try:
-            with connect(server.port, ctx, session=session) as stream:
+            with connect_localhost(server.port, ctx, session=session) as stream:
                 assert commssl.ssl_connection_session_reused(stream)
                 stream.write(b"CLOSE\n")
             assert seen == [["localhost", "commssl test intermediate"]] * 2  # the session's chain
             with pytest.raises(commssl.SSLVerificationFailure) as info:
-                connect(server.port, ctx, session=session)
+                connect_localhost(server.port, ctx, session=session)
             assert info.value.ssl_code == "verify-callback"
         finally:
             session.release()
@@ -120,7 +114,7 @@ def test_per_certificate_callback_and_exception_on_resumption(pki: PKI, client_c
         try:
             assert calls == [2, 1, 0]
             with pytest.raises(ZeroDivisionError, match="on resumption"):
-                connect(server.port, ctx, session=session)
+                connect_localhost(server.port, ctx, session=session)
         finally:
             session.release()
 
@@ -146,15 +140,15 @@ def test_other_context_or_mode_does_not_resume(pki: PKI, client_ctx) -> None:
     with openssl_server(pki.server_chain, pki.server_key, extra_args=("-tls1_3",)) as server:
         session = first_session(server.port, ctx)
         try:
-            with connect(server.port, other, session=session) as stream:
+            with connect_localhost(server.port, other, session=session) as stream:
                 assert not commssl.ssl_connection_session_reused(stream)  # full handshake
                 stream.write(b"CLOSE\n")
             commssl.set_verification_mode(ctx, "client", "never")
-            with connect(server.port, ctx, session=session) as stream:
+            with connect_localhost(server.port, ctx, session=session) as stream:
                 assert not commssl.ssl_connection_session_reused(stream)
                 stream.write(b"CLOSE\n")
             commssl.set_verification_mode(ctx, "client", "always")
-            with connect(server.port, ctx, session=session) as stream:
+            with connect_localhost(server.port, ctx, session=session) as stream:
                 assert commssl.ssl_connection_session_reused(stream)
                 stream.write(b"CLOSE\n")
         finally:
@@ -174,13 +168,13 @@ def test_session_object_rules(pki: PKI, client_ctx, recwarn: pytest.WarningsReco
         with pytest.raises(TypeError, match="ssl_connection_session"):
             commssl.Session()
         with pytest.raises(TypeError, match="session"):
-            connect(server.port, ctx, session="ticket")
+            connect_localhost(server.port, ctx, session="ticket")
         session.release()
         assert session.released
         with pytest.raises(ValueError, match="already released"):
             session.release()
         with pytest.raises(ValueError, match="released"):
-            connect(server.port, ctx, session=session)
+            connect_localhost(server.port, ctx, session=session)
         with pytest.raises(TypeError, match="session"):
             commssl.release_session(object())  # type: ignore[arg-type]
         lost = first_session(server.port, ctx)
@@ -207,12 +201,12 @@ def test_resumption_against_a_commssl_server(pki: PKI, client_ctx, server_ctx, c
         return commssl.ssl_connection_session_reused(s)
 
     server = commssl_server(sctx, handler, count=2)
-    with connect(server.port, cctx) as stream:
+    with connect_localhost(server.port, cctx) as stream:
         stream.write(b"a\n")
         assert stream.readline() == b"a\n"
         session = commssl.ssl_connection_session(stream)
     try:
-        with connect(server.port, cctx, session=session) as stream:
+        with connect_localhost(server.port, cctx, session=session) as stream:
             stream.write(b"b\n")
             assert stream.readline() == b"b\n"
             assert commssl.ssl_connection_session_reused(stream)
@@ -237,17 +231,17 @@ def test_resumption_with_client_certificates_on_a_commssl_server(pki: PKI, clien
     for version in (commssl.lib.TLS1_3_VERSION, commssl.lib.TLS1_2_VERSION):
         server = commssl_server(sctx, handler, count=3)
         commssl.lib.SSL_CTX_set_max_proto_version(cctx.cdata, version)
-        with connect(server.port, cctx) as stream:
+        with connect_localhost(server.port, cctx) as stream:
             stream.write(b"a\n")
             assert stream.readline() == b"a\n"
             session = commssl.ssl_connection_session(stream)
         try:
-            with connect(server.port, cctx, session=session) as stream:
+            with connect_localhost(server.port, cctx, session=session) as stream:
                 stream.write(b"b\n")
                 assert stream.readline() == b"b\n"
                 assert commssl.ssl_connection_session_reused(stream)
             commssl.set_verification_mode(sctx, "server", "always")  # another mode: not resumed
-            with connect(server.port, cctx, session=session) as stream:
+            with connect_localhost(server.port, cctx, session=session) as stream:
                 stream.write(b"c\n")
                 assert stream.readline() == b"c\n"
                 assert not commssl.ssl_connection_session_reused(stream)

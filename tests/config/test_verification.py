@@ -33,9 +33,8 @@ from helpers import (
     serve_report,
     talk,
 )
-from peers import PKI, in_thread, openssl_client, openssl_server
+from peers import PKI, WAIT, in_thread, openssl_client, openssl_server
 
-WAIT = 10.0
 ROOT_CN = PKI.root_cn
 INTER_CN = PKI.intermediate_cn
 CHAIN_CNS = [ROOT_CN, INTER_CN]  # the CA part, as callbacks see it from the root down

@@ -15,9 +15,8 @@ from typing import Any, Callable, List
 import pytest
 
 import commssl
+from helpers import QUICK_HS, connect_localhost
 from peers import PKI, silent_server
-
-HS = 5.0  # handshake timeout of every connection here
 
 
 class BoolRaises:
@@ -27,8 +26,8 @@ class BoolRaises:
         raise RuntimeError("__bool__ refused")
 
 
-def connect(port: int, ctx: Any, callback: Any = None, mode: str = "always", per_ssl: bool = False,
-            ) -> commssl.SocketStream:
+def connect_verifying(port: int, ctx: Any, callback: Any = None, mode: str = "always",
+                      per_ssl: bool = False) -> commssl.SocketStream:
     """A commssl client to ``port``; ``callback`` on the context or (``per_ssl``) on the SSL only."""
     configure = None
     if callback is not None:
@@ -37,8 +36,7 @@ def connect(port: int, ctx: Any, callback: Any = None, mode: str = "always", per
                 commssl.set_verification_mode(sslp, "client", mode, callback)
         else:
             commssl.set_verification_mode(ctx, "client", mode, callback)
-    return commssl.open_tcp_stream("127.0.0.1", port, ssl_ctx=ctx, tlsext_host_name="localhost",
-                                   handshake_timeout=HS, timeout=HS, ssl_configure_callback=configure)
+    return connect_localhost(port, ctx, wait=QUICK_HS, ssl_configure_callback=configure)
 
 
 def echo_once(stream: commssl.SocketStream) -> bytes:
@@ -67,7 +65,7 @@ def test_raising_callback_exception_comes_out(server_ctx, client_ctx, commssl_se
         raise exc
 
     with pytest.raises(type(exc)) as info:
-        connect(server.port, client_ctx(), callback, per_ssl=per_ssl)
+        connect_verifying(server.port, client_ctx(), callback, per_ssl=per_ssl)
     assert info.value is exc  # the callback's own exception object, with its traceback
     assert any(f.name == "callback" for f in info.traceback)
     assert calls == [2]  # verification stopped at the first (root) call
@@ -78,7 +76,7 @@ def test_raising_callback_on_never_context_still_raises(server_ctx, client_ctx, 
     """"never" lets a rejected chain through, but not a callback's exception."""
     server = commssl_server(server_ctx(), echo_once)
     with pytest.raises(LookupError):
-        connect(server.port, client_ctx(), lambda ok, store: {}["missing"], mode="never")
+        connect_verifying(server.port, client_ctx(), lambda ok, store: {}["missing"], mode="never")
     server.join()
 
 
@@ -91,14 +89,14 @@ def test_non_bool_results_are_truth_tested(server_ctx, client_ctx, commssl_serve
     server = commssl_server(server_ctx(), echo_once)
     callback = lambda ok, store: value  # noqa: E731
     if accepted:
-        with connect(server.port, client_ctx(), callback) as stream:
+        with connect_verifying(server.port, client_ctx(), callback) as stream:
             stream.write(b"ping\n")
             assert stream.readline() == b"ping\n"
         server.join()
         assert server.errors == []
     else:
         with pytest.raises(commssl.SSLVerificationFailure) as info:
-            connect(server.port, client_ctx(), callback)
+            connect_verifying(server.port, client_ctx(), callback)
         assert info.value.ssl_code == "verify-callback"
         assert info.value.verify_code == commssl.lib.X509_V_ERR_APPLICATION_VERIFICATION
         assert info.value.depth == 2
@@ -108,7 +106,7 @@ def test_non_bool_results_are_truth_tested(server_ctx, client_ctx, commssl_serve
 def test_callback_result_whose_bool_raises(server_ctx, client_ctx, commssl_server) -> None:
     server = commssl_server(server_ctx(), echo_once)
     with pytest.raises(RuntimeError, match="__bool__ refused"):
-        connect(server.port, client_ctx(), lambda ok, store: BoolRaises())
+        connect_verifying(server.port, client_ctx(), lambda ok, store: BoolRaises())
     assert_server_saw_failure(server)
 
 
@@ -126,7 +124,7 @@ def test_callback_keeps_certificates_and_releases_later(pki: PKI, server_ctx, cl
         return ok
 
     start = commssl.outstanding_certificates()
-    with connect(server.port, client_ctx(), callback) as stream:
+    with connect_verifying(server.port, client_ctx(), callback) as stream:
         stream.write(b"x\n")
         assert stream.readline() == b"x\n"
     server.join()
@@ -156,7 +154,7 @@ def test_callback_releasing_a_borrowed_certificate_fails_the_handshake(server_ct
         return True
 
     with pytest.raises(commssl.CertificateReleasedError, match="borrowed"):
-        connect(server.port, client_ctx(), callback)
+        connect_verifying(server.port, client_ctx(), callback)
     assert_server_saw_failure(server)
 
 
@@ -182,7 +180,7 @@ def test_reentrant_commssl_calls_inside_callback(pki: PKI, server_ctx, client_ct
             commssl.release_certificates_vector(certs)
         return ok
 
-    with connect(server.port, client_ctx(), callback) as stream:
+    with connect_verifying(server.port, client_ctx(), callback) as stream:
         stream.write(b"x\n")
         assert stream.readline() == b"x\n"
     server.join()
@@ -209,14 +207,14 @@ def test_nested_handshake_inside_callback(pki: PKI, server_ctx, client_ctx, comm
 
     def outer(ok: bool, store: commssl.X509StoreCtxPointer) -> bool:
         if commssl.x509_store_ctx_get_error_depth(store) == 0:
-            with connect(inner_server.port, inner_ctx, inner) as other:
+            with connect_verifying(inner_server.port, inner_ctx, inner) as other:
                 other.write(b"inner\n")
                 replies.append(other.readline())
         # The outer store context is still the current one after the nested handshake.
         assert commssl.get_certificate_common_name(commssl.x509_store_ctx_get_current_cert(store))
         return ok
 
-    with connect(outer_server.port, client_ctx(), outer) as stream:
+    with connect_verifying(outer_server.port, client_ctx(), outer) as stream:
         stream.write(b"outer\n")
         assert stream.readline() == b"outer\n"
     outer_server.join()
@@ -257,14 +255,15 @@ def test_closing_or_driving_the_connection_inside_its_callback(pki: PKI, server_
     if side == "client":
         server = commssl_server(server_ctx(), echo_once)
         with pytest.raises(ValueError, match="inside the connection's own verify callback"):
-            connect(server.port, client_ctx(), callback)
+            connect_verifying(server.port, client_ctx(), callback)
         assert_server_saw_failure(server)
     else:
         ctx = server_ctx(cafile=pki.root_cert)
         commssl.set_verification_mode(ctx, "server", ["verify-peer", "fail-if-no-peer-cert"], callback)
         server = commssl_server(ctx, echo_once)
         with pytest.raises(commssl.SSLCondition):
-            with connect(server.port, client_ctx(chain=pki.client_chain, key=pki.client_key)) as stream:
+            cctx = client_ctx(chain=pki.client_chain, key=pki.client_key)
+            with connect_verifying(server.port, cctx) as stream:
                 stream.write(b"x\n")  # TLS 1.3: the client learns of the rejection on its first read
                 stream.read()
         server.join()
@@ -283,7 +282,7 @@ def test_abstract_context_callback_closing_its_connection(pki: PKI, server_ctx, 
     try:
         with pytest.raises(ValueError, match="close"):
             commssl.open_tcp_stream("127.0.0.1", server.port, ssl_ctx=ctx, tlsext_host_name="localhost",
-                                    handshake_timeout=HS)
+                                    handshake_timeout=QUICK_HS)
     finally:
         commssl.destroy_ssl_ctx(ctx.ssl_ctx_pointer)
     assert_server_saw_failure(server)
@@ -298,7 +297,7 @@ def test_callback_destroying_the_context_in_use(server_ctx, client_ctx, commssl_
         commssl.destroy_ssl_ctx(ctx)
         return ok
 
-    with connect(server.port, ctx, callback) as stream:
+    with connect_verifying(server.port, ctx, callback) as stream:
         stream.write(b"x\n")
         assert stream.readline() == b"x\n"
         assert commssl.get_verification_mode(commssl.socket_stream_ssl(stream)) == ["verify-peer"]
@@ -320,7 +319,7 @@ def test_callback_switching_its_own_ssl_to_never(server_ctx, client_ctx, commssl
         commssl.set_verification_mode(sslp, "client", "never")
         return False
 
-    with connect(server.port, client_ctx(), callback) as stream:
+    with connect_verifying(server.port, client_ctx(), callback) as stream:
         assert commssl.get_verification_mode(commssl.socket_stream_ssl(stream)) == []
         assert commssl.ssl_connection_verify(stream) == (
             False, commssl.lib.X509_V_ERR_APPLICATION_VERIFICATION)
@@ -341,7 +340,7 @@ def test_callback_switching_its_own_ssl_to_always_rejects(server_ctx, client_ctx
         return False
 
     with pytest.raises(commssl.SSLVerificationFailure) as info:
-        connect(server.port, client_ctx(), callback, mode="never")
+        connect_verifying(server.port, client_ctx(), callback, mode="never")
     assert info.value.ssl_code == "verify-callback"
     assert_server_saw_failure(server)
 
@@ -354,7 +353,7 @@ def test_store_ctx_and_borrowed_cert_kept_past_the_callback(server_ctx, client_c
         leaked.append((store, commssl.x509_store_ctx_get_current_cert(store)))
         return ok
 
-    with connect(server.port, client_ctx(), callback) as stream:
+    with connect_verifying(server.port, client_ctx(), callback) as stream:
         stream.write(b"x\n")
         assert stream.readline() == b"x\n"
     server.join()
@@ -392,15 +391,15 @@ def _blocked(fn: Callable[[], Any]) -> "tuple[threading.Thread, List[Any]]":
 @pytest.mark.parametrize("op", ["read", "write"])
 def test_close_from_another_thread_during_io(op: str, server_ctx, client_ctx, commssl_server) -> None:
     release = threading.Event()
-    server = commssl_server(server_ctx(), lambda s: release.wait(HS * 2))  # neither reads nor writes
-    stream = connect(server.port, client_ctx())
+    server = commssl_server(server_ctx(), lambda s: release.wait(QUICK_HS * 2))  # neither reads nor writes
+    stream = connect_verifying(server.port, client_ctx())
     thread, out = _blocked(lambda: stream.read(10) if op == "read" else stream.write(b"w" * (32 << 20)))
     assert thread.is_alive()
     started = time.monotonic()
     stream.close()
-    thread.join(HS)
+    thread.join(QUICK_HS)
     release.set()
-    assert time.monotonic() - started < HS and not thread.is_alive()
+    assert time.monotonic() - started < QUICK_HS and not thread.is_alive()
     assert len(out) == 1 and isinstance(out[0], commssl.SSLCondition), out
     with pytest.raises(ValueError, match="closed"):
         stream.read(1)
@@ -408,29 +407,29 @@ def test_close_from_another_thread_during_io(op: str, server_ctx, client_ctx, co
 
 
 def test_close_from_another_thread_during_handshake(client_ctx) -> None:
-    with silent_server(hold=HS * 2) as server:
-        stream = commssl.SocketStream(socket.create_connection(("127.0.0.1", server.port), timeout=HS))
+    with silent_server(hold=QUICK_HS * 2) as server:
+        stream = commssl.SocketStream(socket.create_connection(("127.0.0.1", server.port), timeout=QUICK_HS))
         ctx = client_ctx()
         thread, out = _blocked(lambda: commssl.attach_ssl(stream, ssl_ctx=ctx, ssl_side="client",
-                                                          handshake_timeout=HS * 2,
+                                                          handshake_timeout=QUICK_HS * 2,
                                                           tlsext_host_name="localhost"))
         assert thread.is_alive()
         started = time.monotonic()
         stream.close()
-        thread.join(HS)
-        assert time.monotonic() - started < HS and not thread.is_alive()
+        thread.join(QUICK_HS)
+        assert time.monotonic() - started < QUICK_HS and not thread.is_alive()
     assert len(out) == 1 and isinstance(out[0], commssl.SSLCondition), out
     assert stream.closed and commssl.socket_stream_ssl(stream) is None
 
 
 def test_detach_from_another_thread_during_a_read_is_refused(server_ctx, client_ctx, commssl_server) -> None:
     server = commssl_server(server_ctx(), echo_once)
-    with connect(server.port, client_ctx()) as stream:
+    with connect_verifying(server.port, client_ctx()) as stream:
         thread, out = _blocked(lambda: stream.readline())
         with pytest.raises(ValueError, match="another thread"):
             commssl.detach_ssl(stream)
         assert commssl.socket_stream_ssl(stream) is not None
         stream.write(b"still there\n")
-        thread.join(HS)
+        thread.join(QUICK_HS)
         assert out == [b"still there\n"]
     server.join()

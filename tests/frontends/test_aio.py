@@ -44,16 +44,8 @@ from commssl import (
     ssl_connection_verify,
     start_ssl_server,
 )
-from peers import PKI
-
-HOST = "127.0.0.1"
-
-
-def run(coro: Awaitable[Any], timeout: float = 30.0) -> Any:
-    """Run a coroutine on a new event loop, bounded."""
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, timeout)
-    return asyncio.run(bounded())
+from helpers import run
+from peers import HOST, PKI
 
 
 def port_of(server: asyncio.AbstractServer) -> int:

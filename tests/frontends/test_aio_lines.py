@@ -7,22 +7,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, List, Tuple
+from typing import Any, List, Tuple
 
 import pytest
 
 import peers
 from commssl import AsyncSSLStream, SSLError, open_tcp_stream_async, start_ssl_server
-from peers import PKI
-
-HOST = "127.0.0.1"
-
-
-def run(coro: Awaitable[Any], timeout: float = 30.0) -> Any:
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, timeout)
-    return asyncio.run(bounded())
-
+from helpers import run
+from peers import HOST, PKI
 
 # Sent in pieces (a separator split across TLS records and reads), then close_notify. Each
 # piece is one record, decrypted whole: an overrun is met with its separator in the buffer,

@@ -21,15 +21,8 @@ from commssl import (
     open_tcp_stream_async,
     start_ssl_server,
 )
-from peers import PKI
-
-HOST = "127.0.0.1"
-
-
-def run(coro: Any, timeout: float = 30.0) -> Any:
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, timeout)
-    return asyncio.run(bounded())
+from helpers import run
+from peers import HOST, PKI
 
 
 async def readline(stream: AsyncSSLStream) -> bytes:

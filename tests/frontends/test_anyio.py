@@ -20,10 +20,8 @@ pytest.importorskip("trio")
 import commssl  # noqa: E402
 import commssl.anyio as tls_anyio  # noqa: E402
 import peers  # noqa: E402
-from peers import PKI  # noqa: E402
-
-HOST = "127.0.0.1"
-BACKENDS = ["asyncio", "trio"]
+from helpers import BACKENDS  # noqa: E402
+from peers import HOST, PKI  # noqa: E402
 
 
 async def echo_once(stream: tls_anyio.TLSStream, payload: bytes) -> bytes:

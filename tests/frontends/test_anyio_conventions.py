@@ -20,10 +20,8 @@ from anyio.streams.tls import TLSAttribute  # noqa: E402
 import commssl  # noqa: E402
 import commssl.anyio as tls_anyio  # noqa: E402
 import peers  # noqa: E402
-from peers import PKI  # noqa: E402
-
-HOST = "127.0.0.1"
-BACKENDS = ["asyncio", "trio"]
+from helpers import BACKENDS  # noqa: E402
+from peers import HOST, PKI  # noqa: E402
 
 
 def leaf_der(pki: PKI) -> bytes:

@@ -25,14 +25,13 @@ import pytest
 
 import commssl
 import peers
-from peers import PKI
+from peers import HOST, PKI
 
 anyio = pytest.importorskip("anyio")
 pytest.importorskip("trio")
 
 import commssl.anyio as tls_anyio  # noqa: E402
 
-HOST = "127.0.0.1"
 BIG = 2 * 1024 * 1024  # far more than the socket buffers hold while the peer does not read
 
 

@@ -19,14 +19,8 @@ import pytest
 
 import commssl
 from commssl import SSLVerificationFailure, lib
+from helpers import connect
 from peers import HOST, PKI, Listener, MemoryBioPeer, in_thread, openssl_server, silent_server
-
-
-def connect(port: int, ctx: Any, host: str = HOST, **kw: Any) -> commssl.SocketStream:
-    kw.setdefault("handshake_timeout", 5)
-    kw.setdefault("timeout", 5)
-    return commssl.open_tcp_stream(host, port, ssl_ctx=ctx, **kw)
-
 
 # -- opening streams ---------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from commssl import (
     SSLVersionOrCipherMismatch,
     lib,
 )
+from helpers import connect
 from peers import (
     HOST,
     PKI,
@@ -61,12 +62,6 @@ def no_fd_leak() -> Iterator[None]:
         gc.enable()
     assert after == before, f"{after - before} file descriptor(s) leaked"
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
-
-
-def connect(port: int, ctx: Any, **kw: Any) -> commssl.SocketStream:
-    kw.setdefault("handshake_timeout", 5)
-    kw.setdefault("timeout", 5)
-    return commssl.open_tcp_stream(HOST, port, ssl_ctx=ctx, **kw)
 
 
 def assert_openssl_code(exc: SSLCondition, reason: str) -> None:

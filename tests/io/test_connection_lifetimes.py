@@ -19,11 +19,8 @@ from typing import Any, Callable, List
 import pytest
 
 import commssl
-from helpers import connect
+from helpers import HS, connect
 from racing import STREAM_PRELUDE, run_scenario
-
-HS = 10.0
-
 
 
 def scenario(body: str, **kw: Any) -> Any:

@@ -32,17 +32,11 @@ from cryptography.x509.oid import NameOID
 
 import commssl
 import peers
+from helpers import connect_localhost
 from peers import HOST, PKI, Listener, cpython_tls_server, openssl_client_async
 
-HS = 3.0  # handshake timeout of every commssl end here
-SLACK = 2.0  # what a timed-out handshake may take beyond HS
-
-
-def connect(port: int, ctx: Any, **kw: Any) -> commssl.SocketStream:
-    kw.setdefault("handshake_timeout", HS)
-    kw.setdefault("timeout", HS)
-    kw.setdefault("tlsext_host_name", "localhost")
-    return commssl.open_tcp_stream(HOST, port, ssl_ctx=ctx, **kw)
+GIVE_UP = 3.0  # the handshake timeout of every commssl end here (what a silent peer runs into)
+SLACK = 2.0  # what a timed-out handshake may take beyond GIVE_UP
 
 
 def client_hello(version: Optional[ssl.TLSVersion] = None) -> bytes:
@@ -61,7 +55,7 @@ def client_hello(version: Optional[ssl.TLSVersion] = None) -> bytes:
 
 def raw_client(port: int, data: bytes, *, then: str = "close", hold: float = 0.0) -> bytes:
     """Connect, send ``data``, then "close" (FIN), "reset" (RST) or "silence" for ``hold`` s."""
-    with socket.create_connection((HOST, port), timeout=HS + SLACK) as sock:
+    with socket.create_connection((HOST, port), timeout=GIVE_UP + SLACK) as sock:
         if data:
             sock.sendall(data)
         if then == "silence":
@@ -82,12 +76,13 @@ def run_server_case(commssl_server: Callable[..., Any], ctx: Any, clients: List[
                     ) -> List[BaseException]:
     """A commssl server for ``len(clients)`` connections, each client run in turn;
     returns what each server-side handshake raised (all must be SSLConditions)."""
-    server = commssl_server(ctx, lambda s: s.write(s.readline()), count=len(clients), handshake_timeout=HS)
+    server = commssl_server(ctx, lambda s: s.write(s.readline()), count=len(clients),
+                            handshake_timeout=GIVE_UP)
     for client in clients:
         started = time.monotonic()
         client(server.port)
-        assert time.monotonic() - started < HS + SLACK
-    server.join(timeout=HS + SLACK)
+        assert time.monotonic() - started < GIVE_UP + SLACK
+    server.join(timeout=GIVE_UP + SLACK)
     assert server.results == []
     assert len(server.errors) == len(clients)
     for exc in server.errors:
@@ -118,14 +113,14 @@ def test_random_bytes_to_a_commssl_client(size: int, client_ctx: Callable[..., A
     def serve(_: Listener, conn: socket.socket) -> None:
         conn.recv(65536)
         conn.sendall(payload)
-        time.sleep(HS + SLACK)  # no close: the client must give up on its own
+        time.sleep(GIVE_UP + SLACK)  # no close: the client must give up on its own
 
     listener = Listener(serve)
     try:
         started = time.monotonic()
         with pytest.raises(commssl.SSLCondition) as info:
-            connect(listener.port, client_ctx())
-        assert time.monotonic() - started < HS + SLACK
+            connect_localhost(listener.port, client_ctx(), wait=GIVE_UP)
+        assert time.monotonic() - started < GIVE_UP + SLACK
     finally:
         listener.stop()
     # A short blob leaves the record incomplete: the handshake waits for the rest, then times out.
@@ -147,14 +142,14 @@ def test_truncated_client_hello_then_close(version: ssl.TLSVersion, server_ctx: 
 
 def test_client_hello_then_silence(server_ctx: Callable[..., Any],
                                    commssl_server: Callable[..., Any]) -> None:
-    """Whole or partial ClientHello, then nothing: SSLHandshakeTimeout after HS seconds."""
+    """Whole or partial ClientHello, then nothing: SSLHandshakeTimeout after GIVE_UP seconds."""
     hello = client_hello()
     server = commssl_server(server_ctx(), count=2, handshake_timeout=1.0)
     for data in (hello, hello[:20]):
         started = time.monotonic()
         raw_client(server.port, data, then="silence", hold=1.0 + SLACK)
         assert time.monotonic() - started < 1.0 + 2 * SLACK
-    server.join(timeout=HS)
+    server.join(timeout=GIVE_UP)
     assert [type(e) for e in server.errors] == [commssl.SSLHandshakeTimeout] * 2, server.errors
 
 
@@ -177,7 +172,7 @@ class CuttingProxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.sock = socket.create_server((HOST, 0))
-        self.sock.settimeout(HS + SLACK)
+        self.sock.settimeout(GIVE_UP + SLACK)
         self.port = self.sock.getsockname()[1]
         self.limit: Optional[int] = None
         self.total = 0
@@ -190,10 +185,10 @@ class CuttingProxy:
 
     def _run(self) -> None:
         client, _ = self.sock.accept()
-        server = socket.create_connection((HOST, self.target_port), timeout=HS)
+        server = socket.create_connection((HOST, self.target_port), timeout=GIVE_UP)
         ends = {client: server, server: client}
         open_ends = set(ends)
-        deadline = time.monotonic() + HS + SLACK
+        deadline = time.monotonic() + GIVE_UP + SLACK
         cut = False
         try:
             while open_ends and time.monotonic() < deadline:
@@ -231,12 +226,12 @@ def _client_session(port: int, ctx: Any) -> Any:
     """Handshake, one echo; the outcome (OK, b"" at EOF, the SSLCondition's type, or
     "tcp" when the reset beat the TCP connect itself, a plain OSError)."""
     try:
-        sock = socket.create_connection((HOST, port), timeout=HS)
+        sock = socket.create_connection((HOST, port), timeout=GIVE_UP)
     except ConnectionError:
         return "tcp"
     try:
         with commssl.create_ssl_socket_stream(sock, ctx, ssl_side="client", tlsext_host_name="localhost",
-                                              handshake_timeout=HS, timeout=HS) as stream:
+                                              handshake_timeout=GIVE_UP, timeout=GIVE_UP) as stream:
             stream.write(b"ping\n")
             line = stream.readline()
             return OK if line == b"ping\n" else line
@@ -259,7 +254,7 @@ def test_reset_at_every_handshake_step(version: str, pki: PKI, server_ctx: Calla
         commssl.lib.SSL_CTX_set_max_proto_version(cctx.cdata, commssl.lib.TLS1_2_VERSION)
     proxy = CuttingProxy(0)
     try:
-        full = commssl_server(sctx, lambda s: s.write(s.readline()), handshake_timeout=HS)
+        full = commssl_server(sctx, lambda s: s.write(s.readline()), handshake_timeout=GIVE_UP)
         proxy.target_port = full.port
         proxy.serve_one(None)
         assert _client_session(proxy.port, cctx) == OK
@@ -267,16 +262,17 @@ def test_reset_at_every_handshake_step(version: str, pki: PKI, server_ctx: Calla
         total = proxy.total
         assert total > 1000
         cuts = sorted(set(range(0, 40, 7)) | set(range(40, total + 1, max(1, total // 24))) | {total - 1})
-        server = commssl_server(sctx, lambda s: s.write(s.readline()), count=len(cuts), handshake_timeout=HS)
+        server = commssl_server(sctx, lambda s: s.write(s.readline()), count=len(cuts),
+                                handshake_timeout=GIVE_UP)
         proxy.target_port = server.port
         outcomes = []
         for k in cuts:
             started = time.monotonic()
             thread = proxy.serve_one(k)
             outcomes.append((k, _client_session(proxy.port, cctx)))
-            thread.join(HS + SLACK)
-            assert time.monotonic() - started < HS + SLACK, k
-        server.join(timeout=HS + SLACK)
+            thread.join(GIVE_UP + SLACK)
+            assert time.monotonic() - started < GIVE_UP + SLACK, k
+        server.join(timeout=GIVE_UP + SLACK)
     finally:
         proxy.close()
     allowed = {commssl.SSLError, commssl.SSLFailure, commssl.SSLClosed, b"", "tcp"}
@@ -340,7 +336,7 @@ def test_100_certificate_chain(tmp_path: Path) -> None:
         try:
             # OpenSSL's default depth is exceeded: a clean verification failure.
             with pytest.raises(commssl.SSLVerificationFailure) as info:
-                connect(server.port, ctx)
+                connect_localhost(server.port, ctx, wait=GIVE_UP)
             assert info.value.verify_code == 22  # X509_V_ERR_CERT_CHAIN_TOO_LONG
             assert info.value.verify_message == "certificate chain too long"
             # With room for it, and a callback that copies what it is verifying:
@@ -355,7 +351,7 @@ def test_100_certificate_chain(tmp_path: Path) -> None:
                 return True
 
             commssl.set_verification_mode(ctx, "client", "always", callback)
-            with connect(server.port, ctx) as stream:
+            with connect_localhost(server.port, ctx, wait=GIVE_UP) as stream:
                 assert commssl.ssl_connection_verify(stream) == (True, 0)
                 certs = commssl.ssl_connection_copy_peer_certificates(stream)
                 try:
@@ -382,8 +378,8 @@ def test_oversized_certificate(tmp_path: Path, server_ctx: Callable[..., Any],
         try:
             started = time.monotonic()
             with pytest.raises(commssl.SSLFailure) as info:
-                connect(server.port, ctx)
-            assert time.monotonic() - started < HS + SLACK
+                connect_localhost(server.port, ctx, wait=GIVE_UP)
+            assert time.monotonic() - started < GIVE_UP + SLACK
         finally:
             commssl.destroy_ssl_ctx(ctx)
     assert "excessive message size" in str(info.value)
@@ -397,7 +393,7 @@ def test_oversized_certificate(tmp_path: Path, server_ctx: Callable[..., Any],
     cctx.verify_mode = ssl.CERT_NONE
 
     def client(port: int) -> None:
-        with socket.create_connection((HOST, port), timeout=HS + SLACK) as sock:
+        with socket.create_connection((HOST, port), timeout=GIVE_UP + SLACK) as sock:
             with contextlib.suppress(ssl.SSLError, OSError):
                 with cctx.wrap_socket(sock) as tls:
                     tls.recv(1)  # TLS 1.3: the server's verdict arrives after the handshake
@@ -419,7 +415,7 @@ def test_server_initiated_renegotiation_is_refused(pki: PKI, client_ctx: Callabl
                                             "-key", str(pki.server_key), "-tls1_2"))
     try:
         server.port = int(server.wait_for(r"ACCEPT [^\n]*:(\d+)\r?\n").group(1))
-        with connect(server.port, client_ctx()) as stream:
+        with connect_localhost(server.port, client_ctx(), wait=GIVE_UP) as stream:
             stream.write(b"before\n")
             server.wait_for("before")
             server.send(b"R\n")  # s_server sends a HelloRequest
@@ -431,7 +427,7 @@ def test_server_initiated_renegotiation_is_refused(pki: PKI, client_ctx: Callabl
                 outcome: Any = stream.read1(100)
             except commssl.SSLCondition as exc:
                 outcome = type(exc)
-        server.wait_for("no renegotiation", timeout=HS)  # s_server got commssl's refusal
+        server.wait_for("no renegotiation", timeout=GIVE_UP)  # s_server got commssl's refusal
     finally:
         server.stop()
     assert outcome in (b"reply\n", b"", commssl.SSLFailure, commssl.SSLError), outcome
@@ -451,19 +447,19 @@ def test_client_initiated_renegotiation_is_refused(pki: PKI, server_ctx: Callabl
         except commssl.SSLCondition as exc:
             lines.append(type(exc).__name__.encode())
 
-    server = commssl_server(server_ctx(), handler, handshake_timeout=HS)
+    server = commssl_server(server_ctx(), handler, handshake_timeout=GIVE_UP)
     with openssl_client_async(server.port, cafile=pki.root_cert, servername="localhost",
                               extra_args=("-tls1_2",)) as client:
-        client.wait_for("Verify return code: 0", timeout=HS)
+        client.wait_for("Verify return code: 0", timeout=GIVE_UP)
         client.send(b"hello\n")
-        client.wait_for("hello", timeout=HS)
+        client.wait_for("hello", timeout=GIVE_UP)
         client.send(b"R\n")
-        client.wait_for(r"RENEGOTIATING", timeout=HS)
+        client.wait_for(r"RENEGOTIATING", timeout=GIVE_UP)
         with contextlib.suppress(TimeoutError):
-            client.wait_for(r"no renegotiation|alert|error", timeout=HS)
+            client.wait_for(r"no renegotiation|alert|error", timeout=GIVE_UP)
         output = client.output()
         client.stop()
-    server.join(timeout=HS + SLACK)
+    server.join(timeout=GIVE_UP + SLACK)
     assert server.errors == []
     assert lines[0] == b"hello\n"
     assert all(line in (b"hello\n", b"SSLFailure", b"SSLError") for line in lines), lines
@@ -482,7 +478,7 @@ def test_record_cut_in_half(pki: PKI, client_ctx: Callable[..., Any]) -> None:
     def serve(_: Listener, conn: socket.socket) -> None:
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         obj = sctx.wrap_bio(incoming, outgoing, server_side=True)
-        conn.settimeout(HS)
+        conn.settimeout(GIVE_UP)
         while True:
             try:
                 obj.do_handshake()
@@ -500,7 +496,7 @@ def test_record_cut_in_half(pki: PKI, client_ctx: Callable[..., Any]) -> None:
 
     listener = Listener(serve)
     try:
-        with connect(listener.port, client_ctx()) as stream:
+        with connect_localhost(listener.port, client_ctx(), wait=GIVE_UP) as stream:
             with pytest.raises(commssl.SSLError, match="unexpected eof"):
                 stream.read(1000)
     finally:
@@ -522,10 +518,10 @@ def test_client_leaves_without_close_notify(pki: PKI, server_ctx: Callable[..., 
         except commssl.SSLCondition as exc:
             seen.append(exc)
 
-    server = commssl_server(server_ctx(), handler, handshake_timeout=HS)
+    server = commssl_server(server_ctx(), handler, handshake_timeout=GIVE_UP)
     cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     cctx.load_verify_locations(pki.root_cert)
-    with cctx.wrap_socket(socket.create_connection((HOST, server.port), timeout=HS),
+    with cctx.wrap_socket(socket.create_connection((HOST, server.port), timeout=GIVE_UP),
                           server_hostname="localhost") as tls:
         tls.sendall(b"line\n")
         tls.shutdown(socket.SHUT_RDWR)  # CPython drops the TLS layer first: TCP FIN, no close_notify
@@ -548,8 +544,8 @@ def test_peer_goes_away_during_a_large_write(how: str, server_ctx: Callable[...,
         stream.socket.shutdown(socket.SHUT_RDWR) if how == "close" else None
         return got
 
-    server = commssl_server(server_ctx(), handler, handshake_timeout=HS)
-    with connect(server.port, client_ctx(), timeout=10) as stream:
+    server = commssl_server(server_ctx(), handler, handshake_timeout=GIVE_UP)
+    with connect_localhost(server.port, client_ctx(), timeout=10, wait=GIVE_UP) as stream:
         started = time.monotonic()
         with pytest.raises(commssl.SSLError):
             stream.write(b"w" * (64 << 20))
@@ -569,7 +565,7 @@ def test_commssl_client_against_truncated_server_flight(cut: int, pki: PKI, clie
     def serve(_: Listener, conn: socket.socket) -> None:
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         obj = sctx.wrap_bio(incoming, outgoing, server_side=True)
-        conn.settimeout(HS)
+        conn.settimeout(GIVE_UP)
         incoming.write(conn.recv(65536))
         with contextlib.suppress(ssl.SSLWantReadError):
             obj.do_handshake()
@@ -582,8 +578,8 @@ def test_commssl_client_against_truncated_server_flight(cut: int, pki: PKI, clie
     try:
         started = time.monotonic()
         with pytest.raises(commssl.SSLError):
-            connect(listener.port, client_ctx())
-        assert time.monotonic() - started < HS + SLACK
+            connect_localhost(listener.port, client_ctx(), wait=GIVE_UP)
+        assert time.monotonic() - started < GIVE_UP + SLACK
     finally:
         listener.stop()
 
@@ -607,7 +603,7 @@ def test_default_client_offers_no_weak_cipher_or_old_protocol(pki: PKI, client_c
     """What a default commssl client offers, as s_server (TLS 1.2) reports it."""
     server = _s_server(pki, tmp_path, "-tls1_2")
     try:
-        with connect(server.port, client_ctx()) as stream:
+        with connect_localhost(server.port, client_ctx(), wait=GIVE_UP) as stream:
             assert commssl.ssl_connection_protocol_version(stream) == "tls-v1-2"
         offered = server.wait_for(r"Client cipher list: ([^\r\n]+)\r?\n").group(1).split(":")  # whole line
     finally:
@@ -628,7 +624,7 @@ def test_weak_server_is_refused(args: Tuple[str, ...], pki: PKI, client_ctx: Cal
     server = _s_server(pki, tmp_path, *args)
     try:
         with pytest.raises(commssl.SSLFailure) as info:
-            connect(server.port, client_ctx())
+            connect_localhost(server.port, client_ctx(), wait=GIVE_UP)
     finally:
         server.stop()
     assert type(info.value) in (commssl.SSLVersionOrCipherMismatch, commssl.SSLFailure)
@@ -646,8 +642,8 @@ def test_weak_server_is_refused(args: Tuple[str, ...], pki: PKI, client_ctx: Cal
 ], ids=["null-cipher", "anonymous-dh", "tls1.1", "tls1.0"])
 def test_weak_client_is_refused(args: Tuple[str, ...], server_ctx: Callable[..., Any],
                                 commssl_server: Callable[..., Any]) -> None:
-    server = commssl_server(server_ctx(), handshake_timeout=HS)
-    out = peers.openssl_client(server.port, extra_args=args, timeout=HS + SLACK)
+    server = commssl_server(server_ctx(), handshake_timeout=GIVE_UP)
+    out = peers.openssl_client(server.port, extra_args=args, timeout=GIVE_UP + SLACK)
     server.join()
     assert out.returncode != 0
     assert len(server.errors) == 1 and isinstance(server.errors[0], commssl.SSLVersionOrCipherMismatch), \
@@ -666,9 +662,9 @@ def test_default_client_checks_chain_and_name(pki: PKI, server_ctx: Callable[...
                  (pki.wrongname_chain, pki.wrongname_key,  # trusted, but for another name
                   commssl.lib.X509_V_ERR_HOSTNAME_MISMATCH)]
         for chain, key, code in cases:
-            server = commssl_server(server_ctx(chain=chain, key=key), handshake_timeout=HS)
+            server = commssl_server(server_ctx(chain=chain, key=key), handshake_timeout=GIVE_UP)
             with pytest.raises(commssl.SSLVerificationFailure) as info:
-                connect(server.port, ctx)
+                connect_localhost(server.port, ctx, wait=GIVE_UP)
             assert info.value.verify_code == code
             server.join()
     finally:
@@ -685,10 +681,10 @@ def test_names_openssl_cannot_check_are_refused(name: str, pki: PKI, server_ctx:
     before any byte is sent."""
     ctx = client_ctx()
     with cpython_tls_server(pki.server_chain, pki.server_key) as server:
-        sock = socket.create_connection((HOST, server.port), timeout=HS)
+        sock = socket.create_connection((HOST, server.port), timeout=GIVE_UP)
         with pytest.raises(ValueError, match="NUL|cannot check"):
             commssl.create_ssl_socket_stream(sock, ctx, ssl_side="client", tlsext_host_name=name,
-                                             handshake_timeout=HS)
+                                             handshake_timeout=GIVE_UP)
         assert sock.fileno() == -1
 
 
@@ -707,11 +703,11 @@ def test_nul_in_common_name_does_not_match(tmp_path: Path, server_ctx: Callable[
     (tmp_path / "k.pem").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
                                                        serialization.NoEncryption()))
     server = commssl_server(server_ctx(chain=tmp_path / "c.pem", key=tmp_path / "k.pem"),
-                            handshake_timeout=HS)
+                            handshake_timeout=GIVE_UP)
     ctx = _context_trusting(tmp_path / "c.pem")  # even trusted outright
     try:
         with pytest.raises(commssl.SSLVerificationFailure) as info:
-            connect(server.port, ctx)
+            connect_localhost(server.port, ctx, wait=GIVE_UP)
     finally:
         commssl.destroy_ssl_ctx(ctx)
     server.join()
@@ -724,7 +720,7 @@ def test_peer_certificate_that_breaks_the_callback_cannot_skip_verification(
     """A "never" client whose callback raises on what the peer sent: the handshake
     went on (mode "never"), but the exception still comes out, so the
     connection is never handed to the caller."""
-    server = commssl_server(server_ctx(chain=pki.nocn_chain, key=pki.nocn_key), handshake_timeout=HS)
+    server = commssl_server(server_ctx(chain=pki.nocn_chain, key=pki.nocn_key), handshake_timeout=GIVE_UP)
 
     def callback(ok: bool, store: commssl.X509StoreCtxPointer) -> bool:
         cert = commssl.x509_store_ctx_get_current_cert(store)
@@ -733,5 +729,5 @@ def test_peer_certificate_that_breaks_the_callback_cannot_skip_verification(
     ctx = client_ctx()
     commssl.set_verification_mode(ctx, "client", "never", callback)
     with pytest.raises(AttributeError):  # None.startswith: the leaf has no CN
-        connect(server.port, ctx)
+        connect_localhost(server.port, ctx, wait=GIVE_UP)
     server.join()

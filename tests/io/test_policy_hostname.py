@@ -26,6 +26,7 @@ import commssl
 import commssl.io.policy as policy
 import peers
 from commssl import SSLVerificationFailure, lib
+from helpers import run
 from peers import HOST, PKI, WAIT
 
 anyio = pytest.importorskip("anyio")
@@ -45,13 +46,6 @@ def names(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Tuple
     d = tmp_path_factory.mktemp("names")
     return {name: peers.issue_leaf(pki, d, name.replace(".", "_"), f"DNS:{name}")
             for name in ("other.example", "fass.de", "xn--fa-hia.de")}
-
-
-def run(coro: Any) -> Any:
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, 30)
-
-    return asyncio.run(bounded())
 
 
 # -- each client entry point, the same way: connect to s_server -rev, say a line ------------
