@@ -97,7 +97,9 @@ def test_year_zero_validity_date(certificate_seeds: Dict[str, bytes]) -> None:
 
 
 @pytest.mark.parametrize("name", ["certificate", "tls_server"])
-def test_in_process_smoke(name: str, fuzz_pki: Path, certificate_seeds: Dict[str, bytes]) -> None:
+def test_in_process_smoke(name: str, fuzz_pki: Path, certificate_seeds: Dict[str, bytes], tmp_path: Path,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a failing input is written to ./crash-plain-*, not into the checkout
     corpus = list((certificate_seeds if name == "certificate" else seeds.tls_seeds(fuzz_pki)).values())
     start = commssl.outstanding_certificates()
     runs = targets.plain_fuzz(targets.TARGETS[name], corpus, seconds=2.0, seed=random.randrange(1 << 30))
