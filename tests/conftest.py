@@ -1,4 +1,7 @@
-"""Shared fixtures. Peers live in ``peers.py`` (import it from tests)."""
+"""Shared fixtures. Peers live in ``peers.py``, small helpers in ``helpers.py`` (import them
+from tests). Test files sit in folders that mirror the package (core, config, io, frontends,
+cli, packaging, tooling) without ``__init__.py``: pytest's default import mode puts each
+folder on ``sys.path``, so test file names are unique across folders."""
 
 from __future__ import annotations
 

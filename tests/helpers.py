@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
+import functools
+import hashlib
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Awaitable, List, Optional, Tuple
 
 import pytest
 
 import commssl
 from peers import HOST, WAIT
+
+HS = WAIT  # a test connection's handshake and I/O timeout: generous, only a hang runs into it
+# The bound on a misbehaving callback or peer whose failure a test times: it must come well before HS.
+QUICK_HS = 5.0
+BACKENDS = ["asyncio", "trio"]  # the anyio backends every commssl.anyio test runs on
 
 
 def bundled_openssl() -> bool:
@@ -19,11 +28,24 @@ def bundled_openssl() -> bool:
     return (package.parent / "commssl.libs").is_dir() or (package / ".dylibs").is_dir()
 
 
-def connect(port: int, ctx: Any, **kw: Any) -> commssl.SocketStream:
-    """A commssl client connection to 127.0.0.1 (bounded waits)."""
-    kw.setdefault("handshake_timeout", WAIT)
-    kw.setdefault("timeout", WAIT)
-    return commssl.open_tcp_stream(HOST, port, ssl_ctx=ctx, **kw)
+def connect(port: int, ctx: Any, host: str = HOST, *, wait: float = HS, **kw: Any) -> commssl.SocketStream:
+    """A commssl client connection to ``host`` (127.0.0.1), its handshake and I/O bounded by ``wait``."""
+    kw.setdefault("handshake_timeout", wait)
+    kw.setdefault("timeout", wait)
+    return commssl.open_tcp_stream(host, port, ssl_ctx=ctx, **kw)
+
+
+def connect_localhost(port: int, ctx: Any, **kw: Any) -> commssl.SocketStream:
+    """``connect`` naming the server ``localhost`` (SNI and the name checked): the test PKI's name."""
+    kw.setdefault("tlsext_host_name", "localhost")
+    return connect(port, ctx, **kw)
+
+
+def run(coro: Awaitable[Any], timeout: float = 30.0) -> Any:
+    """Run a coroutine on a new event loop, bounded."""
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, timeout)
+    return asyncio.run(bounded())
 
 
 def talk(port: int, ctx: Any, line: bytes = b"ping\n", **kw: Any) -> Tuple[bytes, Tuple[bool, int]]:
@@ -77,3 +99,31 @@ def assert_alert(exc: BaseException, *words: str) -> None:
     assert "alert" in message, message
     for word in words:
         assert word in message, message
+
+
+def fingerprint(der_bytes: bytes) -> str:
+    """The SHA-256 fingerprint as ``openssl x509 -fingerprint -sha256`` prints it."""
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der_bytes).digest())
+
+
+@functools.cache
+def libcrypto() -> ctypes.CDLL:
+    """A ctypes binding of the very libcrypto the compiled module loaded (Linux: /proc/self/maps)."""
+    with open("/proc/self/maps") as maps:
+        paths = [line.split()[-1] for line in maps if "libcrypto" in line]
+    crypto = ctypes.CDLL(paths[0] if paths else "libcrypto.so.3")
+    crypto.i2d_X509.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
+    crypto.i2d_X509.restype = ctypes.c_int
+    crypto.X509_get_version.argtypes = [ctypes.c_void_p]
+    crypto.X509_get_version.restype = ctypes.c_long
+    return crypto
+
+
+def der(cert: commssl.X509Pointer) -> bytes:
+    """DER of a certificate through ctypes on ``cert.address`` (not through commssl)."""
+    size = libcrypto().i2d_X509(cert.address, None)
+    assert size > 0
+    buf = ctypes.create_string_buffer(size)
+    out = ctypes.c_void_p(ctypes.addressof(buf))  # i2d advances this pointer
+    assert libcrypto().i2d_X509(cert.address, ctypes.byref(out)) == size
+    return buf.raw

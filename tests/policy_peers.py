@@ -36,6 +36,7 @@ import httpx
 import commssl
 import commssl.anyio
 import commssl.httpx
+from helpers import QUICK_HS as HS  # every handshake and read of the matrix is bounded by this
 from peers import (
     HOST,
     PKI,
@@ -48,8 +49,6 @@ from peers import (
 )
 from revocation_pki import ocsp_response
 
-#: Every handshake and read of the matrix is bounded by this (seconds).
-HS = 5.0
 #: What a server sends first on a connection it accepted: a refused client must never see it.
 SECRET = b"served-after-handshake\n"
 #: The host client entry points dial: a DNS name, so that a wrong name is X509_V_ERR_HOSTNAME_MISMATCH

@@ -104,3 +104,136 @@ def race(op: Callable[[], Any], rival: Callable[[], Any], rounds: int, *,
                 report(hung=True, round=i)
                 os._exit(3)
     return counts
+
+
+# -- the scenario preludes the race tests share ---------------------------------------------
+
+# Prepended to every pointer scenario (tests/core/test_pointers_lifetimes.py): the PKI's paths,
+# the scale, an in-memory handshake over a BIO pair on raw SSL*s, and the context factories.
+POINTER_PRELUDE = """
+import gc, json, os, random, sys, threading, time, warnings
+import commssl, racing
+from commssl import ffi, lib
+P = json.loads(os.environ["LIFETIME_PKI"])
+SCALE = float(os.environ.get("COMMSSL_RACE_SCALE", "1"))
+ALLOWED = {"ok", "ValueError", "CertificateReleasedError"}
+
+def rounds(n):
+    return max(1, int(n * SCALE))
+
+def handshake(c, s):
+    bios = ffi.new("BIO *[2]")
+    assert lib.BIO_new_bio_pair(bios, 0, bios + 1, 0)
+    lib.SSL_set_bio(c, bios[0], bios[0])
+    lib.SSL_set_bio(s, bios[1], bios[1])
+    lib.SSL_set_connect_state(c)
+    lib.SSL_set_accept_state(s)
+    done = [None, None]
+    for _ in range(50):
+        for i, ssl in enumerate((c, s)):
+            if done[i] is None:
+                e = lib.commssl_do(ssl, lib.COMMSSL_OP_HANDSHAKE, ffi.NULL, 0, ffi.NULL)
+                if e == 0 or e not in (lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_WANT_WRITE):
+                    done[i] = e
+        if None not in done:
+            break
+    lib.ERR_clear_error()
+    return done
+
+def server_ctx():
+    ctx = commssl.make_ssl_ctx(True, "server")
+    commssl.ssl_ctx_use_certificate_chain_file(ctx, P["server_chain"])
+    commssl.ssl_ctx_use_privatekey_file(ctx, P["server_key"])
+    return ctx
+
+def client_ctx(callback=None):
+    ctx = commssl.make_ssl_ctx(True, "client")
+    commssl.ssl_ctx_load_verify_locations(ctx, P["root_cert"])
+    if callback is not None:
+        commssl.set_verification_mode(ctx, "client", "always", callback)
+    return ctx
+
+def counts(result):
+    return {side: dict(c) for side, c in result.items()}
+"""
+
+
+def pointer_scenario(pki: Any, body: str, timeout: float = 120.0) -> Dict[str, Any]:
+    """Run a pointer scenario: ``POINTER_PRELUDE`` then ``body``, with the test PKI's paths."""
+    paths = {k: str(v) for k, v in vars(pki).items() if not k.startswith("_")}
+    env = {"LIFETIME_PKI": json.dumps(paths), "COMMSSL_RACE_SCALE": os.environ.get("COMMSSL_RACE_SCALE", "1")}
+    return run_scenario(POINTER_PRELUDE + "\n" + body, env=env, timeout=timeout)
+
+
+# The prelude of the stream scenarios: a test PKI, a commssl echo server that
+# serves any number of connections, and a relay that records what crosses it.
+STREAM_PRELUDE = """
+import os, socket, threading, tempfile, pathlib, time
+import commssl, peers, racing
+SCALE = float(os.environ.get("COMMSSL_RACE_SCALE", "1"))
+pki = peers.make_pki(pathlib.Path(tempfile.mkdtemp()))
+sctx = commssl.make_ssl_ctx(True, "server")
+commssl.ssl_ctx_use_certificate_chain_file(sctx, pki.server_chain)
+commssl.ssl_ctx_use_privatekey_file(sctx, pki.server_key)
+cctx = commssl.make_ssl_ctx(True, "client")
+commssl.ssl_ctx_load_verify_locations(cctx, pki.root_cert)
+
+def serve(handler, n=10**6):
+    lsock = socket.socket(); lsock.bind(("127.0.0.1", 0)); lsock.listen(64)
+    def one(sock):
+        try:
+            with commssl.create_ssl_socket_stream(sock, sctx, handshake_timeout=10, timeout=10) as s:
+                handler(s)
+        except Exception:
+            pass
+    def run():
+        while True:
+            try:
+                sock, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=one, args=(sock,), daemon=True).start()
+    threading.Thread(target=run, daemon=True).start()
+    return lsock.getsockname()[1]
+
+def drain(s):
+    while s.read1(65536):
+        pass
+
+wire = []  # what crossed the relay from the client, per connection
+
+def relay(port):
+    lsock = socket.socket(); lsock.bind(("127.0.0.1", 0)); lsock.listen(64)
+    def pump(a, b, record):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                if record is not None:
+                    record.append(data)
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for x in (a, b):
+                try: x.shutdown(socket.SHUT_RDWR)
+                except OSError: pass
+    def run():
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            s = socket.create_connection(("127.0.0.1", port))
+            rec = []
+            wire.append(rec)
+            threading.Thread(target=pump, args=(c, s, rec), daemon=True).start()
+            threading.Thread(target=pump, args=(s, c, None), daemon=True).start()
+    threading.Thread(target=run, daemon=True).start()
+    return lsock.getsockname()[1]
+
+def client(port, **kw):
+    return commssl.open_tcp_stream("127.0.0.1", port, ssl_ctx=cctx, tlsext_host_name="localhost",
+                                   handshake_timeout=10, timeout=10, **kw)
+"""
