@@ -108,7 +108,7 @@ def readme_block(results: Dict[str, Any]) -> str:
         "",
         "| commssl against | ratio | absolute (this machine, that day) |",
         "|---|---:|---|",
-        f"| CPython `ssl`, bulk 64 KiB writes over loopback (best runs) | {ratio('sock-bulk')} | "
+        f"| CPython `ssl`, bulk 64 KiB writes over loopback | {ratio('sock-bulk')} | "
         f"{mbs('sock-bulk', 'commssl')} against {mbs('sock-bulk', 'cpython')} |",
         f"| CPython `ssl`, blocking handshakes over loopback | {ratio('sock-hs')} | "
         f"{rate('sock-hs', 'commssl')} against {rate('sock-hs', 'cpython')} (the C floor: "

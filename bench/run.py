@@ -3,14 +3,17 @@
 
     python -m bench [--smoke] [--runs N] [--only GROUPS] [--json PATH] [--check]
     python -m bench --check --from PATH
+    python -m bench --check-baseline | --record-baseline [--baseline PATH]
     python bench/run.py ...
 
 Prints a Markdown table and writes the numbers (every sample) as JSON to
 ``--json`` (default ``bench/results.json``). ``--smoke`` uses tiny iteration
 counts: it checks that every row still runs, not how fast. ``--check``: exit
-status 1 when a measured target is missed (listed on stderr); ``--from``
-judges a results file instead of running. Rows, targets and the table:
-``bench/report.py``.
+status 1 when a measured target is missed (listed on stderr) or when one of
+commssl's callgrind rows is more than 1 % above ``bench/baseline.json``
+(``bench/baseline.py``; ``--check-baseline`` does only that, in minutes);
+``--from`` judges a results file instead of running. Rows, targets and the
+table: ``bench/report.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ if __package__ in (None, ""):  # python bench/run.py
 
 import commssl  # noqa: E402
 
-from . import bench_aio, lib_commssl, lib_cpython, loopback, report  # noqa: E402
+from . import baseline, bench_aio, lib_commssl, lib_cpython, loopback, report  # noqa: E402
 from . import floor as floor_mod  # noqa: E402
 from . import instructions as cg  # noqa: E402
 from .bench_aio import Load  # noqa: E402
@@ -65,7 +68,10 @@ class Settings:
     bulk: int  # bytes per bulk sample
     aio_runs: int  # runs of the asyncio group (each takes seconds)
     aio: Tuple[Load, ...]  # asyncio load levels: labels "100" and "1000" are the targets' rows
-    cg: Tuple[int, int] = (5, 25)  # callgrind: handshakes in the two runs whose difference counts
+    # callgrind: handshakes in the two runs whose difference counts; a run's count varies by about
+    # 1,000 instructions (OpenSSL's random numbers), so 100 apart keep row 7's per-callback-call
+    # figure, a difference of two handshake rows, within about 0.1 % (the baseline gate is 1 %)
+    cg: Tuple[int, int] = (5, 105)
     cg_data: Tuple[int, int] = (100, 1_100)  # callgrind: get_certificate_data / getpeercert calls
     cg_chain: Tuple[int, int] = (1_000, 11_000)  # callgrind: peer-chain copies + releases
 
@@ -267,18 +273,20 @@ class Bench:
         client_cpu, server_cpu = two if two is not None else (None, None)
         if two is None:
             self.notes.append("rows 3-4 ran with fewer than two CPUs: client and server shared one.")
+        bulk: List[Task] = []  # one block: the pairs whose per-run ratio row 4 quotes run back to back
         for who, client_cls in (("commssl", loopback.CommsslClient), ("cpython", loopback.CPythonClient)):
             server = self._keep(loopback.Server(who, chain, cpu=server_cpu))
             client = self._keep(client_cls(chain, server.port))
             client.handshake()  # the first connection pays for imports and lazy loads
-            blocks.append([("sock-hs", who, _wall(client.handshake, s.sock_hs)),
-                           ("sock-bulk", who, (lambda c=client: s.bulk / c.bulk(s.bulk) / 1e6))])
+            blocks.append([("sock-hs", who, _wall(client.handshake, s.sock_hs))])
+            bulk.append(("sock-bulk", who, (lambda c=client: s.bulk / c.bulk(s.bulk) / 1e6)))
         # the C floor: client in the floor process, server a `floor serve` process
         server = self._keep(loopback.Server("floor", chain, self.floor_exe, cpu=server_cpu))
         floor = loopback.FloorClient(self.floor, server.port)
         floor.handshake()  # loads the default CA file and directory once
-        blocks.insert(1, [("sock-hs", "floor", lambda: floor.handshakes(s.sock_hs)),
-                          ("sock-bulk", "floor", lambda: s.bulk / floor.bulk(s.bulk) / 1e6)])
+        blocks.insert(1, [("sock-hs", "floor", lambda: floor.handshakes(s.sock_hs))])
+        # commssl next to CPython whichever way the block runs (its order alternates per run)
+        blocks.append([*bulk, ("sock-bulk", "floor", lambda: s.bulk / floor.bulk(s.bulk) / 1e6)])
         self.progress("rows 3-4: loopback sockets")
         before = os.sched_getaffinity(0) if two is not None else None
         loopback.pin(0, client_cpu)
@@ -307,10 +315,13 @@ class Bench:
             return
         n1, n2 = self.s.cg
         chains_dir = self.scratch / "pki"
+        self.callback_calls.setdefault("ecdsa-server", self.floor.callback_calls("ecdsa", False))
+        mine = baseline.measure(self.chains, self.scratch, self.s.cg, self.s.cg_data, self.s.cg_chain,
+                                self.progress)
+        for row, count in mine.items():
+            self.samples[(row, "commssl")] = [count]
         runs: List[Tuple[str, str, bool, List[str]]] = [
-            ("floor", "floor", False, []), ("floor", "floor", True, []),
-            ("commssl", "commssl", False, []), ("commssl", "commssl", True, []),
-            ("cpython", "cpython", False, []),
+            ("floor", "floor", False, []), ("floor", "floor", True, []), ("cpython", "cpython", False, []),
         ]
         if self.sys_worker is not None and self.sys_site is not None:
             links = str(self.scratch / "system-pyopenssl")  # made by PyOpenSSLWorker
@@ -323,16 +334,13 @@ class Bench:
                                      callback=callback, extra_path=path)
             self.samples[("cg-hs" if not callback else "cg-hs-cb", who)] = [count]
         ecdsa, rsa = self.chains["ecdsa"], self.chains["rsa"]
-        leaf = leaf_only(ecdsa)
+        self.progress("rows 7: callgrind, cpython certificate data")
         d1, d2 = self.s.cg_data
-        for who, op in (("commssl", "data"), ("cpython", "getpeercert")):
-            self.progress(f"rows 7: callgrind, {who} certificate data")
-            self.samples[("cg-data", who)] = [cg.per_call(op, d1, d2, ecdsa.directory, self.scratch)]
+        self.samples[("cg-data", "cpython")] = [
+            cg.per_call("getpeercert", d1, d2, ecdsa.directory, self.scratch)]
         c1, c2 = self.s.cg_chain
-        for n, chain in ((1, leaf), (2, ecdsa)):
-            self.progress(f"rows 7: callgrind, peer chain of {n}")
-            self.samples[(f"cg-chain{n}", "commssl")] = [
-                cg.per_call("chain", c1, c2, chain.directory, self.scratch, chain_length=n)]
+        for n, chain in ((1, leaf_only(ecdsa)), (2, ecdsa)):
+            self.progress(f"rows 7: callgrind, C floor peer chain of {n}")
             self.samples[(f"cg-chain{n}", "floor")] = [
                 cg.floor_per_call(self.floor_exe, [chain.directory, rsa.directory], "chain ecdsa", c1, c2,
                                   self.scratch)]
@@ -402,9 +410,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                        f"all; with --smoke: {','.join(SMOKE_GROUPS)})")
     parser.add_argument("--check", action="store_true",
                         help="exit status 1 when a measured target is missed (listed on stderr)")
+    parser.add_argument("--check-baseline", action="store_true",
+                        help="measure commssl's callgrind rows only (about 3 min) and compare them with "
+                             "--baseline: exit status 1 when a row is more than 1 %% slower "
+                             "(--check includes it)")
+    parser.add_argument("--record-baseline", action="store_true",
+                        help="measure commssl's callgrind rows only and write them to --baseline")
+    parser.add_argument("--baseline", type=Path, default=baseline.PATH, metavar="PATH",
+                        help="the recorded baseline (default: bench/baseline.json)")
     parser.add_argument("--from", dest="source", type=Path, metavar="PATH",
                         help="do not run: judge and print the results JSON at PATH (with --check)")
     args = parser.parse_args(argv)
+    if args.check_baseline or args.record_baseline:
+        if args.source is not None or args.check or args.smoke or args.only or args.runs is not None:
+            parser.error("--check-baseline and --record-baseline take only --baseline and --quiet")
+        return _baseline_only(args.baseline, args.record_baseline, args.quiet)
     if args.source is not None:
         if args.smoke or args.runs is not None or args.only:
             parser.error("--from reads results: it takes no --smoke, --runs or --only")
@@ -414,7 +434,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"--from {args.source}: {exc}")
         report.judge(saved.get("rows", []))
         print(report.markdown(saved))
-        return report.check(saved) if args.check else 0
+        if not args.check:
+            return 0
+        mine = baseline.from_results(saved)
+        return report.check(saved) | baseline.check(baseline.load(args.baseline), mine, sys.stderr)
     only = args.only or ",".join(SMOKE_GROUPS if args.smoke else GROUPS)
     groups = [g.strip() for g in only.split(",") if g.strip()]
     if not groups or set(groups) - set(GROUPS):
@@ -435,6 +458,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             bench.run(groups)
             results = bench.results()
+            if args.check:  # commssl's rows of this run, or of a pass of their own when it had none
+                results["baseline_rows"] = _baseline_rows(bench, baseline.load(args.baseline), progress)
         finally:
             bench.close()
     results["info"]["seconds"] = round(time.monotonic() - started, 1)
@@ -443,7 +468,47 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     progress(f"wrote {args.json}")
-    return report.check(results) if args.check else 0
+    if not args.check:
+        return 0
+    return report.check(results) | baseline.check(baseline.load(args.baseline), results["baseline_rows"],
+                                                  sys.stderr, baseline.environment())
+
+
+def _baseline_rows(bench: Bench, saved: Dict[str, Any], progress: Callable[[str], None]
+                   ) -> Optional[baseline.Counts]:
+    """commssl's callgrind rows for the comparison with the baseline, counted with the baseline's
+    iteration counts: the run's own when it measured them so, else a pass of their own."""
+    settings = {k: list(v) for k, v in dataclasses.asdict(bench.s).items() if k in baseline.SETTINGS}
+    calls = bench.callback_calls.get("ecdsa-server")
+    if settings == saved["settings"] and calls:
+        mine = baseline.from_samples(bench.samples, calls)
+        if mine is not None:
+            return mine
+    return baseline.measure_alone(saved["settings"], progress) if cg.available() else None
+
+
+def _baseline_only(path: Path, record: bool, quiet: bool) -> int:
+    """--record-baseline and --check-baseline: commssl's callgrind rows alone."""
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        if not quiet:
+            print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    if not cg.available():
+        print("valgrind is not installed: no instruction counts to compare", file=sys.stderr)
+        return 2
+    if record:
+        settings = {k: list(v) for k, v in dataclasses.asdict(FULL).items() if k in baseline.SETTINGS}
+        saved = baseline.record(baseline.measure_alone(settings, progress), settings, path)
+        print(json.dumps(saved, indent=2))
+        progress(f"wrote {path}")
+        return 0
+    saved = baseline.load(path)
+    status = baseline.check(saved, baseline.measure_alone(saved["settings"], progress), sys.stdout,
+                            baseline.environment())
+    progress("done")
+    return status
 
 
 if __name__ == "__main__":

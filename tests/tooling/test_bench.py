@@ -320,6 +320,84 @@ def test_publish_fills_the_marked_blocks_and_nothing_else(smoke: Dict[str, Any],
     assert "| benchmark | commssl | C floor |" in perf
     readme = (tmp_path / "README.md").read_text(encoding="utf-8")
     assert readme.startswith("intro\n")
-    assert "| CPython `ssl`, bulk 64 KiB writes over loopback (best runs) |" in readme
+    assert "| CPython `ssl`, bulk 64 KiB writes over loopback |" in readme
     with pytest.raises(ValueError, match="bench:readme"):
         publish.fill("no markers here", "readme", "x")
+
+
+# -- the baseline gate (bench/baseline.py) on fabricated counts: no callgrind here ---------------
+
+
+BASELINE = {"commit": "0d29fda", "openssl": "OpenSSL 3.0.19", "python": "3.11.7", "tolerance": 0.01,
+            "not_gated": ["cg-data"],
+            "settings": {"cg": [5, 105], "cg_data": [100, 1100], "cg_chain": [1000, 11000]},
+            "rows": {"cg-hs": 10_000_000.0, "cg-call": 8_000.0, "cg-chain1": 13_000.0, "cg-data": 100.0}}
+
+
+@pytest.mark.parametrize(("now", "status", "verdicts"), [
+    ({"cg-hs": 10_000_000.0, "cg-call": 8_000.0, "cg-chain1": 13_000.0, "cg-data": 100.0}, 0,
+     ["ok", "ok", "ok", "(shown,"]),
+    ({"cg-hs": 9_000_000.0, "cg-call": 8_079.0, "cg-chain1": 13_130.0, "cg-data": 200.0}, 0,
+     ["ok", "ok", "ok", "(shown,"]),  # 1 % passes; a row not gated never fails
+    ({"cg-hs": 10_000_000.0, "cg-call": 8_081.0, "cg-chain1": 13_000.0, "cg-data": 100.0}, 1,
+     ["ok", "SLOWER", "ok", "(shown,"]),
+    ({"cg-hs": 10_100_001.0, "cg-call": 7_000.0, "cg-chain1": 13_000.0, "cg-data": 100.0}, 1,
+     ["SLOWER", "ok", "ok", "(shown,"]),
+    ({"cg-hs": 10_000_000.0, "cg-call": 8_000.0, "cg-data": 100.0}, 1,
+     ["ok", "ok", "NOT", "(shown,"]),  # missing: no pass
+])
+def test_baseline_gate_fails_on_a_row_over_one_percent(now: Dict[str, float], status: int,
+                                                       verdicts: List[str]) -> None:
+    from bench import baseline
+
+    out = io.StringIO()
+    assert baseline.check(BASELINE, now, out) == status
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("| cg-")]
+    assert [line.split("|")[5].strip().split()[0] for line in lines] == verdicts
+    assert lines[0].startswith("| cg-hs | 10,000,000 | ")  # row, baseline, now, ratio
+    ok, table = baseline.compare(BASELINE["rows"], now, not_gated=["cg-data"])  # type: ignore[arg-type]
+    assert ok == (status == 0)
+    assert [(row, ratio) for row, _, _, ratio, _ in table][0] == ("cg-hs", now["cg-hs"] / 10_000_000.0)
+
+
+def test_baseline_not_measured_is_said_and_a_different_setup_is_warned() -> None:
+    from bench import baseline
+
+    out = io.StringIO()
+    assert baseline.check(BASELINE, None, out) == 0  # like a target: listed, never counted as passed
+    assert "baseline: not measured" in out.getvalue()
+    out = io.StringIO()
+    env = {"openssl": "OpenSSL 3.5.0", "python": "3.11.7"}
+    assert baseline.check(BASELINE, dict(BASELINE["rows"]), out, env) == 0  # type: ignore[arg-type]
+    assert "WARNING: measured on openssl OpenSSL 3.5.0" in out.getvalue()
+
+
+def test_baseline_rows_from_a_run() -> None:
+    """commssl's rows come from a run's samples, the per-call figure derived as report.py does."""
+    from bench import baseline
+
+    samples = {(row, "commssl"): [1_000.0] for row in baseline.MEASURED}
+    samples[("cg-hs-cb", "commssl")] = [1_300.0]
+    assert baseline.from_samples(samples, 3) is None  # no C floor handshake
+    samples[("cg-hs", "floor")] = [900.0]
+    samples[("cg-hs-cb", "floor")] = [1_000.0]
+    rows = baseline.from_samples(samples, 3)
+    assert rows is not None and set(rows) == set(baseline.ROWS)
+    assert rows["cg-call"] == 100.0 and rows["cg-hs-added"] == 100.0 and rows["cg-hs-cb-added"] == 300.0
+    del samples[("cg-data", "commssl")]
+    assert baseline.from_samples(samples, 3) is None
+    flat = {f"{row}|{who}": xs for (row, who), xs in samples.items()}
+    assert baseline.from_results({"samples": flat}) is None
+    assert baseline.from_results({"baseline_rows": {"cg-hs": 1.0}}) == {"cg-hs": 1.0}
+
+
+def test_recorded_baseline_says_where_it_was_measured() -> None:
+    from bench import baseline
+
+    saved = baseline.load()
+    assert set(saved["rows"]) == set(baseline.ROWS)
+    assert len(saved["commit"]) == 40 and not saved["source_modified"]
+    assert saved["openssl"].startswith("OpenSSL ") and saved["python"]
+    from bench.run import FULL  # the counts of a full run, so that --check can reuse them
+
+    assert saved["settings"] == {k: list(getattr(FULL, k)) for k in baseline.SETTINGS}
