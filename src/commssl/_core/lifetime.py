@@ -13,11 +13,11 @@ cannot wait: the end of such a loan waits for the operations inside instead.
 The books are one int per wrapper, ``_state``: the low three bits are its life
 (``_OWNED``, ``_BORROWED``, ``_LOANED``, then the dead ``_RELEASED`` and
 ``_EXPIRED``), the rest counts the operations inside (``_USER`` each). It
-changes only under one lock, held for a few bytecodes and never across a C call.
-The lock is reentrant: a garbage collection can start inside a region that loops
-or allocates, and a finalizer it runs may use commssl. A finalizer never waits
-for the lock: ``__del__`` runs when nobody can be inside or see the wrapper, so it
-changes ``_state`` unlocked and defers the count's update when the lock is busy.
+changes only under one reentrant lock (a collection may start inside a locked
+region, and a finalizer may use commssl), held for a few bytecodes and at most one
+short C call that runs no Python (the peer chain's up-refs). A finalizer never
+waits for it: ``__del__`` runs when nobody else sees the wrapper, so it changes
+``_state`` unlocked and defers the count's update when the lock is busy.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import time
 from typing import Any, Iterable, List, NoReturn, Type, TypeVar
 
 from commssl._core.binding import ffi, lib
+from commssl._core.unique import Unique
 
 # lives (the low three bits of _state); >= _RELEASED is dead
 _OWNED, _BORROWED, _LOANED, _RELEASED, _EXPIRED = 0, 1, 2, 3, 4
@@ -45,24 +46,6 @@ _ARRAY = ffi.typeof("X509 *[]")
 _X509_free = lib.X509_free
 _free_certs = lib.commssl_free_certs
 _copy_peer_chain = lib.commssl_copy_peer_chain
-_new_array = ffi.new
-
-
-class Unique:
-    """No copies, no pickles: a copy would be a second owner of one C object."""
-
-    __slots__ = ()
-    _copy_hint = " (it stands for one C object)"
-    _pickle_hint = " (it stands for a C object in this process)"
-
-    def __copy__(self) -> NoReturn:
-        raise TypeError(f"{type(self).__name__} cannot be copied{self._copy_hint}")
-
-    def __deepcopy__(self, memo: Any) -> NoReturn:
-        self.__copy__()
-
-    def __reduce_ex__(self, protocol: Any) -> NoReturn:
-        raise TypeError(f"{type(self).__name__} cannot be pickled{self._pickle_hint}")
 
 
 class Life(Unique):
@@ -212,6 +195,31 @@ def release_owned(p: Life) -> int:
     return s & _LIFE
 
 
+def verify_with_store(sslp: Any, cls: Any, store: Any, decide: Any, ok: int, whole_chain: bool) -> Any:
+    """``decide(preverify_ok, store_ctx)`` (``decide(conn)``: the whole chain) with the store
+    lent as a ``cls``; then the loan ends: new reads refused, other threads' reads waited
+    for (OpenSSL frees the store next), the certificates it lent ended."""
+    sp = _new(cls)
+    sp.cdata, sp._state, sp._ssl, sp._loans = store, _LOANED, sslp, None
+    outer, outer_sp = sslp.verifying, sslp._store
+    sslp.verifying, sslp._store = store, sp
+    try:
+        if whole_chain:
+            conn = sslp.connection
+            return decide(conn if conn is not None else sslp)
+        return decide(ok != 0, sp)
+    finally:
+        _acquire()
+        s = sp._state
+        sp._state = s + (_EXPIRED - _LOANED)
+        _release()
+        if s >= _USER:
+            sp._drain()
+        if sp._loans is not None:
+            sp._end_loans()
+        sslp.verifying, sslp._store = outer, outer_sp
+
+
 def outstanding_certificates() -> int:
     """Owned counted pointers handed out and not yet released, process-wide."""
     global _outstanding
@@ -226,8 +234,6 @@ def outstanding_certificates() -> int:
 # -- a CertificateVector's books (certvector.py): a slot is HELD (the vector's reference,
 # no object yet), a pointer or None, changed only under the lock (so making an element
 # and releasing the vector never both take one reference). Held slots are never pinned.
-
-
 HELD: Any = object()  # a slot whose reference the vector still holds (no object made)
 _KEEP: Any = object()
 
@@ -281,7 +287,7 @@ def _copy_pinned(sslp: Any, sp: Any, vec: Any, size: int) -> int:
         n = _copy_peer_chain(sslp.cdata, store, vec._array, size)
         while n > size:  # copied nothing: a longer chain than guessed
             size = n
-            vec._array = _new_array(_ARRAY, size)
+            vec._array = ffi.new(_ARRAY, size)
             n = _copy_peer_chain(sslp.cdata, store, vec._array, size)
     finally:
         if sp is not None:
@@ -374,13 +380,8 @@ def release_all(vec: Any, cls: Type[Life], vector: bool, strict: bool = True) ->
 
 
 def collect_vector(vec: Any) -> int:
-    """For a CertificateVector's ``__del__``: -1 when it was released (its array may
-    serve the next copy), else how many held slots it still owned, now freed."""
-    try:
-        if vec._state != _OWNED:
-            return -1
-    except AttributeError:  # never filled in
-        return 0
+    """For the ``__del__`` of a CertificateVector still owned: how many held slots it
+    owned, now freed."""
     vec._state = _RELEASED  # nobody else holds the vector: no lock for its own books
     items, n, array = vec._items, vec._n, vec._array
     freed = 0

@@ -112,12 +112,6 @@ class X509StoreCtxPointer(Life):
     def _refuse(self) -> NoReturn:
         raise ValueError("store_ctx is only valid inside the verify callback it was passed to")
 
-    def _end(self) -> None:
-        """The callback returned: refuse new operations, wait for those inside
-        (``_kill`` of a loan that waits), then end the certificates it lent."""
-        self._kill()
-        if self._loans is not None:
-            self._end_loans()
 
     def _end_loans(self) -> None:
         loans = self._loans
@@ -125,12 +119,6 @@ class X509StoreCtxPointer(Life):
             self._loans = None
             for cert in loans:
                 cert._kill()
-
-
-def lend_store_ctx(cdata: Any, sslp: "SSLPointer") -> X509StoreCtxPointer:
-    sp = made(X509StoreCtxPointer, cdata, _LOANED)
-    sp._ssl, sp._loans = sslp, None
-    return sp
 
 
 # -- SSL_CTX ----------------------------------------------------------------------
@@ -370,6 +358,6 @@ class SSLPointer(Life):
 
 __all__ = [
     "ContextRecords", "SSLCtxPointer", "SSLPointer", "X509Pointer", "X509StoreCtxPointer",
-    "borrow_certificate", "context_of", "lend_store_ctx", "loan_certificate", "outstanding_certificates",
+    "borrow_certificate", "context_of", "loan_certificate", "outstanding_certificates",
     "own_certificates", "pin_certificate", "release_certificate", "release_vector",
 ]

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Literal, Protocol, Union
 
-from commssl._core.lifetime import Unique
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
+from commssl._core.unique import Unique
 
 
 class AbstractContext(Protocol):

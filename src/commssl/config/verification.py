@@ -14,6 +14,7 @@ from typing import Any, Callable, List, Optional, Sequence, Union
 from commssl._core.args import ctx_or_ssl
 from commssl._core.binding import ffi, lib, text
 from commssl._core.callbacks import onerror, park
+from commssl._core.lifetime import verify_with_store
 from commssl._core.ownership import ssl_held
 from commssl._core.pointers import (
     SSLCtxPointer,
@@ -22,7 +23,6 @@ from commssl._core.pointers import (
     X509StoreCtxPointer,
     borrow_certificate,
     call_pinned,
-    lend_store_ctx,
     loan_certificate,
 )
 from commssl._core.types import ConnectionArg, ContextOrSSLArg
@@ -175,19 +175,10 @@ def _run_verify(sslp: SSLPointer, decide: Any, whole_chain: bool, ok: int, store
     """Run a Python verify decision with the store context lent to it: per
     certificate ``decide(preverify_ok, store_ctx)``, or for the whole chain
     ``decide(conn)``."""
-    sp = lend_store_ctx(store, sslp)
-    outer, outer_sp = sslp.verifying, sslp._store
-    sslp.verifying, sslp._store = store, sp
     try:
-        if whole_chain:
-            conn = sslp.connection
-            return 1 if decide(conn if conn is not None else sslp) else 0
-        return 1 if decide(ok != 0, sp) else 0
+        return 1 if verify_with_store(sslp, X509StoreCtxPointer, store, decide, ok, whole_chain) else 0
     except BaseException as exc:
         return _rejected(sslp, exc, store)
-    finally:
-        sp._end()  # waits for other threads' reads of it, then ends its certificates' loans
-        sslp.verifying, sslp._store = outer, outer_sp
 
 
 def _rejected(sslp: SSLPointer, exc: BaseException, store: Any) -> int:
