@@ -12,10 +12,9 @@ and a trampoline that finds no wrapper fails closed.
 
 from __future__ import annotations
 
-import threading
 import warnings
 import weakref
-from typing import Any, Callable, Generic, List, NoReturn, Optional, TypeVar
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, TypeVar
 
 from commssl._core.binding import ffi, lib
 from commssl._core.lifetime import _BORROWED, _LOANED, _RELEASED, Life, made
@@ -127,11 +126,22 @@ class X509StoreCtxPointer(Life):
 class SSLCtxPointer(Life):
     """An ``SSL_CTX*``. ``make_ssl_ctx`` makes them; ``destroy_ssl_ctx`` frees them."""
 
-    __slots__ = ("verify", "conn_verify", "password", "_password_error", "_handle", "_record")
+    # Every per-context Python value, in one record (the C side's is ``_record``): set by
+    # the config modules, read by their trampolines through the connection's ``ctx``.
+    __slots__ = ("verify", "conn_verify", "password", "_password_error", "alpn_select", "alpn_list", "keylog",
+                 "cert_cb", "cert_request", "client_hello", "stapler", "session_ids", "_handle", "_record")
     verify: Optional[Callable[..., Any]]
     conn_verify: Optional[Callable[..., Any]]
     password: Optional[Callable[..., Any]]
     _password_error: Optional[BaseException]
+    alpn_select: Optional[Callable[..., Any]]  # features.py
+    alpn_list: bytes  # the server's ALPN preference list, wire format
+    keylog: Optional[Callable[[str], Any]]
+    cert_cb: Optional[Callable[..., Any]]  # lispworks_callbacks.py
+    cert_request: Optional[Callable[..., Any]]
+    client_hello: Optional[Callable[..., Any]]
+    stapler: Any  # revocation.py: a server's OCSP staple callable
+    session_ids: Optional[Tuple[bytes, Dict[Any, bytes]]]  # sessions.py: a server's session id contexts
     _record: Any  # commssl_ctx_state *: OpenSSL's (ex_data), freed with the SSL_CTX
     _handle: Any
 
@@ -143,10 +153,10 @@ class SSLCtxPointer(Life):
 
     def _setup(self, cdata: Any) -> None:
         self._start(cdata)
-        self.verify = None
-        self.conn_verify = None
-        self.password = None
-        self._password_error = None
+        self.verify = self.conn_verify = self.password = self._password_error = None
+        self.alpn_select = self.keylog = self.cert_cb = self.cert_request = self.client_hello = None
+        self.stapler = self.session_ids = None
+        self.alpn_list = b""
         self._handle = ffi.new_handle(weakref.ref(self))
         self._record = lib.commssl_ctx_attach(cdata, self._handle)
         if self._record == _NULL:
@@ -182,32 +192,6 @@ class SSLCtxPointer(Life):
 
 
 _R = TypeVar("_R")
-
-
-class ContextRecords(Generic[_R]):
-    """What a module keeps beside each ``SSLCtxPointer`` (its Python callbacks, say):
-    one record per context wrapper, made by ``make(ctx)`` on first use, gone with the
-    wrapper (weakly keyed). ``get`` is the lock-free read of trampolines and handshakes."""
-
-    __slots__ = ("_make", "_records", "_lock")
-
-    def __init__(self, make: Callable[[SSLCtxPointer], _R]) -> None:
-        self._make = make
-        self._records: "weakref.WeakKeyDictionary[SSLCtxPointer, _R]" = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
-
-    def get(self, ctx: SSLCtxPointer) -> Optional[_R]:
-        return self._records.get(ctx)
-
-    def of(self, ctx: SSLCtxPointer) -> _R:
-        """The record of ``ctx``, made (once, under the lock) if it has none."""
-        record = self._records.get(ctx)
-        if record is None:
-            with self._lock:
-                record = self._records.get(ctx)
-                if record is None:
-                    record = self._records[ctx] = self._make(ctx)
-        return record
 
 
 def context_of(cdata: Any) -> Optional[SSLCtxPointer]:
@@ -357,7 +341,7 @@ class SSLPointer(Life):
 
 
 __all__ = [
-    "ContextRecords", "SSLCtxPointer", "SSLPointer", "X509Pointer", "X509StoreCtxPointer",
+    "SSLCtxPointer", "SSLPointer", "X509Pointer", "X509StoreCtxPointer",
     "borrow_certificate", "context_of", "loan_certificate", "outstanding_certificates",
     "own_certificates", "pin_certificate", "release_certificate", "release_vector",
 ]

@@ -20,7 +20,7 @@ from commssl._core.args import ctx_or_ssl, ctx_pointer, ssl_of
 from commssl._core.binding import drain, ffi, lib, raise_last, text
 from commssl._core.callbacks import enter_feature_callback, exit_feature_callback, onerror, park
 from commssl._core.ownership import ssl_held
-from commssl._core.pointers import ContextRecords, SSLCtxPointer, SSLPointer
+from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl._core.types import ConnectionArg, ContextArg, ContextOrSSLArg
 from commssl.config.sessions import Session, session_of
 
@@ -28,18 +28,6 @@ AlpnSelect = Callable[[Any, List[str]], Optional[str]]
 KeylogTarget = Union[None, str, "os.PathLike[str]", Callable[[str], Any]]
 
 
-class _CtxFeatures:
-    """The Python side of one context's features (kept per ``SSLCtxPointer``)."""
-
-    __slots__ = ("alpn_select", "alpn_list", "keylog")
-
-    def __init__(self) -> None:
-        self.alpn_select: Optional[AlpnSelect] = None
-        self.alpn_list = b""  # the server preference list, wire format
-        self.keylog: Optional[Callable[[str], Any]] = None
-
-
-_features: "ContextRecords[_CtxFeatures]" = ContextRecords(lambda ctx: _CtxFeatures())
 
 
 # -- what a connection negotiated ------------------------------------------------------
@@ -166,7 +154,7 @@ def set_alpn_protocols(ctx_or_ssl_: ContextOrSSLArg, protocols: Sequence[str]) -
         with ssl_held(target) as cdata:
             if lib.SSL_CTX_set_alpn_protos(cdata, buf, len(wire)) != 0:  # 0 is success here
                 raise_last("set_alpn_protocols")
-            f = _features.of(target)
+            f = target
             f.alpn_list = wire
             if not lib.commssl_ctx_set_alpn_select(cdata, buf, len(wire), f.alpn_select is not None):
                 raise_last("set_alpn_protocols")
@@ -190,7 +178,7 @@ def set_alpn_select_callback(ctx: ContextArg, callback: Optional[AlpnSelect]) ->
         raise TypeError(f"callback must be callable or None, not {type(callback).__name__}")
     cdata = pointer._pin()
     try:
-        f = _features.of(pointer)
+        f = pointer
         f.alpn_select = callback
         if callback is not None:
             ok = lib.commssl_ctx_set_alpn_select(cdata, ffi.NULL, 0, 1)
@@ -234,7 +222,7 @@ def _commssl_alpn_py(py: Any, data: Any, length: int) -> int:
     if sslp is None:  # the wrapper is gone: fail closed
         return -2
     try:
-        f = _features.get(sslp.ctx)
+        f = sslp.ctx
         select = f.alpn_select if f is not None else None
         if select is None:
             raise RuntimeError("ALPN: the select callback of this connection's context cannot be reached")
@@ -291,7 +279,7 @@ def set_keylog(ctx: ContextArg, target: KeylogTarget) -> None:
         raise TypeError(f"target must be a path, a callable, 'env' or None, not {type(target).__name__}")
     cdata = pointer._pin()
     try:
-        f = _features.of(pointer)
+        f = pointer
         old, f.keylog = f.keylog, writer
         lib.commssl_ctx_set_keylog(cdata, writer is not None)
     finally:
@@ -330,7 +318,7 @@ def _commssl_keylog_py(py: Any, line: Any) -> None:
     if sslp is None:
         return
     try:
-        f = _features.get(sslp.ctx)
+        f = sslp.ctx
         log = f.keylog if f is not None else None
         if log is not None:
             enter_feature_callback(sslp, "key log")

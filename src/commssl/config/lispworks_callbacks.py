@@ -20,7 +20,6 @@ from commssl._core.binding import drain, ffi, lib, raise_last
 from commssl._core.callbacks import enter_feature_callback, exit_feature_callback, onerror, park
 from commssl._core.ownership import ssl_held
 from commssl._core.pointers import (
-    ContextRecords,
     SSLCtxPointer,
     SSLPointer,
     X509Pointer,
@@ -34,20 +33,10 @@ from commssl.errors import SSLFailure
 CertCallback = Callable[[SSLPointer], Optional[Tuple[Union[X509Pointer, bytes], Union[KeyPointer, bytes]]]]
 
 
-class _LwCallbacks:
-    __slots__ = ("cert_cb", "cert_request", "client_hello")
-
-    def __init__(self) -> None:
-        self.cert_cb: Optional[CertCallback] = None
-        self.cert_request: Optional[Callable[[Any], Any]] = None
-        self.client_hello: Optional[Callable[[Any, Optional[str]], Any]] = None
-
-
-_callbacks: "ContextRecords[_LwCallbacks]" = ContextRecords(lambda ctx: _LwCallbacks())
 
 
 def _install_cert_cb(pointer: SSLCtxPointer) -> None:
-    c = _callbacks.of(pointer)
+    c = pointer
     call_pinned(pointer, lib.commssl_lw_ctx_set_cert_cb, c.cert_cb is not None or c.cert_request is not None)
 
 
@@ -63,18 +52,18 @@ def set_ssl_ctx_cert_cb(ctx: ContextArg, function: Optional[CertCallback]) -> No
     pointer = ctx_pointer(ctx, "ctx")
     if function is not None and not callable(function):
         raise TypeError(f"function must be callable or None, not {type(function).__name__}")
-    _callbacks.of(pointer).cert_cb = function
+    pointer.cert_cb = function
     _install_cert_cb(pointer)
 
 
 def set_cert_request_callback(ctx: SSLCtxPointer, callback: Optional[Callable[[Any], Any]]) -> None:
-    _callbacks.of(ctx).cert_request = callback
+    ctx.cert_request = callback
     _install_cert_cb(ctx)
 
 
 def set_client_hello_callback(ctx: SSLCtxPointer, callback: Optional[Callable[[Any, Optional[str]], Any]]
                               ) -> None:
-    _callbacks.of(ctx).client_hello = callback
+    ctx.client_hello = callback
     call_pinned(ctx, lib.commssl_lw_ctx_set_client_hello_cb, callback is not None)
 
 
@@ -123,7 +112,7 @@ def _commssl_lw_cert_cb_py(py: Any) -> int:
     if sslp is None:
         return 0
     try:
-        c = _callbacks.get(sslp.ctx)
+        c = sslp.ctx
         if c is None:
             raise RuntimeError("cert_cb: this connection's context's callbacks cannot be reached")
         with ssl_held(sslp) as ssl:
@@ -158,7 +147,7 @@ def _commssl_lw_client_hello_py(py: Any, name: Any) -> int:
     if sslp is None:
         return 0
     try:
-        c = _callbacks.get(sslp.ctx)
+        c = sslp.ctx
         callback = c.client_hello if c is not None else None
         if callback is None:
             raise RuntimeError("client hello: this connection's context's callback cannot be reached")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
@@ -38,7 +37,6 @@ _CRL_MODES = {"leaf": lib.X509_V_FLAG_CRL_CHECK,
 _STATUS = {0: "good", 1: "revoked", 2: "unknown"}
 
 #: The Python staple callables, by context wrapper (weakly: they go with it).
-_staplers: "weakref.WeakKeyDictionary[SSLCtxPointer, StapleCallback]" = weakref.WeakKeyDictionary()
 
 
 # -- CRLs ---------------------------------------------------------------------------
@@ -224,9 +222,9 @@ def set_ocsp_staple(ctx: ContextArg, response: Union[None, bytes, StapleCallback
     else:
         raise TypeError(f"response must be bytes, a callable or None, not {type(response).__name__}")
     if mode == 2:
-        _staplers[pointer] = response  # type: ignore[assignment]
+        pointer.stapler = response
     else:
-        _staplers.pop(pointer, None)
+        pointer.stapler = None
     ok = call_pinned(pointer, lib.commssl_set_staple, data, len(data), mode)
     if ok < 0:
         raise ValueError("response must be one DER OCSP response (nothing before or after it)")
@@ -240,7 +238,7 @@ def _commssl_staple_py(py: Any, ssl: Any) -> int:
     if sslp is None:  # the wrapper is gone: fail closed
         return int(lib.SSL_TLSEXT_ERR_ALERT_FATAL)
     try:
-        fn = _staplers.get(sslp.ctx)
+        fn = sslp.ctx.stapler
         if fn is None:  # the context's callable is gone (set_ocsp_staple(ctx, None) raced us)
             return int(lib.SSL_TLSEXT_ERR_NOACK)
         conn = sslp.connection

@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from typing import Any, Dict, Optional, Tuple
 
 from commssl._core.binding import drain, ffi, lib, raise_last
 from commssl._core.ownership import ssl_held
-from commssl._core.pointers import ContextRecords, SSLCtxPointer, SSLPointer, _Owned, call_pinned
+from commssl._core.pointers import SSLCtxPointer, SSLPointer, _Owned, call_pinned
 
 
 def _identity(sslp: SSLPointer, ssl: Any) -> Tuple[Any, ...]:
@@ -133,16 +134,19 @@ def apply_session(sslp: SSLPointer, ssl: Any, session: Optional[Session], ssl_si
         session._unpin()
 
 
-def _server_entry(ctx: SSLCtxPointer) -> Tuple[bytes, Dict[Any, bytes]]:
-    # the client's chain rides in the tickets, to be verified again on resumption
-    call_pinned(ctx, lib.commssl_ctx_keep_chains)
-    return os.urandom(16), {}
+def _server_ids(ctx: SSLCtxPointer) -> Tuple[bytes, Dict[Any, bytes]]:
+    """A server context's random value and the session id contexts made from it, by
+    (verify mode, verify callback, verify_callback(conn)): the keys hold the callables,
+    so their ids (in the digest) are not reused while cached."""
+    with _ids_lock:
+        if ctx.session_ids is None:
+            # the client's chain rides in the tickets, to be verified again on resumption
+            call_pinned(ctx, lib.commssl_ctx_keep_chains)
+            ctx.session_ids = (os.urandom(16), {})
+        return ctx.session_ids
 
 
-#: Per server context: a random value, and the session id contexts made from it,
-#: by (verify mode, verify callback, verify_callback(conn)): the keys hold the
-#: callables, so their ids (in the digest) are not reused while cached.
-_server_ids: "ContextRecords[Tuple[bytes, Dict[Any, bytes]]]" = ContextRecords(_server_entry)
+_ids_lock = threading.Lock()
 _MAX_IDS = 64
 
 
@@ -150,7 +154,7 @@ def bind_server_sessions(sslp: SSLPointer, ssl: Any) -> None:
     """Set the session id context of a new server-side SSL ``ssl`` (the caller
     holds it; see the module docstring)."""
     ctx = sslp.ctx
-    entry = _server_ids.of(ctx)
+    entry = ctx.session_ids or _server_ids(ctx)
     nonce, digests = entry
     mode = int(lib.SSL_get_verify_mode(ssl))
     key = (mode, sslp.verify, ctx.conn_verify)
