@@ -54,6 +54,7 @@ from anyio.streams.tls import TLSAttribute
 
 from commssl import _anyio_conventions as _conventions
 from commssl._anyio_extras import tls_attributes
+from commssl._core.args import side_arg
 from commssl._core.binding import ffi
 from commssl._core.callbacks import in_callback_error
 from commssl.errors import SSLCondition, SSLError, SSLHandshakeTimeout
@@ -289,9 +290,7 @@ async def wrap(
     cancellation raise here, with the SSL freed and ``byte_stream`` closed.
     """
     _conventions.byte_stream_arg(byte_stream)
-    if ssl_side not in ("client", "server"):
-        raise (ValueError if isinstance(ssl_side, str) else TypeError)(
-            f"ssl_side must be 'client' or 'server', not {ssl_side!r}")
+    side_arg(ssl_side, ("client", "server"))
     if server_hostname is not None and not isinstance(server_hostname, str):
         raise TypeError(f"server_hostname must be a str or None, not {type(server_hostname).__name__}")
     compatible = _conventions.standard_compatible_arg(standard_compatible)

@@ -4,7 +4,7 @@ pointer, a connection to its ``SSLPointer``. Errors name the argument and what i
 from __future__ import annotations
 
 import os
-from typing import Union
+from typing import Tuple, Union
 
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl._core.types import ConnectionBase
@@ -49,3 +49,18 @@ def path_arg(path: object, argument: str) -> bytes:
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"{argument} must be a path (str or os.PathLike), not {type(path).__name__}")
     return os.fsencode(path)
+
+
+#: The sides a context or a connection can be made for.
+SIDES = ("server", "client", "both")
+
+
+def side_arg(value: object, accepted: Tuple[str, ...], argument: str = "ssl_side") -> str:
+    """A side argument (``"server"``, ``"client"``, and where it is meant ``"both"``):
+    ``TypeError`` for a non-str, ``ValueError`` for another str, each naming the accepted ones."""
+    if isinstance(value, str) and value in accepted:
+        return value
+    names = ", ".join(repr(a) for a in accepted[:-1]) + f" or {accepted[-1]!r}"
+    if not isinstance(value, str):
+        raise TypeError(f"{argument} must be {names}, not {type(value).__name__}")
+    raise ValueError(f"{argument} must be {names}, not {value!r}")

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable, Optional, Union
 
+from commssl._core.args import side_arg
 from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl._core.types import ContextArg, NewContext, SSLCtxArg
 from commssl.aio.events import DEFAULT_LIMIT, Protocol
@@ -302,9 +303,7 @@ async def attach_ssl_async(
     """
     stream = _async_stream(stream, "attach_ssl_async")
     seconds = timeout_arg(handshake_timeout, "handshake_timeout")
-    if ssl_side not in ("server", "client"):
-        raise (ValueError if isinstance(ssl_side, str) else TypeError)(
-            f"ssl_side must be 'server' or 'client', not {ssl_side!r}")
+    side_arg(ssl_side, ("server", "client"))
     if buffered not in ("refuse", "tls"):
         raise (ValueError if isinstance(buffered, str) else TypeError)(
             f"buffered must be 'refuse' or 'tls', not {buffered!r}")

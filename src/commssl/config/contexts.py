@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
+from commssl._core.args import SIDES, path_arg, side_arg
 from commssl._core.args import ctx_pointer as _ctx
-from commssl._core.args import path_arg
 from commssl._core.binding import check, drain, ffi, lib, missing_file, text
 from commssl._core.callbacks import copy_pass_phrase
 from commssl._core.pointers import SSLCtxPointer, SSLPointer, call_pinned
@@ -27,12 +27,6 @@ _METHODS = {"server": lib.TLS_server_method, "client": lib.TLS_client_method, "b
 _NEW_CTX = ("default", "v23")
 
 
-def _side(ssl_side: object) -> str:
-    if not isinstance(ssl_side, str):
-        raise TypeError(f"ssl_side must be 'server', 'client' or 'both', not {type(ssl_side).__name__}")
-    if ssl_side not in _METHODS:
-        raise ValueError(f"ssl_side must be 'server', 'client' or 'both', not {ssl_side!r}")
-    return ssl_side
 
 
 def default_trust(cdata: Any) -> None:
@@ -93,7 +87,7 @@ def make_ssl_ctx(ssl_ctx: Union[NewContext, SSLCtxPointer] = True, ssl_side: str
     ``ssl_ctx``: ``True``, ``"default"`` or ``"v23"`` make a new context (free it
     with ``destroy_ssl_ctx``); an ``SSLCtxPointer`` is returned as it is.
     """
-    side = _side(ssl_side)
+    side = side_arg(ssl_side, SIDES)
     if isinstance(ssl_ctx, SSLCtxPointer):
         return ssl_ctx
     if isinstance(ssl_ctx, SSLPointer):

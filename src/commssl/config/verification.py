@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Sequence, Union
 
-from commssl._core.args import ctx_or_ssl
+from commssl._core.args import ctx_or_ssl, side_arg
 from commssl._core.binding import ffi, lib, text
 from commssl._core.callbacks import onerror, park
 from commssl._core.lifetime import verify_with_store
@@ -50,10 +50,7 @@ _APPLICATION_VERIFICATION = lib.X509_V_ERR_APPLICATION_VERIFICATION
 
 def mode_flags(ssl_side: str, mode: Mode) -> int:
     """The ``SSL_VERIFY_*`` bits for a LispWorks mode on one side."""
-    if not isinstance(ssl_side, str):
-        raise TypeError(f"ssl_side must be 'server' or 'client', not {type(ssl_side).__name__}")
-    if ssl_side not in _SYMBOLS:
-        raise ValueError(f"ssl_side must be 'server' or 'client', not {ssl_side!r}")
+    side_arg(ssl_side, ("server", "client"))
     if isinstance(mode, bool):
         raise TypeError("mode must be an int, a keyword or a list of keywords, not bool")
     if isinstance(mode, int):

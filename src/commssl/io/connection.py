@@ -8,7 +8,7 @@ import contextlib
 import ipaddress
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-from commssl._core.args import ssl_of
+from commssl._core.args import SIDES, side_arg, ssl_of
 from commssl._core.binding import drain, ffi, lib
 from commssl._core.ownership import claim_ssl, ssl_held
 from commssl._core.pointers import SSLCtxPointer, SSLPointer, X509Pointer, release_certificate
@@ -74,7 +74,6 @@ class Connection(ConnectionBase):
 
 
 _IPV4_CHARS = "0123456789."
-_SIDES = ("server", "client", "both")
 
 
 def _is_ip(name: str) -> bool:
@@ -124,9 +123,7 @@ def new_ssl(
     (``ValueError`` naming ``ssl_ctx`` when another connection has it);
     ``release_new_ssl`` or the connection's detach or close gives it back.
     """
-    if not isinstance(ssl_side, str) or ssl_side not in _SIDES:
-        raise (ValueError if isinstance(ssl_side, str) else TypeError)(
-            f"ssl_side must be 'server', 'client' or 'both', not {ssl_side!r}")
+    side_arg(ssl_side, SIDES)
     if tlsext_host_name is not None and not isinstance(tlsext_host_name, (str, bool)):
         raise TypeError("tlsext_host_name must be a str, True, False or None, "
                         f"not {type(tlsext_host_name).__name__}")
