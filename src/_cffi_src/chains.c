@@ -6,6 +6,7 @@
 /* @cdef
 int commssl_copy_peer_chain(SSL *, X509_STORE_CTX *, X509 **, int);
 void commssl_free_certs(X509 **, int);
+static const int COMMSSL_INFO_SLOTS;
 int commssl_cert_info(X509 *, unsigned char *, int);
 int commssl_common_name(X509 *, unsigned char **);
 // the serial in the shapes bench/ measured cheapest
@@ -70,65 +71,89 @@ void commssl_free_certs(X509 **certs, int n)
         X509_free(certs[i]);
 }
 
-/* Certificate data in one call, as tagged records into the caller's buffer:
-   one tag byte, a 4-byte little-endian length, then the bytes (UTF-8 for text).
-   Records that do not fit are counted, not written: the caller retries with a
-   buffer of the size returned. */
+/* Certificate data in one call, into the caller's buffer: a header of
+   COMMSSL_INFO_SLOTS ints (native order; certificate_data.py reads it with one
+   struct unpack), then the bytes the header points into. What does not fit is
+   counted, not written: the caller retries with a buffer of the size returned. */
+enum {
+    INFO_CN, INFO_CN_LEN, INFO_SERIAL, INFO_SERIAL_LEN, INFO_NEGATIVE,
+    INFO_SUBJECT, INFO_SUBJECT_LEN, INFO_ISSUER, INFO_ISSUER_LEN, INFO_ISSUER_CN,
+    INFO_ISSUER_CN_LEN, INFO_NOT_BEFORE, INFO_NOT_AFTER, INFO_FINGERPRINT,
+    INFO_FINGERPRINT_LEN, INFO_SPKI, INFO_SPKI_LEN, INFO_ENTRIES, INFO_ENTRIES_COUNT,
+    COMMSSL_INFO_SLOTS
+};
+
 typedef struct {
     unsigned char *buf;
     int cap, len;
+    int head[COMMSSL_INFO_SLOTS];
 } commssl_records;
 
-static int commssl_put(commssl_records *out, char tag, const void *data, int len)
+/* Appends len bytes; their offset, or -1 (no room in an int: fail). */
+static int commssl_append(commssl_records *out, const void *data, int len)
 {
-    unsigned char *p;
-    if (len < 0 || len > INT_MAX - 5 - out->len)
-        return 0;
-    if (out->len + 5 + len <= out->cap) {
-        p = out->buf + out->len;
-        p[0] = (unsigned char)tag;
-        p[1] = (unsigned char)(len & 0xff);
-        p[2] = (unsigned char)((len >> 8) & 0xff);
-        p[3] = (unsigned char)((len >> 16) & 0xff);
-        p[4] = (unsigned char)((len >> 24) & 0xff);
-        if (len > 0)
-            memcpy(p + 5, data, (size_t)len);
-    }
-    out->len += 5 + len;
-    return 1;
+    int at = out->len;
+    if (len < 0 || len > INT_MAX - out->len)
+        return -1;
+    if (out->len + len <= out->cap && len > 0)
+        memcpy(out->buf + out->len, data, (size_t)len);
+    out->len += len;
+    return at;
 }
 
-static int commssl_put_entry(commssl_records *out, char tag, X509_NAME *name, int nid)
+/* Fills header slots at and at + 1 with the bytes' offset and length. */
+static int commssl_put(commssl_records *out, int at, const void *data, int len)
+{
+    out->head[at] = commssl_append(out, data, len);
+    out->head[at + 1] = len;
+    return out->head[at] >= 0;
+}
+
+/* One entry of the e-mail/subjectAltName list: a tag byte, a native int length,
+   the bytes. */
+static int commssl_put_entry_of(commssl_records *out, char tag, const void *data, int len)
+{
+    unsigned char t = (unsigned char)tag;
+    out->head[INFO_ENTRIES_COUNT]++;
+    return commssl_append(out, &t, 1) >= 0 && commssl_append(out, &len, (int)sizeof len) >= 0
+           && commssl_append(out, data, len) >= 0;
+}
+
+/* A name's first entry of nid as UTF-8 into slots at, at + 1 (length -1: none). */
+static int commssl_put_entry(commssl_records *out, int at, X509_NAME *name, int nid)
 {
     unsigned char *utf8 = NULL;
     int len, i = X509_NAME_get_index_by_NID(name, nid, -1);
-    if (i < 0)
+    if (i < 0) {
+        out->head[at + 1] = -1;
         return 1;
+    }
     len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
     if (len < 0)
         return 0;
-    i = commssl_put(out, tag, utf8, len);
+    i = commssl_put(out, at, utf8, len);
     OPENSSL_free(utf8);
     return i;
 }
 
 /* The name in RFC 2253 form, printed into mem (a memory BIO, emptied first). */
-static int commssl_put_name(commssl_records *out, char tag, BIO *mem, X509_NAME *name)
+static int commssl_put_name(commssl_records *out, int at, BIO *mem, X509_NAME *name)
 {
     char *data;
     long len;
     if (BIO_reset(mem) <= 0 || X509_NAME_print_ex(mem, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0)
         return 0;
     len = BIO_get_mem_data(mem, &data);
-    return len >= 0 && len <= INT_MAX && commssl_put(out, tag, data, (int)len);
+    return len >= 0 && len <= INT_MAX && commssl_put(out, at, data, (int)len);
 }
 
-/* year (2 bytes, big-endian), month, day, hour, minute, second */
-static int commssl_put_time(commssl_records *out, char tag, const ASN1_TIME *t)
+/* year (2 bytes, big-endian), month, day, hour, minute, second; offset -1: none */
+static int commssl_put_time(commssl_records *out, int at, const ASN1_TIME *t)
 {
     struct tm tm;
     unsigned char b[7];
     int year;
+    out->head[at] = -1;
     if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
         return 1;
     year = tm.tm_year + 1900;
@@ -139,7 +164,7 @@ static int commssl_put_time(commssl_records *out, char tag, const ASN1_TIME *t)
     b[4] = (unsigned char)tm.tm_hour;
     b[5] = (unsigned char)tm.tm_min;
     b[6] = (unsigned char)tm.tm_sec;
-    return commssl_put(out, tag, b, 7);
+    return (out->head[at] = commssl_append(out, b, 7)) >= 0;
 }
 
 /* An e-mail address as X509_get1_email takes it: IA5 and not empty; one with a
@@ -151,7 +176,7 @@ static int commssl_put_email(commssl_records *out, const ASN1_STRING *v)
     if (ASN1_STRING_type(v) != V_ASN1_IA5STRING || data == NULL || len <= 0
             || memchr(data, '\0', (size_t)len) != NULL)
         return 1;
-    return commssl_put(out, 'E', data, len);
+    return commssl_put_entry_of(out, 'E', data, len);
 }
 
 /* SHA-256, fetched once: a fetch per digest (what EVP_sha256() costs in
@@ -171,14 +196,13 @@ static const EVP_MD *commssl_sha256(void)
     return commssl_sha256_md;
 }
 
-/* SHA-256 of the DER SubjectPublicKeyInfo (curl's --pinnedpubkey sha256//). */
-static int commssl_put_spki(commssl_records *out, X509 *x, const EVP_MD *md)
+/* SHA-256 of DER bytes (i2d's, freed here) into slots at, at + 1. */
+static int commssl_put_sha256(commssl_records *out, int at, unsigned char *der, int len, const EVP_MD *md)
 {
-    unsigned char *der = NULL, hash[EVP_MAX_MD_SIZE];
+    unsigned char hash[EVP_MAX_MD_SIZE];
     unsigned int hashlen = 0;
-    int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
     int ok = len > 0 && EVP_Digest(der, (size_t)len, hash, &hashlen, md, NULL)
-             && commssl_put(out, 'P', hash, (int)hashlen);
+             && commssl_put(out, at, hash, (int)hashlen);
     OPENSSL_free(der);
     return ok;
 }
@@ -204,31 +228,40 @@ int commssl_common_name(X509 *x, unsigned char **out)
     return ASN1_STRING_to_UTF8(out, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
 }
 
-/* Every record get_certificate_data reads (certificates.py, _records), into buf
-   (cap bytes): the subject's CN 'C', the serial 'S' (or 'N' when negative), the
-   e-mail addresses 'E' (subject, then subjectAltName; duplicates are Python's to
-   drop), subject 's' and issuer 'i' (RFC 2253),
-   the issuer's CN 'c', validity 'b' and 'a', the subjectAltName entries 'D' 'I'
-   'M' 'U', the SHA-256 fingerprint 'F' and SPKI hash 'P'. The e-mail addresses
-   are those X509_get1_email returns, in the certificate's order (OpenSSL's own
-   list comes out partly sorted). Returns the bytes all
-   records take (more than cap: call again with that much room), or -1 with the
-   error queue set. An undecodable subjectAltName is left out. */
+/* Everything get_certificate_data reads (certificate_data.py), into buf (cap
+   bytes; the header's slots are the INFO_ enum): the subject's CN, the serial
+   and its sign, subject and issuer (RFC 2253), the issuer's CN, validity, the
+   SHA-256 fingerprint and SPKI hash, then the entries: the e-mail addresses
+   'E' (subject, then subjectAltName; duplicates are Python's to drop) in the
+   certificate's order (OpenSSL's own list comes out partly sorted), and the
+   subjectAltName entries 'D' 'I' 'M' 'U'. An undecodable subjectAltName is
+   left out. Returns the bytes it all takes (more than cap: call again with
+   that much room), or -1 with the error queue set. */
 int commssl_cert_info(X509 *x, unsigned char *buf, int cap)
 {
-    commssl_records out = {buf, cap, 0};
+    commssl_records out = {buf, cap, (int)sizeof out.head, {0}};
     const unsigned char *serial;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    unsigned char *der = NULL;
     const EVP_MD *sha256 = commssl_sha256();
     X509_NAME *subject = X509_get_subject_name(x), *issuer = X509_get_issuer_name(x);
     GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
     BIO *mem = BIO_new(BIO_s_mem());
     int neg = 0, len, i, ok = mem != NULL;
 
-    ok = ok && commssl_put_entry(&out, 'C', subject, NID_commonName);
+    ok = ok && commssl_put_entry(&out, INFO_CN, subject, NID_commonName);
     len = commssl_serial_ref(x, &serial, &neg);
-    ok = ok && len >= 0 && commssl_put(&out, neg ? 'N' : 'S', serial, len);
+    ok = ok && len >= 0 && commssl_put(&out, INFO_SERIAL, serial, len);
+    out.head[INFO_NEGATIVE] = neg;
+    ok = ok && commssl_put_name(&out, INFO_SUBJECT, mem, subject);
+    ok = ok && commssl_put_name(&out, INFO_ISSUER, mem, issuer);
+    ok = ok && commssl_put_entry(&out, INFO_ISSUER_CN, issuer, NID_commonName);
+    ok = ok && commssl_put_time(&out, INFO_NOT_BEFORE, X509_get0_notBefore(x));
+    ok = ok && commssl_put_time(&out, INFO_NOT_AFTER, X509_get0_notAfter(x));
+    BIO_free(mem);
+    ok = ok && commssl_put_sha256(&out, INFO_FINGERPRINT, der, i2d_X509(x, &der), sha256);
+    der = NULL;
+    ok = ok && commssl_put_sha256(&out, INFO_SPKI, der, i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der), sha256);
+    out.head[INFO_ENTRIES] = out.len;
     for (i = -1; ok && (i = X509_NAME_get_index_by_NID(subject, NID_pkcs9_emailAddress, i)) >= 0;)
         ok = commssl_put_email(&out, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i)));
     for (i = 0; ok && sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
@@ -236,11 +269,6 @@ int commssl_cert_info(X509 *x, unsigned char *buf, int cap)
         if (g->type == GEN_EMAIL)
             ok = commssl_put_email(&out, g->d.rfc822Name);
     }
-    ok = ok && commssl_put_name(&out, 's', mem, subject);
-    ok = ok && commssl_put_name(&out, 'i', mem, issuer);
-    ok = ok && commssl_put_entry(&out, 'c', issuer, NID_commonName);
-    ok = ok && commssl_put_time(&out, 'b', X509_get0_notBefore(x));
-    ok = ok && commssl_put_time(&out, 'a', X509_get0_notAfter(x));
     for (i = 0; ok && sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
         GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
         ASN1_STRING *v = NULL;
@@ -253,12 +281,11 @@ int commssl_cert_info(X509 *x, unsigned char *buf, int cap)
         default: break;
         }
         if (v != NULL)
-            ok = commssl_put(&out, tag, ASN1_STRING_get0_data(v), ASN1_STRING_length(v));
+            ok = commssl_put_entry_of(&out, tag, ASN1_STRING_get0_data(v), ASN1_STRING_length(v));
     }
     GENERAL_NAMES_free(sans);
-    BIO_free(mem);
-    ok = ok && X509_digest(x, sha256, md, &mdlen) && commssl_put(&out, 'F', md, (int)mdlen);
-    ok = ok && commssl_put_spki(&out, x, sha256);
+    if (ok && cap >= (int)sizeof out.head)
+        memcpy(buf, out.head, sizeof out.head);
     return ok ? out.len : -1;
 }
 

@@ -73,6 +73,7 @@ class _Lib:
     def BIO_set_mem_eof_return(self, __a0: Any, __a1: int) -> int: ...
     def BIO_write(self, __a0: Any, __a1: Any, __a2: int) -> int: ...
     COMMSSL_EINTR: int
+    COMMSSL_INFO_SLOTS: int
     COMMSSL_LW_PASSWORD_PY: int
     COMMSSL_OP_HANDSHAKE: int
     COMMSSL_OP_READ: int

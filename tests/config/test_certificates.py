@@ -635,3 +635,46 @@ def test_emails_skip_an_address_with_a_nul_and_keep_the_certificates_order(tmp_p
     assert data["emails"] == ["z@x.test", "b@x.test", "a@x.test"]
     # the subjectAltName list itself is what the certificate holds, NUL included
     assert ("email", "evil\x00@good.test") in data["subject-alt-names"]
+
+
+def test_data_of_a_certificate_larger_than_the_first_buffer(tmp_path: Path) -> None:
+    """300 subjectAltName entries (far past the first 2 KiB buffer), no common name: every
+    entry in the certificate's order, addresses as ``ipaddress`` prints them, and both hashes
+    as cryptography computes them."""
+    import base64
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "no common name")])
+    ips = [ipaddress.ip_address(a) for a in ("10.0.0.1", "::1", "2001:db8::8:800:200c:417a", "::ffff:1.2.3.4")]
+    entries: List[x509.GeneralName] = [x509.DNSName(f"host{i}.example.test") for i in range(300)]
+    entries += [x509.IPAddress(ip) for ip in ips]
+    entries.append(x509.UniformResourceIdentifier("https://example.test/x"))
+    now = datetime.datetime(2026, 1, 1)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(2**158 + 5).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(entries), False).sign(key, hashes.SHA256()))
+    path = tmp_path / "many.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pointer = commssl.pem_read("X509", path)
+    try:
+        data = dict(commssl.get_certificate_data(pointer))
+    finally:
+        commssl.release_certificate(pointer)
+    assert data["subject-common-name"] is None and data["issuer-common-name"] is None
+    assert data["serial-number"] == 2**158 + 5
+    assert data["subject-alt-names"] == ([("DNS", f"host{i}.example.test") for i in range(300)]
+                                         + [("IP Address", str(ip)) for ip in ips]
+                                         + [("URI", "https://example.test/x")])
+    assert data["not-after"] == datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc)
+    assert data["sha256-fingerprint"] == cert.fingerprint(hashes.SHA256()).hex(":").upper()
+    spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(spki)
+    assert data["spki-sha256"] == base64.b64encode(digest.finalize()).decode("ascii")
