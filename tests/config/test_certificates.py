@@ -651,7 +651,8 @@ def test_data_of_a_certificate_larger_than_the_first_buffer(tmp_path: Path) -> N
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "no common name")])
-    ips = [ipaddress.ip_address(a) for a in ("10.0.0.1", "::1", "2001:db8::8:800:200c:417a", "::ffff:1.2.3.4")]
+    ips = [ipaddress.ip_address(a) for a in ("10.0.0.1", "::1", "2001:db8::8:800:200c:417a",
+                                            "::ffff:1.2.3.4")]
     entries: List[x509.GeneralName] = [x509.DNSName(f"host{i}.example.test") for i in range(300)]
     entries += [x509.IPAddress(ip) for ip in ips]
     entries.append(x509.UniformResourceIdentifier("https://example.test/x"))
