@@ -184,6 +184,18 @@ static void handshake(ctx_pair *p, SSL **cp, SSL **sp)
     }
 }
 
+/* The key exchange group one server-auth handshake negotiates, as OpenSSL names it. */
+static const char *cmd_group(int key)
+{
+    SSL *c, *s;
+    const char *name;
+    handshake(get_pair(key, 0, 0, 0), &c, &s);
+    name = SSL_group_to_name(c, SSL_get_negotiated_group(c));
+    SSL_free(c);
+    SSL_free(s);
+    return name != NULL ? name : "unknown";
+}
+
 typedef struct {
     ctx_pair *p;
     long n;
@@ -515,6 +527,8 @@ int main(int argc, char **argv)
             printf("%ld\n", cmd_calls(key_index(key), mutual != 0));
         else if (strcmp(cmd, "chain") == 0 && sscanf(line, "%*s %15s %ld", key, &n) == 2)
             printf("%.2f\n", cmd_chain(key_index(key), n));
+        else if (strcmp(cmd, "group") == 0 && sscanf(line, "%*s %15s", key) == 1)
+            printf("%s\n", cmd_group(key_index(key)));
         else if (strcmp(cmd, "serial") == 0 && sscanf(line, "%*s %15s %ld", key, &n) == 2)
             printf("%.2f\n", cmd_serial(key_index(key), n));
         else if (strcmp(cmd, "sockhs") == 0 && sscanf(line, "%*s %d %ld", &port, &n) == 2 && n > 0)

@@ -59,11 +59,19 @@ class Floor:
             raise RuntimeError(f"the C floor exited (status {self._proc.poll()})")
         return line
 
-    def ask(self, *words: object) -> float:
+    def say(self, *words: object) -> str:
+        """One command; its answer line."""
         assert self._proc.stdin is not None
         self._proc.stdin.write(" ".join(str(w) for w in words) + "\n")
         self._proc.stdin.flush()
-        return float(self._readline())
+        return self._readline().strip()
+
+    def ask(self, *words: object) -> float:
+        return float(self.say(*words))
+
+    def group(self, key: str) -> str:
+        """The key exchange group a server-auth handshake negotiates."""
+        return self.say("group", key)
 
     def handshake(self, key: str, mutual: bool, callback: bool, n: int, threads: int = 1,
                   default_paths: bool = False, cpu: bool = True) -> float:

@@ -84,6 +84,11 @@ class Handshakes:
         commssl.destroy_ssl_ctx(self.server_ctx)
 
 
+def group(chain: Chain) -> Optional[str]:
+    """The key exchange group a server-auth handshake negotiates."""
+    return commssl.ssl_connection_group(Handshakes(chain).connect()[0])
+
+
 class PeerCalls:
     """Per-call costs on the client side of one connected pair (the server sent two certificates)."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from typing import Any, Tuple
+from typing import Any, List, Optional, Tuple
 
 from .pki import Chain
 
@@ -67,6 +67,23 @@ class Handshakes:
 
     def close(self) -> None:
         pass
+
+
+def group(chain: Chain) -> Optional[str]:
+    """The key exchange group a server-auth handshake negotiates, read from the
+    ServerHello (``ssl`` has no accessor before 3.13)."""
+    from .hello import server_hello_group
+
+    hellos: List[bytes] = []
+
+    def seen(conn: Any, direction: str, version: Any, content_type: Any, msg_type: Any, data: bytes) -> None:
+        if direction == "read" and msg_type == ssl._TLSMessageType.SERVER_HELLO:  # type: ignore[attr-defined]
+            hellos.append(data)
+
+    hs = Handshakes(chain)
+    hs.client_ctx._msg_callback = seen  # type: ignore[attr-defined]
+    hs.connect()
+    return server_hello_group(hellos[0]) if hellos else None
 
 
 class PeerCalls:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from OpenSSL import SSL, crypto
+from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
 from .pki import KEY_TYPES, Chain
@@ -122,6 +123,34 @@ class Handshakes:
         pass
 
 
+def group(chain: Chain) -> Optional[str]:
+    """The key exchange group a server-auth handshake negotiates."""
+    client = Handshakes(chain).connect()[0]
+    if hasattr(client, "get_group_name"):  # pyOpenSSL >= 24.3
+        name = client.get_group_name()
+        return None if name is None else str(name)
+    if getattr(_lib, "Cryptography_HAS_SSL_GET0_GROUP_NAME", False):  # the binding has it
+        p = _lib.SSL_get0_group_name(client._ssl)
+        return None if p == _ffi.NULL else _ffi.string(p).decode("ascii")
+    # Neither: read the server's first record, its ServerHello.
+    from .hello import server_hello_group
+
+    hs = Handshakes(chain)
+    client, server = SSL.Connection(hs.client_ctx, None), SSL.Connection(hs.server_ctx, None)
+    client.set_connect_state()
+    client.set_tlsext_host_name(b"localhost")
+    server.set_accept_state()
+    for conn in (client, server):
+        try:
+            conn.do_handshake()
+        except SSL.WantReadError:
+            pass
+        if conn is client:
+            server.bio_write(client.bio_read(65536))
+    flight = server.bio_read(65536)
+    return server_hello_group(flight[5 : 5 + int.from_bytes(flight[3:5], "big")])
+
+
 def cert_data(x: crypto.X509) -> List[Tuple[str, Any]]:
     """What ``commssl.get_certificate_data`` gives, the way a pyOpenSSL user gets it."""
     sans: List[str] = []
@@ -193,6 +222,8 @@ class Worker:
             if cmd.get("cpu", True):
                 return cpu_per_op(h.once, cmd["n"])
             return per_op_threads(h.once, cmd["n"], cmd.get("threads", 1))
+        if op == "group":
+            return group(self.chains[cmd["key"]])
         if op in ("chain", "serial", "data"):
             return cpu_per_op(getattr(self.peer(cmd["key"]), op), cmd["n"])
         raise ValueError(f"unknown op {op!r}")

@@ -14,6 +14,8 @@ import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 CONTENDERS = ("commssl", "floor", "cpython", "pyopenssl_sys", "pyopenssl_wheel", "uvloop")
+CONTENDER_NAMES = {"commssl": "commssl", "floor": "C floor", "cpython": "CPython ssl",
+                   "pyopenssl_sys": "pyOpenSSL (system)", "pyopenssl_wheel": "pyOpenSSL (wheel)"}
 KEY_TYPES = ("ecdsa", "rsa")
 MODES = (("server", False), ("mutual", True))
 KEY_NAMES = {"ecdsa": "ECDSA P-256", "rsa": "RSA-2048"}
@@ -277,10 +279,14 @@ def markdown(results: Dict[str, Any]) -> str:
              f"uvloop {uv} ssl" if uv else "uvloop ssl", "commssl vs goal"]
     i = {k: info.get(k, "?") for k in ("date", "nproc", "cpu", "python", "commssl", "commssl_openssl",
                                        "cpython_openssl", "loadavg_start", "loadavg_end")}
+    groups = info.get("groups") or {}
     lines = [
         f"commssl benchmark, {i['date']}: {i['nproc']} CPUs ({i['cpu']}), Python {i['python']}, "
         f"commssl {i['commssl']} on {i['commssl_openssl']}, CPython ssl on {i['cpython_openssl']}; "
         f"load average {i['loadavg_start']} at the start, {i['loadavg_end']} at the end.",
+        "Key exchange group each contender negotiates (ECDSA, server-auth): "
+        + (", ".join(f"{CONTENDER_NAMES.get(who, who)} {g or 'not reported'}" for who, g in groups.items())
+           or "not measured") + ".",
         "",
         "| " + " | ".join(heads) + " |",
         "|" + "|".join(["---"] + ["---:"] * len(CONTENDERS) + ["---"]) + "|",
@@ -307,7 +313,8 @@ commssl / C floor, per run).
 Contexts are configured alike everywhere: TLS >= 1.2, no renegotiation or compression; the
 client trusts the system's default CA file and directory plus the chain's root and checks the
 name localhost; mutual: the server requires and verifies a client certificate. The server sends
-leaf + intermediate; TLS 1.3, X25519, one full handshake per pair of fresh SSLs.
+leaf + intermediate; TLS 1.3 with each library's default key exchange group (the line above
+the table names the one each negotiated), one full handshake per pair of fresh SSLs.
 
 commssl: SSLs from make_ssl_ctx contexts via the library's new_ssl, joined by a BIO pair and
 driven with lib.commssl_do. C floor: bench/floor.c, the same calls in C on the same libssl.

@@ -158,6 +158,12 @@ class Bench:
             "loadavg_start": _loadavg(),
             "settings": dataclasses.asdict(self.s),
         })
+        ecdsa = self.chains["ecdsa"]
+        self.info["groups"] = {
+            "commssl": lib_commssl.group(ecdsa), "floor": self.floor.group("ecdsa"),
+            "cpython": lib_cpython.group(ecdsa),
+            "pyopenssl_sys": self.sys_worker.group("ecdsa") if self.sys_worker else None,
+            "pyopenssl_wheel": lib_pyopenssl.group(ecdsa) if lib_pyopenssl else None}
         if self.floor.openssl != versions["loaded"]:
             self.notes.append(f"the C floor loaded {self.floor.openssl} but commssl {versions['loaded']}")
 

@@ -59,14 +59,22 @@ class PyOpenSSLWorker:
         answer: Dict[str, Any] = json.loads(line)
         return answer
 
-    def run(self, **cmd: Any) -> float:
+    def _ask(self, cmd: Dict[str, Any]) -> Any:
         assert self._proc.stdin is not None
         self._proc.stdin.write(json.dumps(cmd) + "\n")
         self._proc.stdin.flush()
         answer = self._read()
         if "error" in answer:
             raise RuntimeError(f"system pyOpenSSL worker: {answer['error']}")
-        return float(answer["value"])
+        return answer["value"]
+
+    def run(self, **cmd: Any) -> float:
+        return float(self._ask(cmd))
+
+    def group(self, key: str) -> Optional[str]:
+        """The key exchange group its server-auth handshake negotiates."""
+        value = self._ask({"op": "group", "key": key})
+        return None if value is None else str(value)
 
     def close(self, timeout: float = 10) -> None:
         if self._proc.poll() is None:

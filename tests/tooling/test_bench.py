@@ -184,6 +184,32 @@ def test_results_record_the_machine_and_every_sample(smoke: Dict[str, Any]) -> N
     assert smoke["callback_calls"]["ecdsa-mutual"] == 6
 
 
+def test_each_contender_names_the_group_it_negotiated(smoke: Dict[str, Any]) -> None:
+    """Read four ways (commssl's accessor, the floor's SSL_get_negotiated_group, pyOpenSSL's,
+    CPython's ServerHello): libraries on one OpenSSL with its defaults agree."""
+    groups = smoke["info"]["groups"]
+    assert groups["commssl"] in ("x25519", "X25519MLKEM768")
+    if not bundled_openssl():  # the floor and CPython load the system's libssl, as commssl does
+        assert groups["floor"] == groups["cpython"] == groups["commssl"]
+    if groups.get("pyopenssl_sys") is not None:
+        assert groups["pyopenssl_sys"] == groups["cpython"]
+    assert "Key exchange group each contender negotiates" in smoke["stdout"]
+    assert f"CPython ssl {groups['cpython']}" in smoke["stdout"]
+
+
+def test_server_hello_parser_reads_the_key_share() -> None:
+    from bench.hello import server_hello_group
+
+    ext = (0x002B).to_bytes(2, "big") + b"\x00\x02\x03\x04"  # supported_versions first
+    ext += (0x0033).to_bytes(2, "big") + b"\x00\x06" + (0x11EC).to_bytes(2, "big") + b"\x00\x02ab"
+    body = b"\x03\x03" + bytes(32) + b"\x01\x07" + b"\x13\x01\x00" + len(ext).to_bytes(2, "big") + ext
+    assert server_hello_group(b"\x02" + len(body).to_bytes(3, "big") + body) == "X25519MLKEM768"
+    without = b"\x03\x03" + bytes(32) + b"\x00" + b"\x13\x01\x00" + b"\x00\x00"
+    assert server_hello_group(b"\x02" + len(without).to_bytes(3, "big") + without) is None
+    with pytest.raises(ValueError, match="not a ServerHello"):
+        server_hello_group(b"\x01\x00\x00\x00")
+
+
 def test_run_py_is_an_entry_point_too() -> None:
     done = subprocess.run([sys.executable, str(REPO / "bench" / "run.py"), "--help"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
