@@ -4,7 +4,9 @@ own ``new_ssl`` (what streams use), joined by a BIO pair and driven with
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Tuple
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import commssl
 from commssl import ffi, lib
@@ -22,8 +24,10 @@ def accept(ok: bool, store: Any) -> bool:
     return ok
 
 
-def contexts(chain: Chain, mutual: bool, callback: Optional[Callable[..., Any]]) -> Tuple[Any, Any]:
-    """A client and a server context for ``chain``, as the benchmark configures every contender."""
+def contexts(chain: Chain, mutual: bool, callback: Optional[Callable[..., Any]],
+             groups: Optional[List[str]] = None) -> Tuple[Any, Any]:
+    """A client and a server context for ``chain``, as the benchmark configures every contender;
+    ``groups``: the key exchange groups both offer (else OpenSSL's default)."""
     client = commssl.make_ssl_ctx(True, "client")
     commssl.ssl_ctx_load_verify_locations(client, chain.root)
     if callback is not None:
@@ -36,14 +40,17 @@ def contexts(chain: Chain, mutual: bool, callback: Optional[Callable[..., Any]])
         commssl.ssl_ctx_use_privatekey_file(client, chain.client_key)
         commssl.ssl_ctx_load_verify_locations(server, chain.root)
         commssl.set_verification_mode(server, "server", ["verify-peer", "fail-if-no-peer-cert"], callback)
+    for ctx in (client, server) if groups else ():
+        commssl.set_groups(ctx, groups)
     return client, server
 
 
 class Handshakes:
     """Full in-memory handshakes between two commssl SSLs."""
 
-    def __init__(self, chain: Chain, mutual: bool = False, callback: bool = False) -> None:
-        self.client_ctx, self.server_ctx = contexts(chain, mutual, accept if callback else None)
+    def __init__(self, chain: Chain, mutual: bool = False, callback: bool = False,
+                 groups: Optional[List[str]] = None) -> None:
+        self.client_ctx, self.server_ctx = contexts(chain, mutual, accept if callback else None, groups)
 
     def connect(self) -> Tuple[commssl.SSLPointer, commssl.SSLPointer]:
         """One handshake; returns the connected client and server ``SSLPointer``."""
@@ -84,9 +91,15 @@ class Handshakes:
         commssl.destroy_ssl_ctx(self.server_ctx)
 
 
-def group(chain: Chain) -> Optional[str]:
+def group(chain: Chain, groups: Optional[List[str]] = None) -> Optional[str]:
     """The key exchange group a server-auth handshake negotiates."""
-    return commssl.ssl_connection_group(Handshakes(chain).connect()[0])
+    return commssl.ssl_connection_group(Handshakes(chain, groups=groups).connect()[0])
+
+
+def describe() -> Dict[str, str]:
+    """Which commssl this process runs, and on which OpenSSL (the wheel worker's answer)."""
+    return {"commssl": commssl.__version__, "openssl": str(commssl.openssl_version()["loaded"]),
+            "commssl_file": str(commssl.__file__)}
 
 
 class PeerCalls:
@@ -135,3 +148,14 @@ def count_callback_calls(chain: Chain, mutual: bool) -> int:
     finally:
         hs.close()
     return calls[0]
+
+
+def main() -> None:
+    """The wheel worker (bench/workers.py): commssl from wherever ``sys.path`` finds it first."""
+    from .workers import Commands, chains_in, serve
+
+    serve(Commands(sys.modules[__name__], chains_in(Path(sys.argv[1]))).run, describe())
+
+
+if __name__ == "__main__":
+    main()

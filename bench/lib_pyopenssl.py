@@ -10,7 +10,6 @@ line and answers one JSON line.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -19,8 +18,7 @@ from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
-from .pki import KEY_TYPES, Chain
-from .timing import cpu_per_op, per_op_threads
+from .pki import Chain
 
 VERSION = SSL.SSLeay_version(SSL.SSLEAY_VERSION).decode()
 
@@ -56,8 +54,10 @@ def _context(method: int) -> SSL.Context:
     return ctx
 
 
-def contexts(chain: Chain, mutual: bool, callback: bool) -> Tuple[SSL.Context, SSL.Context]:
-    """Configured as commssl's (see ``lib_cpython.contexts``)."""
+def contexts(chain: Chain, mutual: bool, callback: bool,
+             groups: Optional[List[str]] = None) -> Tuple[SSL.Context, SSL.Context]:
+    """Configured as commssl's (see ``lib_cpython.contexts``); ``groups``: the key exchange
+    groups both offer (pyOpenSSL has no call for it: its binding's)."""
     cb = _accept if callback else None
     client = _context(SSL.TLS_CLIENT_METHOD)
     cafile, capath = _default_trust()
@@ -72,6 +72,9 @@ def contexts(chain: Chain, mutual: bool, callback: bool) -> Tuple[SSL.Context, S
         client.use_privatekey_file(str(chain.client_key).encode())
         server.load_verify_locations(str(chain.root).encode())
         server.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, cb)
+    for ctx in (client, server) if groups else ():
+        if _lib.SSL_CTX_set1_curves_list(ctx._context, ":".join(groups).encode()) != 1:
+            raise ValueError(f"this OpenSSL does not know the groups {groups}")
     return client, server
 
 
@@ -87,8 +90,9 @@ def _pump(src: SSL.Connection, dst: SSL.Connection) -> None:
 class Handshakes:
     """Full in-memory handshakes between two pyOpenSSL ``Connection``s."""
 
-    def __init__(self, chain: Chain, mutual: bool = False, callback: bool = False) -> None:
-        self.client_ctx, self.server_ctx = contexts(chain, mutual, callback)
+    def __init__(self, chain: Chain, mutual: bool = False, callback: bool = False,
+                 groups: Optional[List[str]] = None) -> None:
+        self.client_ctx, self.server_ctx = contexts(chain, mutual, callback, groups)
 
     def connect(self) -> Tuple[SSL.Connection, SSL.Connection]:
         client = SSL.Connection(self.client_ctx, None)
@@ -123,9 +127,9 @@ class Handshakes:
         pass
 
 
-def group(chain: Chain) -> Optional[str]:
+def group(chain: Chain, groups: Optional[List[str]] = None) -> Optional[str]:
     """The key exchange group a server-auth handshake negotiates."""
-    client = Handshakes(chain).connect()[0]
+    client = Handshakes(chain, groups=groups).connect()[0]
     if hasattr(client, "get_group_name"):  # pyOpenSSL >= 24.3
         name = client.get_group_name()
         return None if name is None else str(name)
@@ -135,7 +139,7 @@ def group(chain: Chain) -> Optional[str]:
     # Neither: read the server's first record, its ServerHello.
     from .hello import server_hello_group
 
-    hs = Handshakes(chain)
+    hs = Handshakes(chain, groups=groups)
     client, server = SSL.Connection(hs.client_ctx, None), SSL.Connection(hs.server_ctx, None)
     client.set_connect_state()
     client.set_tlsext_host_name(b"localhost")
@@ -194,62 +198,10 @@ class PeerCalls:
         pass
 
 
-class Worker:
-    """What the worker process answers: the same measurements, by command."""
-
-    def __init__(self, chains: Dict[str, Chain]) -> None:
-        self.chains = chains
-        self.handshakes: Dict[Tuple[str, bool, bool], Handshakes] = {}
-        self.peers: Dict[str, PeerCalls] = {}
-
-    def hs(self, key: str, mutual: bool, callback: bool) -> Handshakes:
-        k = (key, mutual, callback)
-        if k not in self.handshakes:
-            self.handshakes[k] = Handshakes(self.chains[key], mutual, callback)
-        return self.handshakes[k]
-
-    def peer(self, key: str) -> PeerCalls:
-        if key not in self.peers:
-            self.peers[key] = PeerCalls(self.chains[key])
-        return self.peers[key]
-
-    def run(self, cmd: Dict[str, Any]) -> Any:
-        op = cmd["op"]
-        if op == "describe":
-            return describe()
-        if op == "hs":
-            h = self.hs(cmd["key"], cmd["mutual"], cmd["callback"])
-            if cmd.get("cpu", True):
-                return cpu_per_op(h.once, cmd["n"])
-            return per_op_threads(h.once, cmd["n"], cmd.get("threads", 1))
-        if op == "group":
-            return group(self.chains[cmd["key"]])
-        if op in ("chain", "serial", "data"):
-            return cpu_per_op(getattr(self.peer(cmd["key"]), op), cmd["n"])
-        raise ValueError(f"unknown op {op!r}")
-
-
-def chains_in(directory: Path) -> Dict[str, Chain]:
-    """The chains ``pki.make_chains`` wrote into ``directory``."""
-    out = {}
-    for kt in KEY_TYPES:
-        d = directory / kt
-        out[kt] = Chain(kt, d, d / "root.pem", d / "server-chain.pem", d / "server.key",
-                        d / "client-chain.pem", d / "client.key")
-    return out
-
-
 def main() -> None:
-    worker = Worker(chains_in(Path(sys.argv[1])))
-    print(json.dumps({"ready": describe()}), flush=True)
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        if cmd.get("op") == "quit":
-            break
-        try:
-            print(json.dumps({"value": worker.run(cmd)}), flush=True)
-        except Exception as exc:
-            print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+    from .workers import Commands, chains_in, serve
+
+    serve(Commands(sys.modules[__name__], chains_in(Path(sys.argv[1]))).run, describe())
 
 
 if __name__ == "__main__":

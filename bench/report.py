@@ -181,6 +181,7 @@ def rows(samples: Samples, callback_calls: Dict[str, int], aio_loads: Sequence[A
     out.append(_speedup(c))
     out.extend(_callgrind(c, callback_calls))
     out.extend(_aio(c, aio_loads))
+    out.extend(_wheel(c))
     judge(out)
     return out
 
@@ -248,6 +249,37 @@ def _aio(c: _Cells, loads: Sequence[Any]) -> List[Row]:
     return out
 
 
+def _wheel_line(info: Dict[str, Any]) -> str:
+    wheel, groups = info.get("commssl_wheel"), info.get("wheel_groups") or {}
+    if not wheel:
+        return "Row 9 (commssl's wheel) not measured."
+    return (f"Row 9: commssl's wheel {wheel['wheel']} on {wheel['openssl']}, negotiating "
+            + ", ".join(str(g) for g in groups.values()) + "; its other columns: CPython ssl on "
+            f"{info.get('cpython_openssl', '?')} (its default group), pyOpenSSL's wheel set to the same "
+            "group.")
+
+
+def _wheel(c: _Cells) -> List[Row]:
+    """Row 9: commssl's wheel (its OpenSSL 3.5 LTS; cells: the wheel's commssl, CPython ``ssl``
+    on the system's OpenSSL, pyOpenSSL's wheel with the same group)."""
+    title = "9. in-memory handshakes, commssl's wheel (OpenSSL 3.5 LTS), ECDSA, server-auth, "
+    rid = "wheel-x25519"
+    vs_pyopenssl = c.pair(rid, "pyopenssl_wheel", rid, "commssl", _ratio)
+    out = [c.row(rid, title + "X25519", "handshake",
+                 goal=goal(">=", 1.4, "ratio", "CPython (system OpenSSL)"),
+                 measured=c.pair(rid, "cpython", rid, "commssl", _ratio)),
+           c.row(rid, title + "X25519, against pyOpenSSL's wheel", "handshake",
+                 goal=goal(">=", 1.0, "ratio", "pyOpenSSL's wheel"), measured=vs_pyopenssl)]
+    out[1]["id"] = "wheel-x25519-pyopenssl"
+    mlkem = c.pair("wheel-mlkem", "pyopenssl_wheel", "wheel-mlkem", "commssl", _ratio)
+    x25519 = c.pair("wheel-mlkem", "commssl", rid, "commssl", _ratio)
+    notes = [f"{mlkem:.2f}x pyOpenSSL's wheel" if mlkem is not None else None,
+             f"{x25519:.2f}x the time of X25519" if x25519 is not None else None]
+    out.append(c.row("wheel-mlkem", title + "X25519MLKEM768 (hybrid post-quantum)", "handshake",
+                     note="(no target) " + "; ".join(n for n in notes if n)))
+    return out
+
+
 # -- the table ---------------------------------------------------------------------------
 
 
@@ -287,6 +319,7 @@ def markdown(results: Dict[str, Any]) -> str:
         "Key exchange group each contender negotiates (ECDSA, server-auth): "
         + (", ".join(f"{CONTENDER_NAMES.get(who, who)} {g or 'not reported'}" for who, g in groups.items())
            or "not measured") + ".",
+        _wheel_line(info),
         "",
         "| " + " | ".join(heads) + " |",
         "|" + "|".join(["---"] + ["---:"] * len(CONTENDERS) + ["---"]) + "|",

@@ -45,7 +45,7 @@ from .bench_aio import Load  # noqa: E402
 from .pki import KEY_TYPES, Chain, leaf_only, make_chains  # noqa: E402
 from .report import MODES, Samples  # noqa: E402
 from .timing import cpu_per_op, per_op_threads  # noqa: E402
-from .workers import PyOpenSSLWorker, system_pyopenssl_site  # noqa: E402
+from .workers import PyOpenSSLWorker, WheelWorker, Worker, find_wheel, system_pyopenssl_site  # noqa: E402
 
 try:
     from . import lib_pyopenssl
@@ -53,7 +53,8 @@ except ImportError:  # pyOpenSSL not installed
     lib_pyopenssl = None  # type: ignore[assignment]
 
 HERE = Path(__file__).resolve().parent
-GROUPS = ("memory", "peer_calls", "threads", "sockets", "aio", "instructions")
+WHEEL_GROUPS = {"wheel-x25519": ["X25519"], "wheel-mlkem": ["X25519MLKEM768"]}  # row 9's groups
+GROUPS = ("memory", "peer_calls", "threads", "sockets", "aio", "wheel", "instructions")
 SMOKE_GROUPS = GROUPS[:-1]  # callgrind takes minutes
 
 
@@ -213,6 +214,27 @@ class Bench:
                                                          s.hs)),
                     ])
         self.progress("rows 1-2: in-memory handshakes")
+        interleave(blocks, s.runs, self.samples, self.progress)
+
+    def wheel(self) -> None:
+        """Row 9: commssl's wheel (its own OpenSSL 3.5 LTS) in a worker, against CPython ``ssl``
+        on the system's OpenSSL and pyOpenSSL's wheel with the same group (ECDSA, server-auth)."""
+        path = find_wheel()
+        if path is None:
+            self.notes.append("Row 9 needs commssl's repaired wheel: bash ci/build-wheel makes wheelhouse/.")
+            return
+        s, chain = self.s, self.chains["ecdsa"]
+        worker = self._keep(WheelWorker(path, self.scratch / "pki", self.scratch))
+        self.info["commssl_wheel"] = dict(worker.info, wheel=path.name)
+        blocks = [[("wheel-x25519", "cpython", _cpu(lib_cpython.Handshakes(chain).once, s.hs))]]
+        for rid, groups in WHEEL_GROUPS.items():
+            self.info.setdefault("wheel_groups", {})[rid] = worker.group("ecdsa", groups)
+            blocks.append([(rid, "commssl", _worker(worker, op="hs", key="ecdsa", mutual=False,
+                                                    callback=False, n=s.hs, groups=groups))])
+            if lib_pyopenssl is not None:
+                blocks.append([(rid, "pyopenssl_wheel",
+                                _cpu(lib_pyopenssl.Handshakes(chain, groups=groups).once, s.hs))])
+        self.progress("row 9: handshakes with commssl's wheel")
         interleave(blocks, s.runs, self.samples, self.progress)
 
     def peer_calls(self) -> None:
@@ -401,7 +423,7 @@ def _floor_hs(floor: floor_mod.Floor, key: str, mutual: bool, callback: bool, n:
     return lambda: floor.handshake(key, mutual, callback, n)
 
 
-def _worker(worker: PyOpenSSLWorker, **cmd: Any) -> Callable[[], float]:
+def _worker(worker: Worker, **cmd: Any) -> Callable[[], float]:
     return lambda: worker.run(**cmd)
 
 

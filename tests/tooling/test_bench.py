@@ -32,10 +32,12 @@ CALLBACK_ROWS = [row for key in ("ecdsa", "rsa") for mode in ("server", "mutual"
                  for row in (f"cb-{key}-{mode}", f"cbcall-{key}-{mode}")]
 CALLGRIND_ROWS = ["cg-hs", "cg-call", "cg-data", "cg-chain1", "cg-chain2"]  # not in the smoke: minutes
 AIO_ROWS = [f"aio-{kind}-{n}" for n in ("100", "1000") for kind in ("hs", "echo")]
+WHEEL_ROWS = ["wheel-x25519", "wheel-x25519-pyopenssl", "wheel-mlkem"]
 ROWS = MEMORY_ROWS[:4] + CALLBACK_ROWS + [
     "sock-hs", "sock-bulk", "call-chain", "call-serial", "call-data", "thr-1", "thr-2", "thr-speedup",
-] + CALLGRIND_ROWS + AIO_ROWS
-TARGET_ROWS = MEMORY_ROWS[:4] + ["sock-hs", "sock-bulk", "thr-speedup"] + CALLGRIND_ROWS + AIO_ROWS
+] + CALLGRIND_ROWS + AIO_ROWS + WHEEL_ROWS
+TARGET_ROWS = (MEMORY_ROWS[:4] + ["sock-hs", "sock-bulk", "thr-speedup"] + CALLGRIND_ROWS + AIO_ROWS
+               + WHEEL_ROWS[:2])
 HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
 
@@ -83,13 +85,15 @@ def _sane(unit: str, value: float) -> bool:
 @pytest.mark.parametrize("who", ["commssl", "floor", "cpython"])
 def test_measured_contenders_have_sane_positive_numbers(smoke: Dict[str, Any], who: str) -> None:
     rows = _rows(smoke)
-    # CPython has no verify-callback API and the C floor no certificate data or asyncio;
-    # the smoke runs no callgrind.
+    # CPython has no verify-callback API or group choice and the C floor no certificate
+    # data, asyncio or wheel; the smoke runs no callgrind; row 9 needs a built wheel.
     absent = set(CALLGRIND_ROWS) | {
-        "cpython": {r for r in MEMORY_ROWS if r.startswith("cb-")} | set(PER_CALLBACK_ROWS),
-        "floor": {"call-data", *AIO_ROWS},
+        "cpython": {r for r in MEMORY_ROWS if r.startswith("cb-")} | set(PER_CALLBACK_ROWS) | {"wheel-mlkem"},
+        "floor": {"call-data", *AIO_ROWS, *WHEEL_ROWS},
         "commssl": set(),
     }[who]
+    if smoke["info"].get("commssl_wheel") is None:
+        absent |= set(WHEEL_ROWS)
     for rid in ROWS:
         value = rows[rid]["cells"][who]
         if rid in absent:
@@ -105,7 +109,8 @@ def test_target_rows_give_the_ratio_first_then_the_goal(smoke: Dict[str, Any]) -
     assert [rid for rid in ROWS if "goal" in rows[rid]] == TARGET_ROWS
     for rid in TARGET_ROWS:
         row = rows[rid]
-        if rid in CALLGRIND_ROWS:  # not run: never counted as met
+        if rid in CALLGRIND_ROWS or (rid in WHEEL_ROWS and smoke["info"].get("commssl_wheel") is None):
+            # not run (callgrind; row 9 without a wheel): never counted as met
             assert row["measured"] is None and row["status"] == "not measured", row
             assert row["verdict"].startswith("not measured (goal "), row
             continue
@@ -195,6 +200,22 @@ def test_each_contender_names_the_group_it_negotiated(smoke: Dict[str, Any]) -> 
         assert groups["pyopenssl_sys"] == groups["cpython"]
     assert "Key exchange group each contender negotiates" in smoke["stdout"]
     assert f"CPython ssl {groups['cpython']}" in smoke["stdout"]
+
+
+def test_wheel_rows_are_measured_or_say_how(smoke: Dict[str, Any]) -> None:
+    """Row 9 runs commssl's repaired wheel in a worker: measured when wheelhouse/ has one
+    (its own OpenSSL 3.5, both groups), else a note says how to make it."""
+    rows = {row["id"]: row for row in smoke["rows"]}
+    wheel = smoke["info"].get("commssl_wheel")
+    if wheel is None:
+        assert any("bash ci/build-wheel" in note for note in smoke["notes"])
+        assert rows["wheel-x25519"]["cells"]["commssl"] is None
+        return
+    assert wheel["openssl"].startswith("OpenSSL 3.5") and "commssl-wheel" in wheel["commssl_file"]
+    assert list(smoke["info"]["wheel_groups"].values()) == ["x25519", "X25519MLKEM768"]
+    for rid in WHEEL_ROWS:
+        assert rows[rid]["cells"]["commssl"] > 0
+    assert rows["wheel-x25519"]["cells"]["cpython"] > 0
 
 
 def test_server_hello_parser_reads_the_key_share() -> None:
