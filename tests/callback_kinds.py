@@ -8,18 +8,11 @@ thread. A new callback kind is one ``Kind`` row; a new runtime one entry of ``CL
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
-
-import anyio
-import anyio.abc
+from typing import Any, Callable, Dict, List, Optional
 
 import commssl
-import commssl.anyio as tls_anyio
-from helpers import QUICK_HS
-from peers import HOST, PKI, in_thread
+from peers import PKI
 
 Hook = Callable[[], Any]  # raises the test's exception; every callback calls it
 Caught = Optional[BaseException]
@@ -49,6 +42,7 @@ class Kind:
     # False: it runs before any SSL is attached, so the attach is refused as for a bad
     # argument (attach_ssl_async's "unread" refusal): the stream stays plain, nothing sent
     attaches: bool = True
+    peer_sees: str = ""  # a regex the peer's output must match (the alert it was sent)
 
 
 def _server(pki: PKI) -> Any:
@@ -65,7 +59,10 @@ def _client(pki: PKI) -> Any:
     return ctx
 
 
-def _on_ctx(make: Callable[[PKI], Any], configure: Callable[[Any, Hook], Any]) -> Callable[[PKI, Hook], Setup]:
+Install = Callable[[PKI, Hook], Setup]
+
+
+def _on_ctx(make: Callable[[PKI], Any], configure: Callable[[Any, Hook], Any]) -> Install:
     def install(pki: PKI, hook: Hook) -> Setup:
         ctx = make(pki)
         configure(ctx, hook)
@@ -73,7 +70,7 @@ def _on_ctx(make: Callable[[PKI], Any], configure: Callable[[Any, Hook], Any]) -
     return install
 
 
-def _on_ssl(make: Callable[[PKI], Any], configure: Callable[[Any, Hook], Any]) -> Callable[[PKI, Hook], Setup]:
+def _on_ssl(make: Callable[[PKI], Any], configure: Callable[[Any, Hook], Any]) -> Install:
     """Installed per connection, on the SSL (``ssl_configure_callback``)."""
     def install(pki: PKI, hook: Hook) -> Setup:
         ctx = make(pki)
@@ -119,7 +116,8 @@ def _read_certificates(pki: PKI, hook: Hook) -> Setup:
     """A client_hello_callback that reads an encrypted key: the pass phrase callback's
     exception comes out of ``ssl_connection_read_certificates``, then out of the handshake."""
     def hello(conn: Any, name: Any) -> bool:
-        commssl.ssl_connection_read_certificates(conn, str(pki.encrypted_key), cert_file=str(pki.server_chain),
+        commssl.ssl_connection_read_certificates(conn, str(pki.encrypted_key),
+                                                 cert_file=str(pki.server_chain),
                                                  password_callback=lambda size, rwflag: hook())
         return True
     return _abstract("server", client_hello_callback=lambda _: hello)(pki, hook)
@@ -152,7 +150,7 @@ HANDSHAKE_KINDS = [
     Kind("verify_callback", "client", _abstract("client", verify_callback=lambda hook: lambda conn: hook())),
     Kind("verify_callback", "server", _abstract("server", verify_callback=lambda hook: lambda conn: hook())),
     Kind("alpn-select", "server", _on_ctx(_server, lambda c, hook: commssl.set_alpn_select_callback(
-        c, lambda conn, offered: hook()))),
+        c, lambda conn, offered: hook())), peer_sees="alert no application protocol"),
     # OpenSSL's key log callback returns nothing: the handshake fails at its end, its
     # other secrets logged on the way (set_keylog's documented "at its end at the latest")
     Kind("keylog", "client", _on_ctx(_client, lambda c, hook: commssl.set_keylog(c, lambda line: hook())),
@@ -165,7 +163,8 @@ HANDSHAKE_KINDS = [
         c, lambda ssl: hook()))),
     Kind("cert_cb", "server", _on_ctx(_server, lambda c, hook: commssl.set_ssl_ctx_cert_cb(
         c, lambda ssl: hook()))),
-    Kind("client_hello", "server", _abstract("server", client_hello_callback=lambda hook: lambda c, n: hook())),
+    Kind("client_hello", "server", _abstract("server",
+                                             client_hello_callback=lambda hook: lambda c, n: hook())),
     Kind("cert_request", "client", _cert_request),
     Kind("ssl_configure", "client", _kw("client", ssl_configure_callback=lambda hook: lambda sslp: hook()),
          attaches=False),
