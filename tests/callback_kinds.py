@@ -141,6 +141,11 @@ def _rebuilt(pki: PKI, hook: Hook) -> Setup:
     return Setup(ctx, {}, made)
 
 
+# Not rows: the verify callback of an SSL made outside commssl (lib.SSL_new: no commssl call
+# drives it, its exception is reported by cffi; test_verification_callbacks_abuse.py); the
+# client's OCSP check (C, no Python callback); pass phrases of DH parameters and
+# certificates (never encrypted: never asked); SNI, PSK and session callbacks (commssl
+# installs no Python one).
 V_SERVER = ["verify-peer", "fail-if-no-peer-cert"]
 HANDSHAKE_KINDS = [
     Kind("verify-ctx", "client", _on_ctx(_client, _verify("always"))),
