@@ -1,8 +1,7 @@
 """The LispWorks callbacks that misbehave: cert_cb (server and client), the
-client_hello_callback and the cert_request_callback raise, return junk, use their own
-connection from inside, take long. Each follows the verify callbacks' rule: the
-exception aborts the handshake and propagates from the call that drove it, blocking
-or asyncio, from any thread; I/O on its own connection inside it is refused."""
+client_hello_callback and the cert_request_callback return junk, use their own
+connection from inside (refused), take long. That an exception they raise comes out of
+the call that drove the handshake, on every runtime, is tests/core/test_callback_rule.py's."""
 
 from __future__ import annotations
 
@@ -58,7 +57,7 @@ def make_ctx(pki: PKI, kind: str, behave: Callable[[Any], Any]) -> Any:
 
 
 def drive_blocking(pki: PKI, kind: str, behave: Callable[[Any], Any], commssl_server: Any,
-                   handshake_timeout: float = QUICK_HS, threaded: bool = False) -> Optional[BaseException]:
+                   handshake_timeout: float = QUICK_HS) -> Optional[BaseException]:
     """Run one handshake; the exception the commssl side's driving call raised (None: none)."""
     ctx = make_ctx(pki, kind, behave)
     if kind in SERVER_KINDS:
@@ -76,10 +75,7 @@ def drive_blocking(pki: PKI, kind: str, behave: Callable[[Any], Any], commssl_se
 
     with openssl_server(pki.server_chain, pki.server_key, cafile=pki.root_cert, Verify=1) as server:
         try:
-            if threaded:
-                in_thread(connect).result(timeout=20)
-            else:
-                connect()
+            connect()
         except BaseException as exc:  # noqa: BLE001 - what the test asserts on
             return exc
     return None
@@ -88,26 +84,6 @@ def drive_blocking(pki: PKI, kind: str, behave: Callable[[Any], Any], commssl_se
 @pytest.mark.parametrize("kind", KINDS)
 def test_well_behaved(pki: PKI, commssl_server: Any, kind: str) -> None:
     assert drive_blocking(pki, kind, lambda conn: OK[kind], commssl_server) is None
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("exc", [Boom("lw"), KeyboardInterrupt(), commssl.SSLFailure("mine")],
-                         ids=["Boom", "KeyboardInterrupt", "SSLFailure"])
-def test_raises(pki: PKI, commssl_server: Any, kind: str, exc: BaseException) -> None:
-    def behave(conn: Any) -> Any:
-        raise exc
-
-    assert drive_blocking(pki, kind, behave, commssl_server) is exc
-
-
-@pytest.mark.parametrize("kind", ["cert_request", "cert_cb-client"])
-def test_raises_from_a_thread(pki: PKI, commssl_server: Any, kind: str) -> None:
-    boom = Boom("threaded")
-
-    def behave(conn: Any) -> Any:
-        raise boom
-
-    assert drive_blocking(pki, kind, behave, commssl_server, threaded=True) is boom
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -196,13 +172,9 @@ def test_asyncio_server(pki: PKI, kind: str, behaviour: str, caplog: pytest.LogC
 
 
 @pytest.mark.parametrize("kind", ["cert_request", "cert_cb-client"])
-@pytest.mark.parametrize("behaviour", ["raise", "write", "slow"])
+@pytest.mark.parametrize("behaviour", ["write", "slow"])  # "raise": test_callback_rule.py
 def test_asyncio_client(pki: PKI, kind: str, behaviour: str) -> None:
-    boom = Boom("async client")
-
     def behave(conn: Any) -> Any:
-        if behaviour == "raise":
-            raise boom
         if behaviour == "write":
             conn.write(b"too early")
         time.sleep(0.6)
@@ -220,9 +192,7 @@ def test_asyncio_client(pki: PKI, kind: str, behaviour: str) -> None:
     with openssl_server(pki.server_chain, pki.server_key, cafile=pki.root_cert, Verify=1) as server:
         with pytest.raises(BaseException) as info:
             asyncio.run(main(server.port))
-    if behaviour == "raise":
-        assert info.value is boom
-    elif behaviour == "write":
+    if behaviour == "write":
         assert isinstance(info.value, (ValueError, RuntimeError)), info.value
     else:
         assert isinstance(info.value, commssl.SSLHandshakeTimeout), info.value

@@ -210,8 +210,8 @@ def set_ssl_ctx_password_callback(
 def _commssl_password_py(buf: Any, size: int, rwflag: int, userdata: Any) -> int:
     py = ffi.cast("commssl_ctx_state *", userdata).py  # read under the GIL, as it is cleared
     pointer: Optional[SSLCtxPointer] = ffi.from_handle(py)() if py != ffi.NULL else None
-    if pointer is None:  # no wrapper, no pass phrase
-        return -1
+    if pointer is None or pointer._password_error is not None:  # no wrapper; or the callback raised:
+        return -1  # OpenSSL's next decoder asks again, but the load is over (callbacks.py's rule)
     try:
         return copy_pass_phrase(pointer.password(size, bool(rwflag)), buf, size,  # type: ignore[misc]
                                 "password")

@@ -115,6 +115,8 @@ class _Phrase:
 @ffi.def_extern(error=-1)
 def _commssl_lw_password_py(buf: Any, size: int, rwflag: int, userdata: Any) -> int:
     phrase: _Phrase = ffi.from_handle(userdata)
+    if phrase.error is not None:  # it raised: OpenSSL's next decoder asks again, but the load is over
+        return -1
     try:
         assert phrase.callback is not None
         return copy_pass_phrase(phrase.callback(size, bool(rwflag)), buf, size, "pass phrase")
