@@ -142,6 +142,17 @@ class TLSStream(Connection, anyio.abc.ByteStream):
                     self._broken = exc
                     raise
 
+    async def _send_alert(self) -> None:
+        """After a failed handshake: send what OpenSSL wrote last (its alert), shielded and
+        bounded by ``close_timeout``, so the peer learns why, as from the blocking and
+        asyncio runtimes; a send that fails or does not finish in time is given up."""
+        if self._out and self._broken is None:
+            with anyio.move_on_after(self._close_timeout, shield=True):
+                try:
+                    await self._flush()
+                except Exception:  # the peer left already: nothing more to tell it
+                    pass
+
     def _check_broken(self, what: str) -> None:
         exc = self._broken
         if exc is not None:
@@ -317,6 +328,7 @@ async def wrap(
     except BaseException as exc:
         stream._tls.fail()
         release(stream._tls)
+        await stream._send_alert()
         await anyio.aclose_forcefully(byte_stream)
         if type(exc) is SSLError:  # the peer left, or the byte stream broke (anyio: BrokenResourceError)
             raise _conventions.broken(exc) from exc

@@ -209,14 +209,7 @@ RUNTIMES: Dict[str, Dict[str, Callable[..., Caught]]] = {
     "load": {"call": load_call, "thread": in_a_thread(load_call)},
 }
 
-# (kind name, runtime) -> what fails, checked last in the test so the rest still runs
-_NO_ALERT = ("commssl.anyio.wrap closes the byte stream at once when the handshake fails, without "
-             "sending the fatal alert OpenSSL made: the peer sees an EOF, not 'no application protocol'")
-KNOWN_BUGS = {("alpn-select", "anyio-asyncio"): _NO_ALERT, ("alpn-select", "anyio-trio"): _NO_ALERT}
-
-CASES = [pytest.param(kind, runtime, exc, id=f"{kind.name}-{kind.side}-{runtime}-{exc}",
-                      marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[kind.name, runtime])]
-                      if (kind.name, runtime) in KNOWN_BUGS else [])
+CASES = [pytest.param(kind, runtime, exc, id=f"{kind.name}-{kind.side}-{runtime}-{exc}")
          for kind in HANDSHAKE_KINDS + LOAD_KINDS for runtime in RUNTIMES[kind.side] for exc in EXCEPTIONS]
 
 
@@ -270,5 +263,5 @@ def test_callback_exception_comes_out_of_the_call_that_drove_it(pki: PKI, kind: 
     assert len(calls) == 1 or not kind.once  # what it was doing was aborted: no second call
     assert _from_the_callback(got)
     assert commssl.outstanding_certificates() == start
-    if kind.side == "server":  # last: the one assertion a known bug fails (KNOWN_BUGS)
+    if kind.side == "server":  # the fatal alert OpenSSL made reached the peer (anyio: sent before closing)
         assert re.search(kind.peer_sees, seen), seen
