@@ -265,6 +265,90 @@ racing.report(outcomes=outcomes, wrong=wrong, unknown=sorted(serials - known),
         assert "ok" in result or what in ("current",), (what, result)
 
 
+def test_reused_store_ctx_wrapper_never_revives_one_kept(pki: PKI) -> None:
+    """The verify trampoline reuses a store ctx wrapper nobody kept and ends it without the
+    lock (lifetime.verify_with_store). Callbacks that keep nothing, keep a weak reference,
+    or hand the wrapper to a reader thread:
+    a kept wrapper (strongly or weakly) is never handed to a later callback, reads of it
+    after its callback raise, none reads freed memory, and the count ends exact."""
+    facts = pointer_scenario(pki, """
+import queue, weakref
+from commssl._core import lifetime
+handed = queue.Queue()
+outcomes, wrong, weak, seen = {}, [], [], []
+
+def note(what, fn):
+    out = racing.outcome(fn)
+    outcomes.setdefault(what, {}).setdefault(out, 0)
+    outcomes[what][out] += 1
+    return out
+
+def reader():
+    while True:
+        store = handed.get()
+        if store is None:
+            return
+        for _ in range(200):
+            if note("depth", lambda: commssl.x509_store_ctx_get_error_depth(store)) != "ok":
+                break
+        del store
+
+rng = random.Random(2)
+
+def callback(ok, store):
+    for w in weak:
+        if w() is store:
+            wrong.append("a weakly kept wrapper came back")
+    if any(store is k for k in seen):
+        wrong.append("a kept wrapper came back")
+    how = rng.randrange(4)
+    if how == 1:
+        weak.append(weakref.ref(store))
+    elif how == 2:
+        seen.append(store)
+        handed.put(store)
+    elif how == 3:
+        time.sleep(rng.random() * 0.0002)
+    return ok
+
+threads = [threading.Thread(target=reader)]
+for t in threads:
+    t.start()
+sctx, cctx = server_ctx(), client_ctx(callback)
+for _ in range(rounds(150)):
+    s = commssl.SSLPointer._adopt(lib.SSL_new(sctx.cdata), sctx)
+    c = commssl.SSLPointer._adopt(lib.SSL_new(cctx.cdata), cctx)
+    if handshake(c.cdata, s.cdata) != [0, 0]:
+        wrong.append("handshake failed")
+    c._kill()
+    s._kill()
+handed.put(None)
+for t in threads:
+    t.join()
+plain = client_ctx(lambda ok, store: ok)  # a callback that keeps nothing: the unlocked end
+s = commssl.SSLPointer._adopt(lib.SSL_new(sctx.cdata), sctx)
+c = commssl.SSLPointer._adopt(lib.SSL_new(plain.cdata), plain)
+if handshake(c.cdata, s.cdata) != [0, 0]:
+    wrong.append("handshake failed")
+c._kill()
+s._kill()
+spares = len(lifetime._spares)
+commssl.destroy_ssl_ctx(plain)
+for store in seen + [w() for w in weak]:
+    if store is not None and racing.outcome(lambda: commssl.x509_store_ctx_get_error(store)) != "ValueError":
+        wrong.append("a kept wrapper still reads")
+gc.collect()
+commssl.destroy_ssl_ctx(sctx)
+commssl.destroy_ssl_ctx(cctx)
+racing.report(outcomes=outcomes, wrong=wrong, outstanding=commssl.outstanding_certificates(),
+              spares=spares, sole=lifetime._SOLE)
+""")
+    assert facts["wrong"] == [] and facts["outstanding"] == 0
+    assert facts["spares"] > 0 or not facts["sole"]  # the unlocked end ran (GIL builds)
+    for result in facts["outcomes"].values():
+        only(result, ("ok", "ValueError"))
+
+
 def test_gc_cycles_collected_in_any_order(pki: PKI) -> None:
     """Contexts, SSLs, callbacks, certificates and raw SSL*s in reference cycles,
     collected by the garbage collector in whatever order, while another thread

@@ -1,29 +1,30 @@
-"""The one lifetime rule of commssl's C pointers: the only module that reads or
-writes their books, with the hot paths that need them (the certificates' count,
-the peer chain's copy and release). The wrapper classes are in pointers.py.
+"""The one lifetime rule of commssl's C pointers: the only module that reads or writes their
+books, with the hot paths that need them (the certificates' count, the peer chain's copy and
+release, the verify callback's store loan). The wrapper classes are in pointers.py.
 
-The rule (docs/guide/threads.md): every operation *pins* the C object for its
-whole duration and unpins it at the end; releasing, destroying or expiring a
-wrapper *kills* it at once (operations that start afterwards raise), and the C
-object is freed by whoever ends last: the killer when nobody is inside, else the
-last operation's unpin. Exactly one free. Memory OpenSSL frees on its own
-schedule (a verify callback's ``X509_STORE_CTX``, an ``SSL`` lent to a callback)
-cannot wait: the end of such a loan waits for the operations inside instead.
+The rule (docs/guide/threads.md): every operation *pins* the C object for its whole duration
+and unpins it at the end; releasing, destroying or expiring a wrapper *kills* it at once
+(operations that start afterwards raise), and whoever ends last frees the C object: the killer
+when nobody is inside, else the last unpin. Exactly one free. Memory OpenSSL frees on its own
+schedule (a verify callback's ``X509_STORE_CTX``, an ``SSL`` lent to a callback) cannot wait:
+a loan's end waits for those inside instead.
 
-The books are one int per wrapper, ``_state``: the low three bits are its life
-(``_OWNED``, ``_BORROWED``, ``_LOANED``, then the dead ``_RELEASED`` and
-``_EXPIRED``), the rest counts the operations inside (``_USER`` each). It
-changes only under one reentrant lock (a collection may start inside a locked
-region, and a finalizer may use commssl), held for a few bytecodes and at most one
-short C call that runs no Python (the peer chain's up-refs). A finalizer never
-waits for it: ``__del__`` runs when nobody else sees the wrapper, so it changes
+The books are one int per wrapper, ``_state``: the low three bits are its life (``_OWNED``,
+``_BORROWED``, ``_LOANED``, then the dead ``_RELEASED`` and ``_EXPIRED``), the rest counts the
+operations inside (``_USER`` each). It changes only under one reentrant lock (a collection
+may start inside a locked region, and a finalizer may use commssl), held for a few bytecodes
+and at most one short C call that runs no Python (the peer chain's up-refs). A finalizer
+never waits for it: ``__del__`` runs when nobody else sees the wrapper, so it changes
 ``_state`` unlocked and defers the count's update when the lock is busy.
 """
 
 from __future__ import annotations
 
+import sys
+import sysconfig
 import threading
 import time
+from collections import deque
 from typing import Any, Iterable, List, NoReturn, Type, TypeVar
 
 from commssl._core.binding import ffi, lib
@@ -46,6 +47,10 @@ _ARRAY = ffi.typeof("X509 *[]")
 _X509_free = lib.X509_free
 _free_certs = lib.commssl_free_certs
 _copy_peer_chain = lib.commssl_copy_peer_chain
+_spares: Any = deque(maxlen=64)  # verify_with_store's spare store ctx wrappers (atomic pop, append)
+_spare_pop, _spare_push = _spares.pop, _spares.append
+_refs: Any = getattr(sys, "getrefcount", None)
+_SOLE = _refs is not None and not sysconfig.get_config_var("Py_GIL_DISABLED")
 
 
 class Life(Unique):
@@ -54,15 +59,12 @@ class Life(Unique):
     __slots__ = ("cdata", "_state", "__weakref__")
     cdata: Any
     _state: int
-    #: Certificates: an owned one is in the outstanding count, a loan holds a reference.
-    _counted = False
-    #: A loan of memory OpenSSL frees when it likes: its end waits for those inside.
-    _waits = False
+    _counted = False  # certificates: an owned one is in the outstanding count, a loan holds a reference
+    _waits = False  # a loan of memory OpenSSL frees when it likes: its end waits for those inside
 
     def _start(self, cdata: Any, life: int = _OWNED) -> None:
         """Open the books of a new wrapper (nobody else sees it yet)."""
-        self.cdata = cdata
-        self._state = life
+        self.cdata, self._state = cdata, life
 
     @property
     def address(self) -> int:
@@ -164,8 +166,7 @@ _L = TypeVar("_L", bound=Life)
 def made(cls: Type[_L], cdata: Any, life: int) -> _L:
     """A new ``cls`` wrapper of ``cdata`` with ``life`` (not counted: see ``own``)."""
     p = _new(cls)
-    p.cdata = cdata
-    p._state = life
+    p.cdata, p._state = cdata, life
     return p
 
 
@@ -173,16 +174,14 @@ def own(cls: Type[_L], cdatas: Iterable[Any]) -> List[_L]:
     """Owned, counted wrappers of ``cdatas``, each already carrying one new reference."""
     global _outstanding
     out = [made(cls, c, _OWNED) for c in cdatas]
-    n = len(out)
     _acquire()
-    _outstanding += n
+    _outstanding += len(out)
     _release()
     return out
 
 
 def release_owned(p: Life) -> int:
-    """Release an owned counted pointer (freed now unless an operation is inside);
-    returns its life before: anything but ``_OWNED`` changed nothing."""
+    """Release an owned counted pointer (freed now unless one is inside); its life before."""
     global _outstanding
     _acquire()
     s = p._state
@@ -197,27 +196,38 @@ def release_owned(p: Life) -> int:
 
 def verify_with_store(sslp: Any, cls: Any, store: Any, decide: Any, ok: int, whole_chain: bool) -> Any:
     """``decide(preverify_ok, store_ctx)`` (``decide(conn)``: the whole chain) with the store
-    lent as a ``cls``; then the loan ends: new reads refused, other threads' reads waited
-    for (OpenSSL frees the store next), the certificates it lent ended."""
-    sp = _new(cls)
+    lent as a ``cls`` (the one caller's, reused); then the loan ends: new reads refused, other
+    threads' reads waited for (OpenSSL frees the store next), the certificates it lent ended."""
+    try:
+        sp = _spare_pop()  # a wrapper nobody else can reach (see the end)
+    except IndexError:
+        sp = _new(cls)
     sp.cdata, sp._state, sp._ssl, sp._loans = store, _LOANED, sslp, None
+    alone = _refs(sp)  # our references only: nobody else sees it yet
     outer, outer_sp = sslp.verifying, sslp._store
     sslp.verifying, sslp._store = store, sp
+    ended = False
     try:
         if whole_chain:
-            conn = sslp.connection
-            return decide(conn if conn is not None else sslp)
-        return decide(ok != 0, sp)
+            verdict = decide(conn if (conn := sslp.connection) is not None else sslp)
+        else:
+            verdict = decide(ok != 0, sp)
+        sslp.verifying, sslp._store = outer, outer_sp  # unpublished: found only by those who hold it
+        # No lock when nothing can be pinned: every pin, and every reader of sslp._store, holds a
+        # strong reference throughout; so our references alone (the count is exact and read at
+        # once under the GIL), no weak reference and no loan mean nobody is inside or can get in,
+        # now or later: it becomes a spare. Free-threaded builds split the count in two fields
+        # another thread may move a reference between as we read: they always take the lock.
+        if _SOLE and _refs(sp) == alone and sp._state == _LOANED and sp._loans is None \
+                and sp.__weakref__ is None:
+            sp._state, sp._ssl, ended = _EXPIRED, None, True
+            _spare_push(sp)
     finally:
-        _acquire()
-        s = sp._state
-        sp._state = s + (_EXPIRED - _LOANED)
-        _release()
-        if s >= _USER:
-            sp._drain()
-        if sp._loans is not None:
+        if not ended:  # kept, pinned or raised: the locked end (waits), and never reused
+            sslp.verifying, sslp._store = outer, outer_sp
+            sp._kill()
             sp._end_loans()
-        sslp.verifying, sslp._store = outer, outer_sp
+    return verdict
 
 
 def outstanding_certificates() -> int:
@@ -231,17 +241,16 @@ def outstanding_certificates() -> int:
         return _outstanding
 
 
-# -- a CertificateVector's books (certvector.py): a slot is HELD (the vector's reference,
-# no object yet), a pointer or None, changed only under the lock (so making an element
-# and releasing the vector never both take one reference). Held slots are never pinned.
+# -- a CertificateVector's books (certvector.py): a slot is HELD (the vector's reference, no object
+# yet), a pointer or None, changed only under the lock (so an element's making and the vector's
+# release never both take one reference). Held slots are never pinned.
 HELD: Any = object()  # a slot whose reference the vector still holds (no object made)
 _KEEP: Any = object()
 
 
 def copy_peer_chain(sslp: Any, vec: Any, size: int) -> None:
-    """Fill ``vec``, a new CertificateVector whose ``_array`` has ``size`` slots, with
-    the chain the peer sent (while a verify callback runs: the one being verified,
-    from its store): one reference each, owned by the vector, counted."""
+    """Fill ``vec``, a new CertificateVector with ``size`` slots, with the chain the peer sent (during
+    a verify callback: the one being verified): one reference each, owned by the vector, counted."""
     global _outstanding
     vec._n, vec._items, vec._state = 0, None, _OWNED
     _acquire()
@@ -249,9 +258,8 @@ def copy_peer_chain(sslp: Any, vec: Any, size: int) -> None:
         if (sslp._state & _LIFE) >= _RELEASED:
             sslp._refuse()
         if sslp._store is None:
-            # The lock is the SSL's pin for this one short C call (up-refs only: no
-            # callback, no Python, bounded by the chain): a release of the SSL waits for
-            # it. One lock round trip instead of a pin's and an unpin's: 15% of the copy.
+            # The lock is the SSL's pin for this one short C call (up-refs only, bounded by the
+            # chain): a release of the SSL waits. One lock round trip, not two: 15% of the copy.
             n = _copy_peer_chain(sslp.cdata, _NULL, vec._array, size)
             if n <= size:
                 vec._n = n
@@ -275,8 +283,7 @@ def copy_peer_chain(sslp: Any, vec: Any, size: int) -> None:
 
 
 def _copy_pinned(sslp: Any, sp: Any, vec: Any, size: int) -> int:
-    """``copy_peer_chain`` while a verify callback runs (``sp``, its store, pinned for
-    the copies) or of a chain longer than ``size``."""
+    """``copy_peer_chain`` from ``sp``, a running verify callback's store, or of a longer chain."""
     store = _NULL
     if sp is not None:
         try:
@@ -296,9 +303,8 @@ def _copy_pinned(sslp: Any, sp: Any, vec: Any, size: int) -> int:
 
 
 def vector_slot(vec: Any, i: int, cls: Type[_L], put: Any = _KEEP) -> _L:
-    """The element of slot ``i`` of a CertificateVector, made now (a ``cls``) if only
-    its reference is held: the reference moves to it, owned while the vector is,
-    else released. With ``put``, the slot holds ``put`` from then on."""
+    """Slot ``i`` of a CertificateVector, made now (a ``cls``) if only its reference is held (the
+    reference moves to it, owned while the vector is). With ``put``, the slot holds ``put`` then."""
     _acquire()
     try:
         items = vec._items
@@ -314,13 +320,8 @@ def vector_slot(vec: Any, i: int, cls: Type[_L], put: Any = _KEEP) -> _L:
     return got  # type: ignore[no-any-return]
 
 
-def vector_owned(vec: Any) -> bool:
-    return bool(vec._state == _OWNED)  # a read of one int
-
-
 def release_unread(vec: Any) -> bool:
-    """Release a CertificateVector nobody read a slot of (every reference its own):
-    one C call frees them all. False (nothing done) when that is not the case."""
+    """Release a CertificateVector nobody read a slot of with one C call; else False (nothing done)."""
     global _outstanding
     _acquire()
     if vec._items is not None or vec._state != _OWNED:
@@ -334,10 +335,10 @@ def release_unread(vec: Any) -> bool:
 
 
 def release_all(vec: Any, cls: Type[Life], vector: bool, strict: bool = True) -> bool:
-    """Release each ``cls`` of ``vec`` (a list or tuple; with ``vector``, a CertificateVector's
-    slots) that is not ``None``, all or nothing: one pass under the lock marks each; at the
-    first that cannot be (not a ``cls``, not owned, listed twice, released with its vector)
-    the marks are undone and False returned (``strict`` false: skipped). Frees outside."""
+    """Release each ``cls`` of ``vec`` (a list or tuple; with ``vector``, a CertificateVector's slots)
+    but ``None``, all or nothing: one locked pass marks each; at the first that cannot be (not a
+    ``cls``, not owned, listed twice, released with its vector) the marks are undone and False
+    returned (``strict`` false: skipped). Frees outside."""
     global _outstanding
     marked: List[Any] = []
     free_now: List[Any] = []
@@ -380,8 +381,7 @@ def release_all(vec: Any, cls: Type[Life], vector: bool, strict: bool = True) ->
 
 
 def collect_vector(vec: Any) -> int:
-    """For the ``__del__`` of a CertificateVector still owned: how many held slots it
-    owned, now freed."""
+    """For the ``__del__`` of a CertificateVector still owned: how many held slots it freed."""
     vec._state = _RELEASED  # nobody else holds the vector: no lock for its own books
     items, n, array = vec._items, vec._n, vec._array
     freed = 0

@@ -51,7 +51,6 @@ _CHAIN_GUESS = 16  # the length of the arrays in certvector._ARRAYS
 _new_array = ffi.new
 _pool_pop = _ARRAYS.pop
 _ARRAY = ffi.typeof("X509 *[]")
-_new = object.__new__
 
 
 def _no_ssl_of(conn: Any) -> SSLPointer:
@@ -68,7 +67,7 @@ def copy_peer_certificates(conn: ConnectionArg) -> CertificateVector:
     server side the client's leaf is included. Empty (``== []``) when none.
     While a verify callback runs, these are the certificates being verified."""
     sslp = conn if type(conn) is SSLPointer else ssl_of(conn)
-    vec = _new(CertificateVector)
+    vec = CertificateVector()  # the class's own call: cheaper than object.__new__(cls)
     try:
         vec._array = _pool_pop()  # an array a collected vector left (see CertificateVector.__del__)
     except IndexError:

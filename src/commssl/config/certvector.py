@@ -19,18 +19,20 @@ unreleased certificate once, held or made.
 from __future__ import annotations
 
 import warnings
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, Iterator, List, NoReturn, Optional, Union, overload
 
 from commssl._core.binding import ffi
-from commssl._core.lifetime import HELD, collect_vector, release_unread, vector_owned, vector_slot
+from commssl._core.lifetime import HELD, collect_vector, release_unread, vector_slot
 from commssl._core.pointers import X509Pointer, release_vector
 from commssl._core.x509 import drop_quietly
 
 #: Arrays of 16 ``X509*`` (``_CHAIN_GUESS``) that collected vectors leave for the next
-#: copy: one allocation less per copy. Appended and popped under the GIL only (atomic).
-_ARRAYS: List[Any] = []
+#: copy: one allocation less per copy. A deque: its appends and pops are atomic (with the
+#: GIL or without) and, unlike a list's between 0 and 1 items, never reallocate.
 _POOL = 64
+_ARRAYS: Any = deque(maxlen=_POOL)
 _GUESS = 16
 
 
@@ -119,7 +121,7 @@ class CertificateVector(Sequence[X509Pointer]):
 
     def __repr__(self) -> str:
         items = self._items
-        alive = "owned" if vector_owned(self) else "released"
+        alive = "released" if self._state else "owned"  # lifetime.py's books: 0 is owned
         shown = []
         for i in range(self._n):
             got = items[i] if items is not None else HELD
@@ -156,8 +158,8 @@ class CertificateVector(Sequence[X509Pointer]):
             # read again, its array serves the next copy. Read here, not through a call (4% of a
             # copy and release).
             if self._state:
-                if len(_ARRAYS) < _POOL and len(self._array) == _GUESS:
-                    _ARRAYS.append(self._array)
+                if len(self._array) == _GUESS:
+                    _ARRAYS.append(self._array)  # full: the oldest is dropped
                 return
             freed = collect_vector(self)
             if self._items is not None:  # one warning (below) speaks for the elements dropped now

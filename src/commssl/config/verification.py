@@ -197,7 +197,10 @@ def _commssl_verify_py(st: Any, ok: int, store: Any) -> int:
     decide = sslp.verify
     if decide is None:  # the record says Python decides, but no callable is known: closed
         return 0
-    return _run_verify(sslp, decide, False, ok, store)
+    try:  # _run_verify, inline: this runs per certificate per handshake
+        return 1 if verify_with_store(sslp, X509StoreCtxPointer, store, decide, ok, False) else 0
+    except BaseException as exc:
+        return _rejected(sslp, exc, store)
 
 
 @ffi.def_extern(onerror=onerror)
