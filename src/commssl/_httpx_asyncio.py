@@ -63,15 +63,28 @@ class AsyncioNetworkStream(httpcore.AsyncNetworkStream):
         stream = self.stream
         with _mapped(httpcore.ReadTimeout, httpcore.ReadError):
             try:
-                if stream._rbuf:  # no wait: no timer
-                    return await stream.read(max_bytes)
-                return await _within(stream.read(max_bytes), timeout)
+                if timeout is not None and not stream._rbuf and not stream._ended():
+                    await self._arrival(timeout)
+                return await stream.read(max_bytes)
             except SSLError as exc:
                 # the peer's end without close_notify: an end for HTTP, which frames its messages
                 # (as httpcore's anyio backend, standard_compatible=False)
                 if type(exc) is SSLError and exc is stream._tls.read_error and exc.__cause__ is None:
                     return b""
                 raise
+
+    async def _arrival(self, timeout: float) -> None:
+        """Wait for data or the end, at most ``timeout`` seconds (``TimeoutError``): one timer
+        on the stream's own wait, lighter than a timeout scope around the read."""
+        stream = self.stream
+        stream._maybe_resume_reading(force=True)  # a plain stream reads only when asked
+
+        def arrived() -> bool:
+            return bool(stream._rbuf) or stream._ended()
+
+        await stream._wait_until(arrived, stream._loop.time() + timeout)
+        if not arrived():
+            raise TimeoutError("read: timed out")
 
     async def write(self, buffer: bytes, timeout: Optional[float] = None) -> None:
         if not buffer:
