@@ -236,9 +236,10 @@ def setup(chain: Chain, scratch: Path, notes: List[str], info: Dict[str, Any]) -
 
 def blocks(clients: Clients, n: Tuple[int, int], samples: Dict[Tuple[str, str], List[float]]
            ) -> List[List[Task]]:
-    """One block a contender, a task a row (``n``: requests per sample, new connection and
-    keep-alive): each records its wall time per request (the figure) and keeps the CPU time
-    per request in ``samples[(ROW:cpu, who)]``."""
+    """One block a row, a task a contender (``n``: requests per sample, new connection and
+    keep-alive), so that the two samples a ratio pairs run back to back (the load of this
+    shared machine moves within seconds): each records its wall time per request (the
+    figure) and keeps the CPU time per request in ``samples[(ROW:cpu, who)]``."""
     def task(who: str, row: str) -> Callable[[], float]:
         def run() -> float:
             wall, cpu = measure(clients, who, row, n[ROWS[row][1]])
@@ -247,7 +248,7 @@ def blocks(clients: Clients, n: Tuple[int, int], samples: Dict[Tuple[str, str], 
         return run
 
     rows = [row for row, (runtime, _) in ROWS.items() if runtime != "trio" or trio is not None]
-    return [[(row, who, task(who, row)) for row in rows] for who in WHO]
+    return [[(row, who, task(who, row)) for who in WHO] for row in rows]
 
 
 # -- the fallback server: python -m bench.bench_httpx serve CHAIN_DIR ---------------------------
