@@ -182,6 +182,7 @@ def rows(samples: Samples, callback_calls: Dict[str, int], aio_loads: Sequence[A
     out.extend(_callgrind(c, callback_calls))
     out.extend(_aio(c, aio_loads))
     out.extend(_wheel(c))
+    out.extend(_httpx(c))
     judge(out)
     return out
 
@@ -280,11 +281,48 @@ def _wheel(c: _Cells) -> List[Row]:
     return out
 
 
+_HTTPX = (("sync-new", "httpx.Client, new connection per request"), ("sync-ka", "httpx.Client, keep-alive"),
+          ("aio-new", "httpx.AsyncClient on asyncio, new connection per request"),
+          ("aio-ka", "httpx.AsyncClient on asyncio, keep-alive"),
+          ("trio-new", "httpx.AsyncClient on trio, new connection per request"),
+          ("trio-ka", "httpx.AsyncClient on trio, keep-alive"))
+
+
+def _httpx(c: _Cells) -> List[Row]:
+    """Rows 10: httpx with commssl's transport against httpx's default (the CPython ssl column):
+    the goal on wall time per request, the client's CPU time per request beside it; trio
+    informational."""
+    out = []
+    for key, what in _HTTPX:
+        rid = f"httpx-{key}"
+        ratio = c.pair(rid, "cpython", rid, "commssl", _ratio)
+        cpu = c.pair(f"{rid}:cpu", "cpython", f"{rid}:cpu", "commssl", _ratio)
+        cpu_text = None if cpu is None else f"client CPU {cpu:.2f}x"
+        title = f"10. {what}, vs httpx's default transport"
+        if key.startswith("trio"):
+            texts = [f"{ratio:.2f}x" if ratio is not None else None, cpu_text]
+            out.append(c.row(rid, title, "request",
+                             note="(no target) " + "; ".join(t for t in texts if t)))
+        else:
+            out.append(c.row(rid, title, "request", goal=goal(">=", 1.1, "ratio", "httpx's default"),
+                             measured=ratio, extra=cpu_text))
+    return out
+
+
+def _httpx_line(info: Dict[str, Any]) -> str:
+    h = info.get("httpx")
+    if not h:
+        return "Rows 10 (httpx) not measured."
+    return (f"Rows 10: httpx {h['httpx']}{', trio ' + h['trio'] if h.get('trio') else ''}, against "
+            f"{h['server']} on 127.0.0.1 in another process; both transports on the OpenSSL above.")
+
+
 # -- the table ---------------------------------------------------------------------------
 
 
 _CELL: Dict[str, Callable[[float], str]] = {
     "handshake": lambda v: f"{1 / v:,.0f}/s ({v * 1e6:,.0f} µs)",
+    "request": lambda v: f"{1 / v:,.0f}/s ({v * 1e6:,.0f} µs)",
     "call": lambda v: f"{v * 1e6:.2f} µs",
     "MB/s": lambda v: f"{v:,.0f} MB/s",
     "hs/s": lambda v: f"{v:,.0f}/s",
@@ -320,6 +358,7 @@ def markdown(results: Dict[str, Any]) -> str:
         + (", ".join(f"{CONTENDER_NAMES.get(who, who)} {g or 'not reported'}" for who, g in groups.items())
            or "not measured") + ".",
         _wheel_line(info),
+        _httpx_line(info),
         "",
         "| " + " | ".join(heads) + " |",
         "|" + "|".join(["---"] + ["---:"] * len(CONTENDERS) + ["---"]) + "|",
@@ -388,4 +427,13 @@ Row 8 (bench/bench_aio.py): client and server in one process on one event loop (
 per measurement), all dialling 127.0.0.1 with the server name localhost. CPython column: asyncio
 streams with ssl= on asyncio's loop; uvloop column: the same code on uvloop's loop (its own TLS
 transport). Handshakes/s: connect + handshake + close; echo: each connection sends its bytes in
-64 KiB writes, echoed back, timed from connecting; figure: bytes sent per second."""
+64 KiB writes, echoed back, timed from connecting; figure: bytes sent per second.
+
+Rows 10 (bench/bench_httpx.py): one HTTPS server in another process (nginx when installed, else
+CPython's http.server; no session resumption), on the other CPU; the client requests
+https://127.0.0.1:PORT/ with the server name localhost (httpx's sni_hostname: SNI and the name
+checked), trusting what the other rows' clients trust. commssl: commssl.httpx's transports on
+one make_ssl_ctx context; CPython ssl column: httpx's default transports on an ssl.SSLContext
+configured alike. New connection: httpx.Limits(max_keepalive_connections=0). A sample is the
+wall time per request of sequential requests on a fresh client (after its first request); the
+ratio is per run, and "client CPU" the same ratio of the client process's CPU time."""

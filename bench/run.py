@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # python bench/run.py
 
 import commssl  # noqa: E402
 
-from . import baseline, bench_aio, lib_commssl, lib_cpython, loopback, report  # noqa: E402
+from . import baseline, bench_aio, bench_httpx, lib_commssl, lib_cpython, loopback, report  # noqa: E402
 from . import floor as floor_mod  # noqa: E402
 from . import instructions as cg  # noqa: E402
 from .bench_aio import Load  # noqa: E402
@@ -54,7 +54,7 @@ except ImportError:  # pyOpenSSL not installed
 
 HERE = Path(__file__).resolve().parent
 WHEEL_GROUPS = {"wheel-x25519": ["X25519"], "wheel-mlkem": ["X25519MLKEM768"]}  # row 9's groups
-GROUPS = ("memory", "peer_calls", "threads", "sockets", "aio", "wheel", "instructions")
+GROUPS = ("memory", "peer_calls", "threads", "sockets", "aio", "wheel", "httpx", "instructions")
 SMOKE_GROUPS = GROUPS[:-1]  # callgrind takes minutes
 
 
@@ -75,13 +75,14 @@ class Settings:
     cg: Tuple[int, int] = (5, 105)
     cg_data: Tuple[int, int] = (100, 1_100)  # callgrind: get_certificate_data / getpeercert calls
     cg_chain: Tuple[int, int] = (1_000, 11_000)  # callgrind: peer-chain copies + releases
+    httpx: Tuple[int, int] = (100, 500)  # rows 10: requests per sample, new connection / keep-alive
 
 
 FULL = Settings(runs=9, hs=100, calls=50_000, data_calls=3_000, floor_calls=2_000_000, sock_hs=100,
                 bulk=128 << 20, aio_runs=5,
                 aio=(Load("100", 100, 500, 1 << 20), Load("1000", 1000, 2000, 256 << 10)))
 SMOKE = Settings(runs=2, hs=2, calls=100, data_calls=10, floor_calls=1_000, sock_hs=2, bulk=1 << 20,
-                 aio_runs=1, aio=(Load("100", 4, 8, 64 << 10), Load("1000", 8, 16, 64 << 10)))
+                 aio_runs=1, aio=(Load("100", 4, 8, 64 << 10), Load("1000", 8, 16, 64 << 10)), httpx=(2, 4))
 
 Task = bench_aio.Task
 
@@ -334,6 +335,15 @@ class Bench:
         self._closers.extend(c.close for c in contenders)
         self.progress("rows 8: asyncio")
         interleave(bench_aio.blocks(contenders, self.s.aio), self.s.aio_runs, self.samples, self.progress)
+
+    def httpx(self) -> None:
+        """Rows 10: httpx clients, commssl's transports against httpx's default ones, on one
+        HTTPS server in another process (bench/bench_httpx.py)."""
+        with bench_httpx.setup(self.chains["ecdsa"], self.scratch, self.notes, self.info) as clients:
+            if clients is not None:
+                self.progress("rows 10: httpx")
+                interleave(bench_httpx.blocks(clients, self.s.httpx, self.samples), self.s.runs, self.samples,
+                           self.progress)
 
     def instructions(self) -> None:
         """Rows 7: instructions per handshake, per callback call and per peer-certificate

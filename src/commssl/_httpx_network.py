@@ -1,17 +1,18 @@
 """httpcore network backends whose TLS is commssl's: the connections ``commssl.httpx``'s
 transports make (a ``SocketStream`` with ``attach_ssl`` for the sync one, an anyio byte
-stream with ``commssl.anyio.wrap`` for the async one), the ALPN offer set on each, and the
-mapping of their errors to httpcore's.
+stream with ``commssl.anyio.wrap`` for the async one on trio; on asyncio:
+``commssl._httpx_asyncio``), the ALPN offer set on each, and the mapping of their errors
+to httpcore's.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import select
 import socket
 import sys
 import time
-from typing import Any, Iterable, Iterator, Optional, Tuple, Type, Union
+from typing import Any, Dict, Iterable, Optional, Tuple, Type, Union
 
 import anyio
 import anyio.abc
@@ -60,20 +61,45 @@ def _readable(sock: Optional[socket.socket]) -> bool:
     return bool(poller.poll(0))
 
 
-@contextlib.contextmanager
-def _mapped(timeout_exc: Type[Exception], error_exc: Type[Exception],
-            handshake: bool = False) -> Iterator[None]:
-    """Map errors to httpcore's: a handshake's every error is a connect error."""
-    errors: Tuple[Type[Exception], ...] = (
-        (Exception,) if handshake else (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError))
-    try:
-        yield
-    except (TimeoutError, SSLHandshakeTimeout) as exc:
-        raise timeout_exc(str(exc) or "timed out") from exc
-    except errors as exc:
-        error = error_exc(str(exc) or type(exc).__name__)
-        error._commssl_cause = exc  # type: ignore[attr-defined] # httpcore's pool drops __cause__
-        raise error from exc
+_TIMEOUTS = (TimeoutError, asyncio.TimeoutError, SSLHandshakeTimeout)  # wait_for's, before 3.11
+
+
+class _Mapped:
+    """Maps errors to httpcore's: a handshake's every error is a connect error. A class, not
+    a generator (each read and write of a request goes through one); it keeps no state, so
+    one per kind serves every connection (``_mapped``)."""
+
+    __slots__ = ("timeout_exc", "error_exc", "errors")
+
+    def __init__(self, timeout_exc: Type[Exception], error_exc: Type[Exception], handshake: bool) -> None:
+        self.timeout_exc = timeout_exc
+        self.error_exc = error_exc
+        self.errors: Tuple[Type[BaseException], ...] = (
+            (Exception,) if handshake else (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError))
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Optional[BaseException], tb: Any) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, _TIMEOUTS):
+            raise self.timeout_exc(str(exc) or "timed out") from exc
+        if isinstance(exc, self.errors):
+            error = self.error_exc(str(exc) or type(exc).__name__)
+            error._commssl_cause = exc  # type: ignore[attr-defined] # httpcore's pool drops __cause__
+            raise error from exc
+
+
+_KINDS: Dict[Tuple[Type[Exception], Type[Exception], bool], _Mapped] = {}
+
+
+def _mapped(timeout_exc: Type[Exception], error_exc: Type[Exception], handshake: bool = False) -> _Mapped:
+    key = (timeout_exc, error_exc, handshake)
+    kind = _KINDS.get(key)
+    if kind is None:
+        kind = _KINDS[key] = _Mapped(timeout_exc, error_exc, handshake)
+    return kind
 
 
 class _Options:
@@ -132,16 +158,20 @@ class NetworkStream(httpcore.NetworkStream):
         self._options = options
 
     def read(self, max_bytes: int, timeout: Optional[float] = None) -> bytes:
+        stream = self.stream
         with _mapped(httpcore.ReadTimeout, httpcore.ReadError):
-            self.stream.timeout = timeout
-            return self.stream.read1(max_bytes)
+            if stream.timeout != timeout:
+                stream.timeout = timeout
+            return stream.read1(max_bytes)
 
     def write(self, buffer: bytes, timeout: Optional[float] = None) -> None:
         if not buffer:
             return
+        stream = self.stream
         with _mapped(httpcore.WriteTimeout, httpcore.WriteError):
-            self.stream.timeout = timeout
-            self.stream.write(buffer)
+            if stream.timeout != timeout:
+                stream.timeout = timeout
+            stream.write(buffer)
 
     def close(self) -> None:
         self.stream.close()
@@ -288,8 +318,9 @@ class AsyncNetworkStream(httpcore.AsyncNetworkStream):
         return None
 
 
-class AsyncNetworkBackend(_Configured, httpcore.AsyncNetworkBackend):
-    """httpcore's async network backend (anyio) with commssl's TLS (see ``AsyncHTTPTransport``)."""
+class AnyioNetworkBackend(_Configured, httpcore.AsyncNetworkBackend):
+    """httpcore's async network backend through anyio, with commssl's TLS: trio's
+    (``commssl._httpx_asyncio.AsyncNetworkBackend`` takes asyncio's connections)."""
 
 
     async def _stream(self, connecting: Any, timeout: Optional[float],
@@ -305,15 +336,15 @@ class AsyncNetworkBackend(_Configured, httpcore.AsyncNetworkBackend):
             raise
         return AsyncNetworkStream(stream, self.options)
 
-    async def connect_tcp(self, host: str, port: int, timeout: Optional[float] = None,
-                          local_address: Optional[str] = None,
-                          socket_options: Optional[Iterable[SocketOption]] = None) -> AsyncNetworkStream:
+    async def connect_tcp(
+            self, host: str, port: int, timeout: Optional[float] = None, local_address: Optional[str] = None,
+            socket_options: Optional[Iterable[SocketOption]] = None) -> httpcore.AsyncNetworkStream:
         return await self._stream(anyio.connect_tcp(host, port, local_host=local_address), timeout,
                                   socket_options)
 
     async def connect_unix_socket(
             self, path: str, timeout: Optional[float] = None,
-            socket_options: Optional[Iterable[SocketOption]] = None) -> AsyncNetworkStream:
+            socket_options: Optional[Iterable[SocketOption]] = None) -> httpcore.AsyncNetworkStream:
         return await self._stream(anyio.connect_unix(path), timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:

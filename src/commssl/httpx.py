@@ -4,7 +4,9 @@
 ssl_ctx=...)`` for ``httpx.AsyncClient`` (on asyncio or trio): drop-in
 transports built on httpcore's pluggable network backends. The sync backend
 connects a plain ``SocketStream`` and attaches SSL to it (``attach_ssl``); the
-async one wraps an anyio TCP stream (``commssl.anyio.wrap``). So the handshake
+async one, on asyncio, connects a plain ``AsyncSSLStream`` and attaches SSL to it
+(``attach_ssl_async``: commssl's asyncio protocol under httpcore, no anyio layer), and
+on trio wraps an anyio TCP stream (``commssl.anyio.wrap``). So the handshake
 is commssl's: verification modes, verify callbacks (pinning), OCSP, client
 certificates, all from the ``ssl_ctx`` given (anything ``open_tcp_stream``
 accepts: ``True`` for the system's trust store, an ``SSLCtxPointer``, an
@@ -38,8 +40,9 @@ try:
 except ModuleNotFoundError as _exc:  # without the extra: say how to get it
     raise missing_extra("commssl.httpx", "httpx", _exc) from _exc
 
-from commssl._httpx_network import AsyncNetworkBackend, NetworkBackend
+from commssl._httpx_asyncio import AsyncNetworkBackend
 from commssl._httpx_network import AsyncNetworkStream as AsyncNetworkStream
+from commssl._httpx_network import NetworkBackend
 from commssl._httpx_network import NetworkStream as NetworkStream
 from commssl._httpx_network import SocketOption as SocketOption
 from commssl._httpx_network import SSLObjectInfo as SSLObjectInfo
@@ -153,8 +156,8 @@ class HTTPTransport(_Transport, httpx.HTTPTransport):
 
 
 class AsyncHTTPTransport(_Transport, httpx.AsyncHTTPTransport):
-    """An ``httpx.AsyncHTTPTransport`` whose TLS is commssl's, on asyncio or trio
-    (through anyio): ``httpx.AsyncClient(transport=AsyncHTTPTransport(ssl_ctx=ctx))``.
+    """An ``httpx.AsyncHTTPTransport`` whose TLS is commssl's, on asyncio (commssl's asyncio
+    protocol) or trio (through anyio): ``httpx.AsyncClient(transport=AsyncHTTPTransport(ssl_ctx=ctx))``.
     Arguments as for ``HTTPTransport`` (``http2=True`` included)."""
 
     _backend_class = AsyncNetworkBackend

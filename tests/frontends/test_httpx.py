@@ -92,15 +92,16 @@ def https_server(server_ctx: Any) -> Any:
         server.stop()
 
 
-def get_all(mode: str, urls: List[str], ssl_ctx: Any, **kw: Any) -> List[Any]:
-    """GET each URL in turn with one client (sync or async on a backend)."""
+def get_all(mode: str, urls: List[str], ssl_ctx: Any, timeout: Any = httpx.USE_CLIENT_DEFAULT,
+            **kw: Any) -> List[Any]:
+    """GET each URL in turn with one client (sync or async on a backend); ``kw`` go to the transport."""
     if mode == "sync":
         with httpx.Client(transport=chttpx.HTTPTransport(ssl_ctx=ssl_ctx, **kw)) as client:
-            return [client.get(url) for url in urls]
+            return [client.get(url, timeout=timeout) for url in urls]
 
     async def main() -> List[Any]:
         async with httpx.AsyncClient(transport=chttpx.AsyncHTTPTransport(ssl_ctx=ssl_ctx, **kw)) as client:
-            return [await client.get(url) for url in urls]
+            return [await client.get(url, timeout=timeout) for url in urls]
 
     return anyio.run(main, backend=mode)  # type: ignore[no-any-return]
 
@@ -281,3 +282,52 @@ def test_is_readable_sees_bytes_held_above_the_socket(pki: PKI, client_ctx: Any)
         done.set()
         fut.result(10)
         commssl.destroy_ssl_ctx(server_ctx)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_timeouts_and_refused_connections_map_to_httpx(mode: str, pki: PKI, client_ctx: Any) -> None:
+    """A server that completes no handshake: ConnectTimeout; one that never answers the request:
+    ReadTimeout; a closed port: ConnectError from the OSError (on asyncio the transport runs on
+    AsyncSSLStream, on trio through anyio: the same errors)."""
+    timeout = httpx.Timeout(0.5)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts, nobody speaks
+        with pytest.raises(httpx.ConnectTimeout):
+            get_all(mode, [f"https://localhost:{silent.getsockname()[1]}/"], client_ctx(), timeout=timeout)
+    with peers.openssl_server(pki.server_chain, pki.server_key, relay_stdin=True) as mute:
+        with pytest.raises(httpx.ReadTimeout):
+            get_all(mode, [f"https://localhost:{mute.port}/"], client_ctx(), timeout=timeout)
+    with socket.create_server(("127.0.0.1", 0)) as gone:
+        port = gone.getsockname()[1]
+    with pytest.raises(httpx.ConnectError) as info:
+        get_all(mode, [f"https://127.0.0.1:{port}/"], client_ctx(), timeout=timeout)
+    assert isinstance(info.value.__cause__, OSError)
+    assert commssl.outstanding_certificates() == 0
+
+
+@pytest.mark.parametrize("mode", ["asyncio", "trio"])
+def test_async_network_stream_extras(mode: str, https_server: Callable[..., HTTPSServer],
+                                     client_ctx: Any) -> None:
+    """What httpcore and applications read from an open async connection: the commssl
+    connection (AsyncSSLStream on asyncio, commssl.anyio.TLSStream on trio), the TLS version,
+    the addresses and the socket; an idle connection is not readable."""
+    import commssl.anyio
+
+    server = https_server()
+    url = f"https://localhost:{server.port}/x"
+    seen: List[Any] = []
+
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=chttpx.AsyncHTTPTransport(ssl_ctx=client_ctx())) as client:
+            async with client.stream("GET", url) as response:
+                stream = response.extensions["network_stream"]
+                await response.aread()
+                seen.extend([stream.get_extra_info("commssl"), stream.get_extra_info("ssl_object").version(),
+                             stream.get_extra_info("client_addr"), stream.get_extra_info("server_addr"),
+                             stream.get_extra_info("socket"), stream.get_extra_info("is_readable"),
+                             stream.get_extra_info("no such thing")])
+
+    anyio.run(main, backend=mode)
+    connection, version, client_addr, server_addr, sock, readable, nothing = seen
+    assert isinstance(connection, commssl.AsyncSSLStream if mode == "asyncio" else commssl.anyio.TLSStream)
+    assert version == "TLSv1.3" and client_addr[0] == "127.0.0.1" and server_addr[1] == server.port
+    assert sock is not None and readable is False and nothing is None

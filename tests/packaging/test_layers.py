@@ -30,7 +30,7 @@ LAYERS: Tuple[Tuple[int, Tuple[str, ...]], ...] = (
     (2, ("commssl.config",)),
     (3, ("commssl.io",)),
     (4, ("commssl.streams", "commssl.aio", "commssl.anyio", "commssl._anyio", "commssl.httpx",
-         "commssl._socket_stream", "commssl._httpx_network")),
+         "commssl._socket_stream", "commssl._httpx_network", "commssl._httpx_asyncio")),
     (5, ("commssl.cli", "commssl.serve")),
     (6, ("commssl", "commssl.__main__")),
 )

@@ -33,11 +33,14 @@ CALLBACK_ROWS = [row for key in ("ecdsa", "rsa") for mode in ("server", "mutual"
 CALLGRIND_ROWS = ["cg-hs", "cg-call", "cg-data", "cg-chain1", "cg-chain2"]  # not in the smoke: minutes
 AIO_ROWS = [f"aio-{kind}-{n}" for n in ("100", "1000") for kind in ("hs", "echo")]
 WHEEL_ROWS = ["wheel-x25519", "wheel-x25519-pyopenssl", "wheel-mlkem"]
+HTTPX_ROWS = [f"httpx-{rt}-{kind}" for rt in ("sync", "aio", "trio") for kind in ("new", "ka")]
+HTTPX_TARGETS = HTTPX_ROWS[:4]  # trio's are informational
 ROWS = MEMORY_ROWS[:4] + CALLBACK_ROWS + [
     "sock-hs", "sock-bulk", "call-chain", "call-serial", "call-data", "thr-1", "thr-2", "thr-speedup",
-] + CALLGRIND_ROWS + AIO_ROWS + WHEEL_ROWS
+] + CALLGRIND_ROWS + AIO_ROWS + WHEEL_ROWS + HTTPX_ROWS
 TARGET_ROWS = (MEMORY_ROWS[:4] + ["sock-hs", "sock-bulk", "thr-speedup"] + CALLGRIND_ROWS + AIO_ROWS
-               + WHEEL_ROWS[:2])
+               + WHEEL_ROWS[:2] + HTTPX_TARGETS)
+HAS_TRIO = importlib.util.find_spec("trio") is not None
 HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
 
@@ -75,6 +78,7 @@ def _sane(unit: str, value: float) -> bool:
         return False
     return {
         "handshake": 1e-6 < value < 5.0,  # seconds per handshake
+        "request": 1e-6 < value < 5.0,  # seconds per HTTPS request
         "call": 1e-10 < value < 1e-2,  # seconds per call
         "MB/s": 0.1 < value < 1e6,
         "ratio": 0.0 < value < 100.0,
@@ -86,12 +90,14 @@ def _sane(unit: str, value: float) -> bool:
 def test_measured_contenders_have_sane_positive_numbers(smoke: Dict[str, Any], who: str) -> None:
     rows = _rows(smoke)
     # CPython has no verify-callback API or group choice and the C floor no certificate
-    # data, asyncio or wheel; the smoke runs no callgrind; row 9 needs a built wheel.
+    # data, asyncio, wheel or httpx; the smoke runs no callgrind; row 9 needs a built wheel.
     absent = set(CALLGRIND_ROWS) | {
         "cpython": {r for r in MEMORY_ROWS if r.startswith("cb-")} | set(PER_CALLBACK_ROWS) | {"wheel-mlkem"},
-        "floor": {"call-data", *AIO_ROWS, *WHEEL_ROWS},
+        "floor": {"call-data", *AIO_ROWS, *WHEEL_ROWS, *HTTPX_ROWS},
         "commssl": set(),
     }[who]
+    if not HAS_TRIO:
+        absent |= set(HTTPX_ROWS[4:])
     if smoke["info"].get("commssl_wheel") is None:
         absent |= set(WHEEL_ROWS)
     for rid in ROWS:
@@ -216,6 +222,21 @@ def test_wheel_rows_are_measured_or_say_how(smoke: Dict[str, Any]) -> None:
     for rid in WHEEL_ROWS:
         assert rows[rid]["cells"]["commssl"] > 0
     assert rows["wheel-x25519"]["cells"]["cpython"] > 0
+
+
+def test_httpx_rows_pair_commssl_with_httpx_default(smoke: Dict[str, Any]) -> None:
+    """Rows 10: both transports against one server in another process, wall time per request
+    the figure, the client's CPU time per request kept beside it and quoted in the verdict."""
+    rows, samples = _rows(smoke), smoke["samples"]
+    assert smoke["info"]["httpx"]["server"] in ("nginx", "CPython http.server")
+    assert "Rows 10: httpx " in smoke["stdout"]
+    for rid in HTTPX_ROWS[:4] + (HTTPX_ROWS[4:] if HAS_TRIO else []):
+        for who in ("commssl", "cpython"):
+            wall, cpu = samples[f"{rid}|{who}"], samples[f"{rid}:cpu|{who}"]
+            assert len(wall) == len(cpu) == smoke["info"]["settings"]["runs"], (rid, who)
+            assert all(0 < c for c in cpu), (rid, who, cpu)
+        text = rows[rid]["verdict"] if rid in HTTPX_TARGETS else rows[rid]["note"]
+        assert "client CPU " in text, (rid, text)
 
 
 def test_server_hello_parser_reads_the_key_share() -> None:
