@@ -349,6 +349,48 @@ racing.report(outcomes=outcomes, wrong=wrong, outstanding=commssl.outstanding_ce
         only(result, ("ok", "ValueError"))
 
 
+def test_chain_copy_while_a_callback_of_the_same_ssl_runs_does_not_deadlock(pki: PKI) -> None:
+    """A thread copies the peer chain of an SSL whose handshake runs in another thread, with a
+    verify callback that reads its store (the pointer lock) while the handshake holds the SSL's
+    operation lock. The copy must never hold the pointer lock while it waits for the operation
+    lock (each would wait for the other: a hang, which the scenario's timeout fails)."""
+    facts = pointer_scenario(pki, """
+outcomes = {}
+def callback(ok, store):
+    commssl.x509_store_ctx_get_error_depth(store)  # the pointer lock, inside the operation lock
+    time.sleep(0.0002)
+    return ok
+
+def copier(c, stop):
+    while not stop.is_set():
+        out = racing.outcome(lambda: commssl.release_certificates_vector(
+            commssl.ssl_connection_copy_peer_certificates(c)))
+        outcomes[out] = outcomes.get(out, 0) + 1
+
+sctx, cctx = server_ctx(), client_ctx(callback)
+for _ in range(rounds(60)):
+    s = commssl.SSLPointer._adopt(lib.SSL_new(sctx.cdata), sctx)
+    c = commssl.SSLPointer._adopt(lib.SSL_new(cctx.cdata), cctx)
+    stop = threading.Event()
+    t = threading.Thread(target=copier, args=(c, stop))
+    t.start()
+    done = handshake(c.cdata, s.cdata)
+    stop.set()
+    t.join(30)
+    if t.is_alive() or done != [0, 0]:
+        racing.report(hung=t.is_alive(), done=done)
+        os._exit(3)
+    c._kill()
+    s._kill()
+commssl.destroy_ssl_ctx(sctx)
+commssl.destroy_ssl_ctx(cctx)
+racing.report(outcomes=outcomes, outstanding=commssl.outstanding_certificates())
+""", timeout=90)
+    assert facts.get("hung") is None, facts
+    assert facts["outstanding"] == 0
+    only(facts["outcomes"], ("ok",))
+
+
 def test_gc_cycles_collected_in_any_order(pki: PKI) -> None:
     """Contexts, SSLs, callbacks, certificates and raw SSL*s in reference cycles,
     collected by the garbage collector in whatever order, while another thread

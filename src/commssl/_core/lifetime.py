@@ -254,22 +254,19 @@ def copy_peer_chain(sslp: Any, vec: Any, size: int) -> None:
     global _outstanding
     vec._n, vec._items, vec._state = 0, None, _OWNED
     _acquire()
-    try:
-        if (sslp._state & _LIFE) >= _RELEASED:
-            sslp._refuse()
-        if sslp._store is None:
-            # The lock is the SSL's pin for this one short C call (up-refs only, bounded by the
-            # chain): a release of the SSL waits. One lock round trip, not two: 15% of the copy.
-            n = _copy_peer_chain(sslp.cdata, _NULL, vec._array, size)
-            if n <= size:
-                vec._n = n
-                _outstanding += n
-                return
-        sslp._state += _USER  # a verify callback runs, or the chain is longer: pinned
-    finally:
+    s = sslp._state
+    if (s & _LIFE) >= _RELEASED:
         _release()
+        sslp._refuse()
+    sslp._state = s + _USER
+    _release()
+    # Pinned, not under the lock: the C copy may wait for the SSL's operation lock, held by a
+    # handshake in another thread whose verify callback takes this lock (a deadlock).
     try:
-        n = _copy_pinned(sslp, sslp._store, vec, size)
+        sp = sslp._store  # a verify callback runs: its store holds the chain
+        n = _copy_peer_chain(sslp.cdata, _NULL, vec._array, size) if sp is None else -1
+        if not 0 <= n <= size:
+            n = _copy_pinned(sslp, sp, vec, size)
     except BaseException:
         sslp._unpin()
         raise
