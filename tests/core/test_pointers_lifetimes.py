@@ -391,6 +391,49 @@ racing.report(outcomes=outcomes, outstanding=commssl.outstanding_certificates())
     only(facts["outcomes"], ("ok",))
 
 
+def test_connection_readers_in_another_thread_never_see_a_callbacks_store(pki: PKI) -> None:
+    """``ssl_connection_verify`` and ``ssl_connection_ocsp_status`` from another thread while
+    the handshake's verify callbacks run: the store OpenSSL frees as each callback returns is
+    read only under the SSL's operation lock, so never after it is freed (ci/asan sees it)."""
+    facts = pointer_scenario(pki, """
+outcomes = {}
+def callback(ok, store):
+    time.sleep(0.0002)
+    return ok
+
+def reader(c, stop):
+    while not stop.is_set():
+        for fn in (commssl.ssl_connection_verify, commssl.ssl_connection_ocsp_status):
+            out = racing.outcome(lambda: fn(c))
+            outcomes[out] = outcomes.get(out, 0) + 1
+
+sctx, cctx = server_ctx(), client_ctx(callback)
+for _ in range(rounds(60)):
+    s = commssl.SSLPointer._adopt(lib.SSL_new(sctx.cdata), sctx)
+    c = commssl.SSLPointer._adopt(lib.SSL_new(cctx.cdata), cctx)
+    stop = threading.Event()
+    t = threading.Thread(target=reader, args=(c, stop))
+    t.start()
+    done = handshake(c.cdata, s.cdata)
+    stop.set()
+    t.join(30)
+    if t.is_alive() or done != [0, 0]:
+        racing.report(hung=t.is_alive(), done=done)
+        os._exit(3)
+    verdict = commssl.ssl_connection_verify(c)
+    if verdict != (True, 0):
+        racing.report(verdict=verdict)
+        os._exit(3)
+    c._kill()
+    s._kill()
+commssl.destroy_ssl_ctx(sctx)
+commssl.destroy_ssl_ctx(cctx)
+racing.report(outcomes=outcomes)
+""", timeout=90)
+    assert facts.get("hung") is None and facts.get("verdict") is None, facts
+    only(facts["outcomes"], ("ok",))
+
+
 def test_gc_cycles_collected_in_any_order(pki: PKI) -> None:
     """Contexts, SSLs, callbacks, certificates and raw SSL*s in reference cycles,
     collected by the garbage collector in whatever order, while another thread

@@ -175,9 +175,10 @@ def ocsp_status(sslp: SSLPointer, response: Optional[bytes] = None) -> Optional[
     """Check the staple (or ``response``) against ``sslp``'s verified chain and
     its context's trust store; ``None`` when there is no staple."""
     r = ffi.new("commssl_ocsp_result *")
-    verifying = sslp.verifying if sslp.verifying is not None else ffi.NULL
     der = ffi.NULL if response is None else response
     with ssl_held(sslp) as ssl:
+        # under the operation lock: a verify callback's store is its own thread's (ssl_connection_verify)
+        verifying = sslp.verifying if sslp.verifying is not None else ffi.NULL
         if not lib.commssl_ocsp_check(ssl, verifying, der, 0 if response is None else len(response), r):
             return None
     return OCSPStatus(

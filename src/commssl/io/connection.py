@@ -262,10 +262,13 @@ def ssl_connection_verify(conn: ConnectionArg) -> Tuple[bool, int]:
     a verify callback: OpenSSL's result so far. No peer certificate is never a
     success (``X509_V_ERR_UNSPECIFIED``)."""
     sslp = ssl_of(conn)
-    if sslp.verifying is not None:
-        code = int(lib.X509_STORE_CTX_get_error(sslp.verifying))
-        return code == lib.X509_V_OK, code
     with ssl_held(sslp) as ssl:
+        # Read under the operation lock: a verify callback's store (freed by OpenSSL when the
+        # callback returns) is only seen by its own thread, which holds that lock already.
+        store = sslp.verifying
+        if store is not None:
+            code = int(lib.X509_STORE_CTX_get_error(store))
+            return code == lib.X509_V_OK, code
         if lib.SSL_get0_peer_certificate(ssl) == ffi.NULL:
             return False, int(lib.X509_V_ERR_UNSPECIFIED)
         code = int(lib.SSL_get_verify_result(ssl))
