@@ -392,33 +392,55 @@ racing.report(outcomes=outcomes, outstanding=commssl.outstanding_certificates())
 
 
 def test_connection_readers_in_another_thread_never_see_a_callbacks_store(pki: PKI) -> None:
-    """``ssl_connection_verify`` and ``ssl_connection_ocsp_status`` from another thread while
-    the handshake's verify callbacks run: the store OpenSSL frees as each callback returns is
-    read only under the SSL's operation lock, so never after it is freed (ci/asan sees it)."""
+    """``ssl_connection_verify`` and ``ssl_connection_ocsp_status`` called from another thread
+    while a verify callback runs: the store OpenSSL frees once the verification ends is read
+    only under the SSL's operation lock (which the handshake holds), so never after it is
+    freed. The readers start inside the callback and their C call is made late on purpose, and
+    checks that the store it reads is still lent: reading it unlocked, as before, read it
+    after OpenSSL freed it (in OpenSSL's code, where no sanitizer looks)."""
     facts = pointer_scenario(pki, """
-outcomes = {}
+import commssl.io.connection as connection
+from commssl.io.connection import new_ssl
+real = connection.lib
+
+class Slow:
+    def __getattr__(self, name):
+        return getattr(real, name)
+
+    def X509_STORE_CTX_get_error(self, store):
+        time.sleep(0.01)  # the verification ends meanwhile, were it another thread's
+        if current[0].verifying != store:  # its loan is over: OpenSSL may have freed it
+            outcomes["read after its loan ended"] = outcomes.get("read after its loan ended", 0) + 1
+        return real.X509_STORE_CTX_get_error(store)
+
+connection.lib = Slow()
+outcomes, inside, current = {}, threading.Event(), [None]
+
 def callback(ok, store):
-    time.sleep(0.0002)
+    inside.set()
+    time.sleep(0.0005)  # the readers start meanwhile
     return ok
 
-def reader(c, stop):
-    while not stop.is_set():
-        for fn in (commssl.ssl_connection_verify, commssl.ssl_connection_ocsp_status):
-            out = racing.outcome(lambda: fn(c))
-            outcomes[out] = outcomes.get(out, 0) + 1
+def reader(fn, c):
+    inside.wait(10)
+    out = racing.outcome(lambda: fn(c))
+    outcomes[out] = outcomes.get(out, 0) + 1
 
 sctx, cctx = server_ctx(), client_ctx(callback)
-for _ in range(rounds(60)):
-    s = commssl.SSLPointer._adopt(lib.SSL_new(sctx.cdata), sctx)
-    c = commssl.SSLPointer._adopt(lib.SSL_new(cctx.cdata), cctx)
-    stop = threading.Event()
-    t = threading.Thread(target=reader, args=(c, stop))
-    t.start()
+for _ in range(rounds(20)):
+    s = new_ssl(sctx, "server")[0]  # commssl's own SSLs: their callbacks lend the store on them
+    c = new_ssl(cctx, "client", host="localhost")[0]
+    current[0] = c
+    inside.clear()
+    readers = [threading.Thread(target=reader, args=(fn, c))
+               for fn in (commssl.ssl_connection_verify, commssl.ssl_connection_ocsp_status)]
+    for t in readers:
+        t.start()
     done = handshake(c.cdata, s.cdata)
-    stop.set()
-    t.join(30)
-    if t.is_alive() or done != [0, 0]:
-        racing.report(hung=t.is_alive(), done=done)
+    for t in readers:
+        t.join(30)
+    if any(t.is_alive() for t in readers) or done != [0, 0]:
+        racing.report(hung=any(t.is_alive() for t in readers), done=done)
         os._exit(3)
     verdict = commssl.ssl_connection_verify(c)
     if verdict != (True, 0):
