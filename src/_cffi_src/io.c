@@ -17,6 +17,7 @@ int commssl_io(SSL *, int, void *, size_t, size_t *, int);
 int commssl_read_more(SSL *, char *, size_t, size_t *, int, int *);
 int commssl_set_socket(SSL *, int, int);
 int commssl_holds_unread(SSL *);
+int commssl_close_notify(SSL *);
 @end */
 
 /* One step of an SSL operation. Returns 0 when it completed (for reads and
@@ -79,6 +80,16 @@ int commssl_set_socket(SSL *ssl, int fd, int bufsize)
     BIO_push(buf, sock);
     SSL_set_bio(ssl, buf, sock);
     return 1;
+}
+
+/* close()'s close_notify: one try, never waiting, and only after a completed
+   handshake (before it there is no session to end). One call where Python made
+   two on every close. Returns what commssl_do returned (0 when nothing was sent). */
+int commssl_close_notify(SSL *ssl)
+{
+    if (!SSL_is_init_finished(ssl))
+        return 0;
+    return commssl_do(ssl, COMMSSL_OP_SHUTDOWN, NULL, 0, NULL);
 }
 
 /* Whether ssl holds bytes received and not yet returned: decrypted, in a record

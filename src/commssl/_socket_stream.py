@@ -40,6 +40,8 @@ READ_BUFFER = 64 * 1024
 # data yet, or the peer's close_notify (which the next read sees again).
 _DATA_RAN_OUT = (0, lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_WANT_WRITE, lib.SSL_ERROR_ZERO_RETURN)
 EINTR = lib.COMMSSL_EINTR
+_OP_HANDSHAKE = lib.COMMSSL_OP_HANDSHAKE
+_NULL = ffi.NULL
 
 
 def drive(ssl: Any, op: int, buf: Any, n: int, done: Any, due: Optional[float]) -> int:
@@ -89,7 +91,8 @@ class SocketStream(Connection, io.BufferedIOBase):
         self._timeout = timeout_arg(timeout, "timeout")
         # The descriptor is the stream's alone (ownership.py): an `except: sock.close()`
         # in the caller can no longer free the number while the stream still writes to it.
-        own = take_over(sock, self)
+        # take_over's settimeout also puts the descriptor in the mode Python believes it is in
+        own = take_over(sock, self, self._timeout)
         self._sock: StreamSocket = own
         self._rbuf = bytearray()
         self._rlock = threading.Lock()
@@ -98,7 +101,6 @@ class SocketStream(Connection, io.BufferedIOBase):
         self._rout = ffi.new("size_t[1]")  # bytes read (read lock)
         self._rlater = ffi.new("int[1]")  # what stopped the extra reads (read lock)
         self._wout = ffi.new("size_t[1]")  # bytes written (write lock)
-        own.settimeout(self._timeout)  # also puts the descriptor in the mode Python believes it is in
         self._tls = TLSConnection("SocketStream", own._release)
         own._owned = True  # from now on the core alone closes it (StreamSocket.__del__)
         self._host: Optional[str] = None  # the host open_tcp_stream dialled: a client attach's name
@@ -183,7 +185,10 @@ class SocketStream(Connection, io.BufferedIOBase):
         tls = self._tls
         sslp = tls.sslp
         assert sslp is not None
-        err = drive(ssl, lib.COMMSSL_OP_HANDSHAKE, ffi.NULL, 0, ffi.NULL, due)
+        while True:  # drive()'s loop, inline: once per connection
+            err = lib.commssl_io(ssl, _OP_HANDSHAKE, _NULL, 0, _NULL, ms_left(due))
+            if err != EINTR:
+                break
         if soft and err in (lib.COMMSSL_TIMEOUT, lib.SSL_ERROR_ZERO_RETURN) and sslp.exception is None:
             return False
         if err:
@@ -373,8 +378,7 @@ class SocketStream(Connection, io.BufferedIOBase):
                 pass
         elif ssl is not None:
             try:
-                if lib.SSL_is_init_finished(ssl):
-                    close_notify(ssl, 0)  # best effort, never waits
+                lib.commssl_close_notify(ssl)  # best effort, never waits
             finally:
                 tls.end()
         # io.IOBase's own close() is not called: `closed` is the core's state.

@@ -27,6 +27,7 @@ Held, not checked, as the pointer lifetimes are (``pointers.py``):
 
 from __future__ import annotations
 
+import _socket
 import socket
 import threading
 import weakref
@@ -60,6 +61,10 @@ def release_ssl_claim(sslp: SSLPointer) -> None:
 
 
 # -- one stream per descriptor ---------------------------------------------------------
+
+_family = _socket.socket.family.__get__
+_kind = _socket.socket.type.__get__
+_KEEP: Any = object()
 
 
 class StreamSocket(socket.socket):
@@ -101,14 +106,16 @@ class StreamSocket(socket.socket):
             socket.socket.__del__(self)  # type: ignore[attr-defined]  # the C type's finalizer
 
 
-def take_over(sock: socket.socket, stream: Any) -> StreamSocket:
-    """``sock``'s descriptor in a ``StreamSocket`` of ``stream``'s own; ``sock`` is
-    left detached (``fileno()`` -1, its ``close()`` harmless). ``ValueError`` for a
-    closed socket or another stream's socket."""
+def take_over(sock: socket.socket, stream: Any, timeout: Any = _KEEP) -> StreamSocket:
+    """``sock``'s descriptor in a ``StreamSocket`` of ``stream``'s own, with ``timeout``
+    (default: ``sock``'s); ``sock`` is left detached (``fileno()`` -1, its ``close()``
+    harmless). ``ValueError`` for a closed socket or another stream's socket."""
     if sock.fileno() < 0:
         raise ValueError("sock is closed")
-    family, kind, proto = sock.family, sock.type, sock.proto
-    timeout = sock.gettimeout()
+    # the C type's getters: plain ints (socket.socket's properties make enums, in Python)
+    family, kind, proto = _family(sock), _kind(sock), sock.proto
+    if timeout is _KEEP:
+        timeout = sock.gettimeout()
     fd = sock.detach()  # a StreamSocket of another stream refuses this (ValueError)
     try:
         own = StreamSocket(family, kind, proto, fileno=fd)

@@ -112,6 +112,10 @@ def make_ssl_ctx(ssl_ctx: Union[NewContext, SSLCtxPointer] = True, ssl_side: str
     return ctx
 
 
+# OpenSSL's static method tables: the same pointers for the life of the process
+_SERVER_METHOD, _CLIENT_METHOD = lib.TLS_server_method(), lib.TLS_client_method()
+
+
 def check_method_side(ssl: Any, ssl_side: str, what: str = "ssl_ctx", *, ctx: bool = False) -> None:
     """Refuse an ``SSL`` (or with ``ctx``, an ``SSL_CTX``) whose method is for the
     other side than ``ssl_side``: a context made with ``make_ssl_ctx(..., "server")``
@@ -119,9 +123,9 @@ def check_method_side(ssl: Any, ssl_side: str, what: str = "ssl_ctx", *, ctx: bo
     would only say so mid-handshake as "called a function you should not call".
     ``"both"`` contexts serve either."""
     method = lib.SSL_CTX_get_ssl_method(ssl) if ctx else lib.SSL_get_ssl_method(ssl)
-    if method == lib.TLS_server_method():
+    if method == _SERVER_METHOD:
         made = "server"
-    elif method == lib.TLS_client_method():
+    elif method == _CLIENT_METHOD:
         made = "client"
     else:
         return

@@ -128,8 +128,10 @@ def new_ssl(
         raise TypeError("tlsext_host_name must be a str, True, False or None, "
                         f"not {type(tlsext_host_name).__name__}")
     check_hostname_arg(check_hostname)
-    _callback_arg(ctx_configure_callback, "ctx_configure_callback")
-    _callback_arg(ssl_configure_callback, "ssl_configure_callback")
+    if ctx_configure_callback is not None:  # (None, the usual case, skips the call)
+        _callback_arg(ctx_configure_callback, "ctx_configure_callback")
+    if ssl_configure_callback is not None:
+        _callback_arg(ssl_configure_callback, "ssl_configure_callback")
     # OpenSSL takes C strings: "good.test\0.evil" would be checked as "good.test".
     if isinstance(tlsext_host_name, str) and "\x00" in tlsext_host_name:
         raise ValueError(f"tlsext_host_name must not contain NUL characters: {tlsext_host_name!r}")

@@ -74,15 +74,21 @@ def verification_failure(sslp: SSLPointer, what: str) -> SSLVerificationFailure:
                                   failure_chain_data(sslp))
 
 
+def _raise_taken(sslp: SSLPointer) -> NoReturn:
+    exc = sslp.take_exception()
+    assert exc is not None  # the caller saw it set, in this thread
+    raise exc
+
+
 def check_after_handshake(sslp: SSLPointer, due: Optional[float] = None,
                           clock: Callable[[], float] = time.monotonic) -> None:
     """After a handshake that OpenSSL completed: re-raise a callback's exception
     (a ``"never"`` client still calls callbacks: a raising callback never passes),
     verify a resumed session again, let a server's ``verify_callback(conn)`` decide
     a client that sent no certificate, and enforce the deadline ``due``, time spent in callbacks included."""
-    exc = sslp.take_exception()
-    if exc is not None:
-        raise exc
+    # (each check reads the field first: take_exception is a call, on every handshake)
+    if sslp.exception is not None:
+        _raise_taken(sslp)
     if lib.SSL_session_reused(sslp.cdata):  # OpenSSL verified nothing: commssl does (sessions.py)
         verified = reverify_resumed(sslp)
         exc = sslp.take_exception()
@@ -93,9 +99,8 @@ def check_after_handshake(sslp: SSLPointer, due: Optional[float] = None,
             raise verification_failure(sslp, "handshake (resumed session)")
     # a server's verify_callback(conn) decides a client without a certificate too (sessions.py)
     accepted = decide_without_certificate(sslp)
-    exc = sslp.take_exception()
-    if exc is not None:
-        raise exc
+    if sslp.exception is not None:
+        _raise_taken(sslp)
     if accepted is False:
         raise SSLVerificationFailure(
             "handshake: the peer sent no certificate and the verify callback rejected it",

@@ -28,6 +28,10 @@ class State(enum.Enum):
     FAILED = "failed"
     CLOSED = "closed"
 
+    # Members are singletons compared by identity: hash them by identity too, in C.
+    # Enum's own __hash__ is a Python call (hash of the name), several per connection.
+    __hash__ = object.__hash__
+
     @property
     def has_tls(self) -> bool:
         """An SSL is attached and usable (handshaking or open)."""

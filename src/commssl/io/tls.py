@@ -134,7 +134,8 @@ class TLSConnection:
 
     def end(self) -> None:
         """End an operation begun with a non-``None`` ``SSL*``."""
-        self._end(True)
+        self.sslp._unpin()  # type: ignore[union-attr]
+        self._end(False)
 
     def end_plain(self) -> None:
         """End an operation begun while plain."""
@@ -144,12 +145,11 @@ class TLSConnection:
         if pinned:
             self.sslp._unpin()  # type: ignore[union-attr]
         with self._lock:
-            self._users -= 1
-            last = self._users == 0 and self.state == CLOSED and not self._released
-            if last:
-                self._released = True
-        if last:
-            self._release_all()
+            users = self._users = self._users - 1
+            if users or self.state is not CLOSED or self._released:
+                return
+            self._released = True
+        self._release_all()
 
     # -- attaching, detaching, closing ------------------------------------------------
 
