@@ -18,12 +18,13 @@ from typing import Any, Awaitable, Callable, Iterable, Optional, TypeVar
 import httpcore
 
 from commssl._httpx_network import (
+    _OTHER,
     AnyioNetworkBackend,
     SocketOption,
-    SSLObjectInfo,
     _mapped,
     _Options,
     _readable,
+    stream_extra,
 )
 from commssl.aio import AsyncSSLStream, attach_ssl_async
 from commssl.aio.events import Protocol
@@ -115,11 +116,10 @@ class AsyncioNetworkStream(httpcore.AsyncNetworkStream):
         return self
 
     def get_extra_info(self, info: str) -> Any:
+        got = stream_extra(self.stream, info, plain=False)
+        if got is not _OTHER:
+            return got
         stream = self.stream
-        if info == "ssl_object":
-            return SSLObjectInfo(stream) if stream.ssl is not None else None
-        if info == "commssl":
-            return stream if stream.ssl is not None else None
         if info == "is_readable":
             return bool(stream._rbuf) or stream._lost or stream._ended() or _readable(
                 stream.get_extra_info("socket"))

@@ -64,6 +64,19 @@ def _readable(sock: Optional[socket.socket]) -> bool:
 _TIMEOUTS = (TimeoutError, asyncio.TimeoutError, SSLHandshakeTimeout)  # wait_for's, before 3.11
 
 
+_OTHER: Any = object()
+
+
+def stream_extra(stream: Any, info: str, plain: bool) -> Any:
+    """The TLS extras every commssl network stream answers alike (``_OTHER`` for the rest):
+    ``ssl_object``, and ``commssl`` (the stream; with ``plain``, before TLS too)."""
+    if info == "ssl_object":
+        return SSLObjectInfo(stream) if stream.ssl is not None else None
+    if info == "commssl":
+        return stream if plain or stream.ssl is not None else None
+    return _OTHER
+
+
 class _Mapped:
     """Maps errors to httpcore's: a handshake's every error is a connect error. A class, not
     a generator (each read and write of a request goes through one); it keeps no state, so
@@ -191,11 +204,10 @@ class NetworkStream(httpcore.NetworkStream):
         return self
 
     def get_extra_info(self, info: str) -> Any:
+        got = stream_extra(self.stream, info, plain=True)
+        if got is not _OTHER:
+            return got
         stream = self.stream
-        if info == "ssl_object":
-            return SSLObjectInfo(stream) if stream.ssl is not None else None
-        if info == "commssl":
-            return stream
         if info == "is_readable":
             return stream._holds_unread() or _readable(None if stream.closed else stream.socket)
         if stream.closed:

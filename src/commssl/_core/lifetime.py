@@ -253,13 +253,7 @@ def copy_peer_chain(sslp: Any, vec: Any, size: int) -> None:
     a verify callback: the one being verified): one reference each, owned by the vector, counted."""
     global _outstanding
     vec._n, vec._items, vec._state = 0, None, _OWNED
-    _acquire()
-    s = sslp._state
-    if (s & _LIFE) >= _RELEASED:
-        _release()
-        sslp._refuse()
-    sslp._state = s + _USER
-    _release()
+    sslp._pin()
     # Pinned, not under the lock: the C copy may wait for the SSL's operation lock, held by a
     # handshake in another thread whose verify callback takes this lock (a deadlock).
     try:
