@@ -13,9 +13,10 @@ The books are one int per wrapper, ``_state``: the low three bits are its life (
 ``_BORROWED``, ``_LOANED``, then the dead ``_RELEASED`` and ``_EXPIRED``), the rest counts the
 operations inside (``_USER`` each). It changes only under one reentrant lock (a collection
 may start inside a locked region, and a finalizer may use commssl), held for a few bytecodes
-and at most one short C call that runs no Python (the peer chain's up-refs). A finalizer
-never waits for it: ``__del__`` runs when nobody else sees the wrapper, so it changes
-``_state`` unlocked and defers the count's update when the lock is busy.
+and never across a C call (the chain copy waits for an SSL's operation lock, whose holder's
+verify callback may take this one). A finalizer never waits for it: ``__del__`` runs when
+nobody else sees the wrapper, so it changes ``_state`` unlocked and defers the count's update
+when the lock is busy.
 """
 
 from __future__ import annotations
