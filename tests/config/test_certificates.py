@@ -9,7 +9,7 @@ import gc
 import subprocess
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -608,30 +608,38 @@ def test_connection_functions_on_a_plain_stream(commssl_server: Callable[..., An
         assert stream.readline() == b"plain\n"
 
 
+def _self_signed_data(tmp_path: Path, key: Any, name: Any, serial: int,
+                      sans: List[Any]) -> Tuple[Any, Dict[str, Any]]:
+    """A self-signed certificate (cryptography's builder) valid for 2026-01-01 only, with
+    ``sans`` as its subjectAltName, and commssl's data of it read back from PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    now = datetime.datetime(2026, 1, 1)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(serial).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(sans), False).sign(key, hashes.SHA256()))
+    path = tmp_path / "self-signed.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pointer = commssl.pem_read("X509", path)
+    try:
+        return cert, dict(commssl.get_certificate_data(pointer))
+    finally:
+        commssl.release_certificate(pointer)
+
+
 def test_emails_skip_an_address_with_a_nul_and_keep_the_certificates_order(tmp_path: Path) -> None:
     """As X509_get1_email: an rfc822Name with a NUL inside is left out (not cut short at the
     NUL, which would show "evil"); duplicates once; the subject's first, then the SAN's."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "emails.test"),
                       x509.NameAttribute(NameOID.EMAIL_ADDRESS, "z@x.test")])
-    now = datetime.datetime(2026, 1, 1)
     sans = ["b@x.test", "evil\x00@good.test", "a@x.test", "z@x.test", "b@x.test"]
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(7).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(s) for s in sans]), False)
-            .sign(key, hashes.SHA256()))
-    path = tmp_path / "emails.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pointer = commssl.pem_read("X509", path)
-    try:
-        data = dict(commssl.get_certificate_data(pointer))
-    finally:
-        commssl.release_certificate(pointer)
+    data = _self_signed_data(tmp_path, key, name, 7, [x509.RFC822Name(s) for s in sans])[1]
     assert data["emails"] == ["z@x.test", "b@x.test", "a@x.test"]
     # the subjectAltName list itself is what the certificate holds, NUL included
     assert ("email", "evil\x00@good.test") in data["subject-alt-names"]
@@ -656,17 +664,7 @@ def test_data_of_a_certificate_larger_than_the_first_buffer(tmp_path: Path) -> N
     entries: List[x509.GeneralName] = [x509.DNSName(f"host{i}.example.test") for i in range(300)]
     entries += [x509.IPAddress(ip) for ip in ips]
     entries.append(x509.UniformResourceIdentifier("https://example.test/x"))
-    now = datetime.datetime(2026, 1, 1)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(2**158 + 5).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(entries), False).sign(key, hashes.SHA256()))
-    path = tmp_path / "many.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pointer = commssl.pem_read("X509", path)
-    try:
-        data = dict(commssl.get_certificate_data(pointer))
-    finally:
-        commssl.release_certificate(pointer)
+    cert, data = _self_signed_data(tmp_path, key, name, 2**158 + 5, entries)
     assert data["subject-common-name"] is None and data["issuer-common-name"] is None
     assert data["serial-number"] == 2**158 + 5
     assert data["subject-alt-names"] == ([("DNS", f"host{i}.example.test") for i in range(300)]
