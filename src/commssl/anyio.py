@@ -61,7 +61,7 @@ from commssl.errors import SSLCondition, SSLError, SSLHandshakeTimeout
 from commssl.io.connection import Connection, CtxCallback, SSLCallback, new_ssl
 from commssl.io.handshake import check_after_handshake, release_new_ssl
 from commssl.io.policy import check_hostname_arg
-from commssl.io.readside import end_error, ended, feed, handshake_step, release, take
+from commssl.io.readside import end_error, ended, feed, handshake_done, handshake_step, release, take
 from commssl.io.timeouts import deadline, timeout_arg
 from commssl.io.tls import OP_WRITE, TLSConnection
 
@@ -182,7 +182,7 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         sslp = tls.sslp
         assert sslp is not None
         check_after_handshake(sslp, due)
-        tls.handshake_done()
+        handshake_done(tls, self._rbuf)  # a failure is stored: receive raises it after the data
 
     def _read_error(self, exc: BaseException) -> BaseException:
         """The stored error ``exc`` in anyio's terms: ``EndOfStream`` for a peer's end

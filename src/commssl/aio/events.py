@@ -27,7 +27,7 @@ from commssl.errors import SSLClosed, SSLError, SSLHandshakeTimeout
 from commssl.io.connection import Connection
 from commssl.io.detach import DetachDrain
 from commssl.io.handshake import check_after_handshake
-from commssl.io.readside import end_error, ended, feed, handshake_step, release
+from commssl.io.readside import end_error, ended, feed, handshake_done, handshake_step, release
 from commssl.io.state import CLOSING, DETACHING, HANDSHAKING, OPEN, PLAIN
 from commssl.io.tls import TLSConnection
 
@@ -179,9 +179,9 @@ class StreamEvents(Connection):
         except BaseException as exc:  # a callback's own exception included: the awaiting code gets it
             self._handshake_failed(exc)
             return
-        tls.handshake_done()
+        failed = handshake_done(tls, self._rbuf)
         self._cancel_timer()
-        self._read(b"", 0)  # application data may have come with the handshake's last flight
+        self._fed(failed)
         if self._on_handshake is not None:
             self._on_handshake(self, None)
 
@@ -207,7 +207,12 @@ class StreamEvents(Connection):
 
     def _read(self, data: bytes, eof: int) -> None:
         """Decrypt what has arrived into the read buffer; a failure closes the transport."""
-        if feed(self._tls, data, eof, self._rbuf) is not None and self._transport is not None:
+        self._fed(feed(self._tls, data, eof, self._rbuf))
+
+    def _fed(self, failed: Optional[BaseException]) -> None:
+        """After a decrypt (``failed``: its failure): close the transport on a failure, wake the
+        reader, pause reading past the limit."""
+        if failed is not None and self._transport is not None:
             self._transport.close()
         self._wake()
         if len(self._rbuf) > self._limit and not self._read_paused and self._transport is not None:

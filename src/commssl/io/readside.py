@@ -4,6 +4,7 @@ and ``commssl.anyio.TLSStream``: the drivers differ only in how they wait for by
 bytes mean is decided here.
 
 - the handshake: done, more to come, or the peer's end during it (``handshake_step``);
+  its end, with the application data that came in its last flight (``handshake_done``);
 - the peer's bytes: decrypted into the stream's buffer; the peer's close_notify is a
   clean end (``tls.peer_closed``); a failure is stored (``tls.read_error``), the data
   decrypted before it readable first (``feed``);
@@ -33,8 +34,8 @@ from commssl.io.tls import (
     scratch,
 )
 
-__all__ = ["detach_read", "end_error", "ended", "feed", "handshake_step", "release", "send_close_notify",
-           "take"]
+__all__ = ["detach_read", "end_error", "ended", "feed", "handshake_done", "handshake_step", "release",
+           "send_close_notify", "take"]
 
 _NULL = ffi.NULL
 
@@ -60,6 +61,14 @@ def handshake_step(tls: TLSConnection, data: Any, eof: int) -> bool:
     if eof:  # OpenSSL reports a truncation itself; never wait on an ended stream
         raise SSLError("handshake: the peer closed the connection", None)
     return False
+
+
+def handshake_done(tls: TLSConnection, rbuf: bytearray) -> Optional[BaseException]:
+    """The handshake is complete: decrypt into ``rbuf`` what came in its last flight (a
+    client's first request in the segment of its Finished waits in the read BIO), as ``feed``
+    does. Before any wait for more bytes: the peer may be waiting for the answer to it."""
+    tls.handshake_done()
+    return feed(tls, b"", 0, rbuf)
 
 
 def feed(tls: TLSConnection, data: Any, eof: int, rbuf: bytearray) -> Optional[BaseException]:
