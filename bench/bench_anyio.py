@@ -13,6 +13,7 @@ root plus the system's defaults, host name "localhost"), TLS 1.3.
 Each measurement runs in its own ``anyio.run`` on the contender's backend; runs are
 interleaved (the order reverses every run) and each figure is the median of ``--runs``.
 Prints a Markdown table. ``--smoke``: tiny counts, to check that the benchmark still works.
+``python -m bench`` runs the trio measurements (``blocks``) as its ``trio`` group (rows 11).
 
 Usage: python bench/bench_anyio.py [--smoke] [--runs 5] [--concurrency 100]
        [--connections 500] [--echo-bytes 1048576]
@@ -28,18 +29,22 @@ import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Sequence
 
 import anyio
 import anyio.abc
 import trio
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import commssl
+import commssl.anyio
 
-import bench_aio  # noqa: E402
-import commssl  # noqa: E402
-import commssl.anyio  # noqa: E402
-from pki import Chain, make_chain  # noqa: E402
+if __package__:  # bench.bench_anyio, from python -m bench
+    from . import bench_aio
+    from .pki import Chain, make_chain
+else:  # python bench/bench_anyio.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_aio  # type: ignore[no-redef]
+    from pki import Chain, make_chain  # type: ignore[no-redef]
 
 HOST = "127.0.0.1"
 BLOCK = 64 * 1024
@@ -204,6 +209,24 @@ def echo_mb_per_second(c: Contender, concurrency: int, size: int) -> float:
             return await _bounded([lambda: c.echo(port, size)] * concurrency, concurrency)
 
     return concurrency * size / anyio.run(main, backend=c.backend) / 1e6
+
+
+def blocks(chain: Chain, loads: Sequence[bench_aio.Load]) -> List[List[bench_aio.Task]]:
+    """Rows 11 of ``python -m bench``: ``commssl.anyio`` on trio (the commssl column) and
+    ``trio.SSLStream`` (the CPython ssl column: it drives CPython's ``ssl.SSLObject``), as
+    ``(row, column, run once -> figure)``, one block a contender: ``trio-hs-LABEL``
+    (handshakes/s) and ``trio-echo-LABEL`` (MB/s) at each load level."""
+    out = []
+    for key, c in (("commssl", CommsslAnyio(chain, "trio")), ("cpython", TrioSSL(chain))):
+        block: List[bench_aio.Task] = []
+        for load in loads:
+            size = max(BLOCK, load.echo_bytes // BLOCK * BLOCK)
+            block.append((f"trio-hs-{load.label}", key,
+                          lambda c=c, n=load.connections, k=load.concurrency: handshakes_per_second(c, n, k)))
+            block.append((f"trio-echo-{load.label}", key,
+                          lambda c=c, load=load, size=size: echo_mb_per_second(c, load.concurrency, size)))
+        out.append(block)
+    return out
 
 
 def main(argv: List[str]) -> int:

@@ -40,6 +40,8 @@ TARGETS = (
     ("aio-echo-100", "asyncio echo MB/s, 100 connections", "≥ 1.1x asyncio `ssl`"),
     ("aio-hs-1000", "asyncio handshakes/s, 1,000 connections", "≥ 1.1x asyncio `ssl`"),
     ("aio-echo-1000", "asyncio echo MB/s, 1,000 connections", "≥ 1.1x asyncio `ssl`"),
+    ("trio-hs-100", "trio handshakes/s, 100 connections", "≥ 1.1x `trio.SSLStream`"),
+    ("trio-echo-100", "trio echo MB/s, 100 connections", "≥ 1.1x `trio.SSLStream`"),
     ("httpx-sync-new", "`httpx.Client`, new connection per request", "≥ 1.1x httpx's default transport"),
     ("httpx-sync-ka", "`httpx.Client`, keep-alive", "≥ 1.1x httpx's default transport"),
     ("httpx-aio-new", "`httpx.AsyncClient` on asyncio, new connection", "≥ 1.1x httpx's default transport"),

@@ -181,6 +181,7 @@ def rows(samples: Samples, callback_calls: Dict[str, int], aio_loads: Sequence[A
     out.append(_speedup(c))
     out.extend(_callgrind(c, callback_calls))
     out.extend(_aio(c, aio_loads))
+    out.extend(_aio(c, aio_loads[:1], "trio", "11. trio", "trio.SSLStream"))
     out.extend(_wheel(c))
     out.extend(_httpx(c))
     judge(out)
@@ -234,18 +235,21 @@ def _callgrind(c: _Cells, callback_calls: Dict[str, int]) -> List[Row]:
     return out
 
 
-def _aio(c: _Cells, loads: Sequence[Any]) -> List[Row]:
+def _aio(c: _Cells, loads: Sequence[Any], rid: str = "aio", title: str = "8. asyncio",
+         vs: str = "asyncio ssl") -> List[Row]:
+    """Rows 8 (asyncio: commssl against asyncio's ssl, uvloop's beside it) and, with
+    ``rid="trio"``, rows 11 (``commssl.anyio`` on trio against ``trio.SSLStream``, the CPython
+    ssl column): handshakes/s and echo MB/s at each load level."""
     out = []
     for load in loads:
         for kind, unit, what in (("hs", "hs/s", "handshakes/s"), ("echo", "MB/s", "echo MB/s")):
-            rid = f"aio-{kind}-{load.label}"
+            row = f"{rid}-{kind}-{load.label}"
             size = f", {load.echo_bytes >> 10:,} KiB each" if kind == "echo" else \
                 f", {load.connections:,} in all"
-            uv = c.pair(rid, "commssl", rid, "uvloop", _ratio)
-            title = f"8. asyncio {what}, {load.concurrency:,} concurrent connections{size}"
-            out.append(c.row(rid, title, unit,
-                             goal=goal(">=", 1.1, "ratio", "asyncio ssl"),
-                             measured=c.pair(rid, "commssl", rid, "cpython", _ratio),
+            uv = c.pair(row, "commssl", row, "uvloop", _ratio)
+            out.append(c.row(row, f"{title} {what}, {load.concurrency:,} concurrent connections{size}", unit,
+                             goal=goal(">=", 1.1, "ratio", vs),
+                             measured=c.pair(row, "commssl", row, "cpython", _ratio),
                              extra=f"{uv:.2f}x uvloop ssl" if uv is not None else None))
     return out
 
@@ -377,8 +381,8 @@ instruction count), then the goal; "python -m bench --check" exits 1 when a meas
 missed. Rows without a goal are informational (no regression wanted there either).
 
 Single-threaded rows (1, 2, 5) count the measuring thread's CPU time (the machine is shared;
-wall time would add other processes' load); rows 3, 4, 6 and 8 are wall time. Each cell is the
-median of {runs} runs (row 8: {aio_runs}; row 7: one count); contenders are interleaved
+wall time would add other processes' load); rows 3, 4, 6, 8 and 11 are wall time. Each cell is the
+median of {runs} runs (rows 8 and 11: {aio_runs}; row 7: one count); contenders are interleaved
 within each run. Ratios are the median over runs of the ratio within each run (row 1:
 commssl / C floor, per run).
 
@@ -436,4 +440,9 @@ checked), trusting what the other rows' clients trust. commssl: commssl.httpx's 
 one make_ssl_ctx context; CPython ssl column: httpx's default transports on an ssl.SSLContext
 configured alike. New connection: httpx.Limits(max_keepalive_connections=0). A sample is the
 wall time per request of sequential requests on a fresh client (after its first request); the
-ratio is per run, and "client CPU" the same ratio of the client process's CPU time."""
+ratio is per run, and "client CPU" the same ratio of the client process's CPU time.
+
+Rows 11 (bench/bench_anyio.py): as row 8, on trio (a fresh trio run per measurement) at row 8's
+first load level: commssl.anyio's connect and wrap over anyio's trio streams against
+trio.SSLStream (trio.serve_ssl_over_tcp and open_tcp_stream), in the CPython ssl column: trio's
+stream drives CPython's ssl.SSLObject."""

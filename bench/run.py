@@ -54,7 +54,7 @@ except ImportError:  # pyOpenSSL not installed
 
 HERE = Path(__file__).resolve().parent
 WHEEL_GROUPS = {"wheel-x25519": ["X25519"], "wheel-mlkem": ["X25519MLKEM768"]}  # row 9's groups
-GROUPS = ("memory", "peer_calls", "threads", "sockets", "aio", "wheel", "httpx", "instructions")
+GROUPS = ("memory", "peer_calls", "threads", "sockets", "aio", "trio", "wheel", "httpx", "instructions")
 SMOKE_GROUPS = GROUPS[:-1]  # callgrind takes minutes
 
 
@@ -335,6 +335,18 @@ class Bench:
         self._closers.extend(c.close for c in contenders)
         self.progress("rows 8: asyncio")
         interleave(bench_aio.blocks(contenders, self.s.aio), self.s.aio_runs, self.samples, self.progress)
+
+    def trio(self) -> None:
+        """Rows 11: trio handshakes/s and echo MB/s at the asyncio rows' first load level,
+        ``commssl.anyio`` against ``trio.SSLStream`` (bench/bench_anyio.py)."""
+        try:
+            from . import bench_anyio  # trio and anyio: only this group needs them
+        except ImportError as exc:
+            self.notes.append(f"rows 11 are empty: {exc.name} is not installed (pip install commssl[bench]).")
+            return
+        self.progress("rows 11: trio")
+        interleave(bench_anyio.blocks(self.chains["ecdsa"], self.s.aio[:1]), self.s.aio_runs, self.samples,
+                   self.progress)
 
     def httpx(self) -> None:
         """Rows 10: httpx clients, commssl's transports against httpx's default ones, on one

@@ -32,14 +32,15 @@ CALLBACK_ROWS = [row for key in ("ecdsa", "rsa") for mode in ("server", "mutual"
                  for row in (f"cb-{key}-{mode}", f"cbcall-{key}-{mode}")]
 CALLGRIND_ROWS = ["cg-hs", "cg-call", "cg-data", "cg-chain1", "cg-chain2"]  # not in the smoke: minutes
 AIO_ROWS = [f"aio-{kind}-{n}" for n in ("100", "1000") for kind in ("hs", "echo")]
+TRIO_ROWS = ["trio-hs-100", "trio-echo-100"]  # commssl.anyio against trio.SSLStream
 WHEEL_ROWS = ["wheel-x25519", "wheel-x25519-pyopenssl", "wheel-mlkem"]
 HTTPX_ROWS = [f"httpx-{rt}-{kind}" for rt in ("sync", "aio", "trio") for kind in ("new", "ka")]
 HTTPX_TARGETS = HTTPX_ROWS[:4]  # trio's are informational
 ROWS = MEMORY_ROWS[:4] + CALLBACK_ROWS + [
     "sock-hs", "sock-bulk", "call-chain", "call-serial", "call-data", "thr-1", "thr-2", "thr-speedup",
-] + CALLGRIND_ROWS + AIO_ROWS + WHEEL_ROWS + HTTPX_ROWS
+] + CALLGRIND_ROWS + AIO_ROWS + TRIO_ROWS + WHEEL_ROWS + HTTPX_ROWS
 TARGET_ROWS = (MEMORY_ROWS[:4] + ["sock-hs", "sock-bulk", "thr-speedup"] + CALLGRIND_ROWS + AIO_ROWS
-               + WHEEL_ROWS[:2] + HTTPX_TARGETS)
+               + TRIO_ROWS + WHEEL_ROWS[:2] + HTTPX_TARGETS)
 HAS_TRIO = importlib.util.find_spec("trio") is not None
 HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
@@ -90,14 +91,14 @@ def _sane(unit: str, value: float) -> bool:
 def test_measured_contenders_have_sane_positive_numbers(smoke: Dict[str, Any], who: str) -> None:
     rows = _rows(smoke)
     # CPython has no verify-callback API or group choice and the C floor no certificate
-    # data, asyncio, wheel or httpx; the smoke runs no callgrind; row 9 needs a built wheel.
+    # data, asyncio, trio, wheel or httpx; the smoke runs no callgrind; row 9 needs a built wheel.
     absent = set(CALLGRIND_ROWS) | {
         "cpython": {r for r in MEMORY_ROWS if r.startswith("cb-")} | set(PER_CALLBACK_ROWS) | {"wheel-mlkem"},
-        "floor": {"call-data", *AIO_ROWS, *WHEEL_ROWS, *HTTPX_ROWS},
+        "floor": {"call-data", *AIO_ROWS, *TRIO_ROWS, *WHEEL_ROWS, *HTTPX_ROWS},
         "commssl": set(),
     }[who]
     if not HAS_TRIO:
-        absent |= set(HTTPX_ROWS[4:])
+        absent |= set(HTTPX_ROWS[4:]) | set(TRIO_ROWS)
     if smoke["info"].get("commssl_wheel") is None:
         absent |= set(WHEEL_ROWS)
     for rid in ROWS:
