@@ -16,6 +16,7 @@ int commssl_do(SSL *, int, void *, size_t, size_t *);
 int commssl_io(SSL *, int, void *, size_t, size_t *, int);
 int commssl_read_more(SSL *, char *, size_t, size_t *, int, int *);
 int commssl_set_socket(SSL *, int, int);
+int commssl_preload(SSL *, const char *, int);
 int commssl_holds_unread(SSL *);
 int commssl_close_notify(SSL *);
 @end */
@@ -80,6 +81,18 @@ int commssl_set_socket(SSL *ssl, int fd, int bufsize)
     BIO_push(buf, sock);
     SSL_set_bio(ssl, buf, sock);
     return 1;
+}
+
+/* Put len bytes (received in clear before the SSL was attached: the start of a
+   STARTTLS peer's handshake) ahead of what the socket holds, in the read buffer of
+   commssl_set_socket. 1, or 0 when the read side has no such buffer (kernel TLS
+   reads the socket itself) or no memory. Before the handshake: nothing reads yet. */
+int commssl_preload(SSL *ssl, const char *data, int len)
+{
+    BIO *rbio = SSL_get_rbio(ssl);
+    if (rbio == NULL || BIO_method_type(rbio) != BIO_TYPE_BUFFER || len <= 0)
+        return 0;
+    return BIO_set_buffer_read_data(rbio, (void *)data, len) == 1;
 }
 
 /* close()'s close_notify: one try, never waiting, and only after a completed

@@ -16,7 +16,8 @@ from commssl._core.types import SSLCtxArg
 from commssl._socket_stream import CHUNK, EINTR, READ_BUFFER, SocketStream, alloc, close_notify
 from commssl.io.connection import CtxCallback, SSLCallback, new_ssl
 from commssl.io.detach import DetachDrain
-from commssl.io.policy import check_hostname_arg
+from commssl.io.handshake import release_new_ssl
+from commssl.io.policy import buffered_arg, check_hostname_arg, clear_bytes_rule
 from commssl.io.state import CLOSED, HANDSHAKING, OPEN
 from commssl.io.timeouts import deadline, timeout_arg
 
@@ -43,6 +44,7 @@ def attach_ssl(
     tlsext_host_name: Any = None,
     session: Any = None,
     check_hostname: bool = True,
+    buffered: str = "refuse",
     _host: Optional[str] = None,
 ) -> SSLPointer:
     """Attach SSL to a stream and, unless ``ssl_side`` is ``"both"``, run the
@@ -56,8 +58,16 @@ def attach_ssl(
     that verifies the server with no name known raises ``ValueError`` before
     sending anything. ``check_hostname=False``: check no name (the chain is
     still verified).
+
+    Clear data the stream buffered and nobody read (bytes that came with the
+    peer's STARTTLS reply or command, in one packet) is, with ``buffered``
+    ``"refuse"`` (the default), a ``ValueError`` before anything is attached:
+    read it first. Such bytes are an injection (CVE-2011-0411) or a peer that
+    did not wait; they never become data of the TLS connection. ``"tls"`` hands
+    them to OpenSSL as the start of the peer's handshake.
     """
     _stream(stream)
+    buffered_arg(buffered)
     due = deadline(timeout_arg(handshake_timeout, "handshake_timeout"))
     stream._guard("attach_ssl")
     tls = stream._tls
@@ -68,10 +78,20 @@ def attach_ssl(
         ctx_configure_callback=ctx_configure_callback, ssl_configure_callback=ssl_configure_callback,
         session=session, check_hostname=check_hostname)
     with stream._rlock, stream._wlock:
+        try:
+            first = bytes(stream._rbuf) if clear_bytes_rule(len(stream._rbuf), buffered, "attach_ssl") else b""
+        except BaseException:
+            release_new_ssl(sslp, owns, own_ctx)
+            raise
         ssl = tls.attach(sslp, owns, own_ctx, ssl_side, stream)
         try:
             if not lib.commssl_set_socket(ssl, stream._sock.fileno(), READ_BUFFER):
                 raise MemoryError("attach_ssl: no memory for the socket BIOs")
+            if first:
+                if not lib.commssl_preload(ssl, first, len(first)):
+                    raise ValueError("attach_ssl: buffered='tls' could not hand the buffered bytes to OpenSSL "
+                                     "(kernel TLS reads the socket itself)")
+                stream._rbuf.clear()
             if stream._sock.gettimeout() is None:  # a timeout already means O_NONBLOCK
                 stream._sock.setblocking(False)
             if ssl_side != "both":

@@ -20,7 +20,7 @@ from commssl.config.contexts import check_method_side, wants_new_ctx
 from commssl.errors import SSLError
 from commssl.io.connection import CtxCallback, SSLCallback, new_ssl
 from commssl.io.handshake import release_new_ssl
-from commssl.io.policy import check_hostname_arg
+from commssl.io.policy import buffered_arg, check_hostname_arg
 from commssl.io.state import HANDSHAKING, OPEN
 from commssl.io.timeouts import timeout_arg
 
@@ -304,9 +304,7 @@ async def attach_ssl_async(
     stream = _async_stream(stream, "attach_ssl_async")
     seconds = timeout_arg(handshake_timeout, "handshake_timeout")
     side_arg(ssl_side, ("server", "client"))
-    if buffered not in ("refuse", "tls"):
-        raise (ValueError if isinstance(buffered, str) else TypeError)(
-            f"buffered must be 'refuse' or 'tls', not {buffered!r}")
+    buffered_arg(buffered)
     stream._check_open("attach_ssl_async")
     tls = stream._tls
     if tls.state in (HANDSHAKING, OPEN):

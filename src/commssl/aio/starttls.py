@@ -15,6 +15,7 @@ from commssl._core.pointers import SSLCtxPointer, SSLPointer
 from commssl.aio.events import StreamEvents
 from commssl.errors import SSLClosed, SSLCondition, SSLError
 from commssl.io.detach import DetachDrain
+from commssl.io.policy import clear_bytes_rule
 from commssl.io.readside import detach_read, send_close_notify
 from commssl.io.state import OPEN
 
@@ -23,12 +24,7 @@ class StartTLS(StreamEvents):
     """``AsyncSSLStream``'s attach and detach."""
 
     def _check_attachable(self, buffered: str) -> None:
-        if self._rbuf and buffered != "tls":
-            raise ValueError(
-                f"attach_ssl_async: {len(self._rbuf)} bytes the peer sent in clear are buffered and unread: "
-                "read them first (bytes that follow a STARTTLS exchange in the same packet are refused "
-                "rather than taken as part of the TLS connection; buffered='tls' when the peer starts TLS "
-                "at once)")
+        clear_bytes_rule(len(self._rbuf), buffered, "attach_ssl_async")
         if self._tls.peer_closed or self._lost or self._tls.read_error is not None:
             raise SSLError("attach_ssl_async: the connection is closed", None)
 

@@ -10,6 +10,13 @@ The host name rule: when a client verifies the server (its verify mode, after
 the context and ``ssl_configure_callback``, has ``SSL_VERIFY_PEER``), a name is
 always checked. The one opt-out is ``check_hostname=False`` (the chain is still
 verified). See docs/guide/security.md, "The host name rule".
+
+The clear-bytes rule (``attach_ssl``, ``attach_ssl_async``: ``clear_bytes_rule``):
+bytes the peer sent in clear and the plain stream buffered, unread, when SSL is
+attached (they came in the packet of the STARTTLS reply or command) never become
+data of the TLS connection. By default they refuse the attach (an injection,
+CVE-2011-0411, or a peer that did not wait); ``buffered="tls"`` hands them to
+OpenSSL as the start of the peer's handshake.
 """
 
 from __future__ import annotations
@@ -37,6 +44,29 @@ def check_hostname_arg(check_hostname: object) -> bool:
     if not isinstance(check_hostname, bool):
         raise TypeError(f"check_hostname must be True or False, not {type(check_hostname).__name__}")
     return check_hostname
+
+
+BUFFERED = ("refuse", "tls")
+
+
+def buffered_arg(buffered: object) -> str:
+    """``buffered`` as given, refused unless one of ``BUFFERED``."""
+    if buffered not in BUFFERED:
+        raise (ValueError if isinstance(buffered, str) else TypeError)(
+            f"buffered must be 'refuse' or 'tls', not {buffered!r}")
+    return buffered  # type: ignore[return-value]
+
+
+def clear_bytes_rule(n: int, buffered: str, what: str) -> bool:
+    """Whether the ``n`` clear bytes a plain stream holds unread go to OpenSSL as the start
+    of the handshake (``buffered="tls"``); with ``"refuse"`` any such bytes are a
+    ``ValueError`` before anything is attached, the bytes left readable."""
+    if n and buffered != "tls":
+        raise ValueError(
+            f"{what}: {n} bytes the peer sent in clear are buffered and unread: read them first (bytes "
+            "that follow a STARTTLS exchange in the same packet are refused rather than taken as part of "
+            "the TLS connection; buffered='tls' when the peer starts TLS at once)")
+    return n > 0
 
 
 def client_name(ssl: Any, *, host: Optional[str], tlsext_host_name: Any, check_hostname: bool,
