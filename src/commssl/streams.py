@@ -78,8 +78,9 @@ def attach_ssl(
         ctx_configure_callback=ctx_configure_callback, ssl_configure_callback=ssl_configure_callback,
         session=session, check_hostname=check_hostname)
     with stream._rlock, stream._wlock:
+        rbuf = stream._rbuf
         try:
-            first = bytes(stream._rbuf) if clear_bytes_rule(len(stream._rbuf), buffered, "attach_ssl") else b""
+            first = bytes(rbuf) if clear_bytes_rule(len(rbuf), buffered, "attach_ssl") else b""
         except BaseException:
             release_new_ssl(sslp, owns, own_ctx)
             raise
@@ -89,9 +90,9 @@ def attach_ssl(
                 raise MemoryError("attach_ssl: no memory for the socket BIOs")
             if first:
                 if not lib.commssl_preload(ssl, first, len(first)):
-                    raise ValueError("attach_ssl: buffered='tls' could not hand the buffered bytes to OpenSSL "
-                                     "(kernel TLS reads the socket itself)")
-                stream._rbuf.clear()
+                    raise ValueError("attach_ssl: buffered='tls' could not hand the buffered bytes to "
+                                     "OpenSSL (kernel TLS reads the socket itself)")
+                rbuf.clear()
             if stream._sock.gettimeout() is None:  # a timeout already means O_NONBLOCK
                 stream._sock.setblocking(False)
             if ssl_side != "both":
