@@ -54,7 +54,7 @@ def buffered_arg(buffered: object) -> str:
     if buffered not in BUFFERED:
         raise (ValueError if isinstance(buffered, str) else TypeError)(
             f"buffered must be 'refuse' or 'tls', not {buffered!r}")
-    return buffered  # type: ignore[return-value]
+    return buffered
 
 
 def clear_bytes_rule(n: int, buffered: str, what: str) -> bool:
