@@ -23,7 +23,7 @@ import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 HOST = "127.0.0.1"
@@ -590,6 +590,27 @@ def cpython_tls_client(port: int, *, cafile: Path | str | None,
         raise
 
 
+def bio_step(sock: socket.socket, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
+             op: Callable[[], Any], flush: bool = True) -> Any:
+    """Run ``op``, a step of an ``ssl.SSLObject`` over ``incoming``/``outgoing``, to its end
+    on ``sock``: at each want-read what the object wrote goes out and what the socket has comes
+    in (the socket's end is a ``ConnectionError``). ``flush``: send what it wrote last too;
+    ``False`` leaves that in ``outgoing``, for the test to send together with more."""
+    try:
+        while True:
+            try:
+                return op()
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError("the peer closed the connection") from None
+                incoming.write(data)
+    finally:
+        if flush:
+            sock.sendall(outgoing.read())
+
+
 class MemoryBioPeer:
     """A CPython ``ssl`` server over memory BIOs on an accepted socket: the test decides
     exactly which record bytes go out in which segment."""
@@ -612,14 +633,7 @@ class MemoryBioPeer:
 
     def step(self, op: Callable[[], object]) -> object:
         assert self.conn is not None
-        while True:
-            try:
-                return op()
-            except ssl.SSLWantReadError:
-                self.conn.sendall(self.outgoing.read())
-                self.incoming.write(self.conn.recv(65536))
-            finally:
-                self.conn.sendall(self.outgoing.read())
+        return bio_step(self.conn, self.incoming, self.outgoing, op)
 
     def record(self, data: bytes) -> bytes:
         """The TLS record bytes of ``data`` (not sent)."""

@@ -20,7 +20,7 @@ import pytest
 import commssl
 from commssl import SSLVerificationFailure, lib
 from helpers import connect
-from peers import HOST, PKI, Listener, MemoryBioPeer, in_thread, openssl_server, silent_server
+from peers import HOST, PKI, Listener, MemoryBioPeer, bio_step, in_thread, openssl_server, silent_server
 
 # -- opening streams ---------------------------------------------------------------------
 
@@ -188,14 +188,7 @@ def test_detach_keeps_clear_bytes_that_came_with_the_close_notify(pki: PKI,
         tls = server_ctx.wrap_bio(incoming, outgoing, server_side=True)
 
         def step(op: Callable[[], Any]) -> Any:
-            while True:
-                try:
-                    return op()
-                except ssl.SSLWantReadError:
-                    conn.sendall(outgoing.read())
-                    incoming.write(conn.recv(65536))
-                finally:
-                    conn.sendall(outgoing.read())
+            return bio_step(conn, incoming, outgoing, op)
 
         with conn:
             step(tls.do_handshake)

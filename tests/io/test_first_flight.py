@@ -19,7 +19,7 @@ import pytest
 
 import commssl
 from helpers import BACKENDS
-from peers import HOST, PKI
+from peers import HOST, PKI, bio_step
 
 anyio = pytest.importorskip("anyio")
 import commssl.anyio as tls_anyio  # noqa: E402
@@ -36,24 +36,11 @@ def first_flight_client(pki: PKI, port: int, got: List[Any]) -> None:
     tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
     try:
         with socket.create_connection((HOST, port), timeout=LIMIT) as sock:
-
-            def until_done(step: Any) -> Any:
-                while True:
-                    try:
-                        return step()
-                    except ssl.SSLWantReadError:
-                        sock.sendall(outgoing.read())
-                        data = sock.recv(65536)
-                        if not data:
-                            raise ConnectionError("the server closed the connection") from None
-                        incoming.write(data)
-
-            until_done(tls.do_handshake)
+            bio_step(sock, incoming, outgoing, tls.do_handshake, flush=False)  # its Finished stays
             tls.write(b"ping")
             sock.sendall(outgoing.read())  # Finished and the request: one segment
-            echo = until_done(lambda: tls.read(4))
-            until_done(tls.unwrap)  # close_notify both ways: the server closes cleanly
-            sock.sendall(outgoing.read())
+            echo = bio_step(sock, incoming, outgoing, lambda: tls.read(4))
+            bio_step(sock, incoming, outgoing, tls.unwrap)  # close_notify both ways: a clean close
             got.append(echo)
     except BaseException as exc:
         got.append(exc)

@@ -16,7 +16,7 @@ from typing import Any, Callable, List, Tuple
 import pytest
 
 import commssl
-from peers import HOST, PKI
+from peers import HOST, PKI, bio_step
 
 LIMIT = 10  # seconds: a hang fails the test instead of stalling the run
 
@@ -75,21 +75,10 @@ def test_a_client_hello_right_behind_starttls_goes_to_openssl_with_buffered_tls(
                     tls.do_handshake()
                 sock.sendall(b"STARTTLS\r\n" + outgoing.read())  # the command and the ClientHello: one packet
 
-                def until_done(step: Callable[[], Any]) -> Any:
-                    while True:
-                        try:
-                            return step()
-                        except ssl.SSLWantReadError:
-                            sock.sendall(outgoing.read())
-                            data = sock.recv(65536)
-                            if not data:
-                                raise ConnectionError("the server closed the connection") from None
-                            incoming.write(data)
-
-                until_done(tls.do_handshake)
+                bio_step(sock, incoming, outgoing, tls.do_handshake)
                 tls.write(b"over tls\n")
                 sock.sendall(outgoing.read())
-                got.append(until_done(lambda: tls.read(100)))
+                got.append(bio_step(sock, incoming, outgoing, lambda: tls.read(100)))
         except BaseException as exc:
             got.append(exc)
 
