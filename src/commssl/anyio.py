@@ -190,6 +190,7 @@ class TLSStream(Connection, anyio.abc.ByteStream):
         assert sslp is not None
         check_after_handshake(sslp, due)
         handshake_done(tls, self._rbuf)  # a failure is stored: receive raises it after the data
+        await self._flush()  # what that decrypt wrote: an alert for a bad record, say
 
     def _read_error(self, exc: BaseException) -> BaseException:
         """The stored error ``exc`` in anyio's terms: ``EndOfStream`` for a peer's end
