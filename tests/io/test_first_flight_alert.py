@@ -1,11 +1,12 @@
-"""Review of the first-flight change (readside.handshake_done): a failure met while decrypting
+"""The first flight's failures (readside.handshake_done): a failure met while decrypting
 what came with the handshake's last flight must be told to the peer, as every other read
 failure is.
 
 A TLS 1.3 client sends its Finished, a request and a damaged record in one segment. The
 server decrypts the request at the end of its handshake (handshake_done) and meets the bad
 record there: OpenSSL writes a bad_record_mac alert. The asyncio driver sends it (its output
-goes straight to the transport); commssl.anyio.TLSStream leaves it in ``_out``: every later
+goes straight to the transport); commssl.anyio.TLSStream flushes it at the end of its handshake,
+where it once left it in ``_out``: every later
 ``send``/``receive`` raises the stored error before flushing, and ``aclose`` skips
 close_notify, so the alert is never sent and the peer sees a bare EOF. The same damaged
 record arriving one segment later (the ordinary ``receive`` path) is answered with the alert,
@@ -24,7 +25,7 @@ import pytest
 
 import commssl
 from helpers import BACKENDS
-from peers import HOST, PKI
+from peers import HOST, PKI, bio_step
 
 anyio = pytest.importorskip("anyio")
 import commssl.anyio as tls_anyio  # noqa: E402
@@ -42,13 +43,7 @@ def damaging_client(pki: PKI, port: int, got: List[Any], same_segment: bool) -> 
     tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
     try:
         with socket.create_connection((HOST, port), timeout=LIMIT) as sock:
-            while True:
-                try:
-                    tls.do_handshake()
-                    break
-                except ssl.SSLWantReadError:
-                    sock.sendall(outgoing.read())
-                    incoming.write(sock.recv(65536))
+            bio_step(sock, incoming, outgoing, tls.do_handshake, flush=False)  # its Finished stays
             tls.write(b"ping")
             good = outgoing.read()  # the Finished and the request
             tls.write(b"more")
